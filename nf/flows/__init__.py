@@ -1,0 +1,20 @@
+"""Flow layers: every layer maps ``z -> (f(z), log|det df/dz|)``."""
+
+from .base import FlowLayer, FlowSequence
+from .factory import FLOW_FAMILIES, make_flow
+from .nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
+from .planar import Planar
+from .radial import Radial
+
+__all__ = [
+    "FLOW_FAMILIES",
+    "AdditiveCoupling",
+    "DiagonalScaling",
+    "FlowLayer",
+    "FlowSequence",
+    "OrthogonalMixing",
+    "Permutation",
+    "Planar",
+    "Radial",
+    "make_flow",
+]

@@ -1,0 +1,59 @@
+"""Build a flow of a given family and length by name.
+
+Families (paper section 6):
+
+* ``planar``, ``radial``: ``K`` layers of eq. 10 / eq. 13;
+* ``nice-perm``, ``nice-orth``: ``K`` additive couplings with a fixed random
+  permutation / orthogonal mixing before each coupling after the first;
+  append ``+scale`` (e.g. ``nice-orth+scale``) for a final diagonal scaling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .base import FlowSequence
+from .nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
+from .planar import Planar
+from .radial import Radial
+
+FLOW_FAMILIES = ("planar", "radial", "nice-perm", "nice-orth", "nice-perm+scale", "nice-orth+scale")
+
+
+def make_flow(
+    family: str,
+    dim: int,
+    length: int,
+    amortized: bool = False,
+    coupling_hidden: Sequence[int] = (64, 64),
+    seed: int = 0,
+) -> FlowSequence:
+    """Return a ``FlowSequence`` of ``length`` layers of ``family`` acting on ``R^dim``.
+
+    ``amortized`` applies to planar and radial layers (their parameters then
+    come from an inference network); NICE layers always own their parameters.
+    ``seed`` fixes the random permutations / orthogonal matrices of NICE.
+    """
+    if family not in FLOW_FAMILIES:
+        raise ValueError(f"unknown flow family {family!r}; choose one of {', '.join(FLOW_FAMILIES)}")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ValueError(f"flow length must be a positive integer, got {length!r}")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dimension must be a positive integer, got {dim!r}")
+    if family == "planar":
+        return FlowSequence(Planar(dim, amortized) for _ in range(length))
+    if family == "radial":
+        return FlowSequence(Radial(dim, amortized) for _ in range(length))
+    mixing_name, _, scale = family.partition("+")
+    mixing = Permutation if mixing_name == "nice-perm" else OrthogonalMixing
+    generator = torch.Generator().manual_seed(seed)
+    layers = []
+    for k in range(length):
+        if k > 0:
+            layers.append(mixing(dim, generator))
+        layers.append(AdditiveCoupling(dim, coupling_hidden, swap=k % 2 == 1))
+    if scale:
+        layers.append(DiagonalScaling(dim))
+    return FlowSequence(layers)

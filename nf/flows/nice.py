@@ -1,0 +1,156 @@
+"""NICE layers (Dinh, Krueger & Bengio 2014), used by the paper in section 6.
+
+* ``AdditiveCoupling``: split ``z = (z_A, z_B)``; ``y_A = z_A``,
+  ``y_B = z_B + m(z_A)`` with ``m`` an MLP.  Volume preserving: ``log|det| = 0``;
+  inverse ``z_B = y_B - m(y_A)``.
+* ``Permutation``: ``y = z[perm]`` for a fixed random permutation (NICE-perm).
+* ``OrthogonalMixing``: ``y = Q z`` for a fixed random orthogonal ``Q``
+  (NICE-orth); ``|det Q| = 1``.
+* ``DiagonalScaling``: ``y = exp(s) * z``, ``log|det| = sum_i s_i`` (NICE's
+  final scaling layer; the sum is signed, never ``abs(sum(s))``).
+
+Couplings, permutations and orthogonal mixing are volume preserving, so a NICE
+flow without a scaling layer can move mass but never concentrate it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .base import FlowLayer
+
+
+def mlp(
+    in_features: int,
+    out_features: int,
+    hidden: Sequence[int] = (64, 64),
+    activation: type[nn.Module] = nn.ReLU,
+) -> nn.Sequential:
+    """A plain multilayer perceptron ``in -> hidden... -> out``."""
+    sizes = [in_features, *hidden]
+    modules: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        modules += [nn.Linear(n_in, n_out), activation()]
+    modules.append(nn.Linear(sizes[-1], out_features))
+    return nn.Sequential(*modules)
+
+
+class AdditiveCoupling(FlowLayer):
+    """NICE additive coupling ``y_A = z_A``, ``y_B = z_B + m(z_A)``; ``log|det| = 0``.
+
+    ``z_A`` is the first ``dim // 2`` coordinates and ``z_B`` the rest, or the
+    other way round with ``swap=True`` (alternate ``swap`` between layers so
+    every coordinate gets updated).
+
+    Args:
+        dim: dimension of ``z`` (at least 2).
+        hidden: hidden-layer widths of the coupling MLP ``m``.
+        activation: its nonlinearity.
+        swap: update the first half from the second instead.
+        zero_init: start as the identity (last layer of ``m`` zeroed).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: Sequence[int] = (64, 64),
+        activation: type[nn.Module] = nn.ReLU,
+        swap: bool = False,
+        zero_init: bool = True,
+    ):
+        super().__init__()
+        if dim < 2:
+            raise ValueError(f"a coupling layer needs dim >= 2, got dim={dim}")
+        self.dim = dim
+        self.swap = swap
+        half = dim // 2
+        self.n_cond, self.n_update = (dim - half, half) if swap else (half, dim - half)
+        self.coupling = mlp(self.n_cond, self.n_update, hidden, activation)
+        if zero_init:
+            nn.init.zeros_(self.coupling[-1].weight)
+            nn.init.zeros_(self.coupling[-1].bias)
+
+    def _split(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        if self.swap:
+            z_b, z_a = z.split([self.n_update, self.n_cond], dim=-1)
+        else:
+            z_a, z_b = z.split([self.n_cond, self.n_update], dim=-1)
+        return z_a, z_b
+
+    def _join(self, z_a: Tensor, z_b: Tensor) -> Tensor:
+        return torch.cat([z_b, z_a] if self.swap else [z_a, z_b], dim=-1)
+
+    def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_input(z, params)
+        z_a, z_b = self._split(z)
+        y = self._join(z_a, z_b + self.coupling(z_a))
+        return y, z.new_zeros(z.shape[:-1])
+
+    def inverse(self, y: Tensor, params: Tensor | None = None) -> Tensor:
+        self._check_input(y, params)
+        y_a, y_b = self._split(y)
+        return self._join(y_a, y_b - self.coupling(y_a))
+
+
+class Permutation(FlowLayer):
+    """Fixed random permutation of coordinates ``y = z[perm]``; ``log|det| = 0``."""
+
+    def __init__(self, dim: int, generator: torch.Generator | None = None):
+        super().__init__()
+        self.dim = dim
+        perm = torch.randperm(dim, generator=generator)
+        self.register_buffer("perm", perm)
+        self.register_buffer("inverse_perm", torch.argsort(perm))
+
+    def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_input(z, params)
+        return z[..., self.perm], z.new_zeros(z.shape[:-1])
+
+    def inverse(self, y: Tensor, params: Tensor | None = None) -> Tensor:
+        self._check_input(y, params)
+        return y[..., self.inverse_perm]
+
+
+def random_orthogonal(dim: int, generator: torch.Generator | None = None) -> Tensor:
+    """A Haar-random orthogonal matrix: QR of a Gaussian matrix with the signs of ``diag(R)`` fixed."""
+    a = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
+    q, r = torch.linalg.qr(a)
+    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+
+
+class OrthogonalMixing(FlowLayer):
+    """Fixed random orthogonal mixing ``y = Q z``; ``log|det Q| = 0``; inverse ``Q' y``."""
+
+    def __init__(self, dim: int, generator: torch.Generator | None = None):
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("matrix", random_orthogonal(dim, generator).to(torch.get_default_dtype()))
+
+    def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_input(z, params)
+        return z @ self.matrix.T, z.new_zeros(z.shape[:-1])
+
+    def inverse(self, y: Tensor, params: Tensor | None = None) -> Tensor:
+        self._check_input(y, params)
+        return y @ self.matrix
+
+
+class DiagonalScaling(FlowLayer):
+    """NICE's diagonal scaling ``y = exp(s) * z``; ``log|det| = sum_i s_i``."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.log_scale = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_input(z, params)
+        y = z * torch.exp(self.log_scale)
+        return y, self.log_scale.sum().expand(z.shape[:-1])
+
+    def inverse(self, y: Tensor, params: Tensor | None = None) -> Tensor:
+        self._check_input(y, params)
+        return y * torch.exp(-self.log_scale)

@@ -1,0 +1,40 @@
+"""Shared test helpers: every flow layer is checked by the same two functions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """Layers are built and checked in float64, so 1e-6 tolerances are meaningful."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def autograd_log_abs_det(layer, z: torch.Tensor, params: torch.Tensor | None) -> torch.Tensor:
+    """``log|det J|`` of ``layer`` at each row of ``z`` from ``torch.autograd.functional.jacobian``."""
+    values = []
+    for i in range(z.shape[0]):
+        p = None if params is None else params[i : i + 1]
+
+        def f(x, p=p):
+            return layer(x.unsqueeze(0), p)[0].squeeze(0)
+
+        jac = torch.autograd.functional.jacobian(f, z[i])
+        values.append(torch.linalg.slogdet(jac).logabsdet)
+    return torch.stack(values)
+
+
+def check_layer(layer, z: torch.Tensor, params: torch.Tensor | None = None, inverse_tol: float = 1e-8) -> None:
+    """The two properties every layer must have: exact inverse and exact log-determinant."""
+    y, log_det = layer(z, params)
+    assert y.shape == z.shape and y.dtype == torch.float64
+    assert log_det.shape == z.shape[:-1]
+    assert torch.isfinite(y).all() and torch.isfinite(log_det).all()
+    expected = autograd_log_abs_det(layer, z, params)
+    torch.testing.assert_close(log_det, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(layer.inverse(y, params), z, atol=inverse_tol, rtol=0)
