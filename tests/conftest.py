@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nf.checks import autograd_log_abs_det
+
 
 @pytest.fixture(autouse=True)
 def float64_default():
@@ -13,20 +15,6 @@ def float64_default():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
-
-
-def autograd_log_abs_det(layer, z: torch.Tensor, params: torch.Tensor | None) -> torch.Tensor:
-    """``log|det J|`` of ``layer`` at each row of ``z`` from ``torch.autograd.functional.jacobian``."""
-    values = []
-    for i in range(z.shape[0]):
-        p = None if params is None else params[i : i + 1]
-
-        def f(x, p=p):
-            return layer(x.unsqueeze(0), p)[0].squeeze(0)
-
-        jac = torch.autograd.functional.jacobian(f, z[i])
-        values.append(torch.linalg.slogdet(jac).logabsdet)
-    return torch.stack(values)
 
 
 def check_layer(layer, z: torch.Tensor, params: torch.Tensor | None = None, inverse_tol: float = 1e-8) -> None:

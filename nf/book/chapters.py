@@ -1,0 +1,54 @@
+"""The chapters of the book, in reading order.
+
+Each chapter ``name`` has a text source ``book/<name>.nb.md`` (jupytext MyST
+markdown, the source of truth) and an executed notebook ``book/<name>.ipynb``
+made from it one way (text to notebook) and committed with its outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+BOOK_DIR = Path(__file__).resolve().parent.parent.parent / "book"
+
+
+@dataclass(frozen=True)
+class Chapter:
+    name: str
+    title: str
+
+    @property
+    def source(self) -> Path:
+        return BOOK_DIR / f"{self.name}.nb.md"
+
+    @property
+    def notebook(self) -> Path:
+        return BOOK_DIR / f"{self.name}.ipynb"
+
+
+CHAPTERS: dict[str, Chapter] = {
+    c.name: c
+    for c in [
+        Chapter("intro", "Introduction and results at a glance"),
+        Chapter("theory", "Theory: change of variables, planar, radial and NICE flows"),
+        Chapter("toy", "Toy 2-D densities (Fig. 3)"),
+        Chapter("mnist", "MNIST with planar and radial flows (Table 2, Fig. 4)"),
+        Chapter("nice", "NICE posteriors"),
+        Chapter("conv", "Invertible convolutional flows"),
+        Chapter("scorecard", "Reproduction scorecard"),
+        Chapter("compute", "Appendix: compute"),
+    ]
+}
+
+
+def chapter_names() -> list[str]:
+    """Chapter short names in reading order."""
+    return list(CHAPTERS)
+
+
+def get_chapter(name: str) -> Chapter:
+    """The chapter called ``name``, or a ValueError listing the valid names."""
+    if name not in CHAPTERS:
+        raise ValueError(f"unknown chapter {name!r}; choose from {', '.join(CHAPTERS)}")
+    return CHAPTERS[name]

@@ -1,0 +1,66 @@
+"""Executing chapters: text source -> notebook (one way) -> papermill with a profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jupytext
+import nbformat
+
+from .chapters import BOOK_DIR, get_chapter
+from .profiles import chapter_parameters
+
+HIDDEN_TAG = "remove-cell"  # Jupyter Book drops the cell from the HTML
+
+
+def notebook_from_source(name: str, output: Path | None = None) -> Path:
+    """Write the unexecuted notebook of chapter ``name`` from its ``.nb.md`` source."""
+    chapter = get_chapter(name)
+    notebook = jupytext.read(chapter.source)
+    notebook.metadata.pop("jupytext", None)  # the notebook is generated, never paired back
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    target = output or chapter.notebook
+    nbformat.write(notebook, target)
+    return target
+
+
+def hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected-parameters cell so the HTML does not show it."""
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and HIDDEN_TAG not in tags:
+            cell.metadata["tags"] = [*tags, HIDDEN_TAG]
+    nbformat.write(notebook, path)
+
+
+def run_chapter(
+    name: str,
+    profile: str = "report",
+    device: str | None = None,
+    output: Path | None = None,
+    extra_parameters: dict[str, Any] | None = None,
+    progress_bar: bool = True,
+) -> Path:
+    """Execute chapter ``name`` with papermill under ``profile``; return the executed notebook.
+
+    Without ``output`` the chapter's own ``book/<name>.ipynb`` is rewritten
+    (what the book is built from); with it, the result goes there instead.
+    """
+    import papermill
+
+    parameters = {**chapter_parameters(name, profile, device), **(extra_parameters or {})}
+    target = Path(output) if output is not None else get_chapter(name).notebook
+    source = notebook_from_source(name, target)
+    papermill.execute_notebook(
+        str(source),
+        str(target),
+        parameters=parameters,
+        kernel_name="python3",
+        cwd=str(BOOK_DIR),
+        progress_bar=progress_bar,
+        request_save_on_cell_execute=False,
+    )
+    hide_injected_parameters(target)
+    return target

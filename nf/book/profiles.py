@@ -1,0 +1,67 @@
+"""Named parameter profiles for the chapters' papermill ``parameters`` cells.
+
+* ``ci``: seconds per chapter, to smoke-test that every chapter runs;
+* ``report``: what the published book shows; fits a 2-core CPU;
+* ``paper``: the paper's own settings (RMSprop, learning rate 1e-5,
+  momentum 0.9, 500,000 updates); meant for a GPU.
+
+A chapter's parameters are the common ones (seed, device) updated with that
+chapter's entry in the profile.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROFILE_NAMES = ("ci", "report", "paper")
+
+COMMON: dict[str, Any] = {"seed": 0, "device": "cpu"}
+
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "ci": {
+        "toy": {
+            "flow_lengths": [2],
+            "updates": 200,
+            "anneal_updates": 100,
+            "batch_size": 64,
+            "optimizer": "adam",
+            "learning_rate": 1e-2,
+            "eval_samples": 2000,
+        },
+    },
+    "report": {
+        "toy": {
+            "flow_lengths": [2, 8],
+            "updates": 4000,
+            "anneal_updates": 2000,
+            "batch_size": 256,
+            "optimizer": "adam",
+            "learning_rate": 1e-2,
+            "eval_samples": 20000,
+        },
+    },
+    "paper": {
+        "toy": {
+            "flow_lengths": [2, 8, 32],
+            "updates": 500_000,
+            "anneal_updates": 10_000,
+            "batch_size": 100,
+            "optimizer": "rmsprop",
+            "learning_rate": 1e-5,
+            "eval_samples": 100_000,
+        },
+    },
+}
+
+
+def chapter_parameters(chapter: str, profile: str = "report", device: str | None = None) -> dict[str, Any]:
+    """The papermill parameters of ``chapter`` under ``profile`` (``device`` overrides the profile's)."""
+    from .chapters import get_chapter
+
+    get_chapter(chapter)
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
+    parameters = {**COMMON, **PROFILES[profile].get(chapter, {})}
+    if device is not None:
+        parameters["device"] = device
+    return parameters

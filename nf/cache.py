@@ -1,0 +1,211 @@
+"""The run cache: expensive experiments are trained once and loaded afterwards.
+
+A run is identified by the hash of its experiment name and full config.  Its
+outputs live in ``<results>/<experiment>/<hash>/`` beside a ``provenance.json``
+that records the config, the code version (git commit), package versions,
+machine, wall time and a SHA-256 checksum of every file.
+
+Writes are atomic: a run trains into a private temporary folder next to its
+final place and is renamed into place only when complete, so a crash or an
+interrupt never leaves a half-written entry, and two processes running the
+same config do not clobber each other (the first to finish wins; the other
+keeps the winner's entry).  An entry whose files do not match their checksums
+is treated as missing and recomputed.
+
+``<results>`` is the ``results_dir`` argument, else ``$NF_RESULTS_DIR``, else
+``results/`` at the top of the repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS_ENV_VAR = "NF_RESULTS_DIR"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROVENANCE = "provenance.json"
+
+
+def results_root(results_dir: str | os.PathLike | None = None) -> Path:
+    """Resolve the cache folder: argument, else ``$NF_RESULTS_DIR``, else ``results/`` in the repository."""
+    if results_dir is not None:
+        return Path(results_dir)
+    env = os.environ.get(RESULTS_ENV_VAR)
+    return Path(env) if env else REPO_ROOT / "results"
+
+
+def config_hash(experiment: str, config: Mapping[str, Any]) -> str:
+    """A short, stable hash of the experiment name and its JSON-serialisable config."""
+    text = json.dumps({"experiment": experiment, "config": config}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _git_commit() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "nf"],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+modified" if dirty else "")
+
+
+def _package_versions() -> dict[str, str]:
+    import numpy
+
+    from . import __version__
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__, "nf": __version__}
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished, verified run in the cache."""
+
+    experiment: str
+    key: str
+    path: Path
+    provenance: dict[str, Any]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.provenance["config"]
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def load_json(self, name: str) -> Any:
+        with open(self.path / name) as f:
+            return json.load(f)
+
+    def load_tensors(self, name: str) -> Any:
+        return torch.load(self.path / name, map_location="cpu", weights_only=True)
+
+
+def _verified(path: Path) -> dict[str, Any] | None:
+    """The provenance of a complete entry whose checksums match, else None."""
+    try:
+        with open(path / PROVENANCE) as f:
+            provenance = json.load(f)
+        files = provenance["checksums"]
+        present = {p.name for p in path.iterdir() if p.name != PROVENANCE}
+        if present != set(files):
+            return None
+        if any(_sha256(path / name) != digest for name, digest in files.items()):
+            return None
+        return provenance
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def lookup(experiment: str, config: Mapping[str, Any], results_dir: str | os.PathLike | None = None) -> Run | None:
+    """The cached run for this config if a verified one exists."""
+    key = config_hash(experiment, config)
+    path = results_root(results_dir) / experiment / key
+    provenance = _verified(path) if path.is_dir() else None
+    return None if provenance is None else Run(experiment, key, path, provenance)
+
+
+def cached_run(
+    experiment: str,
+    config: Mapping[str, Any],
+    train: Callable[[dict[str, Any], Path], None],
+    results_dir: str | os.PathLike | None = None,
+) -> Run:
+    """Return the run of ``config``: from the cache if there, else by calling ``train(config, folder)``.
+
+    ``train`` writes its outputs (small files: JSON metrics, tensors) into
+    ``folder``; it must not write a file named ``provenance.json``.
+    """
+    config = json.loads(json.dumps(dict(config)))  # a JSON-clean copy: what is hashed is what is stored
+    found = lookup(experiment, config, results_dir)
+    if found is not None:
+        return found
+    key = config_hash(experiment, config)
+    parent = results_root(results_dir) / experiment
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=parent))
+    except OSError as error:
+        raise OSError(f"cannot write to the results folder {parent}: {error.strerror}") from None
+    final = parent / key
+    try:
+        start = time.perf_counter()
+        train(config, work)
+        wall_time = time.perf_counter() - start
+        checksums = {p.name: _sha256(p) for p in sorted(work.iterdir())}
+        provenance = {
+            "experiment": experiment,
+            "key": key,
+            "config": config,
+            "git_commit": _git_commit(),
+            "packages": _package_versions(),
+            "machine": _machine(),
+            "wall_time_seconds": round(wall_time, 3),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "checksums": checksums,
+        }
+        with open(work / PROVENANCE, "w") as f:
+            json.dump(provenance, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        if final.exists() and _verified(final) is None:
+            shutil.rmtree(final, ignore_errors=True)  # a corrupt entry: replace it
+        try:
+            os.rename(work, final)
+        except OSError:
+            pass  # another process finished the same run first; keep its entry
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    run = lookup(experiment, config, results_dir)
+    if run is None:
+        raise RuntimeError(f"the run {experiment}/{key} could not be stored in {parent}")
+    return run
+
+
+def list_runs(experiment: str, results_dir: str | os.PathLike | None = None) -> list[Run]:
+    """Every verified run of ``experiment`` in the cache, oldest first."""
+    parent = results_root(results_dir) / experiment
+    if not parent.is_dir():
+        return []
+    runs = []
+    for path in sorted(parent.iterdir()):
+        provenance = _verified(path) if path.is_dir() and not path.name.startswith(".") else None
+        if provenance is not None:
+            runs.append(Run(experiment, path.name, path, provenance))
+    return sorted(runs, key=lambda run: run.provenance["created"])

@@ -1,0 +1,71 @@
+"""Command line: ``python -m nf book run [CHAPTER ...] [--profile P] [--device D]`` and ``python -m nf book build``.
+
+Bad input gets one line naming the bad value and the allowed ones, and a
+non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .book.chapters import chapter_names
+from .book.profiles import PROFILE_NAMES
+from .devices import DEVICES
+
+try:
+    from papermill.exceptions import PapermillExecutionError
+except ImportError:  # papermill is only needed to run chapters
+    PapermillExecutionError = RuntimeError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m nf", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    book = commands.add_parser("book", help="run chapters or build the HTML book")
+    actions = book.add_subparsers(dest="action", required=True)
+    run = actions.add_parser("run", help="execute chapters with papermill under a parameter profile")
+    run.add_argument("chapters", nargs="*", metavar="CHAPTER", help=f"chapters to run (default: all): {', '.join(chapter_names())}")
+    run.add_argument("--profile", default="report", help=f"parameter profile: {', '.join(PROFILE_NAMES)} (default: report)")
+    run.add_argument("--device", default=None, help=f"device: {', '.join(DEVICES)} (default: the profile's)")
+    build = actions.add_parser("build", help="build the HTML book into _build/html from the executed chapters")
+    build.add_argument("--output", default=None, help="folder to build into (default: the repository)")
+    return parser
+
+
+def _validate_run(args: argparse.Namespace) -> None:
+    from .devices import resolve_device
+
+    unknown = [name for name in args.chapters if name not in chapter_names()]
+    if unknown:
+        raise ValueError(f"unknown chapter {unknown[0]!r}; choose from {', '.join(chapter_names())}")
+    if args.profile not in PROFILE_NAMES:
+        raise ValueError(f"unknown profile {args.profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
+    if args.device is not None:
+        resolve_device(args.device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.action == "run":
+            _validate_run(args)
+            from .book.execute import run_chapter
+
+            for name in args.chapters or chapter_names():
+                print(f"running chapter {name} (profile {args.profile})", file=sys.stderr)
+                path = run_chapter(name, args.profile, args.device)
+                print(f"wrote {path}", file=sys.stderr)
+        else:
+            from .book.build import build_book
+
+            html = build_book(args.output)
+            print(f"built {html / 'index.html'}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError, PapermillExecutionError) as error:
+        message = str(error).strip().splitlines()
+        print(f"error: {message[-1] if message else type(error).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are in the cache; run the same command again to continue", file=sys.stderr)
+        return 130
+    return 0
