@@ -13,11 +13,6 @@ from .book.chapters import chapter_names
 from .book.profiles import PROFILE_NAMES
 from .devices import DEVICES
 
-try:
-    from papermill.exceptions import PapermillExecutionError
-except ImportError:  # papermill is only needed to run chapters
-    PapermillExecutionError = RuntimeError
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nf", description=__doc__.splitlines()[0])
@@ -61,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
             html = build_book(args.output)
             print(f"built {html / 'index.html'}", file=sys.stderr)
-    except (ValueError, OSError, RuntimeError, PapermillExecutionError) as error:
+    except (ValueError, OSError, RuntimeError) as error:
         message = str(error).strip().splitlines()
         print(f"error: {message[-1] if message else type(error).__name__}", file=sys.stderr)
         return 2

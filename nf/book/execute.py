@@ -53,14 +53,19 @@ def run_chapter(
     parameters = {**chapter_parameters(name, profile, device), **(extra_parameters or {})}
     target = Path(output) if output is not None else get_chapter(name).notebook
     source = notebook_from_source(name, target)
-    papermill.execute_notebook(
-        str(source),
-        str(target),
-        parameters=parameters,
-        kernel_name="python3",
-        cwd=str(BOOK_DIR),
-        progress_bar=progress_bar,
-        request_save_on_cell_execute=False,
-    )
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(target),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(BOOK_DIR),
+            progress_bar=progress_bar,
+            request_save_on_cell_execute=False,
+        )
+    except papermill.PapermillExecutionError as error:
+        raise RuntimeError(
+            f"chapter {name} failed in cell {error.exec_count}: {error.ename}: {error.evalue} (notebook: {target})"
+        ) from None
     hide_injected_parameters(target)
     return target

@@ -1,0 +1,89 @@
+"""The built HTML book, opened in headless Chromium: figures, maths, links.
+
+Needs Debian's ``chromium`` (installed by ``.ci/run``); outside CI the test is
+skipped when it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from nf.book.build import build_book
+from nf.book.chapters import chapter_names
+
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--no-first-run", "--disable-sync", "--disable-quic",
+]
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory) -> Path:
+    return build_book(tmp_path_factory.mktemp("book"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (apt-get install chromium)")
+        pytest.skip("chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield context
+        context.close()
+
+
+PAGE_REPORT = """() => ({
+    images: Array.from(document.querySelectorAll('article img')).map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0})),
+    mathSource: document.querySelectorAll('article .math').length,
+    mathRendered: document.querySelectorAll('article mjx-container').length,
+    mathErrors: document.querySelectorAll('article mjx-merror').length,
+    links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+})"""
+
+
+@pytest.mark.parametrize("name", chapter_names())
+def test_chapter_page_renders(html, browser, name):
+    page_path = html / "book" / f"{name}.html"
+    assert page_path.exists()
+    page = browser.new_page()
+    failed = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.goto(page_path.as_uri(), wait_until="load")
+    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20_000)
+    page.evaluate("() => MathJax.startup.promise")
+    report = page.evaluate(PAGE_REPORT)
+    page.close()
+
+    assert all(image["ok"] for image in report["images"]), report["images"]
+    assert report["mathSource"] > 0, "every chapter states some maths"
+    assert report["mathRendered"] >= report["mathSource"] and report["mathErrors"] == 0
+    local_failures = [url for url in failed if url.startswith("file:")]
+    assert not local_failures
+    for link in report["links"]:
+        url = urlparse(link)
+        if url.scheme == "file":
+            assert Path(unquote(url.path)).exists(), f"broken link {link} on {name}"
+
+
+def test_figures_are_present_where_chapters_plot(html):
+    for name in ["theory", "toy"]:
+        assert "<img" in (html / "book" / f"{name}.html").read_text()
+
+
+def test_injected_parameters_are_hidden_and_notebook_downloadable(html):
+    page = (html / "book" / "toy.html").read_text()
+    assert "injected-parameters" not in page
+    assert (html / "_sources" / "book" / "toy.ipynb").exists()

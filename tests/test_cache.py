@@ -1,0 +1,83 @@
+"""The run cache: hashing, atomic writes, concurrency and corruption."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from nf.cache import cached_run, config_hash, list_runs, lookup
+
+
+def write_metrics(config, folder):
+    (folder / "metrics.json").write_text(json.dumps({"value": config["x"] * 2}))
+
+
+def test_hash_is_stable_and_sensitive():
+    assert config_hash("toy", {"a": 1, "b": 2}) == config_hash("toy", {"b": 2, "a": 1})
+    assert config_hash("toy", {"a": 1}) != config_hash("toy", {"a": 2})
+    assert config_hash("toy", {"a": 1}) != config_hash("mnist", {"a": 1})
+
+
+def test_trains_once_then_loads(tmp_path):
+    calls = []
+
+    def train(config, folder):
+        calls.append(1)
+        write_metrics(config, folder)
+
+    first = cached_run("exp", {"x": 3}, train, tmp_path)
+    second = cached_run("exp", {"x": 3}, train, tmp_path)
+    assert len(calls) == 1
+    assert first.path == second.path
+    assert second.load_json("metrics.json") == {"value": 6}
+    provenance = second.provenance
+    assert provenance["config"] == {"x": 3}
+    assert set(provenance) >= {"git_commit", "packages", "machine", "wall_time_seconds", "checksums"}
+    assert [p.name for p in (tmp_path / "exp").iterdir()] == [first.key]  # no temporary folders left
+
+
+def test_failed_training_leaves_no_entry(tmp_path):
+    def train(config, folder):
+        (folder / "metrics.json").write_text("{")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cached_run("exp", {"x": 1}, train, tmp_path)
+    assert lookup("exp", {"x": 1}, tmp_path) is None
+    assert list((tmp_path / "exp").iterdir()) == []
+
+
+def test_corrupt_entry_is_detected_and_recomputed(tmp_path):
+    run = cached_run("exp", {"x": 2}, write_metrics, tmp_path)
+    (run.path / "metrics.json").write_text(json.dumps({"value": 999}))
+    assert lookup("exp", {"x": 2}, tmp_path) is None
+    again = cached_run("exp", {"x": 2}, write_metrics, tmp_path)
+    assert again.load_json("metrics.json") == {"value": 4}
+
+
+def test_concurrent_runs_of_one_config_do_not_clobber(tmp_path):
+    barrier = threading.Barrier(2)
+
+    def train(config, folder):
+        write_metrics(config, folder)
+        barrier.wait(timeout=10)  # both finish training before either stores
+
+    runs = []
+    threads = [threading.Thread(target=lambda: runs.append(cached_run("exp", {"x": 5}, train, tmp_path))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(runs) == 2 and runs[0].path == runs[1].path
+    assert runs[0].load_json("metrics.json") == {"value": 10}
+    assert len(list_runs("exp", tmp_path)) == 1
+    assert len(list((tmp_path / "exp").iterdir())) == 1
+
+
+def test_unwritable_results_folder_gives_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError, match="cannot write to the results folder"):
+        cached_run("exp", {"x": 1}, write_metrics, blocker)

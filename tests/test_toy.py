@@ -1,0 +1,58 @@
+"""The toy energies and the toy trainer."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nf.energies import get_energy
+from nf.toy import fit_toy, inverse_temperature, load_toy_model, toy_config
+
+
+def test_energies_match_table1_at_hand_computed_points():
+    z = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    # U1 at (2, 0): ring term 0; -ln(exp(0) + exp(-0.5 (4/0.6)^2))
+    assert get_energy("U1")(z[:1]).item() == pytest.approx(-math.log(1 + math.exp(-0.5 * (4 / 0.6) ** 2)))
+    # U2 at (0, 1): w1 = 0, 0.5 (1 / 0.4)^2
+    assert get_energy("U2")(z[1:2]).item() == pytest.approx(0.5 * (1 / 0.4) ** 2)
+    # U3 at (1, 1): w1 = 1, w2 = 3: -ln(exp(0) + exp(-0.5 (3/0.35)^2))
+    assert get_energy("U3")(z[2:]).item() == pytest.approx(-math.log(1 + math.exp(-0.5 * (3 / 0.35) ** 2)))
+    # U4 at (1, 1): w1 = 1, w3 = 1.5: -ln(exp(0) + exp(-0.5 (1.5/0.35)^2))
+    assert get_energy("U4")(z[2:]).item() == pytest.approx(-math.log(1 + math.exp(-0.5 * (1.5 / 0.35) ** 2)))
+
+
+def test_annealing_reaches_one():
+    assert inverse_temperature(0, 10_000) == pytest.approx(0.01)
+    assert inverse_temperature(9_900, 10_000) == 1.0
+    with pytest.raises(ValueError, match="never reaches beta = 1"):
+        toy_config(updates=100, anneal_updates=100)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"energy": "U5"}, "unknown energy 'U5'"),
+        ({"family": "spline"}, "unknown flow family 'spline'"),
+        ({"length": 0}, "length must be a positive integer, got 0"),
+        ({"updates": 0}, "updates must be a positive integer, got 0"),
+        ({"optimizer": "sgd"}, "unknown optimizer 'sgd'"),
+        ({"lenght": 2}, "unknown toy config keys"),
+    ],
+)
+def test_bad_toy_config(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        toy_config(**overrides)
+
+
+def test_a_short_fit_improves_and_reloads(tmp_path):
+    torch.set_default_dtype(torch.float32)
+    run = fit_toy(tmp_path, family="planar", length=2, updates=300, anneal_updates=100, batch_size=64, eval_samples=2000)
+    metrics = run.load_json("metrics.json")
+    history = metrics["history"]
+    assert history[-1][1] == 1.0
+    assert metrics["free_energy"] < 1.0  # the standard normal start scores about 5 on U1
+    model = load_toy_model(run)
+    samples, log_q = model.sample(10)
+    assert samples.shape == (10, 2) and torch.isfinite(log_q).all()
