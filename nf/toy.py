@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from .cache import Run, cached_run
 from .distributions import DiagonalGaussian
-from .energies import get_energy
+from .energies import target_energy
 from .flows import FLOW_FAMILIES, FlowSequence, make_flow
 
 OPTIMIZERS = ("adam", "rmsprop")
@@ -49,7 +49,7 @@ def toy_config(**overrides: Any) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown toy config keys {sorted(unknown)}; allowed: {', '.join(DEFAULT_TOY_CONFIG)}")
     config = {**DEFAULT_TOY_CONFIG, **overrides}
-    get_energy(config["energy"])
+    target_energy(config["energy"])
     if config["family"] not in FLOW_FAMILIES:
         raise ValueError(f"unknown flow family {config['family']!r}; choose one of {', '.join(FLOW_FAMILIES)}")
     if config["optimizer"] not in OPTIMIZERS:
@@ -94,14 +94,14 @@ class ToyFlow(nn.Module):
 def free_energy_terms(model: ToyFlow, energy_name: str, n: int, generator: torch.Generator | None = None) -> Tensor:
     """Per-sample ``ln q_K(z_K) + U(z_K)``; its mean is the free energy at ``beta = 1``."""
     zk, log_q = model.sample(n, generator)
-    return log_q + get_energy(energy_name)(zk)
+    return log_q + target_energy(energy_name)(zk)
 
 
 def train_toy(config: dict[str, Any], folder: Path) -> None:
     """Train one toy flow and write ``metrics.json`` and ``model.pt`` into ``folder``."""
     torch.manual_seed(config["seed"])
     model = ToyFlow(config["family"], config["length"], seed=config["seed"])
-    energy = get_energy(config["energy"])
+    energy = target_energy(config["energy"])
     if config["optimizer"] == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
     else:

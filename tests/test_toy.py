@@ -7,20 +7,20 @@ import math
 import pytest
 import torch
 
-from nf.energies import get_energy
+from nf.energies import paper_energy
 from nf.toy import fit_toy, inverse_temperature, load_toy_model, toy_config
 
 
 def test_energies_match_table1_at_hand_computed_points():
     z = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     # U1 at (2, 0): ring term 0; -ln(exp(0) + exp(-0.5 (4/0.6)^2))
-    assert get_energy("U1")(z[:1]).item() == pytest.approx(-math.log(1 + math.exp(-0.5 * (4 / 0.6) ** 2)))
+    assert paper_energy("U1")(z[:1]).item() == pytest.approx(-math.log(1 + math.exp(-0.5 * (4 / 0.6) ** 2)))
     # U2 at (0, 1): w1 = 0, 0.5 (1 / 0.4)^2
-    assert get_energy("U2")(z[1:2]).item() == pytest.approx(0.5 * (1 / 0.4) ** 2)
+    assert paper_energy("U2")(z[1:2]).item() == pytest.approx(0.5 * (1 / 0.4) ** 2)
     # U3 at (1, 1): w1 = 1, w2 = 3: -ln(exp(0) + exp(-0.5 (3/0.35)^2))
-    assert get_energy("U3")(z[2:]).item() == pytest.approx(-math.log(1 + math.exp(-0.5 * (3 / 0.35) ** 2)))
+    assert paper_energy("U3")(z[2:]).item() == pytest.approx(-math.log(1 + math.exp(-0.5 * (3 / 0.35) ** 2)))
     # U4 at (1, 1): w1 = 1, w3 = 1.5: -ln(exp(0) + exp(-0.5 (1.5/0.35)^2))
-    assert get_energy("U4")(z[2:]).item() == pytest.approx(-math.log(1 + math.exp(-0.5 * (1.5 / 0.35) ** 2)))
+    assert paper_energy("U4")(z[2:]).item() == pytest.approx(-math.log(1 + math.exp(-0.5 * (1.5 / 0.35) ** 2)))
 
 
 def test_annealing_reaches_one():
