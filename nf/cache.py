@@ -60,7 +60,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _git_commit() -> str:
+def code_version() -> str:
+    """The git commit of the repository, with ``+modified`` if ``nf/`` has uncommitted changes."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
@@ -146,11 +147,14 @@ def cached_run(
     config: Mapping[str, Any],
     train: Callable[[dict[str, Any], Path], None],
     results_dir: str | os.PathLike | None = None,
+    version: str | None = None,
 ) -> Run:
     """Return the run of ``config``: from the cache if there, else by calling ``train(config, folder)``.
 
     ``train`` writes its outputs (small files: JSON metrics, tensors) into
     ``folder``; it must not write a file named ``provenance.json``.
+    ``version`` is the code version to record (default: ``code_version()``
+    read before training starts, i.e. the code that trains).
     """
     config = json.loads(json.dumps(dict(config)))  # a JSON-clean copy: what is hashed is what is stored
     found = lookup(experiment, config, results_dir)
@@ -164,6 +168,7 @@ def cached_run(
     except OSError as error:
         raise OSError(f"cannot write to the results folder {parent}: {error.strerror}") from None
     final = parent / key
+    version = version or code_version()
     try:
         start = time.perf_counter()
         train(config, work)
@@ -173,7 +178,7 @@ def cached_run(
             "experiment": experiment,
             "key": key,
             "config": config,
-            "git_commit": _git_commit(),
+            "git_commit": version,
             "packages": _package_versions(),
             "machine": _machine(),
             "wall_time_seconds": round(wall_time, 3),

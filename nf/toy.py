@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .cache import Run, cached_run, lookup
+from .cache import Run, cached_run, code_version, lookup
 from .distributions import DiagonalGaussian
 from .energies import target_energy
 from .quadrature import log_normalizer
@@ -161,9 +161,9 @@ def load_toy_model(run: Run) -> ToyFlow:
     return model.eval()
 
 
-def _fit_in_worker(config: dict[str, Any], results_dir: str | None) -> None:
+def _fit_in_worker(config: dict[str, Any], results_dir: str | None, version: str) -> None:
     torch.set_num_threads(1)  # tiny 2-D flows: one thread per process beats sharing cores
-    cached_run("toy", config, train_toy, results_dir)
+    cached_run("toy", config, train_toy, results_dir, version)
 
 
 def fit_toys(configs: list[dict[str, Any]], results_dir: str | Path | None = None, workers: int = 2) -> list[Run]:
@@ -180,12 +180,13 @@ def fit_toys(configs: list[dict[str, Any]], results_dir: str | Path | None = Non
     configs = [toy_config(**c) for c in configs]
     missing = [c for c in configs if lookup("toy", c, results_dir) is None]
     folder = None if results_dir is None else str(results_dir)
+    version = code_version()  # the code the workers import now, whatever changes later
     if len(missing) == 1 or workers == 1:
         for config in missing:
-            cached_run("toy", config, train_toy, results_dir)
+            cached_run("toy", config, train_toy, results_dir, version)
     elif missing:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            for future in [pool.submit(_fit_in_worker, c, folder) for c in missing]:
+            for future in [pool.submit(_fit_in_worker, c, folder, version) for c in missing]:
                 future.result()
     return [cached_run("toy", c, train_toy, results_dir) for c in configs]
 
