@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
+
+from .energies import target_energy
+from .quadrature import log_normalizer
+from .toy import ToyFlow
 
 EXTENT = (-4.0, 4.0, -4.0, 4.0)  # the window of the paper's Fig. 3
 CMAP = "viridis"
@@ -26,9 +30,9 @@ def energy_density(energy: Callable[[Tensor], Tensor], extent=EXTENT, n: int = 2
     return p / p.sum()
 
 
-def plot_density(ax, density: Tensor, extent=EXTENT, title: str | None = None) -> None:
-    """Draw a density on a grid with the book's colour map and extent, no axes."""
-    ax.imshow(density.numpy(), extent=extent, origin="lower", cmap=CMAP, interpolation="bilinear")
+def plot_density(ax, density: Tensor, extent=EXTENT, title: str | None = None, vmax: float | None = None) -> None:
+    """Draw a density on a grid with the book's colour map and extent, no axes (``vmax``: top of the scale)."""
+    ax.imshow(density.numpy(), extent=extent, origin="lower", cmap=CMAP, interpolation="bilinear", vmin=0, vmax=vmax)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
@@ -44,3 +48,55 @@ def plot_samples(ax, samples: Tensor, extent=EXTENT, bins: int = 100, title: str
     ax.set_aspect("equal")
     if title:
         ax.set_title(title, fontsize=10)
+
+
+def plot_fig3(
+    energies: Sequence[str],
+    columns: Sequence[str],
+    fitted: Mapping[tuple[str, str], ToyFlow],
+    n: int = 150,
+):
+    """The paper's Fig. 3 layout: one row per energy; the true density, then one fitted ``q_K`` per column.
+
+    Every panel of a row shares the true density's colour scale and the window
+    ``[-4, 4]^2``; fitted densities are exact (the flow inverted on the grid).
+    """
+    import matplotlib.pyplot as plt
+
+    points = grid(EXTENT, n)
+    fig, axes = plt.subplots(len(energies), len(columns) + 1, figsize=(1.5 * (len(columns) + 1), 1.5 * len(energies)),
+                             squeeze=False, layout="constrained")
+    for i, name in enumerate(energies):
+        energy = target_energy(name)
+        with torch.no_grad():
+            true = torch.exp(-energy(points.double()) - log_normalizer(energy)).float()
+        vmax = true.max().item()
+        plot_density(axes[i, 0], true, vmax=vmax, title=f"$e^{{-U_{name[1:]}}}/Z$" if i == 0 else None)
+        axes[i, 0].set_ylabel(name)
+        for j, column in enumerate(columns):
+            with torch.no_grad():
+                q = torch.exp(fitted[(name, column)].log_prob(points))
+            plot_density(axes[i, j + 1], q, vmax=vmax, title=column if i == 0 else None)
+    return fig
+
+
+def plot_versus_length(rows: Sequence[Mapping], energies: Sequence[str], key: str, ylabel: str, axes=None):
+    """``key`` (mean +- sd over seeds) against flow length, one panel per energy, one line per family."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, len(energies), figsize=(3 * len(energies), 2.6), layout="constrained")
+    for ax, name in zip(axes, energies):
+        families = sorted({r["family"] for r in rows if r["energy"] == name})
+        for family in families:
+            line = sorted((r for r in rows if r["energy"] == name and r["family"] == family), key=lambda r: r["length"])
+            ax.errorbar([r["length"] for r in line], [r[key] for r in line], yerr=[r[key + "_sd"] for r in line],
+                        marker="o", capsize=3, label=family)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({r["length"] for r in rows}))
+        ax.set_xticklabels(sorted({r["length"] for r in rows}))
+        ax.set_title(name)
+        ax.set_xlabel("flow length K")
+    axes[0].set_ylabel(ylabel)
+    axes[-1].legend(fontsize=8)
+    return axes

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .cache import Run, cached_run, code_version, lookup
+from .density import flow_log_density
 from .distributions import DiagonalGaussian
 from .energies import target_energy
 from .quadrature import log_normalizer
@@ -99,9 +100,7 @@ class ToyFlow(nn.Module):
 
     def log_prob(self, y: Tensor) -> Tensor:
         """Exact ``ln q_K(y)``: invert the flow to ``z_0 = f^{-1}(y)``, then eq. 7 along the path."""
-        z0 = self.flow.inverse(y)
-        _, log_det = self.flow(z0)
-        return self.base().log_prob(z0) - log_det
+        return flow_log_density(self.flow, self.base(), y)
 
 
 def free_energy_terms(model: ToyFlow, energy_name: str, n: int, generator: torch.Generator | None = None) -> Tensor:

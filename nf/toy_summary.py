@@ -1,0 +1,75 @@
+"""Summaries of many toy runs: the tables and curves of the toy chapter (Fig. 3d)."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from .cache import Run
+from .toy import ToyFlow
+
+
+def parameter_count(family: str, length: int) -> int:
+    """Trainable parameters of a toy ``q_K`` (base mean and scale included)."""
+    return sum(p.numel() for p in ToyFlow(family, length).parameters())
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(runs: list[Run]) -> list[dict[str, Any]]:
+    """One row per (energy, family, length): mean and standard deviation over seeds.
+
+    Keys: energy, family, length, seeds, free_energy, free_energy_sd, kl, kl_sd,
+    kl_se (the largest Monte-Carlo standard error among the seeds), seconds_per_1000,
+    parameters.
+    """
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        c = run.config
+        groups[(c["energy"], c["family"], c["length"])].append(run.load_json("metrics.json"))
+    rows = []
+    for (energy, family, length), metrics in groups.items():
+        free_energy, free_energy_sd = _mean_sd([m["free_energy"] for m in metrics])
+        kl, kl_sd = _mean_sd([m["kl"] for m in metrics])
+        rows.append({
+            "energy": energy,
+            "family": family,
+            "length": length,
+            "seeds": len(metrics),
+            "free_energy": free_energy,
+            "free_energy_sd": free_energy_sd,
+            "kl": kl,
+            "kl_sd": kl_sd,
+            "kl_se": max(m["free_energy_se"] for m in metrics),
+            "seconds_per_1000": statistics.fmean(m["seconds_per_1000_updates"] for m in metrics),
+            "parameters": parameter_count(family, length),
+        })
+    return rows
+
+
+def results_table(rows: list[dict[str, Any]], energy: str) -> list[dict[str, str]]:
+    """Display rows (rounded) for one energy: free energy and KL, mean +- sd over seeds."""
+    return [
+        {
+            "flow": f"{r['family']} K={r['length']}",
+            "parameters": str(r["parameters"]),
+            "free energy": f"{r['free_energy']:.2f} ± {r['free_energy_sd']:.2f}",
+            "KL(q‖p)": f"{r['kl']:.3f} ± {r['kl_sd']:.3f}",
+        }
+        for r in rows
+        if r["energy"] == energy
+    ]
+
+
+def timing_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Seconds per 1,000 updates by family and length (averaged over energies and seeds)."""
+    times: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for r in rows:
+        times[(r["family"], r["length"])].append(r["seconds_per_1000"])
+    return [
+        {"flow": f"{family} K={length}", "seconds per 1,000 updates": f"{statistics.fmean(v):.1f}"}
+        for (family, length), v in times.items()
+    ]
