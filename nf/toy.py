@@ -110,7 +110,20 @@ def free_energy_terms(model: ToyFlow, energy_name: str, n: int, generator: torch
 
 
 def train_toy(config: dict[str, Any], folder: Path) -> None:
-    """Train one toy flow and write ``metrics.json`` and ``model.pt`` into ``folder``."""
+    """Train one toy flow and write ``metrics.json`` and ``model.pt`` into ``folder``.
+
+    Always in float32, whatever the caller's default dtype, so a run gives
+    the same numbers in any process.
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        _train_toy(config, folder)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _train_toy(config: dict[str, Any], folder: Path) -> None:
     torch.manual_seed(config["seed"])
     model = ToyFlow(config["family"], config["length"], seed=config["seed"])
     energy = target_energy(config["energy"])

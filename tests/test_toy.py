@@ -56,3 +56,32 @@ def test_a_short_fit_improves_and_reloads(tmp_path):
     model = load_toy_model(run)
     samples, log_q = model.sample(10)
     assert samples.shape == (10, 2) and torch.isfinite(log_q).all()
+
+
+def test_fitted_kl_is_free_energy_plus_log_z_and_positive(tmp_path):
+    run = fit_toy(tmp_path, energy="U2", length=2, updates=200, anneal_updates=100, batch_size=64, eval_samples=4000)
+    m = run.load_json("metrics.json")
+    assert m["kl"] == pytest.approx(m["free_energy"] + m["log_normalizer"])
+    assert m["kl"] > -3 * m["free_energy_se"]
+
+
+def test_fit_many_in_parallel_matches_serial(tmp_path):
+    from nf.toy import fit_toys, grid_configs
+
+    configs = grid_configs(["U1"], ["planar", "radial"], [2], [0], updates=150, anneal_updates=50, batch_size=32,
+                           eval_samples=500)
+    parallel = fit_toys(configs, tmp_path / "parallel", workers=2)
+    serial = fit_toys(configs, tmp_path / "serial", workers=1)
+    for a, b in zip(parallel, serial):
+        assert a.key == b.key
+        assert a.load_json("metrics.json")["free_energy"] == pytest.approx(b.load_json("metrics.json")["free_energy"], abs=1e-5)
+
+
+def test_summary_groups_seeds(tmp_path):
+    from nf.toy import fit_toys, grid_configs
+    from nf.toy_summary import results_table, summarize
+
+    configs = grid_configs(["U1"], ["planar"], [2], [0, 1], updates=120, anneal_updates=50, batch_size=32, eval_samples=500)
+    rows = summarize(fit_toys(configs, tmp_path, workers=1))
+    assert len(rows) == 1 and rows[0]["seeds"] == 2 and rows[0]["parameters"] == 2 * 5 + 4
+    assert results_table(rows, "U1")[0]["flow"] == "planar K=2"
