@@ -12,6 +12,10 @@ same config do not clobber each other (the first to finish wins; the other
 keeps the winner's entry).  An entry whose files do not match their checksums
 is treated as missing and recomputed.
 
+A trainer may save its state to ``<results>/<experiment>/.<hash>.checkpoint.pt``
+(the path it is given); running the same config again after an interrupt or
+a crash resumes from there.  The checkpoint is removed once the run is stored.
+
 ``<results>`` is the ``results_dir`` argument, else ``$NF_RESULTS_DIR``, else
 ``results/`` at the top of the repository.
 """
@@ -134,6 +138,27 @@ def _verified(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_abandoned_work(parent: Path, key: str) -> None:
+    """Delete temporary folders of ``key`` left by processes that no longer exist (killed mid-run)."""
+    for path in parent.glob(f".{key}.*.tmp"):
+        try:
+            pid = int(path.name.split(".")[2])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def lookup(experiment: str, config: Mapping[str, Any], results_dir: str | os.PathLike | None = None) -> Run | None:
     """The cached run for this config if a verified one exists."""
     key = config_hash(experiment, config)
@@ -145,14 +170,15 @@ def lookup(experiment: str, config: Mapping[str, Any], results_dir: str | os.Pat
 def cached_run(
     experiment: str,
     config: Mapping[str, Any],
-    train: Callable[[dict[str, Any], Path], None],
+    train: Callable[[dict[str, Any], Path, Path], None],
     results_dir: str | os.PathLike | None = None,
     version: str | None = None,
 ) -> Run:
-    """Return the run of ``config``: from the cache if there, else by calling ``train(config, folder)``.
+    """Return the run of ``config``: from the cache if there, else by calling ``train(config, folder, checkpoint)``.
 
     ``train`` writes its outputs (small files: JSON metrics, tensors) into
-    ``folder``; it must not write a file named ``provenance.json``.
+    ``folder``; it must not write a file named ``provenance.json``.  It may
+    save and resume its state at ``checkpoint``.
     ``version`` is the code version to record (default: ``code_version()``
     read before training starts, i.e. the code that trains).
     """
@@ -164,14 +190,16 @@ def cached_run(
     parent = results_root(results_dir) / experiment
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=parent))
+        _remove_abandoned_work(parent, key)
+        work = Path(tempfile.mkdtemp(prefix=f".{key}.{os.getpid()}.", suffix=".tmp", dir=parent))
     except OSError as error:
-        raise OSError(f"cannot write to the results folder {parent}: {error.strerror}") from None
+        raise OSError(f"cannot write to the results folder {parent}: {error.strerror or error}") from None
     final = parent / key
+    checkpoint = parent / f".{key}.checkpoint.pt"
     version = version or code_version()
     try:
         start = time.perf_counter()
-        train(config, work)
+        train(config, work, checkpoint)
         wall_time = time.perf_counter() - start
         checksums = {p.name: _sha256(p) for p in sorted(work.iterdir())}
         provenance = {
@@ -195,6 +223,7 @@ def cached_run(
             os.rename(work, final)
         except OSError:
             pass  # another process finished the same run first; keep its entry
+        checkpoint.unlink(missing_ok=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     run = lookup(experiment, config, results_dir)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from .cache import Run, cached_run, code_version, lookup
+from .checkpoint import Checkpointer, TrainingDiverged
 from .density import flow_log_density
 from .distributions import DiagonalGaussian
 from .energies import target_energy
@@ -109,21 +111,28 @@ def free_energy_terms(model: ToyFlow, energy_name: str, n: int, generator: torch
     return log_q + target_energy(energy_name)(zk)
 
 
-def train_toy(config: dict[str, Any], folder: Path) -> None:
+def train_toy(config: dict[str, Any], folder: Path, checkpoint: Path | None = None, checkpoint_every: int | None = None) -> None:
     """Train one toy flow and write ``metrics.json`` and ``model.pt`` into ``folder``.
 
     Always in float32, whatever the caller's default dtype, so a run gives
-    the same numbers in any process.
+    the same numbers in any process.  With ``checkpoint``, the state is saved
+    there every ``checkpoint_every`` updates (default: every two minutes) and
+    a later call resumes from it, ending with the same numbers as a run that
+    was never interrupted.
+
+    Raises:
+        TrainingDiverged: the loss became NaN or infinite (the last good
+            checkpoint is kept).
     """
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)
     try:
-        _train_toy(config, folder)
+        _train_toy(config, folder, None if checkpoint is None else Checkpointer(checkpoint, checkpoint_every))
     finally:
         torch.set_default_dtype(previous)
 
 
-def _train_toy(config: dict[str, Any], folder: Path) -> None:
+def _train_toy(config: dict[str, Any], folder: Path, checkpointer: Checkpointer | None) -> None:
     torch.manual_seed(config["seed"])
     model = ToyFlow(config["family"], config["length"], seed=config["seed"])
     energy = target_energy(config["energy"])
@@ -131,20 +140,40 @@ def _train_toy(config: dict[str, Any], folder: Path) -> None:
         optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
     else:
         optimizer = torch.optim.RMSprop(model.parameters(), lr=config["learning_rate"], momentum=config["momentum"])
-    history = []
+    history: list[list[float]] = []
+    first_step, elapsed = 0, 0.0
+    state = checkpointer.load() if checkpointer is not None else None
+    if state is not None and state.get("config") == config:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        first_step, elapsed, history = state["step"], state["elapsed"], state["history"]
+    last_finite = (first_step - 1, history[-1][2] if history else float("nan"))
     start = time.perf_counter()
-    for step in range(config["updates"]):
+    for step in range(first_step, config["updates"]):
+        if checkpointer is not None and step > first_step and checkpointer.due(step):
+            checkpointer.save({
+                "config": config, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "rng": torch.get_rng_state(), "history": history, "elapsed": elapsed + time.perf_counter() - start,
+            })
         beta = inverse_temperature(step, config["anneal_updates"])
         zk, log_q = model.sample(config["batch_size"])
         loss = (log_q + beta * energy(zk)).mean()
+        value = loss.item()
+        if not math.isfinite(value):
+            kept = f"; the last good checkpoint is kept at {checkpointer.path}" if checkpointer is not None else ""
+            raise TrainingDiverged(
+                f"toy run {config['energy']} {config['family']} K={config['length']} seed {config['seed']} diverged: "
+                f"the loss became {value} at update {step}; the last finite loss was {last_finite[1]:.4f} "
+                f"at update {last_finite[0]}{kept}"
+            )
+        last_finite = (step, value)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"toy run diverged at update {step}: loss {loss.item()}")
         if step % 100 == 0 or step == config["updates"] - 1:
-            history.append([step, beta, loss.item()])
-    seconds = time.perf_counter() - start
+            history.append([step, beta, value])
+    seconds = elapsed + time.perf_counter() - start
     with torch.no_grad():
         terms = free_energy_terms(model, config["energy"], config["eval_samples"], torch.Generator().manual_seed(12345))
     free_energy = terms.mean().item()
@@ -161,9 +190,10 @@ def _train_toy(config: dict[str, Any], folder: Path) -> None:
     torch.save(model.state_dict(), folder / "model.pt")
 
 
-def fit_toy(results_dir: str | Path | None = None, **overrides: Any) -> Run:
-    """The cached toy run for ``toy_config(**overrides)``, trained if not cached yet."""
-    return cached_run("toy", toy_config(**overrides), train_toy, results_dir)
+def fit_toy(results_dir: str | Path | None = None, checkpoint_every: int | None = None, **overrides: Any) -> Run:
+    """The cached toy run for ``toy_config(**overrides)``, trained (or resumed) if not cached yet."""
+    train = partial(train_toy, checkpoint_every=checkpoint_every)
+    return cached_run("toy", toy_config(**overrides), train, results_dir)
 
 
 def load_toy_model(run: Run) -> ToyFlow:

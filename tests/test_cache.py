@@ -10,7 +10,7 @@ import pytest
 from nf.cache import cached_run, config_hash, list_runs, lookup
 
 
-def write_metrics(config, folder):
+def write_metrics(config, folder, checkpoint=None):
     (folder / "metrics.json").write_text(json.dumps({"value": config["x"] * 2}))
 
 
@@ -23,7 +23,7 @@ def test_hash_is_stable_and_sensitive():
 def test_trains_once_then_loads(tmp_path):
     calls = []
 
-    def train(config, folder):
+    def train(config, folder, checkpoint):
         calls.append(1)
         write_metrics(config, folder)
 
@@ -39,7 +39,7 @@ def test_trains_once_then_loads(tmp_path):
 
 
 def test_failed_training_leaves_no_entry(tmp_path):
-    def train(config, folder):
+    def train(config, folder, checkpoint):
         (folder / "metrics.json").write_text("{")
         raise KeyboardInterrupt
 
@@ -60,7 +60,7 @@ def test_corrupt_entry_is_detected_and_recomputed(tmp_path):
 def test_concurrent_runs_of_one_config_do_not_clobber(tmp_path):
     barrier = threading.Barrier(2)
 
-    def train(config, folder):
+    def train(config, folder, checkpoint):
         write_metrics(config, folder)
         barrier.wait(timeout=10)  # both finish training before either stores
 

@@ -1,0 +1,72 @@
+"""Checkpoints that let a training run survive an interrupt or a crash.
+
+A checkpoint holds everything a deterministic run needs to continue as if it
+had never stopped: model and optimiser state, the global random-number state,
+the update counter and the history logged so far.  It is written atomically
+(to a temporary file, then renamed), so a kill during a save leaves the
+previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite; the message names the update and the last finite loss."""
+
+
+def save_atomically(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at ``path``, or None if there is none or it cannot be read."""
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # a checkpoint from an incompatible version, or damaged: start over
+        return None
+
+
+class Checkpointer:
+    """Decides when to save (every ``every_updates`` updates, or every ``every_seconds``) and saves."""
+
+    def __init__(self, path: Path, every_updates: int | None = None, every_seconds: float = 120.0):
+        self.path = Path(path)
+        self.every_updates = every_updates
+        self.every_seconds = every_seconds
+        self._last_save = time.monotonic()
+
+    def due(self, step: int) -> bool:
+        if self.every_updates is not None and step % self.every_updates == 0:
+            return True
+        return time.monotonic() - self._last_save >= self.every_seconds
+
+    def save(self, state: dict[str, Any]) -> None:
+        save_atomically(state, self.path)
+        self._last_save = time.monotonic()
+
+    def load(self) -> dict[str, Any] | None:
+        return load_checkpoint(self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,91 @@
+"""Runs survive SIGINT and SIGKILL, resume to the same numbers, and stop cleanly on divergence."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import nf.toy
+from nf.cache import lookup
+from nf.checkpoint import TrainingDiverged
+from nf.toy import fit_toy, toy_config
+
+SETTINGS = dict(energy="U1", family="planar", length=4, updates=6000, anneal_updates=1000, batch_size=64, eval_samples=2000)
+SCRIPT = (
+    "import sys; from nf.toy import fit_toy; "
+    f"fit_toy(sys.argv[1], checkpoint_every=50, **{SETTINGS!r})"
+)
+
+
+def start(results_dir):
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(results_dir)], stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(results_dir, process, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if list((results_dir / "toy").glob("*.checkpoint.pt")) and process.poll() is None:
+            time.sleep(0.5)  # let a few more checkpoints go by
+            return
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    subprocess.run([sys.executable, "-c", SCRIPT, str(folder)], check=True)
+    return lookup("toy", toy_config(**SETTINGS), folder)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_killed_run_resumes_to_the_same_numbers(tmp_path, uninterrupted, sig):
+    process = start(tmp_path)
+    wait_for_checkpoint(tmp_path, process)
+    process.send_signal(sig)
+    process.wait(timeout=60)
+    assert process.returncode != 0
+    assert lookup("toy", toy_config(**SETTINGS), tmp_path) is None  # nothing half-written in the cache
+    assert list((tmp_path / "toy").glob("*.checkpoint.pt"))
+
+    rerun = start(tmp_path)
+    assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
+    resumed = lookup("toy", toy_config(**SETTINGS), tmp_path)
+    assert resumed is not None
+    a, b = resumed.load_json("metrics.json"), uninterrupted.load_json("metrics.json")
+    assert a["free_energy"] == b["free_energy"] and a["history"] == b["history"]
+    for name, tensor in resumed.load_tensors("model.pt").items():
+        assert torch.equal(tensor, uninterrupted.load_tensors("model.pt")[name])
+    assert sorted(p.name for p in (tmp_path / "toy").iterdir()) == [resumed.key]  # checkpoint and temp folders gone
+
+
+def test_divergence_stops_with_a_clear_message_and_no_entry(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = nf.toy.target_energy
+
+    def poisoned(name):
+        energy = real(name)
+
+        def u(z):
+            calls["n"] += 1
+            return energy(z) * (float("nan") if calls["n"] > 120 else 1.0)
+
+        return u
+
+    monkeypatch.setattr(nf.toy, "target_energy", poisoned)
+    settings = dict(SETTINGS, updates=400, anneal_updates=100)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at update 120; the last finite loss was -?\d+\.\d+ at update 119"):
+        fit_toy(tmp_path, checkpoint_every=50, **settings)
+    assert lookup("toy", toy_config(**settings), tmp_path) is None
+    checkpoints = list((tmp_path / "toy").glob("*.checkpoint.pt"))
+    assert len(checkpoints) == 1
+    state = torch.load(checkpoints[0], weights_only=False)
+    assert state["step"] == 100 and all(torch.isfinite(v).all() for v in state["model"].values())
+    assert [p.name for p in (tmp_path / "toy").iterdir()] == [checkpoints[0].name]
