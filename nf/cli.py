@@ -1,4 +1,4 @@
-"""Command line: ``python -m nf book run [CHAPTER ...] [--profile P] [--device D]`` and ``python -m nf book build``.
+"""Command line: ``python -m nf book run [CHAPTER ...] [--profile P] [--device D] [-p NAME VALUE ...]`` and ``python -m nf book build``.
 
 Bad input gets one line naming the bad value and the allowed ones, and a
 non-zero exit status.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+import yaml
 
 from .book.chapters import chapter_names
 from .book.profiles import PROFILE_NAMES
@@ -23,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("chapters", nargs="*", metavar="CHAPTER", help=f"chapters to run (default: all): {', '.join(chapter_names())}")
     run.add_argument("--profile", default="report", help=f"parameter profile: {', '.join(PROFILE_NAMES)} (default: report)")
     run.add_argument("--device", default=None, help=f"device: {', '.join(DEVICES)} (default: the profile's)")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="override a chapter parameter; VALUE is read as YAML, e.g. -p flow_lengths '[2, 8]'")
     build = actions.add_parser("build", help="build the HTML book into _build/html from the executed chapters")
     build.add_argument("--output", default=None, help="folder to build into (default: the repository)")
     return parser
@@ -40,6 +44,13 @@ def _validate_run(args: argparse.Namespace) -> None:
         resolve_device(args.device)
 
 
+def _parse_value(key: str, value: str):
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ValueError(f"cannot read the value {value!r} of parameter {key!r} (YAML, e.g. 3, 1e-3, cpu, [2, 8])") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -47,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
             _validate_run(args)
             from .book.execute import run_chapter
 
+            overrides = {key: _parse_value(key, value) for key, value in args.parameter}
             for name in args.chapters or chapter_names():
                 print(f"running chapter {name} (profile {args.profile})", file=sys.stderr)
-                path = run_chapter(name, args.profile, args.device)
+                path = run_chapter(name, args.profile, args.device, extra_parameters=overrides)
                 print(f"wrote {path}", file=sys.stderr)
         else:
             from .book.build import build_book

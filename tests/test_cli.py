@@ -36,3 +36,52 @@ def test_cuda_without_gpu_is_refused():
     result = run_cli("book", "run", "toy", "--device", "cuda")
     assert result.returncode == 2
     assert "no CUDA GPU is available" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_parameter_is_refused():
+    result = run_cli("book", "run", "toy", "--profile", "ci", "-p", "updatez", "5")
+    assert result.returncode == 2
+    assert "unknown parameter 'updatez' for chapter toy; allowed:" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "name,value,message",
+    [
+        ("families", "[spline]", "ValueError: unknown flow family 'spline'; choose one of planar, radial"),
+        ("flow_lengths", "[-1]", "ValueError: length must be a positive integer, got -1"),
+        ("flow_lengths", "[2.5]", "ValueError: length must be a positive integer, got 2.5"),
+        ("updates", "0", "ValueError: updates must be a positive integer, got 0"),
+        ("energies", "[U5]", "ValueError: unknown energy 'U5'; choose one of U1, U2, U3, U4"),
+        ("device", "cuda:0" if not __import__("torch").cuda.is_available() else "tpu", "ValueError: "),
+    ],
+)
+def test_bad_chapter_parameters_fail_in_one_line_and_keep_the_notebook(name, value, message, tmp_path):
+    from nf.book.chapters import get_chapter
+
+    notebook = get_chapter("toy").notebook
+    before = notebook.read_bytes()
+    result = subprocess.run(
+        [sys.executable, "-m", "nf", "book", "run", "toy", "--profile", "ci", "-p", name, value],
+        capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "NF_RESULTS_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: chapter toy failed in cell") and message in last
+    assert "Traceback" not in result.stderr
+    assert notebook.read_bytes() == before  # a failed run never replaces the executed chapter
+
+
+def test_unwritable_results_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "nf", "book", "run", "toy", "--profile", "ci"],
+        capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "NF_RESULTS_DIR": str(blocker)},
+    )
+    assert result.returncode == 2
+    assert "cannot write to the results folder" in result.stderr.strip().splitlines()[-1]
+
+
+def test_bad_yaml_value():
+    result = run_cli("book", "run", "toy", "-p", "flow_lengths", "[2, 8")
+    assert result.returncode == 2 and "cannot read the value '[2, 8'" in result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,15 @@ def hide_injected_parameters(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
+def chapter_parameter_names(name: str) -> list[str]:
+    """The names in chapter ``name``'s ``parameters`` cell."""
+    import papermill
+
+    with tempfile.TemporaryDirectory() as folder:
+        notebook = notebook_from_source(name, Path(folder) / f"{name}.ipynb")
+        return list(papermill.inspect_notebook(str(notebook)))
+
+
 def run_chapter(
     name: str,
     profile: str = "report",
@@ -45,27 +56,42 @@ def run_chapter(
 ) -> Path:
     """Execute chapter ``name`` with papermill under ``profile``; return the executed notebook.
 
-    Without ``output`` the chapter's own ``book/<name>.ipynb`` is rewritten
+    Without ``output`` the chapter's own ``book/<name>.ipynb`` is replaced
     (what the book is built from); with it, the result goes there instead.
+    The notebook is executed into a temporary file and moved into place only
+    when every cell succeeded, so a failed or interrupted run leaves the
+    previous notebook untouched.
+
+    Raises:
+        ValueError: an unknown chapter, profile or parameter name.
+        RuntimeError: a cell failed; the message names the cell and the error.
     """
     import papermill
 
     parameters = {**chapter_parameters(name, profile, device), **(extra_parameters or {})}
+    allowed = chapter_parameter_names(name)
+    unknown = sorted(set(parameters) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r} for chapter {name}; allowed: {', '.join(allowed)}")
     target = Path(output) if output is not None else get_chapter(name).notebook
-    source = notebook_from_source(name, target)
+    handle, scratch = tempfile.mkstemp(prefix=f".{name}.", suffix=".ipynb", dir=target.parent)
+    os.close(handle)
+    scratch = Path(scratch)
     try:
+        notebook_from_source(name, scratch)
         papermill.execute_notebook(
-            str(source),
-            str(target),
+            str(scratch),
+            str(scratch),
             parameters=parameters,
             kernel_name="python3",
             cwd=str(BOOK_DIR),
             progress_bar=progress_bar,
             request_save_on_cell_execute=False,
         )
+        hide_injected_parameters(scratch)
+        os.replace(scratch, target)
     except papermill.PapermillExecutionError as error:
-        raise RuntimeError(
-            f"chapter {name} failed in cell {error.exec_count}: {error.ename}: {error.evalue} (notebook: {target})"
-        ) from None
-    hide_injected_parameters(target)
+        raise RuntimeError(f"chapter {name} failed in cell {error.exec_count}: {error.ename}: {error.evalue}") from None
+    finally:
+        scratch.unlink(missing_ok=True)
     return target
