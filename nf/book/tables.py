@@ -29,14 +29,21 @@ def profiles_table() -> str:
 
 
 def toy_runs_table(results_dir: str | None = None) -> str:
-    """The cached toy runs with their wall time, machine and code version."""
-    rows = []
+    """The cached toy runs grouped by flow: how many, their total and mean wall time, machine, code versions."""
+    groups: dict[tuple[str, int], list] = {}
     for run in list_runs("toy", results_dir):
-        config, provenance, machine = run.config, run.provenance, run.provenance["machine"]
+        groups.setdefault((run.config["family"], run.config["length"]), []).append(run.provenance)
+    rows = []
+    for (family, length), provenances in sorted(groups.items()):
+        times = [p["wall_time_seconds"] for p in provenances]
+        machines = sorted({f"{p['machine']['machine']}, {p['machine']['cpu_count']} cores" for p in provenances})
+        versions = sorted({f"`{p['git_commit'][:10]}`" for p in provenances})
         rows.append({
-            "run": f"{config['energy']} {config['family']} K={config['length']}, {config['updates']} updates",
-            "wall time (s)": f"{provenance['wall_time_seconds']:.1f}",
-            "machine": f"{machine['machine']}, {machine['cpu_count']} cores",
-            "code version": f"`{provenance['git_commit'][:10]}`",
+            "flow": f"{family} K={length}",
+            "runs": len(times),
+            "total wall time (min)": f"{sum(times) / 60:.1f}",
+            "mean per run (s)": f"{sum(times) / len(times):.1f}",
+            "machine": "; ".join(machines),
+            "code version": " ".join(versions),
         })
     return markdown_table(rows) if rows else "No cached toy runs yet."
