@@ -2,6 +2,7 @@
 
 from .base import FlowLayer, FlowSequence
 from .factory import FLOW_FAMILIES, make_flow
+from .fused import PlanarChain
 from .nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
 from .planar import Planar
 from .radial import Radial
@@ -15,6 +16,7 @@ __all__ = [
     "OrthogonalMixing",
     "Permutation",
     "Planar",
+    "PlanarChain",
     "Radial",
     "make_flow",
 ]
