@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..cache import list_runs
+from ..cache import list_runs, results_root
 from .profiles import PROFILE_NAMES, PROFILES
 
 
@@ -47,3 +47,11 @@ def toy_runs_table(results_dir: str | None = None) -> str:
             "code version": " ".join(versions),
         })
     return markdown_table(rows) if rows else "No cached toy runs yet."
+
+
+def benchmark_report(results_dir: str | None = None) -> str:
+    """The last report of ``benchmarks/flow_update.py --output results/benchmarks/flow_update.txt``."""
+    path = results_root(results_dir) / "benchmarks" / "flow_update.txt"
+    if path.exists():
+        return path.read_text()
+    return "No benchmark report yet: run benchmarks/flow_update.py --output results/benchmarks/flow_update.txt"

@@ -1,0 +1,183 @@
+"""How much does a long amortised flow cost?  Run by hand: ``python benchmarks/flow_update.py``.
+
+Times, in one process with interleaved repetitions, one training update of
+the MNIST DLGM (batch 100, RMSprop) with K = 0, 10, 40, 80 amortised planar
+layers, for three implementations of the flow:
+
+* ``fast``: ``nf.flows.PlanarChain`` (fused chain, hand-written backward);
+* ``plain``: ``FlowSequence`` of ``Planar`` layers, layer by layer;
+* ``Pyro``: a chain of Pyro's ``ConditionedPlanar`` transforms fed by the same
+  amortisation head (optional: needs ``pip install pyro-ppl``).
+
+Prints one line per K: ``K=<k>  <fast/K0>x`` then plain/K0, Pyro/K0 and
+Pyro/fast.  Ratios come from medians over interleaved repetitions in one run,
+so machine load affects all variants alike.  ``--eval`` also times the
+importance-sampled ``-ln p(x)`` (S = 200) over 10,000 images; ``--toy`` times
+toy fits serially and with parallel workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+from torch import Tensor, nn
+
+from nf.cache import code_version
+from nf.dlgm import DLGM
+
+
+class PyroPlanarChain(nn.Module):
+    """K Pyro ``ConditionedPlanar`` transforms taking their (b, u, w) from the DLGM's amortisation head."""
+
+    def __init__(self, dim: int, length: int):
+        super().__init__()
+        from pyro.distributions.transforms.planar import ConditionedPlanar
+
+        self.transform = ConditionedPlanar
+        self.dim, self.length = dim, length
+        self.n_params = length * (2 * dim + 1)
+
+    def forward(self, z: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+        d = self.dim
+        log_det = z.new_zeros(z.shape[:-1])
+        for layer in params.reshape(*params.shape[:-1], self.length, 2 * d + 1).unbind(-2):
+            t = self.transform((layer[..., 2 * d :], layer[..., :d], layer[..., d : 2 * d]))
+            y = t(z)
+            log_det = log_det + t.log_abs_det_jacobian(z, y)
+            z = y
+        return z, log_det
+
+
+def make_model(implementation: str, length: int) -> DLGM:
+    torch.manual_seed(0)
+    if implementation == "pyro":
+        model = DLGM("planar", length, fused=True)
+        if length > 0:
+            model.flow = PyroPlanarChain(model.latent, length)
+        return model
+    return DLGM("planar", length, fused=implementation == "fast")
+
+
+def update_step(model: DLGM, x: Tensor):
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-5, momentum=0.9)
+
+    def step() -> None:
+        loss = model.free_energy(x, beta=0.5).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def time_updates(lengths: list[int], implementations: list[str], repetitions: int, updates: int, batch: int) -> dict:
+    x = torch.bernoulli(torch.rand(batch, 784, generator=torch.Generator().manual_seed(0)))
+    steps = {(impl, k): update_step(make_model(impl, k), x) for impl in implementations for k in lengths}
+    for step in steps.values():  # warm up
+        step()
+    times: dict = {key: [] for key in steps}
+    for _ in range(repetitions):
+        for key, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(updates):
+                step()
+            times[key].append((time.perf_counter() - start) / updates)
+    return {key: statistics.median(v) for key, v in times.items()}
+
+
+def time_evaluation(lengths: list[int], implementations: list[str], images: int, samples: int, batch: int) -> None:
+    x = torch.bernoulli(torch.rand(images, 784, generator=torch.Generator().manual_seed(0)))
+    for k in lengths:
+        for impl in implementations if k > 0 else implementations[:1]:
+            model = make_model(impl, k)
+            start = time.perf_counter()
+            for chunk in x.split(batch):
+                model.importance_log_likelihood(chunk, samples)
+            print(f"eval K={k} {impl}: {time.perf_counter() - start:.1f} s for {images} images, S={samples}", flush=True)
+
+
+def time_toy_fits(fits: int) -> None:
+    from nf.toy import fit_toys, grid_configs
+
+    configs = grid_configs(["U1", "U2"], ["planar", "radial"], [8], list(range(fits // 4)), updates=1000,
+                           anneal_updates=500)
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as folder:
+            start = time.perf_counter()
+            fit_toys(configs, folder, workers=workers)
+            minutes = (time.perf_counter() - start) / 60
+        print(f"toy fits (K=8, 1000 updates), {workers} worker(s): {len(configs) / minutes:.1f} fits per minute", flush=True)
+
+
+class Tee:
+    """Write to the terminal and to a file; the file is replaced atomically when closed."""
+
+    def __init__(self, path: str):
+        self.path, self.terminal, self.lines = path, sys.stdout, []
+        atexit.register(self.close)
+
+    def write(self, text: str) -> None:
+        self.terminal.write(text)
+        self.lines.append(text)
+
+    def flush(self) -> None:
+        self.terminal.flush()
+
+    def close(self) -> None:
+        temporary = f"{self.path}.tmp"
+        with open(temporary, "w") as f:
+            f.write("".join(self.lines))
+        os.replace(temporary, self.path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[0, 10, 40, 80])
+    parser.add_argument("--repetitions", type=int, default=7)
+    parser.add_argument("--updates", type=int, default=5, help="updates per timing")
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--eval", action="store_true", help="also time importance-sampled -ln p(x)")
+    parser.add_argument("--eval-images", type=int, default=10_000)
+    parser.add_argument("--toy", action="store_true", help="also time toy fits")
+    parser.add_argument("--output", default=None, help="also write the report to this file (with machine and code version)")
+    args = parser.parse_args()
+    if args.output:
+        sys.stdout = Tee(args.output)
+        print(f"code version {code_version()}; {platform.machine()}, {os.cpu_count()} cores; "
+              f"{time.strftime('%Y-%m-%d')}; command: python benchmarks/flow_update.py {' '.join(sys.argv[1:])}")
+
+    implementations = ["fast", "plain"]
+    try:
+        import pyro  # noqa: F401
+
+        implementations.append("pyro")
+    except ImportError:
+        print("Pyro not installed (pip install pyro-ppl): its column is skipped")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+          f"median of {args.repetitions} interleaved repetitions of {args.updates} updates")
+    lengths = sorted(set(args.lengths) | {0})
+    median = time_updates(lengths, implementations, args.repetitions, args.updates, args.batch)
+    k0 = median[("fast", 0)]
+    for k in lengths:
+        fast = median[("fast", k)]
+        line = f"K={k:<3} {fast / k0:.1f}x fast/K0 | plain/K0 {median[('plain', k)] / k0:.1f}x"
+        if "pyro" in implementations:
+            pyro_time = median[("pyro", k)]
+            line += f" | Pyro/K0 {pyro_time / k0:.1f}x | Pyro/fast {pyro_time / fast:.1f}x"
+        print(line, flush=True)
+    if args.eval:
+        time_evaluation([0, max(lengths)], implementations[:2], args.eval_images, 200, 100)
+    if args.toy:
+        time_toy_fits(8)
+
+
+if __name__ == "__main__":
+    main()

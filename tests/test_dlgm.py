@@ -1,0 +1,65 @@
+"""The DLGM: shapes, fused vs layer-by-layer flows, the importance-sampled likelihood."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nf.dlgm import DLGM, Maxout
+
+
+def test_maxout_takes_the_max_of_each_pool():
+    layer = Maxout(3, 2, pool=4)
+    x = torch.randn(5, 3)
+    expected = layer.linear(x).view(5, 2, 4).max(-1).values
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_fused_and_plain_models_give_identical_objectives_and_gradients():
+    x = torch.bernoulli(torch.rand(8, 784, generator=torch.Generator().manual_seed(0)))
+    models = []
+    for fused in (True, False):
+        torch.manual_seed(1)
+        models.append(DLGM("planar", 6, fused=fused))
+    losses = []
+    for model in models:
+        torch.manual_seed(2)
+        loss = model.free_energy(x, beta=0.3).mean()
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[0], losses[1], atol=1e-10, rtol=0)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-10, rtol=1e-9)
+
+
+@pytest.mark.parametrize("flow,length", [("none", 0), ("planar", 3), ("radial", 3)])
+def test_importance_sampled_likelihood_beats_the_bound_on_average(flow, length):
+    torch.manual_seed(0)
+    model = DLGM(flow, length, latent=4, hidden=16)
+    x = torch.bernoulli(torch.rand(6, 784))
+    with torch.no_grad():
+        bound = torch.stack([model.free_energy(x) for _ in range(200)]).mean(0)  # -ELBO
+    log_px = model.importance_log_likelihood(x, samples=200)
+    assert log_px.shape == (6,)
+    assert (-log_px <= bound + 0.5).all()  # -ln p(x) <= F(x), up to Monte-Carlo error
+
+
+def test_decoder_is_fed_z_k_not_z_0():
+    torch.manual_seed(0)
+    model = DLGM("planar", 2, latent=3, hidden=8)
+    x = torch.bernoulli(torch.rand(2, 784))
+    seen = []
+    model.decoder.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    torch.manual_seed(5)
+    model.free_energy(x)
+    torch.manual_seed(5)
+    z0, zk, _ = model.sample_posterior(x)
+    torch.testing.assert_close(seen[0], zk)
+    assert not torch.allclose(zk, z0)
+
+
+def test_bad_flow_arguments():
+    with pytest.raises(ValueError, match="unknown DLGM flow 'nice'"):
+        DLGM("nice", 2)
+    with pytest.raises(ValueError, match="non-negative integer, got -3"):
+        DLGM("planar", -3)
