@@ -3,29 +3,25 @@
 Mathematically identical to ``FlowSequence([Planar(D)] * K)`` (paper eq. 10-12
 applied K times), with the same parameter layout, so the two are
 interchangeable.  The layer-by-layer version pays autograd's bookkeeping for
-about a dozen tiny tensor operations per layer, forward and backward.  Here
-almost everything is a batched matrix product over all K layers at once, and
-the unavoidable sequential part is two small operations per layer each way.
+about a dozen tiny tensor operations per layer, forward and backward; here the
+forward pass does four operations per layer, everything that does not depend
+on the running ``z`` (``w'u_hat``, the log-determinants, the parameter
+gradients) is computed for all K layers at once, and the backward pass needs
+four operations per layer.
 
-The trick: with ``h_j = tanh(a_j)`` and ``z_{k-1} = z_0 + sum_{j<k} u_j h_j``,
-the pre-activations satisfy
+Backward, with ``a_k = w_k'z_{k-1} + b_k``, ``h_k = tanh(a_k)``,
+``s_k = 1 - h_k^2``, ``c_k = w_k'u_k`` and ``d_k = 1 + c_k s_k`` (so that
+``ln|det| = sum_k ln|d_k|``), for upstream gradients ``g_z`` of ``z_K`` and
+``g_l`` of the log-determinant, going from ``k = K`` down to 1:
 
-    a_k = w_k'z_{k-1} + b_k = (w_k'z_0 + b_k) + sum_{j<k} M_kj h_j,   M_kj = w_k'u_j,
+    dL/dh_k   = g_z' u_k - 2 g_l c_k h_k / d_k
+    dL/da_k   = s_k dL/dh_k                      (= dL/db_k)
+    g_z      <- g_z + dL/da_k w_k                (now dL/dz_{k-1})
+    dL/du_k   = g_z(k) h_k + g_l s_k / d_k w_k
+    dL/dw_k   = dL/da_k z_{k-1} + g_l s_k / d_k u_k
 
-a lower-triangular recurrence in the scalars ``h``.  ``M = W U'`` and
-``W z_0 + b`` are two batched matrix products; the loop only runs
-``h_k = tanh(a_k)`` and ``a <- a + M[:, k] h_k``; finally
-``z_K = z_0 + U' h`` and ``ln|det| = sum_k ln|1 + M_kk (1 - h_k^2)|`` (eq. 12).
-
-Backward, for upstream gradients ``g_z`` of ``z_K`` and ``g_l`` of the
-log-determinant, with ``s_k = 1 - h_k^2`` and ``d_k = 1 + M_kk s_k``:
-``G_k = u_k'g_z - 2 g_l M_kk h_k / d_k`` is the direct gradient of ``h_k``; going
-from ``k = K`` down, ``g_{a_k} = s_k G_k`` and ``G_j += M_kj g_{a_k}`` for
-``j < k`` (two operations per layer).  Then, all batched:
-
-    dL/db = g_a,   dL/dz_0 = g_z + W' g_a,
-    dL/dW = g_a z_0' + tril(g_a h', -1) U + (g_l s / d) u,
-    dL/dU = h g_z' + tril(g_a h', -1)' W + (g_l s / d) w.
+where ``g_z(k)`` is the gradient of ``z_k``.  Only the first three lines are
+sequential.
 """
 
 from __future__ import annotations
@@ -43,41 +39,45 @@ class _PlanarChainFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z0: Tensor, u: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         n_layers = u.shape[-2]
-        m = w @ u.transpose(-1, -2)  # (..., K, K): m[k, j] = w_k'u_j
-        m_by_source = m.transpose(-1, -2).contiguous()  # row j: effect of h_j on every a_k
-        a = (w @ z0.unsqueeze(-1)).squeeze(-1) + b  # (..., K): w_k'z_0 + b_k, then accumulates
-        h = torch.empty_like(a)
+        keep = any(ctx.needs_input_grad)
+        z = z0
+        inputs, activations = [], []
         for k in range(n_layers):
-            h_k = torch.tanh(a[..., k])
-            h[..., k] = h_k
-            a.addcmul_(m_by_source[..., k, :], h_k.unsqueeze(-1))
-        z = z0 + (h.unsqueeze(-2) @ u).squeeze(-2)
-        slope = 1.0 - h * h
-        c = torch.diagonal(m, dim1=-2, dim2=-1)  # w_k'u_k
+            w_k, u_k = w[..., k, :], u[..., k, :]
+            h = torch.tanh(torch.linalg.vecdot(w_k, z) + b[..., k])
+            if keep:
+                inputs.append(z)
+            activations.append(h)
+            z = torch.addcmul(z, u_k, h.unsqueeze(-1))
+        h_all = torch.stack(activations, dim=-1)  # (..., K)
+        slope = 1.0 - h_all * h_all
+        c = torch.linalg.vecdot(w, u)  # (..., K), broadcast over sample dims below
         d = 1.0 + c * slope
         log_det = torch.log(d.abs()).sum(-1)
-        if any(ctx.needs_input_grad):
-            ctx.save_for_backward(z0, u, w, m, h, slope, c, d)
+        if keep:
+            ctx.save_for_backward(torch.stack(inputs, dim=-2), u, w, h_all, slope, c, d)
             ctx.b_shape = b.shape
         return z, log_det
 
     @staticmethod
     def backward(ctx, grad_z: Tensor, grad_log_det: Tensor):
-        z0, u, w, m, h, slope, c, d = ctx.saved_tensors
+        z_in, u, w, h_all, slope, c, d = ctx.saved_tensors
         n_layers = u.shape[-2]
         g_l = grad_log_det.unsqueeze(-1)  # (..., 1)
-        through_c = g_l * slope / d  # (..., K): gradient of c_k = w_k'u_k
-        g = (u @ grad_z.unsqueeze(-1)).squeeze(-1) - 2.0 * g_l * c * h / d  # direct gradient of each h_k
-        g_a = torch.empty_like(g)
+        dlogdet_dh = -2.0 * g_l * c * h_all / d  # (..., K)
+        grads_a, grads_z = [None] * n_layers, [None] * n_layers
+        g_z = grad_z
         for k in reversed(range(n_layers)):
-            g_a_k = g[..., k] * slope[..., k]
-            g_a[..., k] = g_a_k
-            g.addcmul_(m[..., k, :], g_a_k.unsqueeze(-1))  # only entries j < k are read later
-        g_m = torch.tril(g_a.unsqueeze(-1) * h.unsqueeze(-2), diagonal=-1)  # (..., K, K)
-        grad_z0 = grad_z + (g_a.unsqueeze(-2) @ w).squeeze(-2)
-        grad_w = g_a.unsqueeze(-1) * z0.unsqueeze(-2) + g_m @ u + through_c.unsqueeze(-1) * u
-        grad_u = h.unsqueeze(-1) * grad_z.unsqueeze(-2) + g_m.transpose(-1, -2) @ w + through_c.unsqueeze(-1) * w
-        return grad_z0, grad_u.sum_to_size(u.shape), grad_w.sum_to_size(w.shape), g_a.sum_to_size(ctx.b_shape)
+            grads_z[k] = g_z
+            g_a = (torch.linalg.vecdot(g_z, u[..., k, :]) + dlogdet_dh[..., k]) * slope[..., k]
+            grads_a[k] = g_a
+            g_z = torch.addcmul(g_z, w[..., k, :], g_a.unsqueeze(-1))
+        g_a = torch.stack(grads_a, dim=-1)  # (..., K)
+        g_zk = torch.stack(grads_z, dim=-2)  # (..., K, D): gradient of z_k
+        through_c = (g_l * slope / d).unsqueeze(-1)  # (..., K, 1)
+        grad_u = g_zk * h_all.unsqueeze(-1) + through_c * w
+        grad_w = g_a.unsqueeze(-1) * z_in + through_c * u
+        return g_z, grad_u.sum_to_size(u.shape), grad_w.sum_to_size(w.shape), g_a.sum_to_size(ctx.b_shape)
 
 
 class PlanarChain(FlowLayer):
