@@ -71,7 +71,7 @@ def plot_fig3(
         with torch.no_grad():
             true = torch.exp(-energy(points.double()) - log_normalizer(energy)).float()
         vmax = true.max().item()
-        plot_density(axes[i, 0], true, vmax=vmax, title=f"$e^{{-U_{name[1:]}}}/Z$" if i == 0 else None)
+        plot_density(axes[i, 0], true, vmax=vmax, title="true density" if i == 0 else None)
         axes[i, 0].set_ylabel(name)
         for j, column in enumerate(columns):
             with torch.no_grad():

@@ -45,6 +45,6 @@ def toy_glance(profile: str = "report") -> list[dict[str, str]]:
     rows = [r for r in toy_rows(profile) if r["ours"] != NOT_RUN]
     table: dict[str, dict[str, str]] = {}
     for r in rows:
-        energy = r["experiment"].split()[1]
+        energy = r["experiment"].split()[1].rstrip(",")
         table.setdefault(energy, {"target": energy})[r["model"]] = r["ours"].removeprefix("KL = ").removesuffix(" nats")
     return list(table.values())
