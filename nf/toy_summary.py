@@ -51,13 +51,15 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
 
 
 def results_table(rows: list[dict[str, Any]], energy: str) -> list[dict[str, str]]:
-    """Display rows (rounded) for one energy: free energy and KL, mean +- sd over seeds."""
+    """Display rows (rounded) for one energy: free energy and KL, mean +- sd over seeds, and the largest
+    Monte-Carlo standard error of a single run's estimate."""
     return [
         {
             "flow": f"{r['family']} K={r['length']}",
             "parameters": str(r["parameters"]),
             "free energy": f"{r['free_energy']:.2f} ± {r['free_energy_sd']:.2f}",
             "KL(q‖p)": f"{r['kl']:.3f} ± {r['kl_sd']:.3f}",
+            "largest MC s.e.": f"{r['kl_se']:.3f}",
         }
         for r in rows
         if r["energy"] == energy

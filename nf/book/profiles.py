@@ -11,15 +11,31 @@ chapter's entry in the profile.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 PROFILE_NAMES = ("ci", "report", "paper")
 
 COMMON: dict[str, Any] = {"seed": 0, "device": "cpu"}
 
+TOY_REPORT: dict[str, Any] = {
+    "energies": ["U1", "U2", "U3", "U4"],
+    "families": ["planar", "radial", "nice-orth", "nice-perm"],
+    "flow_lengths": [2, 8, 32],
+    "seeds": [0, 1, 2],
+    "updates": 4000,
+    "anneal_updates": 2000,
+    "batch_size": 256,
+    "optimizer": "adam",
+    "learning_rate": 5e-3,
+    "eval_samples": 20000,
+    "workers": 2,
+}
+
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "ci": {
         "toy": {
+            **TOY_REPORT,
             "energies": ["U1", "U3"],
             "families": ["planar", "nice-orth"],
             "flow_lengths": [2],
@@ -27,40 +43,20 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "updates": 200,
             "anneal_updates": 100,
             "batch_size": 64,
-            "optimizer": "adam",
-            "learning_rate": 5e-3,
             "eval_samples": 2000,
             "workers": 1,
         },
     },
-    "report": {
-        "toy": {
-            "energies": ["U1", "U2", "U3", "U4"],
-            "families": ["planar", "radial", "nice-orth", "nice-perm"],
-            "flow_lengths": [2, 8, 32],
-            "seeds": [0, 1, 2],
-            "updates": 4000,
-            "anneal_updates": 2000,
-            "batch_size": 256,
-            "optimizer": "adam",
-            "learning_rate": 5e-3,
-            "eval_samples": 20000,
-            "workers": 2,
-        },
-    },
+    "report": {"toy": TOY_REPORT},
     "paper": {
         "toy": {
-            "energies": ["U1", "U2", "U3", "U4"],
-            "families": ["planar", "radial", "nice-orth", "nice-perm"],
-            "flow_lengths": [2, 8, 32],
-            "seeds": [0, 1, 2],
+            **TOY_REPORT,
             "updates": 500_000,
             "anneal_updates": 10_000,
-            "batch_size": 100,
+            "batch_size": 100,  # not stated in the paper for the toy experiments
             "optimizer": "rmsprop",
             "learning_rate": 1e-5,
             "eval_samples": 100_000,
-            "workers": 2,
         },
     },
 }
@@ -73,7 +69,7 @@ def chapter_parameters(chapter: str, profile: str = "report", device: str | None
     get_chapter(chapter)
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
-    parameters = {**COMMON, **PROFILES[profile].get(chapter, {})}
+    parameters = copy.deepcopy({**COMMON, **PROFILES[profile].get(chapter, {})})
     if device is not None:
         parameters["device"] = device
     return parameters
