@@ -32,6 +32,18 @@ TOY_REPORT: dict[str, Any] = {
     "workers": 2,
 }
 
+MNIST_REPORT: dict[str, Any] = {
+    "models": [["none", 0], ["planar", 10], ["planar", 20], ["planar", 40], ["planar", 80], ["radial", 10], ["radial", 40]],
+    "updates": 15_000,
+    "anneal_updates": 10_000,
+    "batch_size": 100,
+    "optimizer": "adam",
+    "learning_rate": 1e-3,
+    "eval_every": 500,
+    "eval_samples": 200,
+    "test_seed": 0,
+}
+
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "ci": {
         "toy": {
@@ -46,8 +58,16 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "eval_samples": 2000,
             "workers": 1,
         },
+        "mnist": {
+            **MNIST_REPORT,
+            "models": [["none", 0], ["planar", 2], ["radial", 2]],
+            "updates": 60,
+            "anneal_updates": 20,
+            "eval_every": 30,
+            "eval_samples": 10,
+        },
     },
-    "report": {"toy": TOY_REPORT},
+    "report": {"toy": TOY_REPORT, "mnist": MNIST_REPORT},
     "paper": {
         "toy": {
             **TOY_REPORT,
@@ -57,6 +77,13 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "optimizer": "rmsprop",
             "learning_rate": 1e-5,
             "eval_samples": 100_000,
+        },
+        "mnist": {
+            **MNIST_REPORT,
+            "models": [["none", 0], *[["planar", k] for k in (10, 20, 40, 80)], *[["radial", k] for k in (10, 20, 40, 80)]],
+            "updates": 500_000,
+            "optimizer": "rmsprop",
+            "learning_rate": 1e-5,
         },
     },
 }
