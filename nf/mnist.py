@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .cache import Run, cached_run
+from .cache import Run, cached_run, code_version
 from .checkpoint import Checkpointer, TrainingDiverged
 from .data import BinarizedMNIST
 from .devices import resolve_device
@@ -179,14 +179,25 @@ def train_mnist(
 
 
 def fit_mnist(results_dir: str | Path | None = None, device: str = "cpu", data_root: str | None = None,
-              **overrides: Any) -> Run:
+              version: str | None = None, **overrides: Any) -> Run:
     """The cached MNIST run for ``mnist_config(**overrides)``, trained (or resumed) if not cached yet.
 
     ``device`` and ``data_root`` say where to compute and read data; they are
     not part of the config, so a run made on a GPU is found on a CPU.
+    ``version``: the code version to record (default: read when training starts).
     """
     train = partial(train_mnist, device=device, data_root=data_root)
-    return cached_run("mnist", mnist_config(**overrides), train, results_dir)
+    return cached_run("mnist", mnist_config(**overrides), train, results_dir, version)
+
+
+def fit_mnist_runs(configs: list[dict[str, Any]], results_dir: str | Path | None = None, device: str = "cpu",
+                   data_root: str | None = None) -> list[Run]:
+    """The cached runs of several MNIST configs, training the missing ones one after another.
+
+    The code version is read once, before the first run trains.
+    """
+    version = code_version()
+    return [fit_mnist(results_dir, device, data_root, version, **config) for config in configs]
 
 
 def run_configs(models: list[list], **common: Any) -> list[dict[str, Any]]:
