@@ -85,3 +85,18 @@ def test_unwritable_results_folder(tmp_path):
 def test_bad_yaml_value():
     result = run_cli("book", "run", "toy", "-p", "flow_lengths", "[2, 8")
     assert result.returncode == 2 and "cannot read the value '[2, 8'" in result.stderr
+
+
+def test_corrupt_data_folder_is_named(tmp_path):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]:
+        (raw / name).write_bytes(b"not MNIST")
+    result = subprocess.run(
+        [sys.executable, "-m", "nf", "book", "run", "mnist", "--profile", "ci", "-p", "data_root", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=300,
+        env={**__import__("os").environ, "NF_RESULTS_DIR": str(tmp_path / "results")},
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert "DataError: cannot load MNIST from" in last and str(tmp_path / "data") in last

@@ -28,25 +28,27 @@ def profiles_table() -> str:
     return markdown_table(rows)
 
 
-def toy_runs_table(results_dir: str | None = None) -> str:
-    """The cached toy runs grouped by flow: how many, their total and mean wall time, machine, code versions."""
-    groups: dict[tuple[str, int], list] = {}
-    for run in list_runs("toy", results_dir):
-        groups.setdefault((run.config["family"], run.config["length"]), []).append(run.provenance)
+def runs_table(experiment: str, results_dir: str | None = None) -> str:
+    """The cached runs of ``experiment`` grouped by model: how many, total and mean wall time, machine, code versions."""
+    groups: dict[str, list] = {}
+    for run in list_runs(experiment, results_dir):
+        config = run.config
+        label = f"{config.get('family', config.get('flow'))} K={config['length']}"
+        groups.setdefault(label, []).append(run.provenance)
     rows = []
-    for (family, length), provenances in sorted(groups.items()):
+    for label, provenances in groups.items():
         times = [p["wall_time_seconds"] for p in provenances]
         machines = sorted({f"{p['machine']['machine']}, {p['machine']['cpu_count']} cores" for p in provenances})
         versions = sorted({f"`{p['git_commit'][:10]}`" for p in provenances})
         rows.append({
-            "flow": f"{family} K={length}",
+            "model": label,
             "runs": len(times),
             "total wall time (min)": f"{sum(times) / 60:.1f}",
             "mean per run (s)": f"{sum(times) / len(times):.1f}",
             "machine": "; ".join(machines),
             "code version": " ".join(versions),
         })
-    return markdown_table(rows) if rows else "No cached toy runs yet."
+    return markdown_table(rows) if rows else f"No cached {experiment} runs yet."
 
 
 def benchmark_report(results_dir: str | None = None) -> str:
