@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from .cache import Run, cached_run, code_version
 from .checkpoint import Checkpointer, TrainingDiverged
@@ -130,6 +132,8 @@ def train_mnist(
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         step, elapsed, history, order, position = (state[k] for k in ("step", "elapsed", "history", "order", "position"))
     running, last_finite = [], (step - 1, float("nan"))
+    progress = tqdm(total=config["updates"], initial=step, desc=f"{config['flow']} K={config['length']}",
+                    unit="update", disable=not sys.stderr.isatty())  # a bar in a terminal, silence in a notebook
     start = time.perf_counter()
     while step < config["updates"]:
         if checkpointer is not None and checkpointer.due(step) and running == []:
@@ -158,11 +162,13 @@ def train_mnist(
         optimizer.step()
         running.append(value)
         step += 1
+        progress.update()
         if step % config["eval_every"] == 0 or step == config["updates"]:
             with torch.no_grad():
                 held_out_bound = model.free_energy(held_out).mean().item()
             history.append([step, beta, sum(running) / len(running), held_out_bound])
             running = []
+    progress.close()
     seconds = elapsed + time.perf_counter() - start
     model.eval()
     metrics = {**score(model, test_images, config["eval_samples"]), "seconds_per_update": seconds / config["updates"],
