@@ -1,6 +1,7 @@
 """Flow layers: every layer maps ``z -> (f(z), log|det df/dz|)``."""
 
 from .base import FlowLayer, FlowSequence
+from .circular import CircularConvolution
 from .factory import FLOW_FAMILIES, make_flow
 from .fused import PlanarChain
 from .nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
@@ -10,6 +11,7 @@ from .radial import Radial
 __all__ = [
     "FLOW_FAMILIES",
     "AdditiveCoupling",
+    "CircularConvolution",
     "DiagonalScaling",
     "FlowLayer",
     "FlowSequence",
