@@ -30,13 +30,13 @@ def profiles_table() -> str:
 
 def runs_table(experiment: str, results_dir: str | None = None) -> str:
     """The cached runs of ``experiment`` grouped by model: how many, total and mean wall time, machine, code versions."""
-    groups: dict[str, list] = {}
+    groups: dict[tuple[str, int], list] = {}
     for run in list_runs(experiment, results_dir):
         config = run.config
-        label = f"{config.get('family', config.get('flow'))} K={config['length']}"
-        groups.setdefault(label, []).append(run.provenance)
+        groups.setdefault((config.get("family", config.get("flow")), config["length"]), []).append(run.provenance)
     rows = []
-    for label, provenances in groups.items():
+    for (family, length), provenances in sorted(groups.items()):
+        label = f"{family} K={length}"
         times = [p["wall_time_seconds"] for p in provenances]
         machines = sorted({f"{p['machine']['machine']}, {p['machine']['cpu_count']} cores" for p in provenances})
         versions = sorted({f"`{p['git_commit'][:10]}`" for p in provenances})
@@ -57,3 +57,22 @@ def benchmark_report(results_dir: str | None = None) -> str:
     if path.exists():
         return path.read_text()
     return "No benchmark report yet: run benchmarks/flow_update.py --output results/benchmarks/flow_update.txt"
+
+
+def paper_scale_table(results_dir: str | None = None) -> str:
+    """Time one run would take at the paper's 500,000 updates, extrapolated from the measured time per update here."""
+    from .profiles import chapter_parameters
+
+    rows = []
+    for experiment, per_update in (("toy", lambda m: m["seconds_per_1000_updates"] / 1000),
+                                   ("mnist", lambda m: m["seconds_per_update"])):
+        updates = chapter_parameters(experiment, "paper")["updates"]
+        groups: dict[tuple[str, int], list[float]] = {}
+        for run in list_runs(experiment, results_dir):
+            c = run.config
+            groups.setdefault((c.get("family", c.get("flow")), c["length"]), []).append(per_update(run.load_json("metrics.json")))
+        for (family, length), seconds in sorted(groups.items()):
+            hours = sum(seconds) / len(seconds) * updates / 3600
+            rows.append({"run": f"{experiment}: {family} K={length}", "paper updates": f"{updates:,}",
+                         "hours per run on this CPU": f"{hours:.1f}"})
+    return markdown_table(rows) if rows else "No cached runs yet."
