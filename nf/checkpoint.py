@@ -9,6 +9,7 @@ previous checkpoint intact.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -70,3 +71,30 @@ class Checkpointer:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def checked_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    last_finite: tuple[int, float],
+    run: str,
+    checkpointer: Checkpointer | None,
+) -> float:
+    """Backpropagate ``loss`` and take an optimiser step, unless the loss is NaN or infinite.
+
+    Then the parameters are left untouched and ``TrainingDiverged`` names the
+    update, the last finite loss ``last_finite = (update, value)`` and the
+    checkpoint that is kept.  Returns the loss value.
+    """
+    value = loss.item()
+    if not math.isfinite(value):
+        kept = f"; the last good checkpoint is kept at {checkpointer.path}" if checkpointer is not None else ""
+        raise TrainingDiverged(
+            f"{run} diverged: the loss became {value} at update {step}; "
+            f"the last finite loss was {last_finite[1]:.4f} at update {last_finite[0]}{kept}"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return value

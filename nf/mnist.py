@@ -32,11 +32,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .cache import Run, cached_run, code_version
-from .checkpoint import Checkpointer, TrainingDiverged
+from .checkpoint import Checkpointer, checked_step
+from .config import check_choice, check_int, check_training, merge_defaults
 from .data import BinarizedMNIST
 from .devices import resolve_device
 from .dlgm import DLGM, DLGM_FLOWS
-from .toy import OPTIMIZERS, inverse_temperature
+from .toy import inverse_temperature
 
 HELD_OUT = 1000
 
@@ -58,26 +59,10 @@ DEFAULT_MNIST_CONFIG: dict[str, Any] = {
 
 def mnist_config(**overrides: Any) -> dict[str, Any]:
     """A complete MNIST-run config: the defaults above with ``overrides``, validated."""
-    unknown = set(overrides) - set(DEFAULT_MNIST_CONFIG)
-    if unknown:
-        raise ValueError(f"unknown MNIST config keys {sorted(unknown)}; allowed: {', '.join(DEFAULT_MNIST_CONFIG)}")
-    config = {**DEFAULT_MNIST_CONFIG, **overrides}
-    if config["flow"] not in DLGM_FLOWS:
-        raise ValueError(f"unknown DLGM flow {config['flow']!r}; choose one of {', '.join(DLGM_FLOWS)}")
-    if config["optimizer"] not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {config['optimizer']!r}; choose one of {', '.join(OPTIMIZERS)}")
-    length = config["length"]
-    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-        raise ValueError(f"length must be a non-negative integer, got {length!r}")
-    for key in ("updates", "anneal_updates", "batch_size", "eval_every", "eval_samples"):
-        value = config[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
-    if config["anneal_updates"] >= config["updates"]:
-        raise ValueError(
-            f"anneal_updates={config['anneal_updates']} must be smaller than updates={config['updates']}, "
-            "or the free energy never reaches beta = 1"
-        )
+    config = merge_defaults("MNIST", DEFAULT_MNIST_CONFIG, overrides)
+    check_choice("DLGM flow", config["flow"], DLGM_FLOWS)
+    check_int("length", config["length"], minimum=0)
+    check_training(config, ("updates", "anneal_updates", "batch_size", "eval_every", "eval_samples"))
     return config
 
 
@@ -149,17 +134,9 @@ def train_mnist(
         position += config["batch_size"]
         beta = inverse_temperature(step, config["anneal_updates"])
         loss = model.free_energy(x, beta).mean()
-        value = loss.item()
-        if not math.isfinite(value):
-            kept = f"; the last good checkpoint is kept at {checkpointer.path}" if checkpointer is not None else ""
-            raise TrainingDiverged(
-                f"MNIST run {config['flow']} K={config['length']} diverged: the loss became {value} at update {step}; "
-                f"the last finite loss was {last_finite[1]:.3f} at update {last_finite[0]}{kept}"
-            )
+        run = f"MNIST run {config['flow']} K={config['length']}"
+        value = checked_step(loss, optimizer, step, last_finite, run, checkpointer)
         last_finite = (step, value)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
         running.append(value)
         step += 1
         progress.update()

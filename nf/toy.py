@@ -29,14 +29,13 @@ import torch
 from torch import Tensor, nn
 
 from .cache import Run, cached_run, code_version, lookup
-from .checkpoint import Checkpointer, TrainingDiverged
+from .checkpoint import Checkpointer, checked_step
+from .config import check_choice, check_training, merge_defaults
 from .density import flow_log_density
 from .distributions import DiagonalGaussian
 from .energies import target_energy
 from .quadrature import log_normalizer
 from .flows import FLOW_FAMILIES, FlowSequence, make_flow
-
-OPTIMIZERS = ("adam", "rmsprop")
 
 DEFAULT_TOY_CONFIG: dict[str, Any] = {
     "energy": "U1",
@@ -55,24 +54,10 @@ DEFAULT_TOY_CONFIG: dict[str, Any] = {
 
 def toy_config(**overrides: Any) -> dict[str, Any]:
     """A complete toy-run config: the defaults above with ``overrides``, validated."""
-    unknown = set(overrides) - set(DEFAULT_TOY_CONFIG)
-    if unknown:
-        raise ValueError(f"unknown toy config keys {sorted(unknown)}; allowed: {', '.join(DEFAULT_TOY_CONFIG)}")
-    config = {**DEFAULT_TOY_CONFIG, **overrides}
+    config = merge_defaults("toy", DEFAULT_TOY_CONFIG, overrides)
     target_energy(config["energy"])
-    if config["family"] not in FLOW_FAMILIES:
-        raise ValueError(f"unknown flow family {config['family']!r}; choose one of {', '.join(FLOW_FAMILIES)}")
-    if config["optimizer"] not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {config['optimizer']!r}; choose one of {', '.join(OPTIMIZERS)}")
-    for key in ("length", "updates", "anneal_updates", "batch_size", "eval_samples"):
-        value = config[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
-    if config["anneal_updates"] >= config["updates"]:
-        raise ValueError(
-            f"anneal_updates={config['anneal_updates']} must be smaller than updates={config['updates']}, "
-            "or the free energy never reaches beta = 1"
-        )
+    check_choice("flow family", config["family"], FLOW_FAMILIES)
+    check_training(config, ("length", "updates", "anneal_updates", "batch_size", "eval_samples"))
     return config
 
 
@@ -159,18 +144,9 @@ def _train_toy(config: dict[str, Any], folder: Path, checkpointer: Checkpointer 
         beta = inverse_temperature(step, config["anneal_updates"])
         zk, log_q = model.sample(config["batch_size"])
         loss = (log_q + beta * energy(zk)).mean()
-        value = loss.item()
-        if not math.isfinite(value):
-            kept = f"; the last good checkpoint is kept at {checkpointer.path}" if checkpointer is not None else ""
-            raise TrainingDiverged(
-                f"toy run {config['energy']} {config['family']} K={config['length']} seed {config['seed']} diverged: "
-                f"the loss became {value} at update {step}; the last finite loss was {last_finite[1]:.4f} "
-                f"at update {last_finite[0]}{kept}"
-            )
+        run = f"toy run {config['energy']} {config['family']} K={config['length']} seed {config['seed']}"
+        value = checked_step(loss, optimizer, step, last_finite, run, checkpointer)
         last_finite = (step, value)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
         if step % 100 == 0 or step == config["updates"] - 1:
             history.append([step, beta, value])
     seconds = elapsed + time.perf_counter() - start
