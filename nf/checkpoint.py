@@ -80,12 +80,14 @@ def checked_step(
     last_finite: tuple[int, float],
     run: str,
     checkpointer: Checkpointer | None,
+    clip_grad_norm: float = 0.0,
 ) -> float:
     """Backpropagate ``loss`` and take an optimiser step, unless the loss is NaN or infinite.
 
     Then the parameters are left untouched and ``TrainingDiverged`` names the
     update, the last finite loss ``last_finite = (update, value)`` and the
-    checkpoint that is kept.  Returns the loss value.
+    checkpoint that is kept.  With ``clip_grad_norm > 0`` the gradient's
+    global norm is clipped to it before the step.  Returns the loss value.
     """
     value = loss.item()
     if not math.isfinite(value):
@@ -96,5 +98,8 @@ def checked_step(
         )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if clip_grad_norm > 0:
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(parameters, clip_grad_norm)
     optimizer.step()
     return value

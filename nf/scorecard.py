@@ -17,7 +17,7 @@ def mnist_rows(profile: str = "report") -> list[dict[str, str]]:
     """Table 2: the paper's -ln p(x) beside ours (importance-sampled, S = 200) where the run exists."""
     p = chapter_parameters("mnist", profile)
     common = {k: p[k] for k in ("updates", "anneal_updates", "batch_size", "optimizer", "learning_rate",
-                                "eval_every", "eval_samples", "test_seed")}
+                                "clip_grad_norm", "eval_every", "eval_samples", "test_seed")}
     ours = {}
     for config in run_configs(p["models"], **common):
         run = lookup("mnist", config)

@@ -33,12 +33,13 @@ TOY_REPORT: dict[str, Any] = {
 }
 
 MNIST_REPORT: dict[str, Any] = {
-    "models": [["none", 0], ["planar", 10], ["planar", 20], ["planar", 40], ["planar", 80], ["radial", 10], ["radial", 40]],
-    "updates": 15_000,
-    "anneal_updates": 10_000,
+    "models": [["none", 0], ["planar", 10], ["planar", 20], ["planar", 40], ["planar", 80], ["radial", 10], ["radial", 20]],
+    "updates": 10_000,
+    "anneal_updates": 5_000,
     "batch_size": 100,
     "optimizer": "adam",
-    "learning_rate": 1e-3,
+    "learning_rate": 5e-4,
+    "clip_grad_norm": 100.0,
     "eval_every": 500,
     "eval_samples": 200,
     "test_seed": 0,
@@ -82,8 +83,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             **MNIST_REPORT,
             "models": [["none", 0], *[["planar", k] for k in (10, 20, 40, 80)], *[["radial", k] for k in (10, 20, 40, 80)]],
             "updates": 500_000,
+            "anneal_updates": 10_000,
             "optimizer": "rmsprop",
             "learning_rate": 1e-5,
+            "clip_grad_norm": 0.0,
         },
     },
 }
