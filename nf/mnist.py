@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .cache import Run, cached_run, code_version
 from .checkpoint import Checkpointer, checked_step
