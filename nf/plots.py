@@ -100,3 +100,19 @@ def plot_versus_length(rows: Sequence[Mapping], energies: Sequence[str], key: st
     axes[0].set_ylabel(ylabel)
     axes[-1].legend(fontsize=8)
     return axes
+
+
+def plot_kernel_and_spectrum(layer, axes=None):
+    """A circular-convolution layer's kernel ``w`` and the magnitudes ``|W_k|`` of its DFT."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 2.8), layout="constrained")
+    with torch.no_grad():
+        kernel, magnitude = layer.kernel(), layer.spectrum().abs()
+    axes[0].stem(kernel.numpy())
+    axes[0].set_title("kernel $w$")
+    axes[1].stem(magnitude.numpy())
+    axes[1].set_title("$|W_k|$, $k = 0 \\dots D/2$ (all $> 0$: invertible)")
+    axes[1].set_ylim(0, None)
+    return axes

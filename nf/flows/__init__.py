@@ -2,7 +2,7 @@
 
 from .base import FlowLayer, FlowSequence
 from .circular import CircularConvolution
-from .factory import FLOW_FAMILIES, make_flow
+from .factory import FLOW_FAMILIES, make_flow, parameter_count_table
 from .fused import PlanarChain
 from .nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
 from .planar import Planar
@@ -21,4 +21,5 @@ __all__ = [
     "PlanarChain",
     "Radial",
     "make_flow",
+    "parameter_count_table",
 ]

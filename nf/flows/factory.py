@@ -57,3 +57,12 @@ def make_flow(
     if scale:
         layers.append(DiagonalScaling(dim))
     return FlowSequence(layers)
+
+
+def parameter_count_table(dims: list[int], lengths: list[int], families: list[str]) -> list[dict[str, str]]:
+    """Trainable parameters of global flows of each family and length, one row per (dim, length)."""
+    return [
+        {"D": str(d), "K": str(k), **{f: f"{sum(p.numel() for p in make_flow(f, d, k).parameters()):,}" for f in families}}
+        for d in dims
+        for k in lengths
+    ]
