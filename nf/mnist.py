@@ -188,6 +188,15 @@ def fit_mnist_runs(configs: list[dict[str, Any]], results_dir: str | Path | None
     return [fit_mnist(results_dir, device, data_root, version, **config) for config in configs]
 
 
+TRAINING_KEYS = ("updates", "anneal_updates", "batch_size", "optimizer", "learning_rate", "clip_grad_norm",
+                 "eval_every", "eval_samples", "test_seed")
+
+
+def profile_mnist_configs(parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    """The MNIST configs that a chapter with these ``parameters`` (see ``nf.book.profiles``) asks for."""
+    return run_configs(parameters["models"], **{k: parameters[k] for k in TRAINING_KEYS})
+
+
 def run_configs(models: list[list], **common: Any) -> list[dict[str, Any]]:
     """Configs for a list of ``[flow, length]`` models sharing ``common`` settings."""
     return [mnist_config(flow=flow, length=length, **common) for flow, length in models]

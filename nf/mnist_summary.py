@@ -102,3 +102,16 @@ def plot_images(ax, images, rows: int, title: str | None = None) -> None:
     ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=10)
+
+
+def plot_samples_and_reconstructions(runs: list[Run]):
+    """Samples, test images and reconstructions of the longest planar model (else the last run)."""
+    import matplotlib.pyplot as plt
+
+    longest = max((r for r in runs if r.config["flow"] == "planar"), key=lambda r: r.config["length"], default=runs[-1])
+    images = longest.load_tensors("images.pt")
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4), layout="constrained")
+    plot_images(axes[0], images["samples"], rows=8, title=f"samples, {model_name(longest.config)}")
+    plot_images(axes[1], images["originals"], rows=4, title="test images")
+    plot_images(axes[2], images["reconstructions"], rows=4, title="reconstructions")
+    return axes

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from .cache import lookup
 from .book.profiles import chapter_parameters
-from .mnist import run_configs
+from .mnist import profile_mnist_configs
 from .mnist_summary import paper_key
 from .paper import TABLE2_NEG_LOG_LIKELIHOOD
-from .toy import grid_configs
+from .toy import profile_toy_configs
 from .toy_summary import summarize
 
 NOT_RUN = "not run yet"
@@ -16,10 +16,8 @@ NOT_RUN = "not run yet"
 def mnist_rows(profile: str = "report") -> list[dict[str, str]]:
     """Table 2: the paper's -ln p(x) beside ours (importance-sampled, S = 200) where the run exists."""
     p = chapter_parameters("mnist", profile)
-    common = {k: p[k] for k in ("updates", "anneal_updates", "batch_size", "optimizer", "learning_rate",
-                                "clip_grad_norm", "eval_every", "eval_samples", "test_seed")}
     ours = {}
-    for config in run_configs(p["models"], **common):
+    for config in profile_mnist_configs(p):
         run = lookup("mnist", config)
         key = paper_key(config["flow"], config["length"])
         if run is not None and key is not None:
@@ -31,19 +29,23 @@ def mnist_rows(profile: str = "report") -> list[dict[str, str]]:
     ]
 
 
+def _longest_toy_summary(profile: str) -> tuple[int, list[dict] | None]:
+    """The flow length and the seed-averaged summary of the longest toy flows, or None if not all are cached."""
+    p = chapter_parameters("toy", profile)
+    longest = max(p["flow_lengths"])
+    runs = [lookup("toy", c) for c in profile_toy_configs({**p, "flow_lengths": [longest]})]
+    return longest, None if any(run is None for run in runs) else summarize(runs)
+
+
 def toy_rows(profile: str = "report") -> list[dict[str, str]]:
     """Fig. 3(d): the paper shows the bound as a plot only; ours as exact KL at the longest flow."""
-    p = chapter_parameters("toy", profile)
-    common = {k: p[k] for k in ("updates", "anneal_updates", "batch_size", "optimizer", "learning_rate", "eval_samples")}
-    longest = max(p["flow_lengths"])
-    configs = grid_configs(p["energies"], p["families"], [longest], p["seeds"], **common)
-    runs = [lookup("toy", c) for c in configs]
-    if any(run is None for run in runs):
+    longest, summary = _longest_toy_summary(profile)
+    if summary is None:
         return [{"experiment": "Toy, Fig. 3(d)", "model": f"all flows, K={longest}", "paper": "plot only", "ours": NOT_RUN}]
     return [
         {"experiment": f"Toy {r['energy']}, Fig. 3(d)", "model": f"{r['family']} K={r['length']}",
          "paper": "plot only", "ours": f"KL = {r['kl']:.3f} ± {r['kl_sd']:.3f} nats"}
-        for r in summarize(runs)
+        for r in summary
     ]
 
 
@@ -54,9 +56,8 @@ def scorecard_rows() -> list[dict[str, str]]:
 
 def toy_glance(profile: str = "report") -> list[dict[str, str]]:
     """Exact KL(q||p) at the longest flow, one row per energy and one column per flow family."""
-    rows = [r for r in toy_rows(profile) if r["ours"] != NOT_RUN]
+    _, summary = _longest_toy_summary(profile)
     table: dict[str, dict[str, str]] = {}
-    for r in rows:
-        energy = r["experiment"].split()[1].rstrip(",")
-        table.setdefault(energy, {"target": energy})[r["model"]] = r["ours"].removeprefix("KL = ").removesuffix(" nats")
+    for r in summary or []:
+        table.setdefault(r["energy"], {"target": r["energy"]})[f"{r['family']} K={r['length']}"] = f"{r['kl']:.3f} ± {r['kl_sd']:.3f}"
     return list(table.values())

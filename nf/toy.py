@@ -196,7 +196,8 @@ def fit_toys(configs: list[dict[str, Any]], results_dir: str | Path | None = Non
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     configs = [toy_config(**c) for c in configs]
-    missing = [c for c in configs if lookup("toy", c, results_dir) is None]
+    runs = [lookup("toy", c, results_dir) for c in configs]
+    missing = [c for c, run in zip(configs, runs) if run is None]
     folder = None if results_dir is None else str(results_dir)
     version = code_version()  # the code the workers import now, whatever changes later
     if len(missing) == 1 or workers == 1:
@@ -206,7 +207,15 @@ def fit_toys(configs: list[dict[str, Any]], results_dir: str | Path | None = Non
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             for future in [pool.submit(_fit_in_worker, c, folder, version) for c in missing]:
                 future.result()
-    return [cached_run("toy", c, train_toy, results_dir) for c in configs]
+    return [run or lookup("toy", c, results_dir) for c, run in zip(configs, runs)]
+
+TRAINING_KEYS = ("updates", "anneal_updates", "batch_size", "optimizer", "learning_rate", "eval_samples")
+
+
+def profile_toy_configs(parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    """The toy configs that a chapter with these ``parameters`` (see ``nf.book.profiles``) asks for."""
+    p = parameters
+    return grid_configs(p["energies"], p["families"], p["flow_lengths"], p["seeds"], **{k: p[k] for k in TRAINING_KEYS})
 
 
 def grid_configs(

@@ -75,3 +75,13 @@ def timing_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
         {"flow": f"{family} K={length}", "seconds per 1,000 updates": f"{statistics.fmean(v):.1f}"}
         for (family, length), v in times.items()
     ]
+
+
+def fig3_models(runs: list[Run], seed: int) -> tuple[list[str], dict[tuple[str, str], ToyFlow]]:
+    """Column labels (family and length) and the trained flows of ``seed``, keyed by (energy, column), for ``plot_fig3``."""
+    from .toy import load_toy_model
+
+    chosen = [r for r in runs if r.config["seed"] == seed]
+    columns = list(dict.fromkeys(f"{r.config['family']} K={r.config['length']}" for r in chosen))
+    fitted = {(r.config["energy"], f"{r.config['family']} K={r.config['length']}"): load_toy_model(r) for r in chosen}
+    return columns, fitted

@@ -37,15 +37,6 @@ def hide_injected_parameters(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
-def chapter_parameter_names(name: str) -> list[str]:
-    """The names in chapter ``name``'s ``parameters`` cell."""
-    import papermill
-
-    with tempfile.TemporaryDirectory() as folder:
-        notebook = notebook_from_source(name, Path(folder) / f"{name}.ipynb")
-        return list(papermill.inspect_notebook(str(notebook)))
-
-
 def run_chapter(
     name: str,
     profile: str = "report",
@@ -69,16 +60,16 @@ def run_chapter(
     import papermill
 
     parameters = {**chapter_parameters(name, profile, device), **(extra_parameters or {})}
-    allowed = chapter_parameter_names(name)
-    unknown = sorted(set(parameters) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown parameter {unknown[0]!r} for chapter {name}; allowed: {', '.join(allowed)}")
     target = Path(output) if output is not None else get_chapter(name).notebook
     handle, scratch = tempfile.mkstemp(prefix=f".{name}.", suffix=".ipynb", dir=target.parent)
     os.close(handle)
     scratch = Path(scratch)
     try:
         notebook_from_source(name, scratch)
+        allowed = list(papermill.inspect_notebook(str(scratch)))
+        unknown = sorted(set(parameters) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown parameter {unknown[0]!r} for chapter {name}; allowed: {', '.join(allowed)}")
         papermill.execute_notebook(
             str(scratch),
             str(scratch),

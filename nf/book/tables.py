@@ -28,15 +28,20 @@ def profiles_table() -> str:
     return markdown_table(rows)
 
 
-def runs_table(experiment: str, results_dir: str | None = None) -> str:
-    """The cached runs of ``experiment`` grouped by model: how many, total and mean wall time, machine, code versions."""
+def _runs_by_model(experiment: str, results_dir: str | None) -> list[tuple[str, list]]:
+    """Cached runs of ``experiment`` grouped by flow family and length, as ``(label, runs)`` in sorted order."""
     groups: dict[tuple[str, int], list] = {}
     for run in list_runs(experiment, results_dir):
         config = run.config
-        groups.setdefault((config.get("family", config.get("flow")), config["length"]), []).append(run.provenance)
+        groups.setdefault((config.get("family", config.get("flow")), config["length"]), []).append(run)
+    return [(f"{family} K={length}", runs) for (family, length), runs in sorted(groups.items())]
+
+
+def runs_table(experiment: str, results_dir: str | None = None) -> str:
+    """The cached runs of ``experiment`` grouped by model: how many, total and mean wall time, machine, code versions."""
     rows = []
-    for (family, length), provenances in sorted(groups.items()):
-        label = f"{family} K={length}"
+    for label, runs in _runs_by_model(experiment, results_dir):
+        provenances = [run.provenance for run in runs]
         times = [p["wall_time_seconds"] for p in provenances]
         machines = sorted({f"{p['machine']['machine']}, {p['machine']['cpu_count']} cores" for p in provenances})
         versions = sorted({f"`{p['git_commit'][:10]}`" for p in provenances})
@@ -67,12 +72,9 @@ def paper_scale_table(results_dir: str | None = None) -> str:
     for experiment, per_update in (("toy", lambda m: m["seconds_per_1000_updates"] / 1000),
                                    ("mnist", lambda m: m["seconds_per_update"])):
         updates = chapter_parameters(experiment, "paper")["updates"]
-        groups: dict[tuple[str, int], list[float]] = {}
-        for run in list_runs(experiment, results_dir):
-            c = run.config
-            groups.setdefault((c.get("family", c.get("flow")), c["length"]), []).append(per_update(run.load_json("metrics.json")))
-        for (family, length), seconds in sorted(groups.items()):
+        for label, runs in _runs_by_model(experiment, results_dir):
+            seconds = [per_update(run.load_json("metrics.json")) for run in runs]
             hours = sum(seconds) / len(seconds) * updates / 3600
-            rows.append({"run": f"{experiment}: {family} K={length}", "paper updates": f"{updates:,}",
+            rows.append({"run": f"{experiment}: {label}", "paper updates": f"{updates:,}",
                          "hours per run on this CPU": f"{hours:.1f}"})
     return markdown_table(rows) if rows else "No cached runs yet."
