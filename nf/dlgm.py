@@ -12,6 +12,17 @@ Objective: the free energy of eq. 20 with annealing,
     F_beta(x) = E_{q_0}[ ln q_0(z_0) - beta_t ln p(x, z_K) - sum_k ln|det df_k/dz_{k-1}| ],
 
 which at ``beta = 1`` is the negative ELBO, an upper bound on ``-ln p(x)``.
+
+Flows (``DLGM_FLOWS``): ``planar`` and ``radial`` take all their parameters
+from the inference network.  NICE couplings (``nice-perm``, ``nice-orth``,
+optionally ``+scale``) and the convolutional flow (``conv``) own their
+coupling networks; each coupling network is conditioned on ``x`` through
+``COUPLING_CONTEXT`` numbers that the inference network emits for that layer
+(the network sees ``[z_A, c_k(x)]``), and NICE's final scaling and the
+circular convolutions' spectra are emitted per image.  Without such
+conditioning a volume-preserving flow would apply the same map to every
+image's posterior.  The coupling networks have ``COUPLING_HIDDEN`` units,
+the same for every ``K``.
 """
 
 from __future__ import annotations
@@ -23,9 +34,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .distributions import DiagonalGaussian
-from .flows import FlowLayer, FlowSequence, Planar, PlanarChain, Radial
+from .flows import FlowLayer, FlowSequence, Planar, PlanarChain, Radial, make_flow
 
-DLGM_FLOWS = ("none", "planar", "radial")
+DLGM_FLOWS = ("none", "planar", "radial", "nice-perm", "nice-orth", "nice-perm+scale", "nice-orth+scale", "conv")
+COUPLING_HIDDEN = (64, 64)
+COUPLING_CONTEXT = 16
 
 
 class Maxout(nn.Module):
@@ -42,7 +55,7 @@ class Maxout(nn.Module):
 
 
 def amortized_flow(family: str, dim: int, length: int, fused: bool = True) -> FlowLayer | None:
-    """The amortised posterior flow of a DLGM: None for ``length = 0``; planar chains fused by default."""
+    """The amortised posterior flow of a DLGM (module docstring): None for ``length = 0``; planar chains fused by default."""
     if family not in DLGM_FLOWS:
         raise ValueError(f"unknown DLGM flow {family!r}; choose one of {', '.join(DLGM_FLOWS)}")
     if isinstance(length, bool) or not isinstance(length, int) or length < 0:
@@ -51,15 +64,17 @@ def amortized_flow(family: str, dim: int, length: int, fused: bool = True) -> Fl
         return None
     if family == "planar" and fused:
         return PlanarChain(dim, length, amortized=True)
-    layer = Planar if family == "planar" else Radial
-    return FlowSequence(layer(dim, amortized=True) for _ in range(length))
+    if family in ("planar", "radial"):
+        layer = Planar if family == "planar" else Radial
+        return FlowSequence(layer(dim, amortized=True) for _ in range(length))
+    return make_flow(family, dim, length, amortized=True, coupling_hidden=COUPLING_HIDDEN, context=COUPLING_CONTEXT)
 
 
 class DLGM(nn.Module):
     """Deep latent Gaussian model with an amortised normalizing-flow posterior.
 
     Args:
-        flow: ``none``, ``planar`` or ``radial``.
+        flow: one of ``DLGM_FLOWS`` (``none``: the diagonal-Gaussian posterior).
         length: number of flow layers ``K`` (0: the diagonal-Gaussian posterior).
         latent, hidden, pool, data_dim: sizes (paper: 40, 400, 4, 784).
         fused: use the fused planar chain (same numbers, faster).

@@ -46,3 +46,30 @@ def test_magnitudes_stay_away_from_zero():
     layer = random_layer(9, scale=50.0)
     assert (layer.spectrum().abs() >= MIN_MAGNITUDE * (1 - 1e-12)).all()
     check_layer(layer, torch.randn(4, 9), inverse_tol=1e-6)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 5, 8])
+def test_amortized_spectrum_per_sample(dim):
+    """Per-sample spectra: each row is the global layer with that row's parameters."""
+    amortized = CircularConvolution(dim, amortized=True)
+    g = torch.Generator().manual_seed(dim)
+    params = torch.randn(4, amortized.n_params, generator=g)
+    z = torch.randn(4, dim, generator=g)
+    check_layer(amortized, z, params, inverse_tol=1e-9)
+    y, log_det = amortized(z, params)
+    for i in range(4):
+        single = CircularConvolution(dim)
+        with torch.no_grad():
+            single.log_magnitude.copy_(params[i, : dim // 2 + 1])
+            single.phase.copy_(params[i, dim // 2 + 1 :])
+        y_i, ld_i = single(z[i : i + 1])
+        torch.testing.assert_close(y[i], y_i[0])
+        torch.testing.assert_close(log_det[i], ld_i[0])
+
+
+def test_zero_parameters_give_the_identity():
+    layer = CircularConvolution(6)
+    z = torch.randn(3, 6)
+    y, log_det = layer(z)
+    torch.testing.assert_close(y, z)
+    torch.testing.assert_close(log_det, torch.zeros(3))

@@ -32,7 +32,7 @@ def test_fused_and_plain_models_give_identical_objectives_and_gradients():
         torch.testing.assert_close(a.grad, b.grad, atol=1e-10, rtol=1e-9)
 
 
-@pytest.mark.parametrize("flow,length", [("none", 0), ("planar", 3), ("radial", 3)])
+@pytest.mark.parametrize("flow,length", [("none", 0), ("planar", 3), ("radial", 3), ("nice-perm+scale", 3), ("conv", 2)])
 def test_importance_sampled_likelihood_beats_the_bound_on_average(flow, length):
     torch.manual_seed(0)
     model = DLGM(flow, length, latent=4, hidden=16)
@@ -59,7 +59,22 @@ def test_decoder_is_fed_z_k_not_z_0():
 
 
 def test_bad_flow_arguments():
-    with pytest.raises(ValueError, match="unknown DLGM flow 'nice'"):
+    with pytest.raises(ValueError, match="unknown DLGM flow 'nice'.*nice-perm"):
         DLGM("nice", 2)
     with pytest.raises(ValueError, match="non-negative integer, got -3"):
         DLGM("planar", -3)
+
+
+@pytest.mark.parametrize("flow", ["nice-perm", "nice-orth+scale", "conv"])
+def test_coupling_flows_are_conditioned_on_the_image(flow):
+    """The same z_0 goes through a different map for two different images (the context changes the coupling)."""
+    torch.manual_seed(0)
+    model = DLGM(flow, 2, latent=6, hidden=16)
+    for p in model.flow.parameters():  # move the zero-initialised coupling outputs away from the identity
+        torch.nn.init.normal_(p, std=0.5)
+    x = torch.bernoulli(torch.rand(2, 784))
+    _, params = model.posterior(x)
+    z0 = torch.randn(1, 6).expand(2, 6)
+    zk, _ = model.flow(z0, params)
+    assert not torch.allclose(zk[0], zk[1])
+    assert model.flow.n_params > 0

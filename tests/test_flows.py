@@ -11,8 +11,10 @@ from conftest import check_layer
 from nf.flows import (
     FLOW_FAMILIES,
     AdditiveCoupling,
+    ConvolutionalCoupling,
     DiagonalScaling,
     FlowSequence,
+    LogGate,
     OrthogonalMixing,
     Permutation,
     Planar,
@@ -54,6 +56,9 @@ GLOBAL_LAYERS = {
     "permutation": lambda d: Permutation(d, torch.Generator().manual_seed(1)),
     "orthogonal": lambda d: OrthogonalMixing(d, torch.Generator().manual_seed(1)),
     "scaling": lambda d: randomize(DiagonalScaling(d)),
+    "conv-coupling": lambda d: randomize(ConvolutionalCoupling(d, hidden=(8, 8)), 0.7),
+    "conv-coupling-swap": lambda d: randomize(ConvolutionalCoupling(d, hidden=(8,), swap=True), 0.7),
+    "log-gate": lambda d: randomize(LogGate(d)),
     "sequence": lambda d: randomize(
         FlowSequence([Planar(d), Radial(d), AdditiveCoupling(d, (8,)), OrthogonalMixing(d), DiagonalScaling(d)]),
         scale=0.7,
@@ -83,6 +88,57 @@ def test_amortized_radial_per_sample_parameters(dim):
     layer = Radial(dim, amortized=True)
     params = torch.randn(N, layer.n_params, generator=torch.Generator().manual_seed(3)) * 2
     check_layer(layer, torch.randn(N, dim), params)
+
+
+AMORTIZED_FLOWS = {
+    "coupling-context": lambda d: randomize(AdditiveCoupling(d, (8,), context=3)),
+    "conv-coupling-context": lambda d: randomize(ConvolutionalCoupling(d, (8,), swap=True, context=3), 0.7),
+    "scaling": lambda d: DiagonalScaling(d, amortized=True),
+    **{f"make_flow-{family}": (lambda d, f=family: randomize(make_flow(f, d, 3, True, (8,), context=2), 0.5))
+       for family in FLOW_FAMILIES},
+}
+
+
+@pytest.mark.parametrize("dim", [2, 3, 10])
+@pytest.mark.parametrize("name", sorted(AMORTIZED_FLOWS))
+def test_amortized_flow_inverse_and_log_det(name, dim):
+    flow = AMORTIZED_FLOWS[name](dim)
+    g = torch.Generator().manual_seed(4)
+    params = torch.randn(N, flow.n_params, generator=g)
+    check_layer(flow, 1.5 * torch.randn(N, dim, generator=g), params, inverse_tol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(AMORTIZED_FLOWS))
+def test_amortized_flows_broadcast_over_importance_samples(name):
+    flow = AMORTIZED_FLOWS[name](4)
+    params = torch.randn(N, flow.n_params)
+    z = torch.randn(5, N, 4)  # (samples, batch, dim)
+    y, log_det = flow(z, params)
+    assert y.shape == (5, N, 4) and log_det.shape == (5, N)
+    y2, ld2 = flow(z[2], params)
+    torch.testing.assert_close(y[2], y2)
+    torch.testing.assert_close(log_det[2], ld2)
+    torch.testing.assert_close(flow.inverse(y, params), z, atol=1e-6, rtol=0)
+
+
+def test_convolutional_coupling_in_two_dimensions_is_an_affine_coupling():
+    """With one-dimensional halves the circular convolution is a scaling by W_0 = |W_0| > 0."""
+    layer = randomize(ConvolutionalCoupling(2, (8,)))
+    z = torch.randn(N, 2)
+    y, log_det = layer(z)
+    raw_magnitude, _, shift = layer.kernel_and_shift(z[:, :1])
+    scale = layer.layout.magnitude(raw_magnitude)
+    torch.testing.assert_close(y[:, 1:], scale * z[:, 1:] + shift)
+    torch.testing.assert_close(log_det, torch.log(scale).squeeze(-1))
+
+
+def test_log_gate_is_the_slog_gate_and_near_identity_at_start():
+    layer = LogGate(3)
+    z = torch.tensor([[-2.0, 0.0, 3.0]])
+    alpha = layer.alpha()
+    y, _ = layer(z)
+    torch.testing.assert_close(y, torch.sign(z) * torch.log(1 + alpha * z.abs()) / alpha)
+    assert (y - z).abs().max() < 0.3 and (y.abs() <= z.abs()).all()
 
 
 def test_amortized_sequence_splits_parameters_in_order():
@@ -219,6 +275,9 @@ def test_gradients_flow_to_amortized_parameters():
         (lambda: make_flow("planar", 2, -1), "positive integer, got -1"),
         (lambda: make_flow("planar", 2, 2.5), "positive integer, got 2.5"),
         (lambda: AdditiveCoupling(1), "dim >= 2"),
+        (lambda: ConvolutionalCoupling(1), "dim >= 2"),
+        (lambda: AdditiveCoupling(4, context=-1), "context size must be >= 0, got -1"),
+        (lambda: AdditiveCoupling(4, context=2)(torch.randn(2, 4)), "amortised"),
         (lambda: FlowSequence([Planar(2), Planar(3)]), "same dimension"),
     ],
 )

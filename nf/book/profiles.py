@@ -45,6 +45,46 @@ MNIST_REPORT: dict[str, Any] = {
     "test_seed": 0,
 }
 
+NICE_FAMILIES = ["nice-perm", "nice-perm+scale", "nice-orth", "nice-orth+scale"]
+
+NICE_REPORT: dict[str, Any] = {
+    "toy": {**TOY_REPORT, "families": ["planar", *NICE_FAMILIES]},
+    "mnist": {
+        **MNIST_REPORT,
+        "models": [
+            ["none", 0],
+            *[["planar", k] for k in (10, 20, 40, 80)],
+            *[["nice-perm", k] for k in (10, 20, 40, 80)],
+            *[["nice-perm+scale", k] for k in (10, 20, 40, 80)],
+            ["nice-orth", 20],
+            ["nice-orth+scale", 20],
+        ],
+        "workers": 2,
+    },
+}
+
+CONV_REPORT: dict[str, Any] = {
+    "toy": {**TOY_REPORT, "families": ["planar", "nice-perm+scale", "conv"]},
+    "mnist": {
+        **MNIST_REPORT,
+        "models": [["none", 0], *[[flow, k] for flow in ("planar", "nice-perm+scale", "conv") for k in (10, 20, 40)]],
+        "workers": 2,
+    },
+}
+
+
+def _small(report: dict[str, Any], toy_families: list[str], mnist_models: list[list]) -> dict[str, Any]:
+    """The ``ci`` version of a chapter with a toy and an MNIST part."""
+    return {
+        "toy": {**report["toy"], **_CI_TOY, "families": toy_families},
+        "mnist": {**report["mnist"], **_CI_MNIST, "models": mnist_models, "workers": 1},
+    }
+
+
+_CI_TOY = {"energies": ["U1"], "flow_lengths": [2], "seeds": [0], "updates": 200, "anneal_updates": 100,
+           "batch_size": 64, "eval_samples": 2000, "workers": 1}
+_CI_MNIST = {"updates": 60, "anneal_updates": 20, "eval_every": 30, "eval_samples": 10}
+
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "ci": {
         "toy": {
@@ -67,8 +107,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "eval_every": 30,
             "eval_samples": 10,
         },
+        "nice": _small(NICE_REPORT, ["planar", "nice-perm+scale"], [["none", 0], ["planar", 2], ["nice-perm", 2], ["nice-perm+scale", 2]]),
+        "conv": _small(CONV_REPORT, ["planar", "conv"], [["none", 0], ["planar", 2], ["conv", 2]]),
     },
-    "report": {"toy": TOY_REPORT, "mnist": MNIST_REPORT},
+    "report": {"toy": TOY_REPORT, "mnist": MNIST_REPORT, "nice": NICE_REPORT, "conv": CONV_REPORT},
     "paper": {
         "toy": {
             **TOY_REPORT,
@@ -89,6 +131,18 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "clip_grad_norm": 0.0,
         },
     },
+}
+
+_PAPER = PROFILES["paper"]
+_PAPER["nice"] = {
+    "toy": {**_PAPER["toy"], "families": NICE_REPORT["toy"]["families"]},
+    "mnist": {**_PAPER["mnist"], "models": [["none", 0], *[[f, k] for f in ["planar", *NICE_FAMILIES] for k in (10, 20, 40, 80)]],
+              "workers": 1},
+}
+_PAPER["conv"] = {
+    "toy": {**_PAPER["toy"], "families": CONV_REPORT["toy"]["families"]},
+    "mnist": {**_PAPER["mnist"], "models": [["none", 0], *[[f, k] for f in ("planar", "nice-perm+scale", "conv") for k in (10, 20, 40, 80)]],
+              "workers": 1},
 }
 
 

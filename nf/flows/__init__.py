@@ -2,6 +2,7 @@
 
 from .base import FlowLayer, FlowSequence
 from .circular import CircularConvolution
+from .conv_coupling import ConvolutionalCoupling, LogGate
 from .factory import FLOW_FAMILIES, make_flow, parameter_count_table
 from .fused import PlanarChain
 from .nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
@@ -12,9 +13,11 @@ __all__ = [
     "FLOW_FAMILIES",
     "AdditiveCoupling",
     "CircularConvolution",
+    "ConvolutionalCoupling",
     "DiagonalScaling",
     "FlowLayer",
     "FlowSequence",
+    "LogGate",
     "OrthogonalMixing",
     "Permutation",
     "Planar",

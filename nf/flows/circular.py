@@ -9,18 +9,22 @@ diagonalises: ``Y_k = W_k Z_k``.  Hence, in O(D log D) with real FFTs,
 
 The kernel is parametrised by its spectrum, so that it is real and every
 ``|W_k|`` stays away from zero: for the ``D // 2 + 1`` non-redundant
-frequencies, ``|W_k| = eps + softplus(a_k)`` and, except at frequency 0 and
-(for even ``D``) the Nyquist frequency where a real kernel's spectrum is real,
-a free phase ``phi_k``.  The full-spectrum sum counts each non-redundant
-frequency once or twice (its conjugate twin):
+frequencies, ``|W_k| = eps + softplus(a_k + c)`` (``c`` makes ``a = 0`` give
+``|W_k| = 1``) and, except at frequency 0 and (for even ``D``) the Nyquist
+frequency where a real kernel's spectrum is real, a free phase ``phi_k``.
+The full-spectrum sum counts each non-redundant frequency once or twice (its
+conjugate twin):
 
     ln|det| = ln|W_0| + 2 sum_{0<k<D/2} ln|W_k| + [D even] ln|W_{D/2}|.
 
 Everything stays in the autograd graph: the log-determinant is a
-differentiable tensor, never a Python number.
+differentiable tensor, never a Python number.  The functions below are shared
+with the data-adaptive convolutional coupling (``nf.flows.conv_coupling``).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -29,13 +33,53 @@ from torch import Tensor, nn
 from .base import FlowLayer
 
 MIN_MAGNITUDE = 1e-3
+_UNIT_OFFSET = math.log(math.expm1(1.0 - MIN_MAGNITUDE))  # MIN_MAGNITUDE + softplus(_UNIT_OFFSET) = 1
+
+
+class SpectrumLayout(nn.Module):
+    """Which of the ``n // 2 + 1`` real-FFT frequencies of a length-``n`` signal are real, and their multiplicity."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+        self.n_freq = n // 2 + 1
+        multiplicity = torch.full((self.n_freq,), 2.0)
+        real = torch.zeros(self.n_freq, dtype=torch.bool)
+        multiplicity[0], real[0] = 1.0, True
+        if n % 2 == 0:
+            multiplicity[-1], real[-1] = 1.0, True
+        self.register_buffer("multiplicity", multiplicity)
+        self.register_buffer("real_frequency", real)
+
+    def magnitude(self, raw_magnitude: Tensor) -> Tensor:
+        """``|W_k| = eps + softplus(a_k + c)``, at least ``MIN_MAGNITUDE``; ``a = 0`` gives 1."""
+        return MIN_MAGNITUDE + F.softplus(raw_magnitude + _UNIT_OFFSET)
+
+    def spectrum(self, raw_magnitude: Tensor, phase: Tensor) -> Tensor:
+        """Complex ``W_k`` for ``k = 0 .. n // 2``, real at frequency 0 and Nyquist."""
+        phase = torch.where(self.real_frequency, torch.zeros_like(phase), phase)
+        return torch.polar(self.magnitude(raw_magnitude), phase)
+
+    def log_abs_det(self, raw_magnitude: Tensor) -> Tensor:
+        """``sum_{k=0}^{n-1} ln|W_k|`` over the full spectrum (conjugate twins counted)."""
+        return (self.multiplicity * torch.log(self.magnitude(raw_magnitude))).sum(-1)
+
+    def convolve(self, z: Tensor, spectrum: Tensor) -> Tensor:
+        """``w (*) z`` along the last dimension; real output."""
+        return torch.fft.irfft(spectrum * torch.fft.rfft(z, dim=-1), n=self.n, dim=-1)
+
+    def deconvolve(self, y: Tensor, spectrum: Tensor) -> Tensor:
+        """The inverse of ``convolve``: division in the Fourier domain."""
+        return torch.fft.irfft(torch.fft.rfft(y, dim=-1) / spectrum, n=self.n, dim=-1)
 
 
 class CircularConvolution(FlowLayer):
-    """``y = w (*) z`` with a learned real kernel given by its spectrum (module docstring).
+    """``y = w (*) z`` with a real kernel given by its spectrum (module docstring).
 
     Args:
         dim: dimension ``D`` of ``z`` (odd or even).
+        amortized: take the spectrum's raw magnitudes and phases per sample as
+            ``params`` (``n_params = 2 (D // 2 + 1)``: magnitudes first).
 
     Example::
 
@@ -44,41 +88,40 @@ class CircularConvolution(FlowLayer):
         z = layer.inverse(y)
     """
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, amortized: bool = False):
         super().__init__()
         self.dim = dim
-        n_freq = dim // 2 + 1
-        self.log_magnitude = nn.Parameter(torch.zeros(n_freq))
-        self.phase = nn.Parameter(torch.zeros(n_freq))
-        weight = torch.full((n_freq,), 2.0)
-        weight[0] = 1.0
-        real = torch.zeros(n_freq, dtype=torch.bool)
-        real[0] = True
-        if dim % 2 == 0:
-            weight[-1] = 1.0
-            real[-1] = True
-        self.register_buffer("multiplicity", weight)
-        self.register_buffer("real_frequency", real)
+        self.layout = SpectrumLayout(dim)
+        n_freq = self.layout.n_freq
+        self.amortized = amortized
+        self.n_params = 2 * n_freq if amortized else 0
+        if not amortized:
+            self.log_magnitude = nn.Parameter(torch.zeros(n_freq))
+            self.phase = nn.Parameter(torch.zeros(n_freq))
 
-    def magnitude(self) -> Tensor:
+    def _raw(self, params: Tensor | None) -> tuple[Tensor, Tensor]:
+        if self.amortized:
+            return params.split(self.layout.n_freq, dim=-1)
+        return self.log_magnitude, self.phase
+
+    def magnitude(self, params: Tensor | None = None) -> Tensor:
         """``|W_k|`` for the non-redundant frequencies, at least ``MIN_MAGNITUDE``."""
-        return MIN_MAGNITUDE + F.softplus(self.log_magnitude + 0.5413248546129181)  # softplus(.) = 1 at start
+        return self.layout.magnitude(self._raw(params)[0])
 
-    def spectrum(self) -> Tensor:
+    def spectrum(self, params: Tensor | None = None) -> Tensor:
         """``W_k`` for ``k = 0 .. D // 2`` (complex; real at frequency 0 and Nyquist)."""
-        phase = torch.where(self.real_frequency, torch.zeros_like(self.phase), self.phase)
-        return torch.polar(self.magnitude(), phase)
+        return self.layout.spectrum(*self._raw(params))
 
-    def kernel(self) -> Tensor:
+    def kernel(self, params: Tensor | None = None) -> Tensor:
         """The real kernel ``w`` in the signal domain."""
-        return torch.fft.irfft(self.spectrum(), n=self.dim)
+        return torch.fft.irfft(self.spectrum(params), n=self.dim)
 
     def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check_input(z, params)
-        y = torch.fft.irfft(self.spectrum() * torch.fft.rfft(z, dim=-1), n=self.dim, dim=-1)
-        log_det = (self.multiplicity * torch.log(self.magnitude())).sum()
-        return y, log_det.expand(z.shape[:-1])
+        raw_magnitude, phase = self._raw(params)
+        y = self.layout.convolve(z, self.layout.spectrum(raw_magnitude, phase))
+        return y, self.layout.log_abs_det(raw_magnitude).expand(z.shape[:-1])
 
     def inverse(self, y: Tensor, params: Tensor | None = None) -> Tensor:
         self._check_input(y, params)
-        return torch.fft.irfft(torch.fft.rfft(y, dim=-1) / self.spectrum(), n=self.dim, dim=-1)
+        return self.layout.deconvolve(y, self.spectrum(params))

@@ -5,7 +5,15 @@ Families (paper section 6):
 * ``planar``, ``radial``: ``K`` layers of eq. 10 / eq. 13;
 * ``nice-perm``, ``nice-orth``: ``K`` additive couplings with a fixed random
   permutation / orthogonal mixing before each coupling after the first;
-  append ``+scale`` (e.g. ``nice-orth+scale``) for a final diagonal scaling.
+  append ``+scale`` (e.g. ``nice-orth+scale``) for a final diagonal scaling;
+* ``conv`` (extension, Karami et al. 2019): ``K`` blocks of a circular
+  convolution, a data-adaptive convolutional coupling and a pointwise
+  ``LogGate``.
+
+Amortised flows (the MNIST posteriors) take every per-data-point number from
+the inference network: planar and radial parameters, the spectra of circular
+convolutions and NICE's scaling; coupling networks receive a ``context``
+vector of their own (``context`` numbers per coupling layer).
 """
 
 from __future__ import annotations
@@ -14,12 +22,14 @@ from collections.abc import Sequence
 
 import torch
 
-from .base import FlowSequence
+from .base import FlowLayer, FlowSequence
+from .circular import CircularConvolution
+from .conv_coupling import ConvolutionalCoupling, LogGate
 from .nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
 from .planar import Planar
 from .radial import Radial
 
-FLOW_FAMILIES = ("planar", "radial", "nice-perm", "nice-orth", "nice-perm+scale", "nice-orth+scale")
+FLOW_FAMILIES = ("planar", "radial", "nice-perm", "nice-orth", "nice-perm+scale", "nice-orth+scale", "conv")
 
 
 def make_flow(
@@ -29,12 +39,14 @@ def make_flow(
     amortized: bool = False,
     coupling_hidden: Sequence[int] = (64, 64),
     seed: int = 0,
+    context: int = 16,
 ) -> FlowSequence:
-    """Return a ``FlowSequence`` of ``length`` layers of ``family`` acting on ``R^dim``.
+    """Return a ``FlowSequence`` of ``length`` steps of ``family`` acting on ``R^dim``.
 
-    ``amortized`` applies to planar and radial layers (their parameters then
-    come from an inference network); NICE layers always own their parameters.
-    ``seed`` fixes the random permutations / orthogonal matrices of NICE.
+    ``amortized``: the flow takes per-sample ``params`` from an inference
+    network (module docstring); coupling networks then get ``context``
+    numbers each.  ``seed`` fixes NICE's random permutations / orthogonal
+    matrices.
     """
     if family not in FLOW_FAMILIES:
         raise ValueError(f"unknown flow family {family!r}; choose one of {', '.join(FLOW_FAMILIES)}")
@@ -46,16 +58,25 @@ def make_flow(
         return FlowSequence(Planar(dim, amortized) for _ in range(length))
     if family == "radial":
         return FlowSequence(Radial(dim, amortized) for _ in range(length))
+    coupling_context = context if amortized else 0
+    layers: list[FlowLayer] = []
+    if family == "conv":
+        for k in range(length):
+            layers += [
+                CircularConvolution(dim, amortized),
+                ConvolutionalCoupling(dim, coupling_hidden, swap=k % 2 == 1, context=coupling_context),
+                LogGate(dim),
+            ]
+        return FlowSequence(layers)
     mixing_name, _, scale = family.partition("+")
     mixing = Permutation if mixing_name == "nice-perm" else OrthogonalMixing
     generator = torch.Generator().manual_seed(seed)
-    layers = []
     for k in range(length):
         if k > 0:
             layers.append(mixing(dim, generator))
-        layers.append(AdditiveCoupling(dim, coupling_hidden, swap=k % 2 == 1))
+        layers.append(AdditiveCoupling(dim, coupling_hidden, swap=k % 2 == 1, context=coupling_context))
     if scale:
-        layers.append(DiagonalScaling(dim))
+        layers.append(DiagonalScaling(dim, amortized))
     return FlowSequence(layers)
 
 

@@ -9,6 +9,12 @@
 * ``DiagonalScaling``: ``y = exp(s) * z``, ``log|det| = sum_i s_i`` (NICE's
   final scaling layer; the sum is signed, never ``abs(sum(s))``).
 
+Conditioning on a data point (the MNIST posteriors): an amortised coupling
+takes a per-sample context vector ``c`` (emitted by the inference network) as
+its ``params`` and computes ``m(z_A, c)``; an amortised scaling takes its
+``s`` per sample.  The map stays a coupling in ``z`` for each fixed ``c``, so
+the inverse and the log-determinant are unchanged.
+
 Couplings, permutations and orthogonal mixing are volume preserving, so a NICE
 flow without a scaling layer can move mass but never concentrate it.
 """
@@ -51,6 +57,13 @@ class AdditiveCoupling(FlowLayer):
         activation: its nonlinearity.
         swap: update the first half from the second instead.
         zero_init: start as the identity (last layer of ``m`` zeroed).
+        context: size of a per-sample context vector passed as ``params``
+            (0: unconditional, the layer's parameters are global).
+
+    Example::
+
+        layer = AdditiveCoupling(4, hidden=(16,), context=3)
+        y, log_det = layer(torch.randn(5, 4), torch.randn(5, 3))  # log_det == 0
     """
 
     def __init__(
@@ -60,15 +73,19 @@ class AdditiveCoupling(FlowLayer):
         activation: type[nn.Module] = nn.ReLU,
         swap: bool = False,
         zero_init: bool = True,
+        context: int = 0,
     ):
         super().__init__()
         if dim < 2:
             raise ValueError(f"a coupling layer needs dim >= 2, got dim={dim}")
+        if context < 0:
+            raise ValueError(f"context size must be >= 0, got {context}")
         self.dim = dim
         self.swap = swap
+        self.n_params, self.amortized = context, context > 0
         half = dim // 2
         self.n_cond, self.n_update = (dim - half, half) if swap else (half, dim - half)
-        self.coupling = mlp(self.n_cond, self.n_update, hidden, activation)
+        self.coupling = mlp(self.n_cond + context, self.n_update, hidden, activation)
         if zero_init:
             nn.init.zeros_(self.coupling[-1].weight)
             nn.init.zeros_(self.coupling[-1].bias)
@@ -83,16 +100,27 @@ class AdditiveCoupling(FlowLayer):
     def _join(self, z_a: Tensor, z_b: Tensor) -> Tensor:
         return torch.cat([z_b, z_a] if self.swap else [z_a, z_b], dim=-1)
 
+    def shift(self, z_a: Tensor, params: Tensor | None) -> Tensor:
+        """``m(z_A)``, or ``m(z_A, c)`` with the context ``c = params`` broadcast over leading sample dimensions."""
+        return self.coupling(with_context(z_a, params))
+
     def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check_input(z, params)
         z_a, z_b = self._split(z)
-        y = self._join(z_a, z_b + self.coupling(z_a))
+        y = self._join(z_a, z_b + self.shift(z_a, params))
         return y, z.new_zeros(z.shape[:-1])
 
     def inverse(self, y: Tensor, params: Tensor | None = None) -> Tensor:
         self._check_input(y, params)
         y_a, y_b = self._split(y)
-        return self._join(y_a, y_b - self.coupling(y_a))
+        return self._join(y_a, y_b - self.shift(y_a, params))
+
+
+def with_context(z_a: Tensor, context: Tensor | None) -> Tensor:
+    """``[z_A, c]``: the conditioning half joined with a per-sample context (if any), broadcast over samples."""
+    if context is None:
+        return z_a
+    return torch.cat([z_a, context.expand(*z_a.shape[:-1], context.shape[-1])], dim=-1)
 
 
 class Permutation(FlowLayer):
@@ -139,18 +167,28 @@ class OrthogonalMixing(FlowLayer):
 
 
 class DiagonalScaling(FlowLayer):
-    """NICE's diagonal scaling ``y = exp(s) * z``; ``log|det| = sum_i s_i``."""
+    """NICE's diagonal scaling ``y = exp(s) * z``; ``log|det| = sum_i s_i`` (signed).
 
-    def __init__(self, dim: int):
+    Global ``s`` (a parameter, starting at 0) or, with ``amortized=True``, a
+    per-sample ``s`` passed as ``params`` (``n_params = dim``).
+    """
+
+    def __init__(self, dim: int, amortized: bool = False):
         super().__init__()
         self.dim = dim
-        self.log_scale = nn.Parameter(torch.zeros(dim))
+        self.amortized = amortized
+        self.n_params = dim if amortized else 0
+        self.log_scale = None if amortized else nn.Parameter(torch.zeros(dim))
+
+    def _scale(self, params: Tensor | None) -> Tensor:
+        return params if self.amortized else self.log_scale
 
     def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check_input(z, params)
-        y = z * torch.exp(self.log_scale)
-        return y, self.log_scale.sum().expand(z.shape[:-1])
+        s = self._scale(params)
+        y = z * torch.exp(s)
+        return y, s.sum(-1).expand(z.shape[:-1])
 
     def inverse(self, y: Tensor, params: Tensor | None = None) -> Tensor:
         self._check_input(y, params)
-        return y * torch.exp(-self.log_scale)
+        return y * torch.exp(-self._scale(params))
