@@ -212,7 +212,7 @@ TRAINING_KEYS = ("updates", "anneal_updates", "batch_size", "optimizer", "learni
 
 def profile_mnist_configs(parameters: dict[str, Any]) -> list[dict[str, Any]]:
     """The MNIST configs that a chapter with these ``parameters`` (see ``nf.book.profiles``) asks for."""
-    return run_configs(parameters["models"], **{k: parameters[k] for k in TRAINING_KEYS})
+    return run_configs(parameters["models"], seed=parameters.get("seed", 0), **{k: parameters[k] for k in TRAINING_KEYS})
 
 
 def run_configs(models: list[list], **common: Any) -> list[dict[str, Any]]:

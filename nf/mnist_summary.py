@@ -8,12 +8,15 @@ from .cache import Run
 from .paper import TABLE2_NEG_LOG_LIKELIHOOD
 
 
+PAPER_ROW_PREFIX = {"planar": "DLGM+NF", "nice-perm": "DLGM+NICE"}  # the paper's NICE rows: no scaling layer
+
+
 def paper_key(flow: str, length: int) -> str | None:
-    """The Table 2 row of a model, if the paper reports it (it has no radial rows)."""
+    """The Table 2 row of a model, if the paper reports it (planar and NICE-perm; no radial, scaled or conv rows)."""
     if flow == "none" or length == 0:
         return "DLGM diagonal covariance"
-    if flow == "planar":
-        return f"DLGM+NF (k = {length})"
+    if flow in PAPER_ROW_PREFIX:
+        return f"{PAPER_ROW_PREFIX[flow]} (k = {length})"
     return None
 
 
@@ -61,14 +64,63 @@ def plot_fig4(runs: list[Run], axes=None):
         for ax, (key, label) in zip(axes, panels):
             ax.errorbar(lengths, [m[key] for m in metrics], yerr=[m[key + "_se"] for m in metrics],
                         marker="o", capsize=3, label=f"ours, {flow}")
-    paper = [(0, TABLE2_NEG_LOG_LIKELIHOOD["DLGM diagonal covariance"])] + [
-        (k, TABLE2_NEG_LOG_LIKELIHOOD[f"DLGM+NF (k = {k})"]) for k in (10, 20, 40, 80)]
-    axes[2].plot(*zip(*paper), "k--", marker="s", label="paper, planar (Table 2)")
+    for flow, style in [("planar", "k--"), ("nice-perm", "k:")]:
+        if any(r.config["flow"] == flow for r in runs):
+            paper = [(k, TABLE2_NEG_LOG_LIKELIHOOD[paper_key(flow, k)]) for k in (0, 10, 20, 40, 80)]
+            axes[2].plot(*zip(*paper), style, marker="s", label=f"paper, {flow} (Table 2)")
     for ax, (_, label) in zip(axes, panels):
         ax.set_xlabel("flow length K")
         ax.set_title(label)
     axes[2].legend(fontsize=8)
     return axes
+
+
+def flow_parameters(runs: list[Run]) -> dict[str, int]:
+    """Parameters each model adds to the diagonal-Gaussian DLGM (flow layers plus the head's extra outputs), by run key."""
+    baseline = next(r for r in runs if r.config["length"] == 0).load_json("metrics.json")["parameters"]
+    return {r.key: r.load_json("metrics.json")["parameters"] - baseline for r in runs}
+
+
+def plot_versus_parameters(runs: list[Run], ax=None):
+    """``-ln p(x)`` against the parameters a flow adds to the diagonal model: the equal-parameter comparison."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.4), layout="constrained")
+    extra = flow_parameters(runs)
+    for flow in sorted({r.config["flow"] for r in runs if r.config["length"] > 0}):
+        line = sorted((r for r in runs if r.config["flow"] == flow), key=lambda r: r.config["length"])
+        metrics = [r.load_json("metrics.json") for r in line]
+        ax.errorbar([extra[r.key] for r in line], [m["test_nll"] for m in metrics],
+                    yerr=[m["test_nll_se"] for m in metrics], marker="o", capsize=3, label=flow)
+        for r, m in zip(line, metrics):
+            ax.annotate(f"K={r.config['length']}", (extra[r.key], m["test_nll"]), fontsize=7,
+                        textcoords="offset points", xytext=(3, 3))
+    diagonal = next(r for r in runs if r.config["length"] == 0).load_json("metrics.json")["test_nll"]
+    ax.axhline(diagonal, color="gray", linestyle="--", linewidth=1, label="diagonal")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters added to the diagonal DLGM")
+    ax.set_ylabel("−ln p(x)")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def paired_table(runs: list[Run], without: str, with_: str) -> list[dict[str, str]]:
+    """Per flow length: ``-ln p(x)`` and the bound of flow ``without`` beside ``with_`` and their differences."""
+    by = {(r.config["flow"], r.config["length"]): r.load_json("metrics.json") for r in runs}
+    rows = []
+    for k in sorted({k for f, k in by if f == without and (with_, k) in by}):
+        a, b = by[(without, k)], by[(with_, k)]
+        rows.append({
+            "K": str(k),
+            f"{without} −ln p(x)": f"{a['test_nll']:.2f}",
+            f"{with_} −ln p(x)": f"{b['test_nll']:.2f}",
+            "change in −ln p(x)": f"{b['test_nll'] - a['test_nll']:+.2f}",
+            f"{without} F(x)": f"{a['test_bound']:.2f}",
+            f"{with_} F(x)": f"{b['test_bound']:.2f}",
+            "change in F(x)": f"{b['test_bound'] - a['test_bound']:+.2f}",
+        })
+    return rows
 
 
 def plot_learning_curves(runs: list[Run], axes=None):

@@ -14,15 +14,19 @@ NOT_RUN = "not run yet"
 
 
 def mnist_rows(profile: str = "report") -> list[dict[str, str]]:
-    """Table 2: the paper's -ln p(x) beside ours (importance-sampled, S = 200) where the run exists."""
-    p = chapter_parameters("mnist", profile)
+    """Table 2: the paper's -ln p(x) beside ours (importance-sampled, S = 200) where the run exists.
+
+    Planar rows come from the MNIST chapter's runs, NICE rows from the NICE chapter's NICE-perm runs.
+    """
+    configs = profile_mnist_configs(chapter_parameters("mnist", profile))
+    configs += profile_mnist_configs(chapter_parameters("nice", profile)["mnist"])
     ours = {}
-    for config in profile_mnist_configs(p):
+    for config in configs:
         run = lookup("mnist", config)
         key = paper_key(config["flow"], config["length"])
         if run is not None and key is not None:
             m = run.load_json("metrics.json")
-            ours[key] = f"-ln p(x) = {m['test_nll']:.2f} ± {m['test_nll_se']:.2f} ({p['updates']:,} updates)"
+            ours[key] = f"-ln p(x) = {m['test_nll']:.2f} ± {m['test_nll_se']:.2f} ({config['updates']:,} updates)"
     return [
         {"experiment": "MNIST, Table 2", "model": model, "paper": f"-ln p(x) <= {value:.1f}", "ours": ours.get(model, NOT_RUN)}
         for model, value in TABLE2_NEG_LOG_LIKELIHOOD.items()

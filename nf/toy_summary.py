@@ -85,3 +85,21 @@ def fig3_models(runs: list[Run], seed: int) -> tuple[list[str], dict[tuple[str, 
     columns = list(dict.fromkeys(f"{r.config['family']} K={r.config['length']}" for r in chosen))
     fitted = {(r.config["energy"], f"{r.config['family']} K={r.config['length']}"): load_toy_model(r) for r in chosen}
     return columns, fitted
+
+
+def paired_kl_table(rows: list[dict[str, Any]], without: str, with_: str) -> list[dict[str, str]]:
+    """Per energy and length: the KL of family ``without`` beside ``with_`` (mean +- sd over seeds) and their ratio."""
+    by = {(r["energy"], r["family"], r["length"]): r for r in rows}
+    out = []
+    for energy, family, length in by:
+        if family != without or (energy, with_, length) not in by:
+            continue
+        a, b = by[(energy, without, length)], by[(energy, with_, length)]
+        out.append({
+            "energy": energy,
+            "K": str(length),
+            without: f"{a['kl']:.3f} ± {a['kl_sd']:.3f}",
+            with_: f"{b['kl']:.3f} ± {b['kl_sd']:.3f}",
+            "ratio": f"{b['kl'] / a['kl']:.2f}",
+        })
+    return out

@@ -67,7 +67,8 @@ CONV_REPORT: dict[str, Any] = {
     "toy": {**TOY_REPORT, "families": ["planar", "nice-perm+scale", "conv"]},
     "mnist": {
         **MNIST_REPORT,
-        "models": [["none", 0], *[[flow, k] for flow in ("planar", "nice-perm+scale", "conv") for k in (10, 20, 40)]],
+        "models": [["none", 0], *[[flow, k] for flow in ("planar", "nice-perm+scale") for k in (10, 20, 40)],
+                   *[["conv", k] for k in (5, 10, 20)]],
         "workers": 2,
     },
 }
@@ -107,7 +108,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "eval_every": 30,
             "eval_samples": 10,
         },
-        "nice": _small(NICE_REPORT, ["planar", "nice-perm+scale"], [["none", 0], ["planar", 2], ["nice-perm", 2], ["nice-perm+scale", 2]]),
+        "nice": _small(NICE_REPORT, ["planar", "nice-perm", "nice-perm+scale"], [["none", 0], ["planar", 2], ["nice-perm", 2], ["nice-perm+scale", 2]]),
         "conv": _small(CONV_REPORT, ["planar", "conv"], [["none", 0], ["planar", 2], ["conv", 2]]),
     },
     "report": {"toy": TOY_REPORT, "mnist": MNIST_REPORT, "nice": NICE_REPORT, "conv": CONV_REPORT},

@@ -10,20 +10,34 @@ from .profiles import PROFILE_NAMES, PROFILES
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Rows with the same keys as a Markdown table (the keys are the header)."""
+    """Rows with the same keys as a Markdown table (the keys are the header); a note if there are no rows."""
+    if not rows:
+        return "*(no runs for this table under this profile)*"
     header = list(rows[0])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(row[key]) for key in header) + " |" for row in rows]
     return "\n".join(lines)
 
 
+def _flat(parameters: dict[str, Any]) -> dict[str, Any]:
+    """``{"toy": {"updates": 1}}`` -> ``{"toy.updates": 1}`` (chapters with a toy and an MNIST part)."""
+    flat = {}
+    for key, value in parameters.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
 def profiles_table() -> str:
     """Every chapter parameter under each profile."""
     rows = []
     for chapter in sorted({name for profile in PROFILES.values() for name in profile}):
-        for key in PROFILES["report"][chapter]:
+        values = {profile: _flat(PROFILES[profile][chapter]) for profile in PROFILE_NAMES}
+        for key in values["report"]:
             row = {"chapter": chapter, "parameter": f"`{key}`"}
-            row.update({profile: PROFILES[profile][chapter][key] for profile in PROFILE_NAMES})
+            row.update({profile: values[profile][key] for profile in PROFILE_NAMES})
             rows.append(row)
     return markdown_table(rows)
 
