@@ -13,7 +13,11 @@ Prints one line per K: ``K=<k>  <fast/K0>x`` then plain/K0, Pyro/K0 and
 Pyro/fast.  Ratios come from medians over interleaved repetitions in one run,
 so machine load affects all variants alike.  ``--eval`` also times the
 importance-sampled ``-ln p(x)`` (S = 200) over 10,000 images; ``--toy`` times
-toy fits serially and with parallel workers.
+toy fits serially and with parallel workers; ``--families`` times an update
+with every DLGM flow family (planar, NICE, convolutional) at the same ``K``
+against ``K = 0``; ``--circular`` times a circular convolution with its
+log-determinant (real FFTs, O(D log D)) against a dense D x D linear map
+with ``slogdet`` (O(D^3)).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from torch import Tensor, nn
 
 from nf.cache import code_version
 from nf.dlgm import DLGM
+from nf.flows import CircularConvolution
 
 
 class PyroPlanarChain(nn.Module):
@@ -93,6 +98,56 @@ def time_updates(lengths: list[int], implementations: list[str], repetitions: in
     return {key: statistics.median(v) for key, v in times.items()}
 
 
+def time_families(lengths: list[int], families: list[str], repetitions: int, updates: int, batch: int) -> None:
+    """One update with each DLGM flow family, interleaved, as a ratio to the diagonal model (K = 0)."""
+    x = torch.bernoulli(torch.rand(batch, 784, generator=torch.Generator().manual_seed(0)))
+    models = {("none", 0): DLGM("none", 0)}
+    for family in families:
+        for k in lengths:
+            torch.manual_seed(0)
+            models[(family, k)] = DLGM(family, k)
+    steps = {key: update_step(model, x) for key, model in models.items()}
+    for step in steps.values():
+        step()
+    times: dict = {key: [] for key in steps}
+    for _ in range(repetitions):
+        for key, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(updates):
+                step()
+            times[key].append((time.perf_counter() - start) / updates)
+    k0 = statistics.median(times[("none", 0)])
+    for family in families:
+        cells = [f"K={k} {statistics.median(times[(family, k)]) / k0:.1f}x" for k in lengths]
+        print(f"update/K0 {family:<16} " + " | ".join(cells), flush=True)
+
+
+def time_circular(dims: list[int], repetitions: int, batch: int = 100) -> None:
+    """Circular convolution with log-det (FFT) against a dense linear map with slogdet, at growing D."""
+    for dim in dims:
+        layer = CircularConvolution(dim)
+        matrix = torch.randn(dim, dim) / dim**0.5 + torch.eye(dim)
+        z = torch.randn(batch, dim)
+
+        def fft() -> None:
+            layer(z)
+
+        def dense() -> None:
+            z @ matrix.T
+            torch.linalg.slogdet(matrix)
+
+        medians = []
+        for run in (fft, dense):
+            run()
+            samples = []
+            for _ in range(repetitions):
+                start = time.perf_counter()
+                run()
+                samples.append(time.perf_counter() - start)
+            medians.append(statistics.median(samples))
+        print(f"D={dim:<5} dense+slogdet / circular FFT: {medians[1] / medians[0]:.1f}x", flush=True)
+
+
 def time_evaluation(lengths: list[int], implementations: list[str], images: int, samples: int, batch: int) -> None:
     x = torch.bernoulli(torch.rand(images, 784, generator=torch.Generator().manual_seed(0)))
     for k in lengths:
@@ -147,6 +202,8 @@ def main() -> None:
     parser.add_argument("--eval", action="store_true", help="also time importance-sampled -ln p(x)")
     parser.add_argument("--eval-images", type=int, default=10_000)
     parser.add_argument("--toy", action="store_true", help="also time toy fits")
+    parser.add_argument("--families", action="store_true", help="also time NICE and convolutional flows")
+    parser.add_argument("--circular", action="store_true", help="also time circular convolution against a dense map")
     parser.add_argument("--output", default=None, help="also write the report to this file (with machine and code version)")
     args = parser.parse_args()
     if args.output:
@@ -173,6 +230,11 @@ def main() -> None:
             pyro_time = median[("pyro", k)]
             line += f" | Pyro/K0 {pyro_time / k0:.1f}x | Pyro/fast {pyro_time / fast:.1f}x"
         print(line, flush=True)
+    if args.families:
+        time_families([k for k in lengths if k > 0], ["planar", "nice-perm", "nice-perm+scale", "conv"],
+                      args.repetitions, args.updates, args.batch)
+    if args.circular:
+        time_circular([64, 256, 1024, 4096], args.repetitions)
     if args.eval:
         time_evaluation([0, max(lengths)], implementations[:2], args.eval_images, 200, 100)
     if args.toy:

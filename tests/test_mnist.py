@@ -80,6 +80,7 @@ def _with_checkpoint_every(train, every):
     "overrides,message",
     [
         ({"flow": "nice"}, "unknown DLGM flow 'nice'"),
+        ({"flow": "conv", "length": 2.5}, "length must be a non-negative integer, got 2.5"),
         ({"length": -1}, "length must be a non-negative integer, got -1"),
         ({"updates": 0}, "updates must be a positive integer, got 0"),
         ({"anneal_updates": 20_000}, "never reaches beta = 1"),
@@ -88,3 +89,36 @@ def _with_checkpoint_every(train, every):
 def test_bad_mnist_config(overrides, message):
     with pytest.raises(ValueError, match=message):
         mnist_config(**overrides)
+
+
+def test_bad_worker_count():
+    with pytest.raises(ValueError, match="workers must be a positive integer, got 0"):
+        nf.mnist.fit_mnist_runs([TINY], workers=0)
+
+
+def test_runs_in_parallel_workers_match_serial_runs(tmp_path):
+    """Two worker processes give the same numbers as one process, in the order of the configs."""
+    configs = [dict(TINY, flow="nice-perm+scale"), dict(TINY, flow="conv")]
+    parallel = nf.mnist.fit_mnist_runs(configs, tmp_path / "parallel", workers=2)
+    serial = nf.mnist.fit_mnist_runs(configs, tmp_path / "serial", workers=1)
+    assert [r.config["flow"] for r in parallel] == ["nice-perm+scale", "conv"]
+    for a, b in zip(parallel, serial):
+        assert a.load_json("metrics.json")["test_bound"] == pytest.approx(b.load_json("metrics.json")["test_bound"], rel=1e-3)
+
+
+def test_paired_and_parameter_summaries(tmp_path):
+    from nf.mnist_summary import flow_parameters, paired_table, plot_versus_parameters, table2
+
+    configs = [dict(TINY, flow="none", length=0), dict(TINY, flow="nice-perm"), dict(TINY, flow="nice-perm+scale")]
+    runs = nf.mnist.fit_mnist_runs(configs, tmp_path)
+    extra = flow_parameters(runs)
+    assert extra[runs[0].key] == 0
+    # +scale adds the head's 40 per-image log-scales: 400 weights and 1 bias each
+    assert extra[runs[2].key] - extra[runs[1].key] == 40 * 401
+    (row,) = paired_table(runs, "nice-perm", "nice-perm+scale")
+    metrics = [r.load_json("metrics.json") for r in runs[1:]]
+    assert row["K"] == "2"
+    assert row["change in −ln p(x)"] == f"{metrics[1]['test_nll'] - metrics[0]['test_nll']:+.2f}"
+    assert [r["paper -ln p(x)"] for r in table2(runs)] == ["89.9", "—", "—"]  # the paper has no NICE K=2 row
+    ax = plot_versus_parameters(runs)
+    assert len(ax.lines) >= 1

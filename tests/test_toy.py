@@ -85,3 +85,17 @@ def test_summary_groups_seeds(tmp_path):
     rows = summarize(fit_toys(configs, tmp_path, workers=1))
     assert len(rows) == 1 and rows[0]["seeds"] == 2 and rows[0]["parameters"] == 2 * 5 + 4
     assert results_table(rows, "U1")[0]["flow"] == "planar K=2"
+
+
+def test_scaling_comparison_table_pairs_runs(tmp_path):
+    from nf.toy import fit_toys, grid_configs
+    from nf.toy_summary import paired_kl_table, summarize
+
+    configs = grid_configs(["U1"], ["nice-perm", "nice-perm+scale", "conv"], [2], [0], updates=120, anneal_updates=50,
+                           batch_size=32, eval_samples=500)
+    rows = summarize(fit_toys(configs, tmp_path, workers=1))
+    (row,) = paired_kl_table(rows, "nice-perm", "nice-perm+scale")
+    by_family = {r["family"]: r for r in rows}
+    assert row["ratio"] == f"{by_family['nice-perm+scale']['kl'] / by_family['nice-perm']['kl']:.2f}"
+    assert by_family["nice-perm+scale"]["parameters"] == by_family["nice-perm"]["parameters"] + 2
+    assert paired_kl_table(rows, "nice-orth", "nice-orth+scale") == []
