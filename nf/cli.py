@@ -26,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", default="report", help=f"parameter profile: {', '.join(PROFILE_NAMES)} (default: report)")
     run.add_argument("--device", default=None, help=f"device: {', '.join(DEVICES)} (default: the profile's)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                     help="override a chapter parameter; VALUE is read as YAML, e.g. -p flow_lengths '[2, 8]'")
+                     help="override a chapter parameter (or one key of a dictionary parameter, "
+                          "e.g. mnist.updates); VALUE is read as YAML, e.g. -p flow_lengths '[2, 8]'")
     build = actions.add_parser("build", help="build the HTML book into _build/html from the executed chapters")
     build.add_argument("--output", default=None, help="folder to build into (default: the repository)")
     return parser

@@ -100,3 +100,25 @@ def test_corrupt_data_folder_is_named(tmp_path):
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert "DataError: cannot load MNIST from" in last and str(tmp_path / "data") in last
+
+
+def test_dotted_parameter_sets_one_key_of_a_dictionary_parameter():
+    from nf.book.execute import apply_overrides
+
+    base = {"seed": 0, "mnist": {"updates": 10, "workers": 2}}
+    merged = apply_overrides(base, {"mnist.updates": 20, "seed": 1})
+    assert merged == {"seed": 1, "mnist": {"updates": 20, "workers": 2}}
+    assert base["mnist"]["updates"] == 10  # the profile itself is not modified
+
+
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("mnist.updatez", "unknown parameter 'mnist.updatez'; mnist has keys models, updates"),
+        ("seed.x", "unknown parameter 'seed.x': 'seed' is not a dictionary parameter"),
+    ],
+)
+def test_bad_dotted_parameter_is_refused(name, message):
+    result = run_cli("book", "run", "nice", "--profile", "ci", "-p", name, "5")
+    assert result.returncode == 2
+    assert message in result.stderr

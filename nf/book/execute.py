@@ -37,6 +37,26 @@ def hide_injected_parameters(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
+def apply_overrides(parameters: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``parameters`` updated with ``overrides``; a dotted name ``mnist.updates`` sets one key of a dictionary parameter.
+
+    Raises:
+        ValueError: a dotted name whose dictionary or key does not exist.
+    """
+    merged = {key: dict(value) if isinstance(value, dict) else value for key, value in parameters.items()}
+    for name, value in overrides.items():
+        head, dot, key = name.partition(".")
+        if not dot:
+            merged[name] = value
+        elif not isinstance(merged.get(head), dict):
+            raise ValueError(f"unknown parameter {name!r}: {head!r} is not a dictionary parameter of this chapter")
+        elif key not in merged[head]:
+            raise ValueError(f"unknown parameter {name!r}; {head} has keys {', '.join(merged[head])}")
+        else:
+            merged[head][key] = value
+    return merged
+
+
 def run_chapter(
     name: str,
     profile: str = "report",
@@ -53,13 +73,15 @@ def run_chapter(
     when every cell succeeded, so a failed or interrupted run leaves the
     previous notebook untouched.
 
+    ``extra_parameters`` override the profile's (see ``apply_overrides``).
+
     Raises:
         ValueError: an unknown chapter, profile or parameter name.
         RuntimeError: a cell failed; the message names the cell and the error.
     """
     import papermill
 
-    parameters = {**chapter_parameters(name, profile, device), **(extra_parameters or {})}
+    parameters = apply_overrides(chapter_parameters(name, profile, device), extra_parameters or {})
     target = Path(output) if output is not None else get_chapter(name).notebook
     handle, scratch = tempfile.mkstemp(prefix=f".{name}.", suffix=".ipynb", dir=target.parent)
     os.close(handle)
