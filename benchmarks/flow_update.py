@@ -83,9 +83,8 @@ def update_step(model: DLGM, x: Tensor):
     return step
 
 
-def time_updates(lengths: list[int], implementations: list[str], repetitions: int, updates: int, batch: int) -> dict:
-    x = torch.bernoulli(torch.rand(batch, 784, generator=torch.Generator().manual_seed(0)))
-    steps = {(impl, k): update_step(make_model(impl, k), x) for impl in implementations for k in lengths}
+def interleaved_medians(steps: dict, repetitions: int, updates: int) -> dict:
+    """Median seconds per call of each step, over ``repetitions`` rounds that time every step in turn."""
     for step in steps.values():  # warm up
         step()
     times: dict = {key: [] for key in steps}
@@ -98,6 +97,12 @@ def time_updates(lengths: list[int], implementations: list[str], repetitions: in
     return {key: statistics.median(v) for key, v in times.items()}
 
 
+def time_updates(lengths: list[int], implementations: list[str], repetitions: int, updates: int, batch: int) -> dict:
+    x = torch.bernoulli(torch.rand(batch, 784, generator=torch.Generator().manual_seed(0)))
+    steps = {(impl, k): update_step(make_model(impl, k), x) for impl in implementations for k in lengths}
+    return interleaved_medians(steps, repetitions, updates)
+
+
 def time_families(lengths: list[int], families: list[str], repetitions: int, updates: int, batch: int) -> None:
     """One update with each DLGM flow family, interleaved, as a ratio to the diagonal model (K = 0)."""
     x = torch.bernoulli(torch.rand(batch, 784, generator=torch.Generator().manual_seed(0)))
@@ -106,19 +111,10 @@ def time_families(lengths: list[int], families: list[str], repetitions: int, upd
         for k in lengths:
             torch.manual_seed(0)
             models[(family, k)] = DLGM(family, k)
-    steps = {key: update_step(model, x) for key, model in models.items()}
-    for step in steps.values():
-        step()
-    times: dict = {key: [] for key in steps}
-    for _ in range(repetitions):
-        for key, step in steps.items():
-            start = time.perf_counter()
-            for _ in range(updates):
-                step()
-            times[key].append((time.perf_counter() - start) / updates)
-    k0 = statistics.median(times[("none", 0)])
+    median = interleaved_medians({key: update_step(model, x) for key, model in models.items()}, repetitions, updates)
+    k0 = median[("none", 0)]
     for family in families:
-        cells = [f"K={k} {statistics.median(times[(family, k)]) / k0:.1f}x" for k in lengths]
+        cells = [f"K={k} {median[(family, k)] / k0:.1f}x" for k in lengths]
         print(f"update/K0 {family:<16} " + " | ".join(cells), flush=True)
 
 
@@ -136,16 +132,8 @@ def time_circular(dims: list[int], repetitions: int, batch: int = 100) -> None:
             z @ matrix.T
             torch.linalg.slogdet(matrix)
 
-        medians = []
-        for run in (fft, dense):
-            run()
-            samples = []
-            for _ in range(repetitions):
-                start = time.perf_counter()
-                run()
-                samples.append(time.perf_counter() - start)
-            medians.append(statistics.median(samples))
-        print(f"D={dim:<5} dense+slogdet / circular FFT: {medians[1] / medians[0]:.1f}x", flush=True)
+        median = interleaved_medians({"fft": fft, "dense": dense}, repetitions, 1)
+        print(f"D={dim:<5} dense+slogdet / circular FFT: {median['dense'] / median['fft']:.1f}x", flush=True)
 
 
 def time_evaluation(lengths: list[int], implementations: list[str], images: int, samples: int, batch: int) -> None:

@@ -34,10 +34,10 @@ from torch import Tensor, nn
 
 from .base import FlowLayer
 from .circular import SpectrumLayout
-from .nice import mlp, with_context
+from .nice import Coupling, mlp
 
 
-class ConvolutionalCoupling(FlowLayer):
+class ConvolutionalCoupling(Coupling):
     """``y_B = w(z_A) (*) z_B + t(z_A)`` with a kernel computed from the other half (module docstring).
 
     Args:
@@ -62,15 +62,7 @@ class ConvolutionalCoupling(FlowLayer):
         zero_init: bool = True,
         context: int = 0,
     ):
-        super().__init__()
-        if dim < 2:
-            raise ValueError(f"a coupling layer needs dim >= 2, got dim={dim}")
-        if context < 0:
-            raise ValueError(f"context size must be >= 0, got {context}")
-        self.dim, self.swap = dim, swap
-        self.n_params, self.amortized = context, context > 0
-        half = dim // 2
-        self.n_cond, self.n_update = (dim - half, half) if swap else (half, dim - half)
+        super().__init__(dim, swap, context)
         self.layout = SpectrumLayout(self.n_update)
         n_freq = self.layout.n_freq
         self.network = mlp(self.n_cond + context, 2 * n_freq + self.n_update, hidden, nn.ReLU)
@@ -78,20 +70,10 @@ class ConvolutionalCoupling(FlowLayer):
             nn.init.zeros_(self.network[-1].weight)
             nn.init.zeros_(self.network[-1].bias)
 
-    def _split(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        if self.swap:
-            z_b, z_a = z.split([self.n_update, self.n_cond], dim=-1)
-        else:
-            z_a, z_b = z.split([self.n_cond, self.n_update], dim=-1)
-        return z_a, z_b
-
-    def _join(self, z_a: Tensor, z_b: Tensor) -> Tensor:
-        return torch.cat([z_b, z_a] if self.swap else [z_a, z_b], dim=-1)
-
     def kernel_and_shift(self, z_a: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """``(raw magnitudes, phases, t)`` computed from the conditioning half (and context)."""
         n_freq = self.layout.n_freq
-        return self.network(with_context(z_a, params)).split([n_freq, n_freq, self.n_update], dim=-1)
+        return self.network(self.conditioner_input(z_a, params)).split([n_freq, n_freq, self.n_update], dim=-1)
 
     def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check_input(z, params)

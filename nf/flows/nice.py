@@ -44,12 +44,49 @@ def mlp(
     return nn.Sequential(*modules)
 
 
-class AdditiveCoupling(FlowLayer):
+class Coupling(FlowLayer):
+    """What every coupling layer shares: the split ``z = (z_A, z_B)``, the join, and the optional context.
+
+    ``z_A`` (conditioning, left unchanged) is the first ``dim // 2``
+    coordinates and ``z_B`` (updated) the rest, or the other way round with
+    ``swap=True``.  With ``context > 0`` the layer is amortised: ``params`` is
+    a per-sample context vector that the conditioning network sees beside
+    ``z_A`` (``conditioner_input``).
+    """
+
+    def __init__(self, dim: int, swap: bool = False, context: int = 0):
+        super().__init__()
+        if dim < 2:
+            raise ValueError(f"a coupling layer needs dim >= 2, got dim={dim}")
+        if context < 0:
+            raise ValueError(f"context size must be >= 0, got {context}")
+        self.dim, self.swap = dim, swap
+        self.n_params, self.amortized = context, context > 0
+        half = dim // 2
+        self.n_cond, self.n_update = (dim - half, half) if swap else (half, dim - half)
+
+    def _split(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        if self.swap:
+            z_b, z_a = z.split([self.n_update, self.n_cond], dim=-1)
+        else:
+            z_a, z_b = z.split([self.n_cond, self.n_update], dim=-1)
+        return z_a, z_b
+
+    def _join(self, z_a: Tensor, z_b: Tensor) -> Tensor:
+        return torch.cat([z_b, z_a] if self.swap else [z_a, z_b], dim=-1)
+
+    @staticmethod
+    def conditioner_input(z_a: Tensor, context: Tensor | None) -> Tensor:
+        """``[z_A, c]``: the conditioning half joined with the context (if any), broadcast over leading sample dimensions."""
+        if context is None:
+            return z_a
+        return torch.cat([z_a, context.expand(*z_a.shape[:-1], context.shape[-1])], dim=-1)
+
+
+class AdditiveCoupling(Coupling):
     """NICE additive coupling ``y_A = z_A``, ``y_B = z_B + m(z_A)``; ``log|det| = 0``.
 
-    ``z_A`` is the first ``dim // 2`` coordinates and ``z_B`` the rest, or the
-    other way round with ``swap=True`` (alternate ``swap`` between layers so
-    every coordinate gets updated).
+    Alternate ``swap`` between layers so every coordinate gets updated.
 
     Args:
         dim: dimension of ``z`` (at least 2).
@@ -75,34 +112,15 @@ class AdditiveCoupling(FlowLayer):
         zero_init: bool = True,
         context: int = 0,
     ):
-        super().__init__()
-        if dim < 2:
-            raise ValueError(f"a coupling layer needs dim >= 2, got dim={dim}")
-        if context < 0:
-            raise ValueError(f"context size must be >= 0, got {context}")
-        self.dim = dim
-        self.swap = swap
-        self.n_params, self.amortized = context, context > 0
-        half = dim // 2
-        self.n_cond, self.n_update = (dim - half, half) if swap else (half, dim - half)
+        super().__init__(dim, swap, context)
         self.coupling = mlp(self.n_cond + context, self.n_update, hidden, activation)
         if zero_init:
             nn.init.zeros_(self.coupling[-1].weight)
             nn.init.zeros_(self.coupling[-1].bias)
 
-    def _split(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        if self.swap:
-            z_b, z_a = z.split([self.n_update, self.n_cond], dim=-1)
-        else:
-            z_a, z_b = z.split([self.n_cond, self.n_update], dim=-1)
-        return z_a, z_b
-
-    def _join(self, z_a: Tensor, z_b: Tensor) -> Tensor:
-        return torch.cat([z_b, z_a] if self.swap else [z_a, z_b], dim=-1)
-
     def shift(self, z_a: Tensor, params: Tensor | None) -> Tensor:
-        """``m(z_A)``, or ``m(z_A, c)`` with the context ``c = params`` broadcast over leading sample dimensions."""
-        return self.coupling(with_context(z_a, params))
+        """``m(z_A)``, or ``m(z_A, c)`` with the context ``c = params``."""
+        return self.coupling(self.conditioner_input(z_a, params))
 
     def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check_input(z, params)
@@ -114,13 +132,6 @@ class AdditiveCoupling(FlowLayer):
         self._check_input(y, params)
         y_a, y_b = self._split(y)
         return self._join(y_a, y_b - self.shift(y_a, params))
-
-
-def with_context(z_a: Tensor, context: Tensor | None) -> Tensor:
-    """``[z_A, c]``: the conditioning half joined with a per-sample context (if any), broadcast over samples."""
-    if context is None:
-        return z_a
-    return torch.cat([z_a, context.expand(*z_a.shape[:-1], context.shape[-1])], dim=-1)
 
 
 class Permutation(FlowLayer):
