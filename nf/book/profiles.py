@@ -64,7 +64,7 @@ NICE_REPORT: dict[str, Any] = {
 }
 
 CONV_REPORT: dict[str, Any] = {
-    "toy": {**TOY_REPORT, "families": ["planar", "nice-perm+scale", "conv"]},
+    "toy": {**TOY_REPORT, "families": ["planar", "nice-perm+scale", "conv"], "seeds": [0, 1]},
     "mnist": {
         **MNIST_REPORT,
         "models": [["none", 0], *[[flow, k] for flow in ("planar", "nice-perm+scale") for k in (10, 20, 40)],
