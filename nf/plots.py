@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -115,4 +116,28 @@ def plot_kernel_and_spectrum(layer, axes=None):
     axes[1].stem(magnitude.numpy())
     axes[1].set_title("$|W_k|$, $k = 0 \\dots D/2$ (all $> 0$: invertible)")
     axes[1].set_ylim(0, None)
+    return axes
+
+
+def plot_log_gate(alphas: Sequence[float] = (0.05, 0.5, 2.0), axes=None):
+    """The pointwise LogGate ``y = sign(z) ln(1 + alpha |z|) / alpha`` and its log-derivative, for a few ``alpha``."""
+    import matplotlib.pyplot as plt
+
+    from .flows import LogGate
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 2.8), layout="constrained")
+    z = torch.linspace(-6, 6, 401).unsqueeze(-1)
+    for alpha in alphas:
+        gate = LogGate(1)
+        with torch.no_grad():
+            gate.raw_alpha.fill_(math.log(math.expm1(alpha)))
+            y, log_det = gate(z)
+        axes[0].plot(z.squeeze(-1), y.squeeze(-1), label=f"α = {alpha:g}")
+        axes[1].plot(z.squeeze(-1), log_det, label=f"α = {alpha:g}")
+    axes[0].set_title("y = sign(z) ln(1 + α|z|) / α")
+    axes[1].set_title("ln |dy/dz|")
+    for ax in axes:
+        ax.set_xlabel("z")
+    axes[0].legend(fontsize=8)
     return axes
