@@ -77,7 +77,7 @@ def plot_fig3(
         for j, column in enumerate(columns):
             with torch.no_grad():
                 q = torch.exp(fitted[(name, column)].log_prob(points))
-            plot_density(axes[i, j + 1], q, vmax=vmax, title=column if i == 0 else None)
+            plot_density(axes[i, j + 1], q, vmax=vmax, title=column.replace(" K=", "\nK=") if i == 0 else None)
     return fig
 
 

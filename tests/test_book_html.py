@@ -79,7 +79,7 @@ def test_chapter_page_renders(html, browser, name):
 
 
 def test_figures_are_present_where_chapters_plot(html):
-    for name in ["theory", "toy"]:
+    for name in ["theory", "toy", "mnist", "nice", "conv"]:
         assert "<img" in (html / "book" / f"{name}.html").read_text()
 
 
