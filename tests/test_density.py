@@ -72,3 +72,15 @@ def test_windowed_target_equals_the_paper_inside_the_window(name):
     torch.testing.assert_close(target_energy(name)(z), paper_energy(name)(z))
     outside = torch.tensor([[5.0, 0.0], [-6.0, 1.0]])
     assert (target_energy(name)(outside) > paper_energy(name)(outside) + 10).all()
+
+
+def test_overflowing_inverse_gives_zero_density_not_nan():
+    """Far out, the inverse of a compressing LogGate overflows float32: the density is 0 there, never NaN."""
+    from nf.flows import LogGate
+
+    gate = LogGate(2).float()
+    with torch.no_grad():
+        gate.raw_alpha.fill_(1.0)  # alpha = softplus(1) ~ 1.31: exp(1.31 * 100) overflows float32
+    y = torch.tensor([[0.5, -0.3], [100.0, 0.0]], dtype=torch.float32)
+    log_q = flow_log_density(gate, DiagonalGaussian.standard(2, dtype=torch.float32), y)
+    assert torch.isfinite(log_q[0]) and log_q[1] == -torch.inf
