@@ -5,14 +5,24 @@ had never stopped: model and optimiser state, the global random-number state,
 the update counter and the history logged so far.  It is written atomically
 (to a temporary file, then renamed), so a kill during a save leaves the
 previous checkpoint intact.
+
+``interrupt_between_updates`` turns a first Ctrl-C (SIGINT) into a
+``KeyboardInterrupt`` raised by ``check()`` at the next update boundary, so
+an interrupt always stops a run at a well-defined point; Python's own
+handler can lose a ``KeyboardInterrupt`` raised inside a finaliser.  A
+second Ctrl-C interrupts at once.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +81,40 @@ class Checkpointer:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+class InterruptFlag:
+    """Set by the first SIGINT; ``check()`` raises ``KeyboardInterrupt`` once it is set."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+@contextmanager
+def interrupt_between_updates() -> Iterator[InterruptFlag]:
+    """Within the block, SIGINT sets a flag that the training loop checks between updates (module docstring).
+
+    Outside the main thread, where handlers cannot be installed, the flag is
+    never set and Python's own handling applies.
+    """
+    flag = InterruptFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGINT, flag.handle)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def checked_step(

@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from .cache import Run, cached_run, code_version, lookup
-from .checkpoint import Checkpointer, checked_step
+from .checkpoint import Checkpointer, checked_step, interrupt_between_updates
 from .config import check_choice, check_int, check_training, merge_defaults
 from .data import BinarizedMNIST
 from .devices import resolve_device
@@ -125,31 +125,33 @@ def train_mnist(
     progress = tqdm(total=config["updates"], initial=step, desc=f"{config['flow']} K={config['length']}",
                     unit="update", disable=not sys.stderr.isatty())  # a bar in a terminal, silence in a notebook
     start = time.perf_counter()
-    while step < config["updates"]:
-        if checkpointer is not None and checkpointer.due(step) and running == []:
-            checkpointer.save({
-                "config": config, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if device_.type == "cuda" else None,
-                "history": history, "order": order, "position": position,
-                "elapsed": elapsed + time.perf_counter() - start,
-            })
-        if position + config["batch_size"] > len(order):
-            order, position = torch.randperm(len(train_pixels)), 0
-        x = torch.bernoulli(train_pixels[order[position : position + config["batch_size"]].to(device_)])
-        position += config["batch_size"]
-        beta = inverse_temperature(step, config["anneal_updates"])
-        loss = model.free_energy(x, beta).mean()
-        run = f"MNIST run {config['flow']} K={config['length']}"
-        value = checked_step(loss, optimizer, step, last_finite, run, checkpointer, config["clip_grad_norm"])
-        last_finite = (step, value)
-        running.append(value)
-        step += 1
-        progress.update()
-        if step % config["eval_every"] == 0 or step == config["updates"]:
-            with torch.no_grad():
-                held_out_bound = model.free_energy(held_out).mean().item()
-            history.append([step, beta, sum(running) / len(running), held_out_bound])
-            running = []
+    with interrupt_between_updates() as interrupt:
+        while step < config["updates"]:
+            interrupt.check()
+            if checkpointer is not None and checkpointer.due(step) and running == []:
+                checkpointer.save({
+                    "config": config, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if device_.type == "cuda" else None,
+                    "history": history, "order": order, "position": position,
+                    "elapsed": elapsed + time.perf_counter() - start,
+                })
+            if position + config["batch_size"] > len(order):
+                order, position = torch.randperm(len(train_pixels)), 0
+            x = torch.bernoulli(train_pixels[order[position : position + config["batch_size"]].to(device_)])
+            position += config["batch_size"]
+            beta = inverse_temperature(step, config["anneal_updates"])
+            loss = model.free_energy(x, beta).mean()
+            run = f"MNIST run {config['flow']} K={config['length']}"
+            value = checked_step(loss, optimizer, step, last_finite, run, checkpointer, config["clip_grad_norm"])
+            last_finite = (step, value)
+            running.append(value)
+            step += 1
+            progress.update()
+            if step % config["eval_every"] == 0 or step == config["updates"]:
+                with torch.no_grad():
+                    held_out_bound = model.free_energy(held_out).mean().item()
+                history.append([step, beta, sum(running) / len(running), held_out_bound])
+                running = []
     progress.close()
     seconds = elapsed + time.perf_counter() - start
     model.eval()

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from .cache import Run, cached_run, code_version, lookup
-from .checkpoint import Checkpointer, checked_step
+from .checkpoint import Checkpointer, checked_step, interrupt_between_updates
 from .config import check_choice, check_training, merge_defaults
 from .density import flow_log_density
 from .distributions import DiagonalGaussian
@@ -135,20 +135,22 @@ def _train_toy(config: dict[str, Any], folder: Path, checkpointer: Checkpointer 
         first_step, elapsed, history = state["step"], state["elapsed"], state["history"]
     last_finite = (first_step - 1, history[-1][2] if history else float("nan"))
     start = time.perf_counter()
-    for step in range(first_step, config["updates"]):
-        if checkpointer is not None and step > first_step and checkpointer.due(step):
-            checkpointer.save({
-                "config": config, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "rng": torch.get_rng_state(), "history": history, "elapsed": elapsed + time.perf_counter() - start,
-            })
-        beta = inverse_temperature(step, config["anneal_updates"])
-        zk, log_q = model.sample(config["batch_size"])
-        loss = (log_q + beta * energy(zk)).mean()
-        run = f"toy run {config['energy']} {config['family']} K={config['length']} seed {config['seed']}"
-        value = checked_step(loss, optimizer, step, last_finite, run, checkpointer)
-        last_finite = (step, value)
-        if step % 100 == 0 or step == config["updates"] - 1:
-            history.append([step, beta, value])
+    with interrupt_between_updates() as interrupt:
+        for step in range(first_step, config["updates"]):
+            interrupt.check()
+            if checkpointer is not None and step > first_step and checkpointer.due(step):
+                checkpointer.save({
+                    "config": config, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "rng": torch.get_rng_state(), "history": history, "elapsed": elapsed + time.perf_counter() - start,
+                })
+            beta = inverse_temperature(step, config["anneal_updates"])
+            zk, log_q = model.sample(config["batch_size"])
+            loss = (log_q + beta * energy(zk)).mean()
+            run = f"toy run {config['energy']} {config['family']} K={config['length']} seed {config['seed']}"
+            value = checked_step(loss, optimizer, step, last_finite, run, checkpointer)
+            last_finite = (step, value)
+            if step % 100 == 0 or step == config["updates"] - 1:
+                history.append([step, beta, value])
     seconds = elapsed + time.perf_counter() - start
     with torch.no_grad():
         terms = free_energy_terms(model, config["energy"], config["eval_samples"], torch.Generator().manual_seed(12345))

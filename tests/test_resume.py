@@ -89,3 +89,21 @@ def test_divergence_stops_with_a_clear_message_and_no_entry(tmp_path, monkeypatc
     state = torch.load(checkpoints[0], weights_only=False)
     assert state["step"] == 100 and all(torch.isfinite(v).all() for v in state["model"].values())
     assert [p.name for p in (tmp_path / "toy").iterdir()] == [checkpoints[0].name]
+
+
+def test_first_interrupt_waits_for_the_update_boundary_second_is_immediate():
+    import os
+
+    from nf.checkpoint import interrupt_between_updates
+
+    previous = signal.getsignal(signal.SIGINT)
+    with interrupt_between_updates() as interrupt:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs; no exception yet
+        assert interrupt.requested
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is previous
