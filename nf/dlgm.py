@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .distributions import DiagonalGaussian
-from .flows import FlowLayer, FlowSequence, Planar, PlanarChain, Radial, make_flow
+from .flows import FlowLayer, PlanarChain, make_flow
 
 DLGM_FLOWS = ("none", "planar", "radial", "nice-perm", "nice-orth", "nice-perm+scale", "nice-orth+scale", "conv")
 COUPLING_HIDDEN = (64, 64)
@@ -64,9 +64,6 @@ def amortized_flow(family: str, dim: int, length: int, fused: bool = True) -> Fl
         return None
     if family == "planar" and fused:
         return PlanarChain(dim, length, amortized=True)
-    if family in ("planar", "radial"):
-        layer = Planar if family == "planar" else Radial
-        return FlowSequence(layer(dim, amortized=True) for _ in range(length))
     return make_flow(family, dim, length, amortized=True, coupling_hidden=COUPLING_HIDDEN, context=COUPLING_CONTEXT)
 
 

@@ -41,6 +41,7 @@ from .config import check_choice, check_int, check_training, merge_defaults
 from .data import BinarizedMNIST
 from .devices import resolve_device
 from .dlgm import DLGM, DLGM_FLOWS
+from .parallel import run_tasks
 from .toy import inverse_temperature
 
 HELD_OUT = 1000
@@ -180,12 +181,6 @@ def fit_mnist(results_dir: str | Path | None = None, device: str = "cpu", data_r
     return cached_run("mnist", mnist_config(**overrides), train, results_dir, version)
 
 
-def _fit_in_worker(config: dict[str, Any], results_dir: str | None, device: str, data_root: str | None,
-                   version: str) -> None:
-    torch.set_num_threads(1)  # two processes of one thread each beat one process of two threads here
-    fit_mnist(results_dir, device, data_root, version, **config)
-
-
 def fit_mnist_runs(configs: list[dict[str, Any]], results_dir: str | Path | None = None, device: str = "cpu",
                    data_root: str | None = None, workers: int = 1) -> list[Run]:
     """The cached runs of several MNIST configs, training the missing ones in ``workers`` processes.
@@ -193,18 +188,13 @@ def fit_mnist_runs(configs: list[dict[str, Any]], results_dir: str | Path | None
     The code version is read once, before the first run trains.  Returns the
     runs in the order of ``configs``.
     """
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
     check_int("workers", workers, minimum=1)
     configs = [mnist_config(**c) for c in configs]
     version = code_version()
-    missing = [c for c in configs if lookup("mnist", c, results_dir) is None]
-    if workers > 1 and len(missing) > 1:
+    if workers > 1:
         folder = None if results_dir is None else str(results_dir)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            for future in [pool.submit(_fit_in_worker, c, folder, device, data_root, version) for c in missing]:
-                future.result()
+        run_tasks([partial(fit_mnist, folder, device, data_root, version, **c)
+                   for c in configs if lookup("mnist", c, results_dir) is None], workers)
     return [fit_mnist(results_dir, device, data_root, version, **config) for config in configs]
 
 

@@ -103,6 +103,21 @@ def plot_versus_length(rows: Sequence[Mapping], energies: Sequence[str], key: st
     return axes
 
 
+def plot_fig3d(rows: Sequence[Mapping], energies: Sequence[str]):
+    """Fig. 3(d): the free energy (top, with its floor ``-ln Z`` dashed) and the exact KL (bottom, log scale)
+    against flow length, mean +- sd over seeds, one panel per energy and one line per family."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(energies), figsize=(3 * len(energies), 5.2), layout="constrained", squeeze=False)
+    plot_versus_length(rows, energies, "free_energy", "free energy", axes[0])
+    plot_versus_length(rows, energies, "kl", "KL(q‖p)", axes[1])
+    for ax, name in zip(axes[0], energies):
+        ax.axhline(-log_normalizer(target_energy(name)), color="black", linestyle="--", linewidth=1)  # the floor -ln Z
+    for ax in axes[1]:
+        ax.set_yscale("log")
+    return fig
+
+
 def plot_kernel_and_spectrum(layer, axes=None):
     """A circular-convolution layer's kernel ``w`` and the magnitudes ``|W_k|`` of its DFT."""
     import matplotlib.pyplot as plt

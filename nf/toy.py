@@ -30,12 +30,13 @@ from torch import Tensor, nn
 
 from .cache import Run, cached_run, code_version, lookup
 from .checkpoint import Checkpointer, checked_step, interrupt_between_updates
-from .config import check_choice, check_training, merge_defaults
+from .config import check_choice, check_int, check_training, merge_defaults
 from .density import flow_log_density
 from .distributions import DiagonalGaussian
 from .energies import target_energy
 from .quadrature import log_normalizer
 from .flows import FLOW_FAMILIES, FlowSequence, make_flow
+from .parallel import run_tasks
 
 DEFAULT_TOY_CONFIG: dict[str, Any] = {
     "energy": "U1",
@@ -181,35 +182,21 @@ def load_toy_model(run: Run) -> ToyFlow:
     return model.eval()
 
 
-def _fit_in_worker(config: dict[str, Any], results_dir: str | None, version: str) -> None:
-    torch.set_num_threads(1)  # tiny 2-D flows: one thread per process beats sharing cores
-    cached_run("toy", config, train_toy, results_dir, version)
-
-
 def fit_toys(configs: list[dict[str, Any]], results_dir: str | Path | None = None, workers: int = 2) -> list[Run]:
     """The cached runs of many toy configs (from ``toy_config``), training the missing ones in parallel.
 
     Missing runs are trained in ``workers`` processes of one thread each.
     Returns the runs in the order of ``configs``.
     """
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    check_int("workers", workers)
     configs = [toy_config(**c) for c in configs]
     runs = [lookup("toy", c, results_dir) for c in configs]
-    missing = [c for c, run in zip(configs, runs) if run is None]
-    folder = None if results_dir is None else str(results_dir)
     version = code_version()  # the code the workers import now, whatever changes later
-    if len(missing) == 1 or workers == 1:
-        for config in missing:
-            cached_run("toy", config, train_toy, results_dir, version)
-    elif missing:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            for future in [pool.submit(_fit_in_worker, c, folder, version) for c in missing]:
-                future.result()
+    folder = None if results_dir is None else str(results_dir)
+    run_tasks([partial(cached_run, "toy", c, train_toy, folder, version) for c, run in zip(configs, runs) if run is None],
+              workers)
     return [run or lookup("toy", c, results_dir) for c, run in zip(configs, runs)]
+
 
 TRAINING_KEYS = ("updates", "anneal_updates", "batch_size", "optimizer", "learning_rate", "eval_samples")
 

@@ -74,6 +74,10 @@ CONV_REPORT: dict[str, Any] = {
 }
 
 
+_CI_TOY = {"energies": ["U1"], "flow_lengths": [2], "seeds": [0], "updates": 200, "anneal_updates": 100,
+           "batch_size": 64, "eval_samples": 2000, "workers": 1}
+_CI_MNIST = {"updates": 60, "anneal_updates": 20, "eval_every": 30, "eval_samples": 10}
+
 def _small(report: dict[str, Any], toy_families: list[str], mnist_models: list[list]) -> dict[str, Any]:
     """The ``ci`` version of a chapter with a toy and an MNIST part."""
     return {
@@ -82,32 +86,10 @@ def _small(report: dict[str, Any], toy_families: list[str], mnist_models: list[l
     }
 
 
-_CI_TOY = {"energies": ["U1"], "flow_lengths": [2], "seeds": [0], "updates": 200, "anneal_updates": 100,
-           "batch_size": 64, "eval_samples": 2000, "workers": 1}
-_CI_MNIST = {"updates": 60, "anneal_updates": 20, "eval_every": 30, "eval_samples": 10}
-
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "ci": {
-        "toy": {
-            **TOY_REPORT,
-            "energies": ["U1", "U3"],
-            "families": ["planar", "nice-orth"],
-            "flow_lengths": [2],
-            "seeds": [0],
-            "updates": 200,
-            "anneal_updates": 100,
-            "batch_size": 64,
-            "eval_samples": 2000,
-            "workers": 1,
-        },
-        "mnist": {
-            **MNIST_REPORT,
-            "models": [["none", 0], ["planar", 2], ["radial", 2]],
-            "updates": 60,
-            "anneal_updates": 20,
-            "eval_every": 30,
-            "eval_samples": 10,
-        },
+        "toy": {**TOY_REPORT, **_CI_TOY, "energies": ["U1", "U3"], "families": ["planar", "nice-orth"]},
+        "mnist": {**MNIST_REPORT, **_CI_MNIST, "models": [["none", 0], ["planar", 2], ["radial", 2]]},
         "nice": _small(NICE_REPORT, ["planar", "nice-perm", "nice-perm+scale"], [["none", 0], ["planar", 2], ["nice-perm", 2], ["nice-perm+scale", 2]]),
         "conv": _small(CONV_REPORT, ["planar", "conv"], [["none", 0], ["planar", 2], ["conv", 2]]),
     },

@@ -104,10 +104,6 @@ class CircularConvolution(FlowLayer):
             return params.split(self.layout.n_freq, dim=-1)
         return self.log_magnitude, self.phase
 
-    def magnitude(self, params: Tensor | None = None) -> Tensor:
-        """``|W_k|`` for the non-redundant frequencies, at least ``MIN_MAGNITUDE``."""
-        return self.layout.magnitude(self._raw(params)[0])
-
     def spectrum(self, params: Tensor | None = None) -> Tensor:
         """``W_k`` for ``k = 0 .. D // 2`` (complex; real at frequency 0 and Nyquist)."""
         return self.layout.spectrum(*self._raw(params))

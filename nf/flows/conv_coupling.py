@@ -65,10 +65,7 @@ class ConvolutionalCoupling(Coupling):
         super().__init__(dim, swap, context)
         self.layout = SpectrumLayout(self.n_update)
         n_freq = self.layout.n_freq
-        self.network = mlp(self.n_cond + context, 2 * n_freq + self.n_update, hidden, nn.ReLU)
-        if zero_init:
-            nn.init.zeros_(self.network[-1].weight)
-            nn.init.zeros_(self.network[-1].bias)
+        self.network = mlp(self.n_cond + context, 2 * n_freq + self.n_update, hidden, nn.ReLU, zero_output=zero_init)
 
     def kernel_and_shift(self, z_a: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """``(raw magnitudes, phases, t)`` computed from the conditioning half (and context)."""

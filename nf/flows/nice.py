@@ -34,13 +34,17 @@ def mlp(
     out_features: int,
     hidden: Sequence[int] = (64, 64),
     activation: type[nn.Module] = nn.ReLU,
+    zero_output: bool = False,
 ) -> nn.Sequential:
-    """A plain multilayer perceptron ``in -> hidden... -> out``."""
+    """A plain multilayer perceptron ``in -> hidden... -> out``; ``zero_output`` zeroes its last layer (output 0)."""
     sizes = [in_features, *hidden]
     modules: list[nn.Module] = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
         modules += [nn.Linear(n_in, n_out), activation()]
     modules.append(nn.Linear(sizes[-1], out_features))
+    if zero_output:
+        nn.init.zeros_(modules[-1].weight)
+        nn.init.zeros_(modules[-1].bias)
     return nn.Sequential(*modules)
 
 
@@ -113,10 +117,7 @@ class AdditiveCoupling(Coupling):
         context: int = 0,
     ):
         super().__init__(dim, swap, context)
-        self.coupling = mlp(self.n_cond + context, self.n_update, hidden, activation)
-        if zero_init:
-            nn.init.zeros_(self.coupling[-1].weight)
-            nn.init.zeros_(self.coupling[-1].bias)
+        self.coupling = mlp(self.n_cond + context, self.n_update, hidden, activation, zero_output=zero_init)
 
     def shift(self, z_a: Tensor, params: Tensor | None) -> Tensor:
         """``m(z_A)``, or ``m(z_A, c)`` with the context ``c = params``."""
