@@ -92,14 +92,23 @@ class DLGM(nn.Module):
         self.flow = amortized_flow(flow, latent, length, fused)
         n_flow = 0 if self.flow is None else self.flow.n_params
         self.encoder = Maxout(data_dim, hidden, pool)
-        self.posterior_head = nn.Linear(hidden, 2 * latent + n_flow)
+        head = nn.Linear(hidden, 2 * latent + n_flow)  # one draw of initial weights, whatever the split
+        self.posterior_head = _rows(head, 0, 2 * latent)
+        self.flow_head = None if self.flow is None else _rows(head, 2 * latent, 2 * latent + n_flow)
         self.decoder = nn.Sequential(Maxout(latent, hidden, pool), nn.Linear(hidden, data_dim))
+
+    def flow_parameters(self) -> list[nn.Parameter]:
+        """The parameters that shape the flow: the head emitting its per-image parameters and the flow's own."""
+        if self.flow is None:
+            return []
+        return [*self.flow_head.parameters(), *self.flow.parameters()]
 
     def posterior(self, x: Tensor) -> tuple[DiagonalGaussian, Tensor | None]:
         """``q_0(z_0 | x)`` and the per-sample flow parameters."""
-        out = self.posterior_head(self.encoder(x))
-        loc, log_scale = out[..., : self.latent], out[..., self.latent : 2 * self.latent]
-        params = out[..., 2 * self.latent :] if self.flow is not None else None
+        hidden = self.encoder(x)
+        out = self.posterior_head(hidden)
+        loc, log_scale = out[..., : self.latent], out[..., self.latent :]
+        params = self.flow_head(hidden) if self.flow is not None else None
         return DiagonalGaussian(loc, log_scale), params
 
     def sample_posterior(self, x: Tensor, samples: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -123,9 +132,25 @@ class DLGM(nn.Module):
         _, zk, log_q = self.sample_posterior(x)
         return log_q - beta * self.log_joint(x, zk)
 
+    def log_importance_weights(self, x: Tensor, samples: int) -> Tensor:
+        """``ln w_s = ln p(x, z_s) - ln q_K(z_s | x)`` for ``S = samples`` draws ``z_s ~ q_K``; shape ``(S, batch)``.
+
+        ``-mean_s ln w_s`` estimates the bound ``F(x)`` and
+        ``ln (1/S) sum_s w_s`` the log-likelihood ``ln p(x)`` (the paper's estimator).
+        """
+        _, zk, log_q = self.sample_posterior(x, samples)
+        return self.log_joint(x, zk) - log_q
+
     @torch.no_grad()
     def importance_log_likelihood(self, x: Tensor, samples: int = 200) -> Tensor:
         """Per-image ``ln p(x) ~ ln (1/S) sum_s p(x, z_s) / q_K(z_s | x)`` with ``z_s ~ q_K`` (the paper's estimator)."""
-        _, zk, log_q = self.sample_posterior(x, samples)
-        log_w = self.log_joint(x, zk) - log_q
-        return torch.logsumexp(log_w, dim=0) - math.log(samples)
+        return torch.logsumexp(self.log_importance_weights(x, samples), dim=0) - math.log(samples)
+
+
+def _rows(linear: nn.Linear, start: int, stop: int) -> nn.Linear:
+    """A linear layer computing outputs ``start:stop`` of ``linear``, with copies of its weights."""
+    part = torch.nn.utils.skip_init(nn.Linear, linear.in_features, stop - start)  # draws no random numbers
+    with torch.no_grad():
+        part.weight.copy_(linear.weight[start:stop])
+        part.bias.copy_(linear.bias[start:stop])
+    return part

@@ -3,23 +3,39 @@
 Training minimises the annealed free energy of eq. 20 on dynamically
 binarised MNIST, ``beta_t = min(1, 0.01 + t / anneal_updates)``, with
 mini-batches drawn epoch by epoch.  With ``clip_grad_norm > 0`` the
-gradient's norm is clipped to it: with Adam at the ``report`` profile's
-learning rate, rare gradient spikes from the amortised flows otherwise throw
-the posterior into a broad, high-entropy region from which training does not
-recover.  Every ``eval_every`` updates the bound on
-a fixed held-out set (the first 1,000 test images, fixed binarisation) is
-logged beside the training bound.  The state is checkpointed so an
-interrupted run resumes to the same numbers.
+gradient's norm is clipped to it: with Adam, rare gradient spikes from the
+amortised flows otherwise throw the posterior into a broad, high-entropy
+region from which training does not recover.  The learning rate is constant,
+or, with ``final_learning_rate``, decays exponentially from
+``learning_rate`` to ``final_learning_rate`` over the run; the flow (its
+amortisation head and its own networks) may take ``flow_lr_scale`` times the
+learning rate.  The state is checkpointed so an interrupted run resumes to
+the same numbers.
 
-Scoring uses the whole test set binarised once with ``test_seed`` (the same
-binary images for every model) and ``S = eval_samples`` posterior samples per
-image, drawn once and used for both estimates:
+Protocols (``PROTOCOLS``; which images train, which are watched, which score):
+
+* ``validation``: trains on the first 50,000 training images; every
+  ``eval_every`` updates the bound and ``-ln p(x)`` on the first 1,000
+  validation images (the last 10,000 training images) are logged; the final
+  scores are on all 10,000 validation images.  Recipe choices and learning
+  curves come from these runs; they never see the test set.
+* ``test``: trains on all 60,000 training images, logs only the training
+  bound, and is scored once on the 10,000 test images.
+* ``quick``: the first book's short runs: trains on all 60,000 images, logs
+  the bound on the first 1,000 test images for plots, scored on the test set.
+
+Scoring binarises the scored images once with ``test_seed`` (a fixed
+Bernoulli draw of the grey levels, the same binary images for every model;
+not the standard fixed-binarised MNIST file) and uses ``S = eval_samples``
+posterior samples per image, drawn once and used for both estimates:
 
     F(x)      = mean_s [ ln q_K(z_s|x) - ln p(x, z_s) ]                 (the bound, eq. 20 at beta = 1)
     -ln p(x) ~ -ln (1/S) sum_s p(x, z_s) / q_K(z_s|x)                  (importance sampling)
     KL(q_K(z|x) || p(z|x)) = F(x) + ln p(x)                             (Fig. 4b)
 
-each reported as a test-set mean with its standard error.
+each reported as a mean with its standard error; the per-image values are
+stored too (``scores.pt``), so any two runs scored on the same images can be
+compared pairwise.
 """
 
 from __future__ import annotations
@@ -45,6 +61,8 @@ from .parallel import run_tasks
 from .toy import inverse_temperature
 
 HELD_OUT = 1000
+VALIDATION = 10_000  # the last training images, held out by the validation protocol
+PROTOCOLS = ("validation", "test", "quick")
 
 DEFAULT_MNIST_CONFIG: dict[str, Any] = {
     "flow": "planar",
@@ -60,7 +78,14 @@ DEFAULT_MNIST_CONFIG: dict[str, Any] = {
     "eval_samples": 200,
     "test_seed": 0,
     "seed": 0,
+    "protocol": "quick",
+    "final_learning_rate": None,
+    "flow_lr_scale": 1.0,
 }
+
+# Keys added after the first runs were cached: left out of a config while they have these values (the behaviour
+# before they existed), so the configs, and the cache keys, of the earlier runs do not change.
+LATER_KEYS: dict[str, Any] = {"protocol": "quick", "final_learning_rate": None, "flow_lr_scale": 1.0}
 
 
 def mnist_config(**overrides: Any) -> dict[str, Any]:
@@ -69,49 +94,96 @@ def mnist_config(**overrides: Any) -> dict[str, Any]:
     check_choice("DLGM flow", config["flow"], DLGM_FLOWS)
     check_int("length", config["length"], minimum=0)
     check_training(config, ("updates", "anneal_updates", "batch_size", "eval_every", "eval_samples"))
-    return config
+    check_choice("protocol", config["protocol"], PROTOCOLS)
+    for key in ("learning_rate", "final_learning_rate", "flow_lr_scale"):
+        value = config[key]
+        if not (value is None and key == "final_learning_rate") and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+            raise ValueError(f"{key} must be a positive number, got {value!r}")
+    if config["length"] == 0 or config["flow"] == "none":
+        config["flow_lr_scale"] = 1.0  # no flow: the same run whatever its flow's step
+    return {k: v for k, v in config.items() if k not in LATER_KEYS or v != LATER_KEYS[k]}
+
+
+def full_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the keys that ``mnist_config`` leaves out at their default values put back."""
+    return {**DEFAULT_MNIST_CONFIG, **config}
+
+
+def learning_rate_at(config: dict[str, Any], step: int) -> float:
+    """The learning rate of update ``step``: constant, or ``lr_0 (lr_final / lr_0)^(step / updates)``."""
+    config = full_config(config)
+    start, final = config["learning_rate"], config["final_learning_rate"]
+    return start if final is None else start * (final / start) ** (step / config["updates"])
 
 
 def _optimizer(model: DLGM, config: dict[str, Any]) -> torch.optim.Optimizer:
+    """The optimiser, with the flow's parameters in a second group stepped at ``flow_lr_scale`` times the rate."""
+    flow = {id(p) for p in model.flow_parameters()}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in flow], "scale": 1.0}]
+    if flow:
+        groups.append({"params": model.flow_parameters(), "scale": config["flow_lr_scale"]})
+    groups = [{**g, "lr": config["learning_rate"] * g["scale"]} for g in groups]
     if config["optimizer"] == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
-    return torch.optim.RMSprop(model.parameters(), lr=config["learning_rate"], momentum=config["momentum"])
+        return torch.optim.Adam(groups, lr=config["learning_rate"])
+    return torch.optim.RMSprop(groups, lr=config["learning_rate"], momentum=config["momentum"])
 
 
 @torch.no_grad()
-def score(model: DLGM, images: torch.Tensor, samples: int, batch_size: int = 100) -> dict[str, float]:
-    """Test-set bound, ``-ln p(x)`` and KL with standard errors (module docstring)."""
+def score_images(model: DLGM, images: torch.Tensor, samples: int, batch_size: int = 100) -> dict[str, torch.Tensor]:
+    """Per-image bound ``F(x)`` and ``-ln p(x)`` (module docstring), in float64."""
     bounds, nlls = [], []
     for x in images.split(batch_size):
-        _, zk, log_q = model.sample_posterior(x, samples)
-        log_w = model.log_joint(x, zk) - log_q  # (S, batch)
+        log_w = model.log_importance_weights(x, samples)  # (S, batch)
         bounds.append(-log_w.mean(0))
         nlls.append(-(torch.logsumexp(log_w, dim=0) - math.log(samples)))
-    bound, nll = torch.cat(bounds).double(), torch.cat(nlls).double()
-    kl = bound - nll
+    return {"bound": torch.cat(bounds).double(), "nll": torch.cat(nlls).double()}
+
+
+def summarize_scores(scores: dict[str, torch.Tensor], prefix: str = "test") -> dict[str, float]:
+    """Means and standard errors of the bound, ``-ln p(x)`` and ``KL = F + ln p`` over the scored images."""
+    bound, nll = scores["bound"], scores["nll"]
     n = math.sqrt(len(bound))
-    return {
-        "test_bound": bound.mean().item(), "test_bound_se": (bound.std() / n).item(),
-        "test_nll": nll.mean().item(), "test_nll_se": (nll.std() / n).item(),
-        "test_kl": kl.mean().item(), "test_kl_se": (kl.std() / n).item(),
-    }
+    summary = {}
+    for name, values in (("bound", bound), ("nll", nll), ("kl", bound - nll)):
+        summary[f"{prefix}_{name}"] = values.mean().item()
+        summary[f"{prefix}_{name}_se"] = (values.std() / n).item()
+    return summary
+
+
+def score(model: DLGM, images: torch.Tensor, samples: int, batch_size: int = 100) -> dict[str, float]:
+    """Test-set bound, ``-ln p(x)`` and KL with standard errors (module docstring)."""
+    return summarize_scores(score_images(model, images, samples, batch_size))
+
+
+def _protocol_data(protocol: str, test_seed: int, data_root: str | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Grey-level training pixels, the watched held-out images (or None) and the scored images of a protocol."""
+    if protocol == "validation":
+        pixels = BinarizedMNIST("train", "dynamic", root=data_root).pixels
+        validation = torch.bernoulli(pixels[-VALIDATION:], generator=torch.Generator().manual_seed(test_seed))
+        return pixels[:-VALIDATION], validation[:HELD_OUT], validation
+    train = BinarizedMNIST("train", "dynamic", root=data_root).pixels
+    test = BinarizedMNIST("test", "fixed", seed=test_seed, root=data_root).images()
+    return train, test[:HELD_OUT] if protocol == "quick" else None, test
 
 
 def train_mnist(
     config: dict[str, Any], folder: Path, checkpoint: Path | None = None, device: str = "cpu",
     data_root: str | None = None, checkpoint_seconds: float = 180.0, checkpoint_every: int | None = None,
 ) -> None:
-    """Train one DLGM and write ``metrics.json`` and ``images.pt`` (samples, reconstructions) into ``folder``."""
+    """Train one DLGM and write ``metrics.json``, ``scores.pt`` (per-image scores) and ``images.pt`` into ``folder``.
+
+    ``history`` rows are ``[update, beta, mean training F since the last row]``, followed by the held-out bound
+    (``quick`` and ``validation`` protocols) and the held-out ``-ln p(x)`` (``validation``).
+    """
+    protocol = full_config(config)["protocol"]
     device_ = resolve_device(device)
-    train = BinarizedMNIST("train", "dynamic", root=data_root)
-    test = BinarizedMNIST("test", "fixed", seed=config["test_seed"], root=data_root)
-    train_pixels = train.pixels.to(device_)
-    test_images = test.images().to(device_)
-    held_out = test_images[:HELD_OUT]
+    train_pixels, held_out, scored = (t.to(device_) if t is not None else None
+                                      for t in _protocol_data(protocol, config["test_seed"], data_root))
 
     torch.manual_seed(config["seed"])
     model = DLGM(config["flow"], config["length"]).to(device_)
-    optimizer = _optimizer(model, config)
+    optimizer = _optimizer(model, full_config(config))
     checkpointer = None if checkpoint is None else Checkpointer(checkpoint, checkpoint_every, checkpoint_seconds)
     step, elapsed, history, order, position = 0, 0.0, [], torch.randperm(len(train_pixels)), 0
     state = checkpointer.load() if checkpointer is not None else None
@@ -141,6 +213,9 @@ def train_mnist(
             x = torch.bernoulli(train_pixels[order[position : position + config["batch_size"]].to(device_)])
             position += config["batch_size"]
             beta = inverse_temperature(step, config["anneal_updates"])
+            rate = learning_rate_at(config, step)
+            for group in optimizer.param_groups:
+                group["lr"] = rate * group["scale"]
             loss = model.free_energy(x, beta).mean()
             run = f"MNIST run {config['flow']} K={config['length']}"
             value = checked_step(loss, optimizer, step, last_finite, run, checkpointer, config["clip_grad_norm"])
@@ -149,24 +224,39 @@ def train_mnist(
             step += 1
             progress.update()
             if step % config["eval_every"] == 0 or step == config["updates"]:
-                with torch.no_grad():
-                    held_out_bound = model.free_energy(held_out).mean().item()
-                history.append([step, beta, sum(running) / len(running), held_out_bound])
+                history.append([step, beta, sum(running) / len(running), *_watch(model, held_out, protocol, config)])
                 running = []
     progress.close()
     seconds = elapsed + time.perf_counter() - start
     model.eval()
-    metrics = {**score(model, test_images, config["eval_samples"]), "seconds_per_update": seconds / config["updates"],
+    scores = score_images(model, scored, config["eval_samples"])
+    metrics = {**summarize_scores(scores, "validation" if protocol == "validation" else "test"),
+               "seconds_per_update": seconds / config["updates"],
                "history": history, "parameters": sum(p.numel() for p in model.parameters())}
     with torch.no_grad():
         generator = torch.Generator(device=device_).manual_seed(1)
         prior_samples = torch.sigmoid(model.decoder(torch.randn(64, model.latent, generator=generator, device=device_)))
-        originals = test_images[:16]
+        originals = scored[:16]
         _, zk, _ = model.sample_posterior(originals)
         reconstructions = torch.sigmoid(model.decoder(zk))
+    if protocol != "quick":
+        torch.save({k: v.cpu().float() for k, v in scores.items()}, folder / "scores.pt")
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
     images = {"samples": prior_samples, "originals": originals, "reconstructions": reconstructions}
     torch.save({k: (v.cpu() * 255).round().to(torch.uint8) for k, v in images.items()}, folder / "images.pt")
+
+
+@torch.no_grad()
+def _watch(model: DLGM, held_out: torch.Tensor | None, protocol: str, config: dict[str, Any]) -> list[float]:
+    """The held-out numbers of a history row (``train_mnist``): none, the bound, or the bound and ``-ln p(x)``."""
+    if protocol == "quick":
+        return [model.free_energy(held_out).mean().item()]
+    if protocol == "validation":
+        rng = torch.get_rng_state()  # watching must not change the training run's random numbers
+        scores = score_images(model, held_out, config["eval_samples"])
+        torch.set_rng_state(rng)
+        return [scores["bound"].mean().item(), scores["nll"].mean().item()]
+    return []
 
 
 def fit_mnist(results_dir: str | Path | None = None, device: str = "cpu", data_root: str | None = None,
@@ -210,3 +300,17 @@ def profile_mnist_configs(parameters: dict[str, Any]) -> list[dict[str, Any]]:
 def run_configs(models: list[list], **common: Any) -> list[dict[str, Any]]:
     """Configs for a list of ``[flow, length]`` models sharing ``common`` settings."""
     return [mnist_config(flow=flow, length=length, **common) for flow, length in models]
+
+
+def study_configs(study: dict[str, Any], seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """The recipe study's configs (validation protocol), by recipe name, in the order of ``study["models"]``.
+
+    ``study``: ``models`` (``[flow, length]`` pairs), ``common`` settings, ``recipes`` (name -> settings) and
+    ``budgets`` (``recipe``: a recipe name, ``updates``: shorter budgets of that recipe, each its own run, since a
+    decaying learning rate makes every budget a different schedule); a budget's recipe name is ``"<recipe> @<updates>"``.
+    """
+    recipes = dict(study["recipes"])
+    for updates in study["budgets"]["updates"]:
+        recipes[f"{study['budgets']['recipe']} @{updates}"] = {**recipes[study["budgets"]["recipe"]], "updates": updates}
+    return {name: run_configs(study["models"], seed=seed, **{**study["common"], **settings})
+            for name, settings in recipes.items()}

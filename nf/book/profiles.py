@@ -45,6 +45,21 @@ MNIST_REPORT: dict[str, Any] = {
     "test_seed": 0,
 }
 
+MNIST_STUDY: dict[str, Any] = {
+    "models": [["none", 0], ["planar", 20]],
+    "common": {"protocol": "validation", "anneal_updates": 10_000, "batch_size": 100, "eval_every": 2500,
+               "eval_samples": 200, "test_seed": 0},
+    "recipes": {
+        "paper": {"optimizer": "rmsprop", "learning_rate": 1e-5, "momentum": 0.9, "clip_grad_norm": 0.0,
+                  "updates": 100_000},
+        "adam": {"optimizer": "adam", "learning_rate": 1e-3, "final_learning_rate": 1e-4, "clip_grad_norm": 100.0,
+                 "updates": 60_000},
+        "adam, flow step x0.1": {"optimizer": "adam", "learning_rate": 1e-3, "final_learning_rate": 1e-4,
+                                 "clip_grad_norm": 100.0, "flow_lr_scale": 0.1, "updates": 60_000},
+    },
+    "budgets": {"recipe": "adam", "updates": [20_000]},
+}
+
 NICE_FAMILIES = ["nice-perm", "nice-perm+scale", "nice-orth", "nice-orth+scale"]
 
 NICE_REPORT: dict[str, Any] = {
