@@ -301,16 +301,3 @@ def run_configs(models: list[list], **common: Any) -> list[dict[str, Any]]:
     """Configs for a list of ``[flow, length]`` models sharing ``common`` settings."""
     return [mnist_config(flow=flow, length=length, **common) for flow, length in models]
 
-
-def study_configs(study: dict[str, Any], seed: int = 0) -> dict[str, list[dict[str, Any]]]:
-    """The recipe study's configs (validation protocol), by recipe name, in the order of ``study["models"]``.
-
-    ``study``: ``models`` (``[flow, length]`` pairs), ``common`` settings, ``recipes`` (name -> settings) and
-    ``budgets`` (``recipe``: a recipe name, ``updates``: shorter budgets of that recipe, each its own run, since a
-    decaying learning rate makes every budget a different schedule); a budget's recipe name is ``"<recipe> @<updates>"``.
-    """
-    recipes = dict(study["recipes"])
-    for updates in study["budgets"]["updates"]:
-        recipes[f"{study['budgets']['recipe']} @{updates}"] = {**recipes[study["budgets"]["recipe"]], "updates": updates}
-    return {name: run_configs(study["models"], seed=seed, **{**study["common"], **settings})
-            for name, settings in recipes.items()}

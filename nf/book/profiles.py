@@ -58,6 +58,15 @@ MNIST_STUDY: dict[str, Any] = {
                                  "clip_grad_norm": 100.0, "flow_lr_scale": 0.1, "updates": 60_000},
     },
     "budgets": {"recipe": "adam", "updates": [20_000]},
+    "candidates": ["adam", "adam, flow step x0.1"],
+}
+
+MNIST_LADDER: dict[str, Any] = {
+    "models": [["none", 0], *[["planar", k] for k in (10, 20, 40, 80)]],
+    "seeded": [["none", 0], ["planar", 20]],
+    "seeds": [0, 1, 2],
+    "common": {"protocol": "test", "updates": 100_000, "anneal_updates": 10_000, "batch_size": 100,
+               "eval_every": 2500, "eval_samples": 200, "test_seed": 0},
 }
 
 NICE_FAMILIES = ["nice-perm", "nice-perm+scale", "nice-orth", "nice-orth+scale"]

@@ -1,0 +1,112 @@
+"""Verdicts on the paper's claims: rules fixed before the runs that they judge were trained.
+
+One vocabulary (``VERDICTS``): *reproduced*, *partly* (with the reason),
+*not reproduced*, *not tested* (a run the rule needs is missing).  Every
+rule works on numbers from the runs, never on typed-in results:
+
+* **A Table 2 number** (``table2_number``): ours, importance-sampled
+  ``-ln p(x)`` on the test set, is *reproduced* if it is at most
+  ``CLOSE_NATS`` above the paper's (or below it), *partly* if at most
+  ``NEAR_NATS`` above, else *not reproduced*.
+* **A quantity falls along a ladder** (``falls_along``), for example
+  ``-ln p(x)`` with the planar flow length ``K = 0, 10, 20, 40, 80``: from
+  paired differences on the same images, each step ``(d, se)`` from one rung
+  to the next and the whole ladder ``(D, SE)`` from the first to the last.
+  *Reproduced* if the whole fall is significant (``D < -SIGNIFICANT * SE``),
+  at least ``GAIN_FRACTION`` of the paper's fall where the paper gives one,
+  and no step rises significantly (``d > SIGNIFICANT * se``); *partly* if the
+  whole fall is significant but one of the other two conditions fails; else
+  *not reproduced*.
+* **One model beats another** (``beats``), at each of several flow lengths:
+  paired differences ``(d, se)`` of ``-ln p(x)`` (the other model minus the
+  claimed winner); *reproduced* if the claimed winner is significantly better
+  at every length, *partly* if at some, *not reproduced* if at none.
+* **Only under the paper's optimiser** (``with_paper_optimiser``): a claim
+  that fails under our report recipe but holds in the runs with the paper's
+  optimiser is *partly*, "only under the paper's optimiser".
+
+Significance is ``SIGNIFICANT`` standard errors of the paired difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+VERDICTS = ("reproduced", "partly", "not reproduced", "not tested")
+SIGNIFICANT = 2.0
+CLOSE_NATS = 1.0
+NEAR_NATS = 2.0
+GAIN_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verdict from ``VERDICTS`` and the numbers that decided it."""
+
+    verdict: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"unknown verdict {self.verdict!r}; choose one of {', '.join(VERDICTS)}")
+
+
+def not_tested(missing: str) -> Verdict:
+    return Verdict("not tested", f"not trained yet: {missing}")
+
+
+def table2_number(ours: float, paper: float) -> Verdict:
+    """Our ``-ln p(x)`` against the paper's (module docstring)."""
+    gap = ours - paper
+    text = f"ours {ours:.2f}, paper {paper:.1f} ({gap:+.2f} nats)"
+    if gap <= CLOSE_NATS:
+        return Verdict("reproduced", text)
+    if gap <= NEAR_NATS:
+        return Verdict("partly", f"{text}; within {NEAR_NATS:g} nats")
+    return Verdict("not reproduced", text)
+
+
+def _significant(difference: float, se: float) -> bool:
+    return abs(difference) > SIGNIFICANT * se
+
+
+def falls_along(steps: Sequence[tuple[float, float]], whole: tuple[float, float],
+                paper_fall: float | None = None) -> Verdict:
+    """Does a quantity fall along a ladder? ``steps`` and ``whole`` are paired ``(difference, se)`` (module docstring)."""
+    d, se = whole
+    text = f"first to last rung {d:+.2f} ± {se:.2f}"
+    if paper_fall is not None:
+        text += f" (paper {paper_fall:+.1f})"
+    if not (d < 0 and _significant(d, se)):
+        return Verdict("not reproduced", f"{text}: no significant fall")
+    rises = [i for i, (step, step_se) in enumerate(steps) if step > 0 and _significant(step, step_se)]
+    small = paper_fall is not None and d > GAIN_FRACTION * paper_fall
+    if not rises and not small:
+        return Verdict("reproduced", text)
+    reasons = []
+    if small:
+        reasons.append(f"less than {GAIN_FRACTION:.0%} of the paper's fall")
+    if rises:
+        reasons.append(f"rises significantly at step{'s' if len(rises) > 1 else ''} "
+                       + ", ".join(f"{steps[i][0]:+.2f} ± {steps[i][1]:.2f}" for i in rises))
+    return Verdict("partly", f"{text}; " + "; ".join(reasons))
+
+
+def beats(differences: Sequence[tuple[float, float]], labels: Sequence[str]) -> Verdict:
+    """Is the claimed winner better at every length? ``differences``: other minus winner, paired (module docstring)."""
+    wins = [label for (d, se), label in zip(differences, labels) if d > 0 and _significant(d, se)]
+    text = ", ".join(f"{label}: {d:+.2f} ± {se:.2f}" for (d, se), label in zip(differences, labels))
+    if len(wins) == len(differences):
+        return Verdict("reproduced", text)
+    if wins:
+        return Verdict("partly", f"{text}; significant at {', '.join(wins)} only")
+    return Verdict("not reproduced", text)
+
+
+def with_paper_optimiser(report: Verdict, paper_optimiser: Verdict) -> Verdict:
+    """The report recipe's verdict, qualified by the paper optimiser's (module docstring)."""
+    if report.verdict in ("partly", "not reproduced") and paper_optimiser.verdict == "reproduced":
+        return Verdict("partly", f"only under the paper's optimiser ({paper_optimiser.reason}); "
+                                 f"our recipe: {report.reason}")
+    return report
