@@ -15,7 +15,9 @@ so machine load affects all variants alike.  ``--eval`` also times the
 importance-sampled ``-ln p(x)`` (S = 200) over 10,000 images; ``--toy`` times
 toy fits serially and with parallel workers; ``--families`` times an update
 with every DLGM flow family (planar, NICE, convolutional) at the same ``K``
-against ``K = 0``; ``--circular`` times a circular convolution with its
+against ``K = 0``, NICE both folded (``CouplingChain``, what training uses) and
+layer by layer (``plain``), at each thread count of ``--family-threads``;
+``--circular`` times a circular convolution with its
 log-determinant (real FFTs, O(D log D)) against a dense D x D linear map
 with ``slogdet`` (O(D^3)).
 """
@@ -104,18 +106,26 @@ def time_updates(lengths: list[int], implementations: list[str], repetitions: in
 
 
 def time_families(lengths: list[int], families: list[str], repetitions: int, updates: int, batch: int) -> None:
-    """One update with each DLGM flow family, interleaved, as a ratio to the diagonal model (K = 0)."""
+    """One update with each DLGM flow family, interleaved, as a ratio to the diagonal model (K = 0).
+
+    NICE families are timed twice: as the book trains them (``CouplingChain``, mixings folded into the coupling
+    networks) and layer by layer (``<family> plain``, the reference implementation).
+    """
     x = torch.bernoulli(torch.rand(batch, 784, generator=torch.Generator().manual_seed(0)))
     models = {("none", 0): DLGM("none", 0)}
+    rows = []
     for family in families:
-        for k in lengths:
-            torch.manual_seed(0)
-            models[(family, k)] = DLGM(family, k)
+        variants = [(family, True)] + ([(f"{family} plain", False)] if family.startswith("nice") else [])
+        for label, fused in variants:
+            rows.append(label)
+            for k in lengths:
+                torch.manual_seed(0)
+                models[(label, k)] = DLGM(family, k, fused=fused)
     median = interleaved_medians({key: update_step(model, x) for key, model in models.items()}, repetitions, updates)
     k0 = median[("none", 0)]
-    for family in families:
-        cells = [f"K={k} {median[(family, k)] / k0:.1f}x" for k in lengths]
-        print(f"update/K0 {family:<16} " + " | ".join(cells), flush=True)
+    for label in rows:
+        cells = [f"K={k} {median[(label, k)] / k0:.1f}x" for k in lengths]
+        print(f"update/K0 {label:<22} " + " | ".join(cells), flush=True)
 
 
 def time_circular(dims: list[int], repetitions: int, batch: int = 100) -> None:
@@ -192,6 +202,9 @@ def main() -> None:
     parser.add_argument("--toy", action="store_true", help="also time toy fits")
     parser.add_argument("--families", action="store_true", help="also time NICE and convolutional flows")
     parser.add_argument("--circular", action="store_true", help="also time circular convolution against a dense map")
+    parser.add_argument("--family-threads", type=int, nargs="+", default=None,
+                        help="thread counts to time the flow families at (default: the current one); "
+                             "training runs use 1 thread per run")
     parser.add_argument("--output", default=None, help="also write the report to this file (with machine and code version)")
     args = parser.parse_args()
     if args.output:
@@ -199,6 +212,7 @@ def main() -> None:
         print(f"code version {code_version()}; {platform.machine()}, {os.cpu_count()} cores; "
               f"{time.strftime('%Y-%m-%d')}; command: python benchmarks/flow_update.py {' '.join(sys.argv[1:])}")
 
+    threads_at_start = torch.get_num_threads()
     implementations = ["fast", "plain"]
     try:
         import pyro  # noqa: F401
@@ -219,8 +233,12 @@ def main() -> None:
             line += f" | Pyro/K0 {pyro_time / k0:.1f}x | Pyro/fast {pyro_time / fast:.1f}x"
         print(line, flush=True)
     if args.families:
-        time_families([k for k in lengths if k > 0], ["planar", "nice-perm", "nice-perm+scale", "conv"],
-                      args.repetitions, args.updates, args.batch)
+        for threads in args.family_threads or [torch.get_num_threads()]:
+            torch.set_num_threads(threads)
+            print(f"flow families, {threads} thread{'s' if threads > 1 else ''}:")
+            time_families([k for k in lengths if k > 0], ["planar", "nice-perm", "nice-perm+scale", "conv"],
+                          args.repetitions, args.updates, args.batch)
+        torch.set_num_threads(threads_at_start)
     if args.circular:
         time_circular([64, 256, 1024, 4096], args.repetitions)
     if args.eval:

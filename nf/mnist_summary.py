@@ -1,10 +1,12 @@
-"""Tables and figures of the MNIST chapter: our runs beside the paper's Table 2 and Fig. 4."""
+"""Tables and figures of the MNIST chapter: our runs beside the paper's Table 2 and Fig. 4, the recipe study and the budget curve."""
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from .cache import Run
+from .mnist_study import metric, paired_difference, per_image, seed_spread
 from .paper import TABLE2_NEG_LOG_LIKELIHOOD
 
 
@@ -45,8 +47,8 @@ def table2(runs: list[Run]) -> list[dict[str, str]]:
 
 def timing(runs: list[Run]) -> list[dict[str, str]]:
     """Milliseconds per training update (held-out evaluations included) on the machine that trained each run."""
-    return [{"model": model_name(r.config), "ms per update": f"{1000 * r.load_json('metrics.json')['seconds_per_update']:.1f}"}
-            for r in runs]
+    return [{"model": model_name(r.config) + (f" (seed {r.config['seed']})" if r.config["seed"] else ""),
+             "ms per update": f"{1000 * r.load_json('metrics.json')['seconds_per_update']:.1f}"} for r in runs]
 
 
 def plot_fig4(runs: list[Run], axes=None):
@@ -167,3 +169,205 @@ def plot_samples_and_reconstructions(runs: list[Run]):
     plot_images(axes[1], images["originals"], rows=4, title="test images")
     plot_images(axes[2], images["reconstructions"], rows=4, title="reconstructions")
     return axes
+
+
+NOT_TRAINED = "not trained yet"
+
+
+def _pm(value: tuple[float, float]) -> str:
+    return f"{value[0]:.2f} ± {value[1]:.2f}"
+
+
+def _signed(value: tuple[float, float]) -> str:
+    return f"{value[0]:+.2f} ± {value[1]:.2f}"
+
+
+def describe_recipe(settings: dict[str, Any]) -> str:
+    """``rmsprop 1e-05, momentum 0.9`` or ``adam 0.001 → 0.0001, clip 100, flow step ×0.1``."""
+    text = f"{settings['optimizer']} {settings['learning_rate']:g}"
+    if settings.get("final_learning_rate") is not None:
+        text += f" → {settings['final_learning_rate']:g}"
+    if settings["optimizer"] == "rmsprop":
+        text += f", momentum {settings.get('momentum', 0.9):g}"
+    if settings.get("clip_grad_norm"):
+        text += f", clip {settings['clip_grad_norm']:g}"
+    if settings.get("flow_lr_scale", 1.0) != 1.0:
+        text += f", flow step ×{settings['flow_lr_scale']:g}"
+    return text
+
+
+def study_table(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> list[dict[str, str]]:
+    """One row per study recipe: validation ``-ln p(x)`` of the diagonal model and planar K=20, and the paired gain."""
+    diagonal, planar = study["models"].index(["none", 0]), study["models"].index(["planar", 20])
+    rows = []
+    for name, pair in runs.items():
+        a, b = pair[diagonal], pair[planar]
+        row = {"recipe": name, "settings": describe_recipe(study["recipes"][name.split(" @")[0]]),
+               "updates": f"{(a or b).config['updates']:,}" if (a or b) else "—"}
+        row["diagonal −ln p(x)"] = _pm(metric(a, "nll")) if a else NOT_TRAINED
+        row["planar K=20 −ln p(x)"] = _pm(metric(b, "nll")) if b else NOT_TRAINED
+        both = a is not None and b is not None
+        row["change in −ln p(x)"] = _signed(paired_difference(a, b)) if both else "—"
+        row["change in F(x)"] = _signed(paired_difference(a, b, "bound")) if both else "—"
+        rows.append(row)
+    return rows
+
+
+def _curve(run: Run, column: int = 4) -> tuple[list[int], list[float]]:
+    history = run.load_json("metrics.json")["history"]
+    return [h[0] for h in history], [h[column] for h in history]
+
+
+def plot_study_curves(study: dict[str, Any], runs: dict[str, list[Run | None]], axes=None):
+    """Validation ``-ln p(x)`` (first 1,000 validation images) against updates per recipe, and planar K=20's gain."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
+    diagonal, planar = study["models"].index(["none", 0]), study["models"].index(["planar", 20])
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn = set()
+    for colour, name in zip(colours, study["recipes"]):
+        a, b = runs[name][diagonal], runs[name][planar]
+        for run, style, label in ((a, "-", "diagonal"), (b, "--", "planar K=20")):
+            if run is not None and run.key not in drawn:  # recipes that differ only in the flow share the diagonal run
+                drawn.add(run.key)
+                axes[0].plot(*_curve(run), style, color=colour, label=f"{name}: {label}")
+        if a is not None and b is not None:
+            steps, x = _curve(a)
+            _, y = _curve(b)
+            axes[1].plot(steps, [q - p for p, q in zip(x, y)], "o-", color=colour, markersize=3, label=name)
+    finite = [v for pair in runs.values() for r in pair if r is not None for v in _curve(r)[1]]
+    if finite:
+        axes[0].set_ylim(min(finite) - 1, min(finite) + 20)
+    axes[0].set_ylabel("validation −ln p(x) (nats)")
+    axes[1].axhline(0, color="gray", linewidth=1)
+    axes[1].set_ylabel("planar K=20 minus diagonal (nats)")
+    for ax in axes:
+        ax.set_xlabel("updates")
+        ax.legend(fontsize=9)
+    return axes
+
+
+def plot_budget_curve(study: dict[str, Any], runs: dict[str, list[Run | None]], ax=None):
+    """The gain of planar K=20 over the diagonal model against the training budget, per optimiser.
+
+    Constant learning rate (the paper's optimiser): every point along one pair of runs is a budget (1,000
+    validation images); its last point also as the final score on all 10,000 with a paired standard error.
+    Decaying learning rate: each budget is its own pair of runs, scored on all 10,000 validation images.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    diagonal, planar = study["models"].index(["none", 0]), study["models"].index(["planar", 20])
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    constant = [n for n, r in study["recipes"].items() if r.get("final_learning_rate") is None]
+    for colour, name in zip(colours, study["recipes"]):
+        pairs = [(n, runs[n]) for n in runs if n == name or n.startswith(f"{name} @")]
+        pairs = [(p[diagonal], p[planar]) for _, p in pairs if p[diagonal] is not None and p[planar] is not None]
+        if not pairs:
+            continue
+        if name in constant:
+            a, b = pairs[0]
+            steps, x = _curve(a)
+            ax.plot(steps, [q - p for p, q in zip(x, _curve(b)[1])], "-", color=colour, alpha=0.6,
+                    label=f"{name} (along one run)")
+        points = sorted((a.config["updates"], paired_difference(a, b)) for a, b in pairs)
+        ax.errorbar([u for u, _ in points], [d for _, (d, _) in points], yerr=[2 * se for _, (_, se) in points],
+                    fmt="o", color=colour, capsize=4, label=f"{name} (end of run, ± 2 s.e.)")
+    ax.axhline(0, color="gray", linewidth=1)
+    ax.axhline(TABLE2_NEG_LOG_LIKELIHOOD["DLGM+NF (k = 20)"] - TABLE2_NEG_LOG_LIKELIHOOD["DLGM diagonal covariance"],
+               color="k", linestyle=":", label="paper, Table 2 (500,000 updates)")
+    ax.set_xlabel("updates (training budget)")
+    ax.set_ylabel("planar K=20 minus diagonal,\nvalidation −ln p(x) (nats)")
+    ax.legend(fontsize=9)
+    return ax
+
+
+def _by_model(runs: list[Run]) -> dict[tuple[str, int], dict[int, Run]]:
+    groups: dict[tuple[str, int], dict[int, Run]] = {}
+    for run in runs:
+        c = run.config
+        groups.setdefault(("none", 0) if c["length"] == 0 else (c["flow"], c["length"]), {})[c["seed"]] = run
+    return groups
+
+
+def ladder_table(configs: list[dict[str, Any]], runs: list[Run | None]) -> list[dict[str, str]]:
+    """Table 2 with paired statistics: per model (seed 0) the bound, ``-ln p(x)`` and KL with standard errors,
+    the gain over the diagonal model on the same test images, and the gain's spread over training seeds."""
+    groups = _by_model([r for r in runs if r is not None])
+    diagonal = groups.get(("none", 0), {})
+    rows = []
+    for model in dict.fromkeys(("none", 0) if c["length"] == 0 else (c["flow"], c["length"]) for c in configs):
+        seeds = groups.get(model, {})
+        key = paper_key(*model)
+        paper = TABLE2_NEG_LOG_LIKELIHOOD.get(key) if key else None
+        row = {"model": model_name({"flow": model[0], "length": model[1]}),
+               "paper −ln p(x)": f"{paper:.1f}" if paper is not None else "—"}
+        run = seeds.get(0)
+        if run is None:
+            rows.append({**row, "ours −ln p(x)": NOT_TRAINED, "gain over diagonal": "—", "F(x)": "—", "KL": "—",
+                         "seeds": "0", "gain over seeds (mean ± sd)": "—"})
+            continue
+        base = diagonal.get(0)
+        pairs = [(diagonal[s], r) for s, r in seeds.items() if s in diagonal]
+        spread = seed_spread(pairs) if model != ("none", 0) and len(pairs) > 1 else None
+        nll = [metric(r, "nll")[0] for r in seeds.values()]
+        rows.append({**row,
+                     "ours −ln p(x)": _pm(metric(run, "nll")),
+                     "gain over diagonal": _signed(paired_difference(base, run)) if base and model != ("none", 0) else "—",
+                     "F(x)": _pm(metric(run, "bound")), "KL": _pm(metric(run, "kl")),
+                     "seeds": str(len(seeds)),
+                     "gain over seeds (mean ± sd)": (f"{spread[0]:+.2f} ± {spread[1]:.2f}" if spread else
+                                                     f"−ln p(x) {statistics.fmean(nll):.2f} ± {statistics.stdev(nll):.2f}"
+                                                     if len(nll) > 1 else "—")})
+    return rows
+
+
+def plot_ladder(configs: list[dict[str, Any]], runs: list[Run | None], axes=None):
+    """Fig. 4 on the test set: the bound, the KL and ``-ln p(x)`` against K (seed 0, ± 2 s.e.), with the paper's."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
+    groups = _by_model([r for r in runs if r is not None])
+    diagonal = groups.get(("none", 0), {}).get(0)
+    for flow in dict.fromkeys(c["flow"] for c in configs if c["length"] > 0):
+        line = [diagonal] if diagonal else []
+        line += [seeds[0] for (f, _), seeds in sorted(groups.items()) if f == flow and 0 in seeds]
+        if not line:
+            continue
+        lengths = [r.config["length"] for r in line]
+        for ax, name in zip(axes, ("bound", "kl", "nll")):
+            values = [metric(r, name) for r in line]
+            ax.errorbar(lengths, [v for v, _ in values], yerr=[2 * s for _, s in values], marker="o", capsize=3,
+                        label=f"ours, {flow}")
+    paper = [(k, TABLE2_NEG_LOG_LIKELIHOOD[paper_key("planar", k)]) for k in (0, 10, 20, 40, 80)]
+    axes[2].plot(*zip(*paper), "k--", marker="s", label="paper, planar (Table 2)")
+    for ax, title in zip(axes, ("F(x) (bound)", "KL(q‖p(z|x)) (biased low)", "−ln p(x)")):
+        ax.set_xlabel("flow length K")
+        ax.set_title(title)
+        ax.set_ylabel("nats, test set")
+    axes[2].legend(fontsize=9)
+    return axes
+
+
+def estimator_bias(runs: list[Run | None]) -> list[dict[str, str]]:
+    """How far ``-ln p_hat`` (S = 200) may be above ``-ln p(x)``: the mean of ``nll(S/2) - nll(S)`` per model.
+
+    The importance estimate's bias shrinks like ``1/S``, so this difference estimates the bias left at ``S``;
+    the reported KL = F - (-ln p_hat) is low by the same amount.
+    """
+    rows = []
+    for run in runs:
+        if run is None:
+            continue
+        scores = per_image(run)
+        if "nll_half" not in scores:
+            continue
+        gap = scores["nll_half"] - scores["nll"]
+        rows.append({"model": model_name(run.config) + (f" (seed {run.config['seed']})" if run.config["seed"] else ""),
+                     "−ln p(x), S/2 minus S": f"{gap.mean().item():.3f} ± {(gap.std() / len(gap) ** 0.5).item():.3f}",
+                     "KL": _pm(metric(run, "kl"))})
+    return rows

@@ -58,7 +58,7 @@ def not_tested(missing: str) -> Verdict:
 
 def table2_number(ours: float, paper: float) -> Verdict:
     """Our ``-ln p(x)`` against the paper's (module docstring)."""
-    gap = ours - paper
+    gap = round(ours - paper, 2)  # decided on the number shown
     text = f"ours {ours:.2f}, paper {paper:.1f} ({gap:+.2f} nats)"
     if gap <= CLOSE_NATS:
         return Verdict("reproduced", text)

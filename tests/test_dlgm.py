@@ -15,12 +15,13 @@ def test_maxout_takes_the_max_of_each_pool():
     torch.testing.assert_close(layer(x), expected)
 
 
-def test_fused_and_plain_models_give_identical_objectives_and_gradients():
+@pytest.mark.parametrize("flow", ["planar", "nice-perm", "nice-orth+scale"])
+def test_fused_and_plain_models_give_identical_objectives_and_gradients(flow):
     x = torch.bernoulli(torch.rand(8, 784, generator=torch.Generator().manual_seed(0)))
     models = []
     for fused in (True, False):
         torch.manual_seed(1)
-        models.append(DLGM("planar", 6, fused=fused))
+        models.append(DLGM(flow, 6, fused=fused))
     losses = []
     for model in models:
         torch.manual_seed(2)

@@ -10,12 +10,16 @@ from .profiles import PROFILE_NAMES, PROFILES
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Rows with the same keys as a Markdown table (the keys are the header); a note if there are no rows."""
+    """Rows with the same keys as a Markdown table (the keys are the header, ``|`` escaped); a note if there are no rows."""
     if not rows:
         return "*(no runs for this table under this profile)*"
     header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(row[key]) for key in header) + " |" for row in rows]
+
+    def cells(values) -> str:  # a bare | would end the cell: escape it
+        return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+
+    lines = [cells(header), "|" + "---|" * len(header)]
+    lines += [cells(row[key] for key in header) for row in rows]
     return "\n".join(lines)
 
 
@@ -44,15 +48,17 @@ def profiles_table() -> str:
 
 def _runs_by_model(experiment: str, results_dir: str | None) -> list[tuple[str, list]]:
     """Cached runs of ``experiment`` grouped by flow family and length, as ``(label, runs)`` in sorted order."""
-    groups: dict[tuple[str, int], list] = {}
+    groups: dict[tuple[str, str, int], list] = {}
     for run in list_runs(experiment, results_dir):
         config = run.config
-        groups.setdefault((config.get("family", config.get("flow")), config["length"]), []).append(run)
-    return [(f"{family} K={length}", runs) for (family, length), runs in sorted(groups.items())]
+        protocol = f"{config.get('protocol', 'quick')}: " if experiment == "mnist" else ""
+        groups.setdefault((protocol, config.get("family", config.get("flow")), config["length"]), []).append(run)
+    return [(f"{protocol}{family} K={length}", runs) for (protocol, family, length), runs in sorted(groups.items())]
 
 
 def runs_table(experiment: str, results_dir: str | None = None) -> str:
-    """The cached runs of ``experiment`` grouped by model: how many, total and mean wall time, machine, code versions."""
+    """The cached runs of ``experiment`` grouped by model (and, for MNIST, protocol: ``quick``, ``validation`` or
+    ``test``, see ``nf.mnist``): how many, total and mean wall time, machine, code versions."""
     rows = []
     for label, runs in _runs_by_model(experiment, results_dir):
         provenances = [run.provenance for run in runs]
@@ -83,9 +89,11 @@ def paper_scale_table(results_dir: str | None = None) -> str:
     from .profiles import chapter_parameters
 
     rows = []
+    paper_updates = {"toy": chapter_parameters("toy", "paper")["updates"],
+                     "mnist": chapter_parameters("mnist", "paper")["ladder"]["common"]["updates"]}
     for experiment, per_update in (("toy", lambda m: m["seconds_per_1000_updates"] / 1000),
                                    ("mnist", lambda m: m["seconds_per_update"])):
-        updates = chapter_parameters(experiment, "paper")["updates"]
+        updates = paper_updates[experiment]
         for label, runs in _runs_by_model(experiment, results_dir):
             seconds = [per_update(run.load_json("metrics.json")) for run in runs]
             hours = sum(seconds) / len(seconds) * updates / 3600

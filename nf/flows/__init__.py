@@ -3,6 +3,7 @@
 from .base import FlowLayer, FlowSequence
 from .circular import CircularConvolution
 from .conv_coupling import ConvolutionalCoupling, LogGate
+from .coupling_chain import CouplingChain
 from .factory import FLOW_FAMILIES, make_flow, parameter_count_table
 from .fused import PlanarChain
 from .nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
@@ -14,6 +15,7 @@ __all__ = [
     "AdditiveCoupling",
     "CircularConvolution",
     "ConvolutionalCoupling",
+    "CouplingChain",
     "DiagonalScaling",
     "FlowLayer",
     "FlowSequence",
