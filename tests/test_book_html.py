@@ -51,7 +51,28 @@ PAGE_REPORT = """() => ({
     mathRendered: document.querySelectorAll('article mjx-container').length,
     mathErrors: document.querySelectorAll('article mjx-merror').length,
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+    tables: document.querySelectorAll('article table').length,
+    prose: (() => {  // the text a reader sees outside code, rendered maths and scripts
+        const article = document.querySelector('article').cloneNode(true);
+        article.querySelectorAll('pre, code, mjx-container, script, style').forEach(e => e.remove());
+        return article.textContent;
+    })(),
 })"""
+
+
+def markdown_tables(name: str) -> int:
+    """Markdown tables in a chapter's executed notebook (outputs and text cells), counted by their ``|---|`` rows."""
+    import json
+    import re
+
+    from nf.book.chapters import get_chapter
+
+    count = 0
+    for cell in json.loads(get_chapter(name).notebook.read_text())["cells"]:
+        texts = ["".join(cell["source"])] if cell["cell_type"] == "markdown" else [
+            "".join(output.get("data", {}).get("text/markdown", [])) for output in cell.get("outputs", [])]
+        count += sum(len(re.findall(r"^\|(?:-+\|)+$", text, re.M)) for text in texts)
+    return count
 
 
 @pytest.mark.parametrize("name", chapter_names())
@@ -68,6 +89,9 @@ def test_chapter_page_renders(html, browser, name):
     page.close()
 
     assert all(image["ok"] for image in report["images"]), report["images"]
+    assert report["tables"] >= markdown_tables(name), "a Markdown table rendered as text"
+    assert "|---|" not in report["prose"], "a Markdown table rendered as text"
+    assert "$" not in report["prose"], "maths rendered as text with its $ signs"
     assert report["mathSource"] > 0, "every chapter states some maths"
     assert report["mathRendered"] >= report["mathSource"] and report["mathErrors"] == 0
     local_failures = [url for url in failed if url.startswith("file:")]

@@ -18,7 +18,9 @@ and ``z_K = M_K u`` at the end, followed by NICE's diagonal scaling if the
 flow has one.  The context terms ``W_c c_k + b_1`` of all ``K`` couplings are
 computed in one batched product.  No split, concatenation, gather or
 log-determinant bookkeeping remains per layer (the couplings and mixings are
-volume preserving: only the scaling contributes ``sum s``).
+volume preserving: only the scaling contributes ``sum s``), and the loop over
+couplings is one autograd node with a hand-written backward
+(``_CouplingLoop``).
 
 ``CouplingChain`` holds the reference flow's own layers, so parameters,
 ``state_dict`` keys, ``inverse`` and ``trajectory`` are the reference's; only
@@ -67,6 +69,8 @@ class CouplingChain(FlowSequence):
         if not all(len(c.coupling) >= 3 and isinstance(c.coupling[0], nn.Linear) and isinstance(c.coupling[-1], nn.Linear)
                    for c in self.couplings):
             raise ValueError("CouplingChain needs coupling networks with a hidden layer, starting and ending linear")
+        if not all(isinstance(m, nn.ReLU) for c in self.couplings for m in list(c.coupling)[1::2]):
+            raise ValueError("CouplingChain needs coupling networks with ReLU activations (its backward is written for them)")
         self.context = self.couplings[0].n_params
         dim = self.dim
         mixing = torch.eye(dim, dtype=torch.float64)
@@ -86,10 +90,10 @@ class CouplingChain(FlowSequence):
                 self.register_buffer(f"_writes{parity}", torch.stack([writes[k] for k in group]).to(dtype), persistent=False)
         self.register_buffer("_output", mixing.to(dtype), persistent=False)  # z_K = M_K u
 
-    def _folded_weights(self) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        """Per coupling: the first layer's weight on ``u``, the last layer's weight and bias onto ``u``."""
-        n = len(self.couplings)
-        first, last, bias = [None] * n, [None] * n, [None] * n
+    def _folded_weights(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Stacked over couplings: the first layer's weight on ``u`` (K, H, D), the last layer's weight (K, D, H) and
+        bias (K, D) onto ``u``."""
+        parts = []
         for parity, group in enumerate(self._groups):
             if not group:
                 continue
@@ -98,35 +102,92 @@ class CouplingChain(FlowSequence):
             w_z = torch.stack([self.couplings[k].coupling[0].weight[:, :n_cond] for k in group])
             w_out = torch.stack([self.couplings[k].coupling[-1].weight for k in group])
             b_out = torch.stack([self.couplings[k].coupling[-1].bias for k in group])
-            for k, a, w, c in zip(group, torch.bmm(w_z, reads).unbind(0), torch.bmm(writes, w_out).unbind(0),
-                                  torch.bmm(writes, b_out.unsqueeze(-1)).squeeze(-1).unbind(0)):
-                first[k], last[k], bias[k] = a, w, c
-        return first, last, bias
+            parts.append((torch.bmm(w_z, reads), torch.bmm(writes, w_out), torch.bmm(writes, b_out.unsqueeze(-1)).squeeze(-1)))
+        order = [k for group in self._groups for k in group]
+        back = torch.argsort(torch.tensor(order, device=self._output.device))  # couplings 0, 2, 4, ..., 1, 3, ... -> 0, 1, 2, ...
+        return tuple(torch.cat(stack)[back] for stack in zip(*parts))
 
-    def _context_terms(self, params: Tensor | None, hidden: int) -> list[Tensor]:
-        """``W_c c_k + b_1`` for every coupling (just ``b_1`` without context), from one batched product."""
+    def _context_terms(self, params: Tensor | None) -> Tensor:
+        """``W_c c_k + b_1`` for every coupling, shape (..., K, H) (just ``b_1``, (K, H), without context)."""
         biases = torch.stack([c.coupling[0].bias for c in self.couplings])  # (K, H)
         if self.context == 0:
-            return list(biases.unbind(0))
+            return biases
         n = len(self.couplings)
         context = params[..., : n * self.context].reshape(*params.shape[:-1], n, self.context)
-        n_conds = [c.n_cond for c in self.couplings]
-        w_c = torch.stack([c.coupling[0].weight[:, n_cond:] for c, n_cond in zip(self.couplings, n_conds)])  # (K, H, C)
-        terms = torch.einsum("...kc,khc->...kh", context, w_c) + biases
-        return list(terms.unbind(-2))
+        w_c = torch.stack([c.coupling[0].weight[:, c.n_cond :] for c in self.couplings])  # (K, H, C)
+        return torch.einsum("...kc,khc->...kh", context, w_c) + biases
 
     def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check_input(z, params)
         first, last, bias = self._folded_weights()
-        terms = self._context_terms(params, first[0].shape[0])
-        u = z
-        for k, coupling in enumerate(self.couplings):
-            h = coupling.coupling[1](terms[k] + F.linear(u, first[k]))
-            for module in list(coupling.coupling)[2:-1]:
-                h = module(h)
-            u = u + F.linear(h, last[k], bias[k])
+        hidden = []
+        for j in range(2, len(self.couplings[0].coupling) - 1, 2):  # the hidden linear layers between the ReLUs
+            hidden.append(torch.stack([c.coupling[j].weight for c in self.couplings]))
+            hidden.append(torch.stack([c.coupling[j].bias for c in self.couplings]))
+        u = _CouplingLoop.apply(z, self._context_terms(params), first, last, bias, *hidden)
         z_k = F.linear(u, self._output)
         if not self.scaled:
             return z_k, z.new_zeros(z.shape[:-1])
         scaling = self.layers[-1]
         return scaling(z_k, params[..., -scaling.n_params :] if scaling.amortized else None)
+
+
+def _flat(x: Tensor) -> Tensor:
+    return x.reshape(-1, x.shape[-1])
+
+
+class _CouplingLoop(torch.autograd.Function):
+    """``u_K`` from ``u_0`` through the folded couplings (module docstring), with a hand-written backward.
+
+    Per coupling ``k``: ``h_0 = relu(u W_k' + t_k)``, ``h_j = relu(h_{j-1} V_jk' + c_jk)``,
+    ``u <- u + h_J L_k' + l_k``.  Backward, from ``g = dloss/du`` after coupling ``k``:
+    ``dL_k = g' h_J``, ``dl_k = sum g``, then ``e = (g L_k) * [h_J > 0]`` back through the hidden layers
+    (``dV_jk = e' h_{j-1}``, ``dc_jk = sum e``, ``e <- (e V_jk) * [h_{j-1} > 0]``), ``dt_k = e``,
+    ``dW_k = e' u_{k-1}`` and ``g <- g + e W_k``.
+    """
+
+    @staticmethod
+    def forward(ctx, u: Tensor, terms: Tensor, first: Tensor, last: Tensor, bias: Tensor, *hidden: Tensor) -> Tensor:
+        inputs, activations = [], []
+        for k in range(first.shape[0]):
+            inputs.append(u)
+            h = torch.relu_(F.linear(u, first[k]) + terms[..., k, :])
+            layer = [h]
+            for weight, offset in zip(hidden[0::2], hidden[1::2]):
+                h = torch.relu_(F.linear(h, weight[k], offset[k]))
+                layer.append(h)
+            activations.append(layer)
+            u = u + F.linear(h, last[k], bias[k])
+        ctx.depth = len(hidden) // 2 + 1
+        ctx.save_for_backward(terms, first, last, *hidden, *inputs, *(h for layer in activations for h in layer))
+        return u
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        terms, first, last, *rest = ctx.saved_tensors
+        n_hidden, n_layers, depth = 2 * (ctx.depth - 1), first.shape[0], ctx.depth
+        hidden, rest = rest[:n_hidden], rest[n_hidden:]
+        inputs, flat_activations = rest[:n_layers], rest[n_layers:]
+        weights, offsets = hidden[0::2], hidden[1::2]
+        g_first, g_last, g_bias = torch.empty_like(first), torch.empty_like(last), torch.empty_like(last[..., 0])
+        g_weights = [torch.empty_like(w) for w in weights]
+        g_offsets = [torch.empty_like(o) for o in offsets]
+        g_terms = []
+        g = grad
+        for k in reversed(range(n_layers)):
+            h = flat_activations[k * depth : (k + 1) * depth]
+            g_flat = _flat(g)
+            g_last[k] = g_flat.T @ _flat(h[-1])
+            g_bias[k] = g_flat.sum(0)
+            e = torch.ops.aten.threshold_backward(g @ last[k], h[-1], 0)
+            for j in reversed(range(depth - 1)):
+                e_flat = _flat(e)
+                g_weights[j][k] = e_flat.T @ _flat(h[j])
+                g_offsets[j][k] = e_flat.sum(0)
+                e = torch.ops.aten.threshold_backward(e @ weights[j][k], h[j], 0)
+            g_terms.append(e.sum_to_size(terms[..., k, :].shape))
+            g_first[k] = _flat(e).T @ _flat(inputs[k])
+            g = g + e @ first[k]
+        g_terms = torch.stack(g_terms[::-1], dim=-2)
+        hidden_grads = [x for pair in zip(g_weights, g_offsets) for x in pair]
+        return g, g_terms, g_first, g_last, g_bias, *hidden_grads
