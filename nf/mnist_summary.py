@@ -371,3 +371,29 @@ def estimator_bias(runs: list[Run | None]) -> list[dict[str, str]]:
                      "−ln p(x), S/2 minus S": f"{gap.mean().item():.3f} ± {(gap.std() / len(gap) ** 0.5).item():.3f}",
                      "KL": _pm(metric(run, "kl"))})
     return rows
+
+
+def study_findings(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> str:
+    """The study's numbers in sentences: each recipe's paired gain at the end, and how the gain moved along each
+    constant-learning-rate run once ``beta`` had reached 1 (curve points on the first 1,000 validation images)."""
+    diagonal, planar = study["models"].index(["none", 0]), study["models"].index(["planar", 20])
+    sentences = []
+    for name, settings in study["recipes"].items():
+        a, b = runs[name][diagonal], runs[name][planar]
+        if a is None or b is None:
+            sentences.append(f"*{name}*: not trained yet.")
+            continue
+        d, se = paired_difference(a, b)
+        text = (f"*{name}* ({b.config['updates']:,} updates): the diagonal model reaches "
+                f"{metric(a, 'nll')[0]:.2f} and planar K=20 {metric(b, 'nll')[0]:.2f}, a paired difference of "
+                f"{d:+.2f} ± {se:.2f} nats")
+        if settings.get("final_learning_rate") is None:
+            (steps, x), (_, y) = _curve(a), _curve(b)
+            late = [q - p for s, p, q in zip(steps, x, y) if s >= 2 * study["common"]["anneal_updates"]]
+            if late:
+                text += (f"; from update {2 * study['common']['anneal_updates']:,} on, the difference along the run "
+                         f"stays between {min(late):+.2f} and {max(late):+.2f}")
+        sentences.append(text + ".")
+    paper = TABLE2_NEG_LOG_LIKELIHOOD["DLGM+NF (k = 20)"] - TABLE2_NEG_LOG_LIKELIHOOD["DLGM diagonal covariance"]
+    sentences.append(f"Table 2's difference is {paper:+.1f} nats, after 500,000 updates of the paper's optimiser.")
+    return " ".join(sentences)

@@ -1,0 +1,78 @@
+"""The recipe choice and the MNIST verdicts, on runs with made-up per-image scores (no training)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nf.cache import cached_run
+from nf.mnist_study import choose_recipe, mnist_verdicts, paired_difference, report_configs, study_configs
+
+STUDY = {
+    "models": [["none", 0], ["planar", 20]],
+    "common": {"protocol": "validation", "updates": 50, "anneal_updates": 10},
+    "recipes": {"paper's RMSprop": {"optimizer": "rmsprop", "learning_rate": 1e-5},
+                "Adam": {"learning_rate": 1e-3, "final_learning_rate": 1e-4},
+                "Adam, flow step x0.1": {"learning_rate": 1e-3, "final_learning_rate": 1e-4, "flow_lr_scale": 0.1}},
+    "budgets": {"recipe": "Adam", "updates": []},
+    "candidates": ["Adam", "Adam, flow step x0.1"],
+}
+LADDER = {"models": [["none", 0], *[["planar", k] for k in (10, 20, 40, 80)]], "seeded": [], "seeds": [0],
+          "common": {"protocol": "test", "updates": 50, "anneal_updates": 10}}
+
+
+def fake_run(config, nll, tmp_path, gap=3.0):
+    """A cached run whose per-image -ln p(x) is ``nll`` (a tensor) and whose bound is ``nll + gap``."""
+    def write(config, folder, checkpoint=None):
+        torch.save({"nll": nll.float(), "bound": (nll + gap).float()}, folder / "scores.pt")
+        prefix = "validation" if config["protocol"] == "validation" else "test"
+        metrics = {f"{prefix}_{name}": value.mean().item() for name, value in
+                   (("nll", nll), ("bound", nll + gap), ("kl", torch.full_like(nll, gap)))}
+        metrics.update({f"{k}_se": 0.1 for k in list(metrics)})
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+
+    return cached_run("mnist", config, write, tmp_path)
+
+
+def study_runs(tmp_path, gains):
+    """Study runs where planar K=20 under each recipe is ``gains[recipe]`` nats from the diagonal model, per image."""
+    base = 90 + torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    runs = {}
+    for seed, (name, configs) in enumerate(study_configs(STUDY).items()):
+        noise = torch.randn(1000, generator=torch.Generator().manual_seed(seed + 1))  # each run its own
+        noise -= noise.mean()
+        runs[name] = [fake_run(configs[0], base, tmp_path), fake_run(configs[1], base + gains[name] + noise, tmp_path)]
+    return runs
+
+
+def test_the_slower_flow_is_chosen_only_when_significantly_better(tmp_path):
+    runs = study_runs(tmp_path / "a", {"paper's RMSprop": -3.0, "Adam": -0.3, "Adam, flow step x0.1": -0.35})
+    assert choose_recipe(STUDY, runs)[0] == "Adam"  # 0.05 nats better: within two paired standard errors (0.09)
+    runs = study_runs(tmp_path / "b", {"paper's RMSprop": -3.0, "Adam": -0.3, "Adam, flow step x0.1": -0.8})
+    recipe, evidence = choose_recipe(STUDY, runs)
+    assert recipe == "Adam, flow step x0.1" and "-0.50 ± 0.04" in evidence
+
+
+def test_an_undecided_study_says_so(tmp_path):
+    runs = study_runs(tmp_path, {"paper's RMSprop": -3.0, "Adam": -0.3, "Adam, flow step x0.1": -0.3})
+    runs["Adam, flow step x0.1"][1] = None
+    recipe, evidence = choose_recipe(STUDY, runs)
+    assert recipe == "Adam" and evidence.startswith("not decided")
+
+
+def test_verdicts_from_a_full_ladder(tmp_path):
+    runs = study_runs(tmp_path, {"paper's RMSprop": -3.0, "Adam": -0.3, "Adam, flow step x0.1": -0.3})
+    configs = report_configs(STUDY, LADDER, "Adam")
+    base = 89.5 + torch.randn(1000, generator=torch.Generator().manual_seed(2))
+    ladder = [fake_run(c, base - 0.1 * (i > 0) * i, tmp_path) for i, c in enumerate(configs)]  # 0, -0.1, ..., -0.4
+    rows = {r["claim"]: r for r in mnist_verdicts(STUDY, runs, configs, ladder)}
+    assert rows["Table 2: diagonal, −ln p(x)"]["verdict"] == "reproduced"  # 89.5 against 89.9
+    assert rows["Table 2: planar K=80, −ln p(x)"]["verdict"] == "not reproduced"  # 89.1 against 85.1
+    longer = rows["longer planar flows give a lower −ln p(x) (Table 2)"]
+    assert longer["verdict"] == "partly" and longer["evidence"].startswith("only under the paper's optimiser")
+    assert rows["the KL to the true posterior falls with K (Fig. 4b)"]["verdict"] == "not reproduced"  # KL constant
+    assert rows["planar flows beat NICE at equal K (Table 2)"]["verdict"] == "not tested"
+    d, se = paired_difference(ladder[0], ladder[-1])
+    assert d == pytest.approx(-0.4, abs=1e-4) and se < 1e-4
