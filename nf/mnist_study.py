@@ -146,7 +146,8 @@ def _rungs(configs: list[dict[str, Any]], runs: list[Run | None], flow: str) -> 
 
 def _fall(rungs: list[Run], quantity: str, paper_fall: float | None) -> Verdict:
     steps = [paired_difference(a, b, quantity) for a, b in zip(rungs, rungs[1:])]
-    return falls_along(steps, paired_difference(rungs[0], rungs[-1], quantity), paper_fall)
+    span = f"K={rungs[0].config['length']} to {rungs[-1].config['length']}"
+    return falls_along(steps, paired_difference(rungs[0], rungs[-1], quantity), paper_fall, span)
 
 
 def mnist_verdicts(study: dict[str, Any], study_runs: dict[str, list[Run | None]],

@@ -72,10 +72,11 @@ def _significant(difference: float, se: float) -> bool:
 
 
 def falls_along(steps: Sequence[tuple[float, float]], whole: tuple[float, float],
-                paper_fall: float | None = None) -> Verdict:
-    """Does a quantity fall along a ladder? ``steps`` and ``whole`` are paired ``(difference, se)`` (module docstring)."""
+                paper_fall: float | None = None, span: str = "first to last rung") -> Verdict:
+    """Does a quantity fall along a ladder? ``steps`` and ``whole`` are paired ``(difference, se)`` (module docstring);
+    ``span`` names the ladder's ends in the reason."""
     d, se = whole
-    text = f"first to last rung {d:+.2f} ± {se:.2f}"
+    text = f"{span}: {d:+.2f} ± {se:.2f}"
     if paper_fall is not None:
         text += f" (paper {paper_fall:+.1f})"
     if not (d < 0 and _significant(d, se)):

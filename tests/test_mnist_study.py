@@ -76,3 +76,14 @@ def test_verdicts_from_a_full_ladder(tmp_path):
     assert rows["planar flows beat NICE at equal K (Table 2)"]["verdict"] == "not tested"
     d, se = paired_difference(ladder[0], ladder[-1])
     assert d == pytest.approx(-0.4, abs=1e-4) and se < 1e-4
+
+
+def test_the_reading_of_the_study_is_phrased_from_its_numbers(tmp_path):
+    from nf.mnist_summary import study_reading
+
+    runs = study_runs(tmp_path, {"paper's RMSprop": -3.0, "Adam": -0.3, "Adam, flow step x0.1": -0.31})
+    text = study_reading(STUDY, runs)
+    assert text.startswith("Under the paper's optimiser the flow gains 3.00 ± 0.03 nats; under Adam 0.30 ± 0.03")
+    assert "no different: the step size of the flow is not what holds the gain back" in text
+    runs["Adam"][1] = None
+    assert "waits for all of its runs" in study_reading(STUDY, runs)
