@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch
 
 import nf.mnist
-from nf.data import DataError, load_mnist_pixels
 from nf.mnist import fit_mnist, mnist_config
 
 TINY = dict(flow="planar", length=2, updates=30, anneal_updates=10, eval_every=10, eval_samples=4)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def mnist_available():
-    try:
-        load_mnist_pixels("test")
-    except DataError as error:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"MNIST not available here: {error}")
+pytestmark = pytest.mark.usefixtures("mnist_available")
 
 
 @pytest.fixture(autouse=True)

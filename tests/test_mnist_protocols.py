@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
 
 from nf.cache import REPO_ROOT, config_hash, list_runs
-from nf.data import DataError, load_mnist_pixels
 from nf.dlgm import DLGM, Maxout
 from nf.mnist import _optimizer, fit_mnist, full_config, learning_rate_at, mnist_config
 from nf.mnist_study import paired_difference, per_image
@@ -21,16 +17,6 @@ TINY = dict(flow="planar", length=2, updates=30, anneal_updates=10, eval_every=1
 @pytest.fixture(autouse=True)
 def float32_default():
     torch.set_default_dtype(torch.float32)
-
-
-@pytest.fixture(scope="module")
-def mnist_available():
-    try:
-        load_mnist_pixels("test")
-    except DataError as error:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"MNIST not available here: {error}")
 
 
 def test_later_keys_at_their_defaults_leave_the_config_and_its_key_unchanged():
