@@ -254,9 +254,9 @@ def _watch(model: DLGM, held_out: torch.Tensor | None, protocol: str, config: di
     if protocol == "quick":
         return [model.free_energy(held_out).mean().item()]
     if protocol == "validation":
-        rng = torch.get_rng_state()  # watching must not change the training run's random numbers
-        scores = score_images(model, held_out, config["eval_samples"])
-        torch.set_rng_state(rng)
+        devices = [held_out.device] if held_out.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # watching must not change the training run's random numbers
+            scores = score_images(model, held_out, config["eval_samples"])
         return [scores["bound"].mean().item(), scores["nll"].mean().item()]
     return []
 

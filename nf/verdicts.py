@@ -15,8 +15,8 @@ rule works on numbers from the runs, never on typed-in results:
   *Reproduced* if the whole fall is significant (``D < -SIGNIFICANT * SE``),
   at least ``GAIN_FRACTION`` of the paper's fall where the paper gives one,
   and no step rises significantly (``d > SIGNIFICANT * se``); *partly* if the
-  whole fall is significant but one of the other two conditions fails; else
-  *not reproduced*.
+  whole fall is significant but either of the other two conditions fails;
+  else *not reproduced*.
 * **One model beats another** (``beats``), at each of several flow lengths:
   paired differences ``(d, se)`` of ``-ln p(x)`` (the other model minus the
   claimed winner); *reproduced* if the claimed winner is significantly better
@@ -25,7 +25,11 @@ rule works on numbers from the runs, never on typed-in results:
   that fails under our report recipe but holds in the runs with the paper's
   optimiser is *partly*, "only under the paper's optimiser".
 
-Significance is ``SIGNIFICANT`` standard errors of the paired difference.
+Significance is ``SIGNIFICANT`` standard errors of the paired difference
+over the scored images: the error of the images' sample (and of the
+importance estimate), for one trained model each.  It does not include the
+spread over training seeds, which the MNIST chapter shows beside it where a
+model was trained with several seeds; the verdicts use seed 0.
 """
 
 from __future__ import annotations

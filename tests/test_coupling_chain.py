@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import check_layer
-from nf.flows import CouplingChain, make_flow
+from nf.flows import CouplingChain, Permutation, make_flow
 
 
 def reference(family, dim, length, amortized, hidden=(64, 64)):
@@ -49,8 +49,22 @@ def test_chain_is_the_reference_flow_in_everything_but_forward():
     check_layer(chain, torch.randn(2, 6), params)  # its inverse undoes its (folded) forward; log-det by autograd
 
 
+def test_loaded_mixings_are_folded_again():
+    chain = CouplingChain(reference("nice-perm", 6, 3, False))
+    other = reference("nice-perm", 6, 3, False)
+    with torch.no_grad():
+        other.layers[1].perm.copy_(other.layers[1].perm.flip(0))
+        other.layers[1].inverse_perm.copy_(torch.argsort(other.layers[1].perm))
+    chain.load_state_dict(other.state_dict())
+    z = torch.randn(4, 6)
+    torch.testing.assert_close(chain(z)[0], other(z)[0], atol=1e-10, rtol=0)
+
+
 def test_other_flows_are_refused():
     with pytest.raises(ValueError, match="alternating with permutations or orthogonal mixings"):
         CouplingChain(make_flow("planar", 4, 2))
     with pytest.raises(ValueError, match="with a hidden layer"):
         CouplingChain(make_flow("nice-perm", 4, 2, coupling_hidden=()))
+    flow = make_flow("nice-perm", 4, 2)
+    with pytest.raises(ValueError, match="a coupling last"):
+        CouplingChain(type(flow)([*flow.layers, Permutation(4)]))

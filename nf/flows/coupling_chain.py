@@ -71,24 +71,31 @@ class CouplingChain(FlowSequence):
             raise ValueError("CouplingChain needs coupling networks with a hidden layer, starting and ending linear")
         if not all(isinstance(m, nn.ReLU) for c in self.couplings for m in list(c.coupling)[1::2]):
             raise ValueError("CouplingChain needs coupling networks with ReLU activations (its backward is written for them)")
+        if len(layers) != 2 * len(self.couplings) - 1:
+            raise ValueError("CouplingChain needs a coupling last (a trailing mixing would be left out of the fold)")
         self.context = self.couplings[0].n_params
-        dim = self.dim
+        self._groups = [list(range(0, len(self.couplings), 2)), list(range(1, len(self.couplings), 2))]
+        self._fold()
+        self.register_load_state_dict_post_hook(lambda module, keys: module._fold())  # mixings may have been loaded
+
+    def _fold(self) -> None:
+        """The fixed matrices of the fold (module docstring), from the current mixings."""
+        layers, dim = list(self.layers), self.dim
+        device, dtype = self.couplings[0].coupling[0].weight.device, self.couplings[0].coupling[0].weight.dtype
         mixing = torch.eye(dim, dtype=torch.float64)
         reads, writes = [], []
         for k, coupling in enumerate(self.couplings):
             if k > 0:
                 mixing = _mixing_matrix(layers[2 * k - 1]) @ mixing
-            identity = torch.eye(dim, dtype=torch.float64)
-            a, b = coupling._split(identity)  # columns of the identity that select z_A and z_B
+            a, b = coupling._split(torch.eye(dim, dtype=torch.float64))  # columns of the identity selecting z_A, z_B
             reads.append(a.T @ mixing)  # (n_cond, D): x_A = S_A M_k u
             writes.append(mixing.T @ b)  # (D, n_update): u += M_k^T S_B^T m
-        dtype = torch.get_default_dtype()
-        self._groups = [list(range(0, len(self.couplings), 2)), list(range(1, len(self.couplings), 2))]
         for parity, group in enumerate(self._groups):
             if group:
-                self.register_buffer(f"_reads{parity}", torch.stack([reads[k] for k in group]).to(dtype), persistent=False)
-                self.register_buffer(f"_writes{parity}", torch.stack([writes[k] for k in group]).to(dtype), persistent=False)
-        self.register_buffer("_output", mixing.to(dtype), persistent=False)  # z_K = M_K u
+                for name, stack in (("_reads", reads), ("_writes", writes)):
+                    value = torch.stack([stack[k] for k in group]).to(device, dtype)
+                    self.register_buffer(f"{name}{parity}", value, persistent=False)
+        self.register_buffer("_output", mixing.to(device, dtype), persistent=False)  # z_K = M_K u
 
     def _folded_weights(self) -> tuple[Tensor, Tensor, Tensor]:
         """Stacked over couplings: the first layer's weight on ``u`` (K, H, D), the last layer's weight (K, D, H) and
