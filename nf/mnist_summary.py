@@ -240,13 +240,23 @@ def plot_study_curves(study: dict[str, Any], runs: dict[str, list[Run | None]], 
     finite = [v for pair in runs.values() for r in pair if r is not None for v in _curve(r)[1]]
     if finite:
         axes[0].set_ylim(min(finite) - 1, min(finite) + 20)
+    _zoom_after_annealing(axes[1], study["common"]["anneal_updates"])
     axes[0].set_ylabel("validation −ln p(x) (nats)")
     axes[1].axhline(0, color="gray", linewidth=1)
     axes[1].set_ylabel("planar K=20 minus diagonal (nats)")
     for ax in axes:
+        ax.axvspan(0, study["common"]["anneal_updates"], color="gray", alpha=0.12, label="annealing (β < 1)")
         ax.set_xlabel("updates")
         ax.legend(fontsize=9)
     return axes
+
+
+def _zoom_after_annealing(ax, anneal_updates: int, include: tuple[float, ...] = (0.0,)) -> None:
+    """Limit the y-axis to what the lines show once ``beta`` has reached 1 (the annealed start swings widely)."""
+    values = [y for line in ax.get_lines() for x, y in zip(line.get_xdata(), line.get_ydata()) if x >= anneal_updates]
+    if values:
+        low, high = min(*values, *include), max(*values, *include)
+        ax.set_ylim(low - 0.1 * (high - low) - 0.2, high + 0.1 * (high - low) + 0.2)
 
 
 def plot_budget_curve(study: dict[str, Any], runs: dict[str, list[Run | None]], ax=None):
@@ -277,8 +287,10 @@ def plot_budget_curve(study: dict[str, Any], runs: dict[str, list[Run | None]], 
         ax.errorbar([u for u, _ in points], [d for _, (d, _) in points], yerr=[2 * se for _, (_, se) in points],
                     fmt="o", color=colour, capsize=4, label=f"{name} (end of run, ± 2 s.e.)")
     ax.axhline(0, color="gray", linewidth=1)
-    ax.axhline(TABLE2_NEG_LOG_LIKELIHOOD["DLGM+NF (k = 20)"] - TABLE2_NEG_LOG_LIKELIHOOD["DLGM diagonal covariance"],
-               color="k", linestyle=":", label="paper, Table 2 (500,000 updates)")
+    paper = TABLE2_NEG_LOG_LIKELIHOOD["DLGM+NF (k = 20)"] - TABLE2_NEG_LOG_LIKELIHOOD["DLGM diagonal covariance"]
+    ax.axhline(paper, color="k", linestyle=":", label="paper, Table 2 (500,000 updates)")
+    _zoom_after_annealing(ax, study["common"]["anneal_updates"], (0.0, paper))
+    ax.axvspan(0, study["common"]["anneal_updates"], color="gray", alpha=0.12, label="annealing (β < 1)")
     ax.set_xlabel("updates (training budget)")
     ax.set_ylabel("planar K=20 minus diagonal,\nvalidation −ln p(x) (nats)")
     ax.legend(fontsize=9)
