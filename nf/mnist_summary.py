@@ -443,6 +443,11 @@ def study_reading(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> s
     text = [f"Under the paper's optimiser planar K=20 is {-slow[0]:+.2f} ± {slow[1]:.2f} nats better than the diagonal "
             f"model; under {first} {-fast[0]:+.2f} ± {fast[1]:.2f}, while {first}'s diagonal model ends "
             f"{abs(level):.2f} nats {'better' if level < 0 else 'worse'} than the paper optimiser's."]
+    flows = paired_difference(runs[first][planar], runs[PAPER_RECIPE][planar])
+    text.append(f"Planar K=20 itself ends {abs(flows[0]):.2f} ± {flows[1]:.2f} nats "
+                f"{'lower' if flows[0] < 0 else 'higher'} under the paper's optimiser "
+                f"({runs[PAPER_RECIPE][planar].config['updates']:,} updates) than under {first} "
+                f"({runs[first][planar].config['updates']:,}).")
     for name in others:
         trend, detail = compared(name, first)
         text.append(f"With the flow's step ten times smaller ({name}) the gain is {-gain[name][0]:+.2f} ± "
