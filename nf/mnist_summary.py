@@ -435,14 +435,17 @@ def study_reading(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> s
     def compared(name: str, reference: str) -> tuple[str, str]:
         d, se = gain_difference(pairs[reference], pairs[name])
         if abs(d) <= SIGNIFICANT * se:
-            return "no different", f"the difference, {d:+.2f} ± {se:.2f} nats, is within two standard errors"
-        return ("larger" if d < 0 else "smaller"), f"by {abs(d):.2f} ± {se:.2f} nats"
+            return "a gain no different", f"the difference, {d:+.2f} ± {se:.2f} nats, is within {SIGNIFICANT:g} standard errors"
+        return ("a larger gain" if d < 0 else "a smaller gain"), f"by {abs(d):.2f} ± {se:.2f} nats"
+
+    def better(d: tuple[float, float]) -> str:
+        return f"{'better' if d[0] < 0 else 'worse'} by {abs(d[0]):.2f} ± {d[1]:.2f} nats"
 
     slow, fast = gain[PAPER_RECIPE], gain[first]
     level = metric(runs[first][diagonal], "nll")[0] - metric(runs[PAPER_RECIPE][diagonal], "nll")[0]
-    text = [f"Under the paper's optimiser planar K=20 is {-slow[0]:+.2f} ± {slow[1]:.2f} nats better than the diagonal "
-            f"model; under {first} {-fast[0]:+.2f} ± {fast[1]:.2f}, while {first}'s diagonal model ends "
-            f"{abs(level):.2f} nats {'better' if level < 0 else 'worse'} than the paper optimiser's."]
+    text = [f"Under the paper's optimiser planar K=20 is {better(slow)} than the diagonal model; under {first} it is "
+            f"{better(fast)}, while {first}'s diagonal model ends {abs(level):.2f} nats "
+            f"{'better' if level < 0 else 'worse'} than the paper optimiser's."]
     flows = paired_difference(runs[first][planar], runs[PAPER_RECIPE][planar])
     text.append(f"Planar K=20 itself ends {abs(flows[0]):.2f} ± {flows[1]:.2f} nats "
                 f"{'lower' if flows[0] < 0 else 'higher'} under the paper's optimiser "
@@ -450,14 +453,13 @@ def study_reading(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> s
                 f"({runs[first][planar].config['updates']:,}).")
     for name in others:
         trend, detail = compared(name, first)
-        text.append(f"With the flow's step ten times smaller ({name}) the gain is {-gain[name][0]:+.2f} ± "
-                    f"{gain[name][1]:.2f} nats, {trend} ({detail})"
+        text.append(f"With the flow's step ten times smaller ({name}) planar K=20 is {better(gain[name])} than the "
+                    f"diagonal model: {trend} than with {first} ({detail})"
                     + ("; so this study finds no evidence that the flow's step size holds the gain back."
-                       if trend == "no different" else "."))
+                       if trend == "a gain no different" else "."))
     for name in shorter:
         trend, detail = compared(name, first)
         updates = runs[name][planar].config["updates"]
-        text.append(f"With {first} for only {updates:,} updates the gain is {-gain[name][0]:+.2f} ± "
-                    f"{gain[name][1]:.2f} nats, {trend} than after {runs[first][planar].config['updates']:,} "
-                    f"({detail}).")
+        text.append(f"With {first} for only {updates:,} updates planar K=20 is {better(gain[name])}: {trend} "
+                    f"than after {runs[first][planar].config['updates']:,} ({detail}).")
     return " ".join(text)

@@ -83,8 +83,8 @@ def test_the_reading_of_the_study_is_phrased_from_its_numbers(tmp_path):
 
     runs = study_runs(tmp_path, {"paper's RMSprop": -3.0, "Adam": -0.3, "Adam, flow step x0.1": -0.31})
     text = study_reading(STUDY, runs)
-    assert text.startswith("Under the paper's optimiser planar K=20 is +3.00 ± 0.03 nats better than the diagonal "
-                           "model; under Adam +0.30 ± 0.03")
-    assert "no different (the difference, -0.01 ± 0.04 nats, is within two standard errors)" in text
+    assert text.startswith("Under the paper's optimiser planar K=20 is better by 3.00 ± 0.03 nats than the diagonal "
+                           "model; under Adam it is better by 0.30 ± 0.03 nats")
+    assert "a gain no different than with Adam (the difference, -0.01 ± 0.04 nats, is within 2 standard errors)" in text
     runs["Adam"][1] = None
     assert "waits for all of its runs" in study_reading(STUDY, runs)
