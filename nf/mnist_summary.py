@@ -223,7 +223,7 @@ def plot_study_curves(study: dict[str, Any], runs: dict[str, list[Run | None]], 
     import matplotlib.pyplot as plt
 
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
+        _, axes = plt.subplots(2, 1, figsize=(8, 8), layout="constrained", sharex=True)
     diagonal, planar = study["models"].index(["none", 0]), study["models"].index(["planar", 20])
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     drawn = set()
@@ -246,8 +246,8 @@ def plot_study_curves(study: dict[str, Any], runs: dict[str, list[Run | None]], 
     axes[1].set_ylabel("planar K=20 minus diagonal (nats)")
     for ax in axes:
         ax.axvspan(0, study["common"]["anneal_updates"], color="gray", alpha=0.12, label="annealing (β < 1)")
-        ax.set_xlabel("updates")
-        ax.legend(fontsize=9)
+        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1))
+    axes[-1].set_xlabel("updates")
     return axes
 
 
@@ -269,7 +269,7 @@ def plot_budget_curve(study: dict[str, Any], runs: dict[str, list[Run | None]], 
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+        _, ax = plt.subplots(figsize=(9, 4), layout="constrained")
     diagonal, planar = study["models"].index(["none", 0]), study["models"].index(["planar", 20])
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     constant = [n for n, r in study["recipes"].items() if r.get("final_learning_rate") is None]
@@ -293,7 +293,7 @@ def plot_budget_curve(study: dict[str, Any], runs: dict[str, list[Run | None]], 
     ax.axvspan(0, study["common"]["anneal_updates"], color="gray", alpha=0.12, label="annealing (β < 1)")
     ax.set_xlabel("updates (training budget)")
     ax.set_ylabel("planar K=20 minus diagonal,\nvalidation −ln p(x) (nats)")
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax
 
 
