@@ -144,17 +144,17 @@ def ladder_runs(parameters: dict[str, Any], results_dir: str | None = None) -> t
 LADDER = (0, 10, 20, 40, 80)
 
 
+def _seed0(configs: list[dict[str, Any]], runs: list[Run | None], flow: str, length: int) -> Run | None:
+    """The seed-0 run of ``flow`` at ``length`` (the diagonal model at length 0), or None."""
+    return next((r for c, r in zip(configs, runs)
+                 if c["seed"] == 0 and c["length"] == length and (length == 0 or c["flow"] == flow)), None)
+
+
 def _rungs(configs: list[dict[str, Any]], runs: list[Run | None], flow: str) -> tuple[list[Run], list[str]]:
     """Seed-0 runs of the diagonal model and ``flow`` at every length of ``LADDER``, and the missing ones."""
-    found, missing = [], []
-    for k in LADDER:
-        name = "diagonal" if k == 0 else f"{flow} K={k}"
-        match = [r for c, r in zip(configs, runs) if c["seed"] == 0 and c["length"] == k and (k == 0 or c["flow"] == flow)]
-        if match and match[0] is not None:
-            found.append(match[0])
-        else:
-            missing.append(name)
-    return found, missing
+    found = [_seed0(configs, runs, flow, k) for k in LADDER]
+    missing = ["diagonal" if k == 0 else f"{flow} K={k}" for k, run in zip(LADDER, found) if run is None]
+    return [run for run in found if run is not None], missing
 
 
 def _fall(rungs: list[Run], quantity: str, paper_fall: float | None) -> Verdict:
@@ -177,8 +177,7 @@ def mnist_verdicts(study: dict[str, Any], study_runs: dict[str, list[Run | None]
 
     for k in LADDER:
         name, key = ("diagonal", "DLGM diagonal covariance") if k == 0 else (f"planar K={k}", f"DLGM+NF (k = {k})")
-        run = next((r for c, r in zip(configs, runs) if c["seed"] == 0 and c["length"] == k
-                    and (k == 0 or c["flow"] == "planar")), None)
+        run = _seed0(configs, runs, "planar", k)
         paper = TABLE2_NEG_LOG_LIKELIHOOD[key]
         add(f"Table 2: {name}, −ln p(x)", f"{paper:.1f}",
             table2_number(metric(run, "nll")[0], paper) if run is not None else not_tested(name))
