@@ -36,9 +36,9 @@ import time
 import torch
 from torch import Tensor, nn
 
-from nf.cache import code_version
-from nf.dlgm import DLGM
 from nf.flows import CircularConvolution
+from nf.models.dlgm import DLGM
+from nf.runs.cache import code_version
 
 
 class PyroPlanarChain(nn.Module):
@@ -154,20 +154,26 @@ def time_evaluation(lengths: list[int], implementations: list[str], images: int,
             start = time.perf_counter()
             for chunk in x.split(batch):
                 model.importance_log_likelihood(chunk, samples)
-            print(f"eval K={k} {impl}: {time.perf_counter() - start:.1f} s for {images} images, S={samples}", flush=True)
+            print(
+                f"eval K={k} {impl}: {time.perf_counter() - start:.1f} s for {images} images, S={samples}", flush=True
+            )
 
 
 def time_toy_fits(fits: int) -> None:
-    from nf.toy import fit_toys, grid_configs
+    from nf.experiments.toy import fit_toys, run_configs
 
-    configs = grid_configs(["U1", "U2"], ["planar", "radial"], [8], list(range(fits // 4)), updates=1000,
-                           anneal_updates=500)
+    configs = run_configs(
+        ["U1", "U2"], ["planar", "radial"], [8], list(range(fits // 4)), updates=1000, anneal_updates=500
+    )
     for workers in (1, 2):
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
             fit_toys(configs, folder, workers=workers)
             minutes = (time.perf_counter() - start) / 60
-        print(f"toy fits (K=8, 1000 updates), {workers} worker(s): {len(configs) / minutes:.1f} fits per minute", flush=True)
+        print(
+            f"toy fits (K=8, 1000 updates), {workers} worker(s): {len(configs) / minutes:.1f} fits per minute",
+            flush=True,
+        )
 
 
 class Tee:
@@ -202,15 +208,24 @@ def main() -> None:
     parser.add_argument("--toy", action="store_true", help="also time toy fits")
     parser.add_argument("--families", action="store_true", help="also time NICE and convolutional flows")
     parser.add_argument("--circular", action="store_true", help="also time circular convolution against a dense map")
-    parser.add_argument("--family-threads", type=int, nargs="+", default=None,
-                        help="thread counts to time the flow families at (default: the current one); "
-                             "training runs use 1 thread per run")
-    parser.add_argument("--output", default=None, help="also write the report to this file (with machine and code version)")
+    parser.add_argument(
+        "--family-threads",
+        type=int,
+        nargs="+",
+        default=None,
+        help="thread counts to time the flow families at (default: the current one); "
+        "training runs use 1 thread per run",
+    )
+    parser.add_argument(
+        "--output", default=None, help="also write the report to this file (with machine and code version)"
+    )
     args = parser.parse_args()
     if args.output:
         sys.stdout = Tee(args.output)
-        print(f"code version {code_version()}; {platform.machine()}, {os.cpu_count()} cores; "
-              f"{time.strftime('%Y-%m-%d')}; command: python benchmarks/flow_update.py {' '.join(sys.argv[1:])}")
+        print(
+            f"code version {code_version()}; {platform.machine()}, {os.cpu_count()} cores; "
+            f"{time.strftime('%Y-%m-%d')}; command: python benchmarks/flow_update.py {' '.join(sys.argv[1:])}"
+        )
 
     threads_at_start = torch.get_num_threads()
     implementations = ["fast", "plain"]
@@ -220,8 +235,10 @@ def main() -> None:
         implementations.append("pyro")
     except ImportError:
         print("Pyro not installed (pip install pyro-ppl): its column is skipped")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"median of {args.repetitions} interleaved repetitions of {args.updates} updates")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+        f"median of {args.repetitions} interleaved repetitions of {args.updates} updates"
+    )
     lengths = sorted(set(args.lengths) | {0})
     median = time_updates(lengths, implementations, args.repetitions, args.updates, args.batch)
     k0 = median[("fast", 0)]
@@ -236,8 +253,13 @@ def main() -> None:
         for threads in args.family_threads or [torch.get_num_threads()]:
             torch.set_num_threads(threads)
             print(f"flow families, {threads} thread{'s' if threads > 1 else ''}:")
-            time_families([k for k in lengths if k > 0], ["planar", "nice-perm", "nice-perm+scale", "conv"],
-                          args.repetitions, args.updates, args.batch)
+            time_families(
+                [k for k in lengths if k > 0],
+                ["planar", "nice-perm", "nice-perm+scale", "conv"],
+                args.repetitions,
+                args.updates,
+                args.batch,
+            )
         torch.set_num_threads(threads_at_start)
     if args.circular:
         time_circular([64, 256, 1024, 4096], args.repetitions)

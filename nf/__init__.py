@@ -1,14 +1,28 @@
-"""nf: variational inference with normalizing flows (Rezende & Mohamed, ICML 2015).
+"""nf: variational inference with normalizing flows (Rezende & Mohamed, ICML 2015), reproduced.
 
-Subpackages and modules:
+The folders are layers; a module imports only from its own layer or those below
+it (``tests/test_layers.py`` checks this). Bottom to top:
 
-* ``nf.flows``: planar, radial and NICE layers with a uniform interface;
-* ``nf.distributions``: the diagonal Gaussian base density;
-* ``nf.energies``: the 2-D target energies U1-U4 of Table 1;
-* ``nf.toy``: fitting flows to those energies;
-* ``nf.data``: binarised MNIST;
-* ``nf.cache``: the run cache behind every result in the book;
-* ``nf.book``: chapters, parameter profiles, execution and HTML build.
+* ``nf.validation``: argument checks with one-line errors naming the bad value.
+* ``nf.flows``: the flow layers, one family a module (planar, radial, NICE
+  couplings, circular and convolutional couplings), the fused chains
+  (``planar_chain``, ``coupling_chain``) and their numerical checks.
+* ``nf.models``: what the flows are used in: the Gaussian base density, the
+  toy energies U1-U4 and their normalising constants (``quadrature``), exact
+  flow densities, and the MNIST DLGM.
+* ``nf.runs``: the run cache (one folder per config, atomic, with
+  provenance), checkpoints, parallel workers, config defaults, devices.
+* ``nf.experiments``: training and scoring: ``toy`` (Fig. 3), ``mnist``
+  (Table 2), the shared ``training`` loop parts, the MNIST ``data``, the
+  recipe ``mnist_study`` and the paired ``comparisons`` of scored runs.
+* ``nf.report``: every table, figure and verdict the book shows, made from
+  runs: ``toy``, ``mnist``, ``flows``, ``figures``, ``tables``,
+  ``verdicts``/``mnist_verdicts``, ``scorecard``, and the paper's numbers.
+* ``nf.book``: the chapters, their parameter profiles, the runs a chapter
+  asks for (``chapter_runs``), execution, the HTML build and the command line.
+
+See ``ARCHITECTURE.md`` for the path of one number from a chapter cell to a
+cached run and back into a table.
 """
 
 __version__ = "0.1.0"

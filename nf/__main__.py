@@ -1,7 +1,7 @@
-"""``python -m nf``: see ``nf.cli``."""
+"""``python -m nf``: see ``nf.book.cli``."""
 
 import sys
 
-from .cli import main
+from nf.book.cli import main
 
 sys.exit(main())

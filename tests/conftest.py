@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from nf.checks import autograd_log_abs_det
+from nf.flows.checks import autograd_log_abs_det
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +33,7 @@ def check_layer(layer, z: torch.Tensor, params: torch.Tensor | None = None, inve
 @pytest.fixture(scope="module")
 def mnist_available():
     """Skip outside CI when the MNIST files cannot be found or downloaded; in CI their absence is a failure."""
-    from nf.data import DataError, load_mnist_pixels
+    from nf.experiments.data import DataError, load_mnist_pixels
 
     try:
         load_mnist_pixels("test")

@@ -17,10 +17,17 @@ import pytest
 from nf.book.build import build_book
 from nf.book.chapters import chapter_names
 
+pytestmark = pytest.mark.slow  # subprocesses, chapter runs or a browser
+
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--no-first-run", "--disable-sync", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
 ]
 
 
@@ -46,7 +53,8 @@ def browser():
 
 
 PAGE_REPORT = """() => ({
-    images: Array.from(document.querySelectorAll('article img')).map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0})),
+    images: Array.from(document.querySelectorAll('article img'))
+      .map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0})),
     mathSource: document.querySelectorAll('article .math').length,
     mathRendered: document.querySelectorAll('article mjx-container').length,
     mathErrors: document.querySelectorAll('article mjx-merror').length,
@@ -69,8 +77,11 @@ def markdown_tables(name: str) -> int:
 
     count = 0
     for cell in json.loads(get_chapter(name).notebook.read_text())["cells"]:
-        texts = ["".join(cell["source"])] if cell["cell_type"] == "markdown" else [
-            "".join(output.get("data", {}).get("text/markdown", [])) for output in cell.get("outputs", [])]
+        texts = (
+            ["".join(cell["source"])]
+            if cell["cell_type"] == "markdown"
+            else ["".join(output.get("data", {}).get("text/markdown", [])) for output in cell.get("outputs", [])]
+        )
         count += sum(len(re.findall(r"^\|(?:-+\|)+$", text, re.M)) for text in texts)
     return count
 

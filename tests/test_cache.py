@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from nf.cache import cached_run, config_hash, list_runs, lookup
+from nf.runs.cache import cached_run, config_hash, list_runs, lookup
 
 
 def write_metrics(config, folder, checkpoint=None):
@@ -65,7 +65,9 @@ def test_concurrent_runs_of_one_config_do_not_clobber(tmp_path):
         barrier.wait(timeout=10)  # both finish training before either stores
 
     runs = []
-    threads = [threading.Thread(target=lambda: runs.append(cached_run("exp", {"x": 5}, train, tmp_path))) for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: runs.append(cached_run("exp", {"x": 5}, train, tmp_path))) for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -7,7 +7,9 @@ import pytest
 
 from nf.book.chapters import chapter_names
 from nf.book.execute import run_chapter
-from nf.cache import RESULTS_ENV_VAR
+from nf.runs.cache import RESULTS_ENV_VAR
+
+pytestmark = pytest.mark.slow  # subprocesses, chapter runs or a browser
 
 
 @pytest.mark.parametrize("name", chapter_names())

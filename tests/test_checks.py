@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from nf.checks import check_table
 from nf.flows import DiagonalScaling, OrthogonalMixing
+from nf.report.flows import check_table
 
 
 class WrongLogDet(DiagonalScaling):
@@ -22,9 +22,20 @@ class WrongInverse(DiagonalScaling):
 
 
 def test_check_table_reports_wrong_layers_and_passes_right_ones():
-    rows = check_table({"right": lambda: DiagonalScaling(5), "orthogonal": lambda: OrthogonalMixing(5),
-                        "wrong log-det": lambda: WrongLogDet(5), "wrong inverse": lambda: WrongInverse(5)}, dim=5)
+    rows = check_table(
+        {
+            "right": lambda: DiagonalScaling(5),
+            "orthogonal": lambda: OrthogonalMixing(5),
+            "wrong log-det": lambda: WrongLogDet(5),
+            "wrong inverse": lambda: WrongInverse(5),
+        },
+        dim=5,
+    )
     verdicts = {r["layer"]: (r["log-det error < 1e-09"], r["inverse error < 1e-09"]) for r in rows}
-    assert verdicts == {"right": ("True", "True"), "orthogonal": ("True", "True"),
-                        "wrong log-det": ("False", "True"), "wrong inverse": ("True", "False")}
+    assert verdicts == {
+        "right": ("True", "True"),
+        "orthogonal": ("True", "True"),
+        "wrong log-det": ("False", "True"),
+        "wrong inverse": ("True", "False"),
+    }
     assert torch.get_default_dtype() == torch.float64  # the conftest default, restored after the check

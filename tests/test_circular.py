@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import check_layer
+
 from nf.flows.circular import MIN_MAGNITUDE, CircularConvolution
 
 

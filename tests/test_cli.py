@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses, chapter runs or a browser
+
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "nf", *args], capture_output=True, text=True, timeout=120)
@@ -62,7 +64,10 @@ def test_bad_chapter_parameters_fail_in_one_line_and_keep_the_notebook(name, val
     before = notebook.read_bytes()
     result = subprocess.run(
         [sys.executable, "-m", "nf", "book", "run", "toy", "--profile", "ci", "-p", name, value],
-        capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "NF_RESULTS_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "NF_RESULTS_DIR": str(tmp_path)},
     )
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
@@ -76,7 +81,10 @@ def test_unwritable_results_folder(tmp_path):
     blocker.write_text("")
     result = subprocess.run(
         [sys.executable, "-m", "nf", "book", "run", "toy", "--profile", "ci"],
-        capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "NF_RESULTS_DIR": str(blocker)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "NF_RESULTS_DIR": str(blocker)},
     )
     assert result.returncode == 2
     assert "cannot write to the results folder" in result.stderr.strip().splitlines()[-1]
@@ -90,11 +98,30 @@ def test_bad_yaml_value():
 def test_corrupt_data_folder_is_named(tmp_path):
     raw = tmp_path / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]:
+    for name in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ]:
         (raw / name).write_bytes(b"not MNIST")
     result = subprocess.run(
-        [sys.executable, "-m", "nf", "book", "run", "mnist", "--profile", "ci", "-p", "data_root", str(tmp_path / "data")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "nf",
+            "book",
+            "run",
+            "mnist",
+            "--profile",
+            "ci",
+            "-p",
+            "data_root",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**__import__("os").environ, "NF_RESULTS_DIR": str(tmp_path / "results")},
     )
     assert result.returncode == 2
@@ -122,3 +149,13 @@ def test_bad_dotted_parameter_is_refused(name, message):
     result = run_cli("book", "run", "nice", "--profile", "ci", "-p", name, "5")
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_summary_pages_run_after_the_chapters_whose_runs_they_read():
+    from nf.book.chapters import chapter_names, execution_order
+
+    order = execution_order()
+    assert sorted(order) == sorted(chapter_names())
+    assert order[-3:] == ["intro", "scorecard", "compute"]
+    assert order[:5] == ["theory", "toy", "mnist", "nice", "conv"]
+    assert execution_order(["scorecard", "toy"]) == ["toy", "scorecard"]

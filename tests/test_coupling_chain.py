@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import check_layer
+
 from nf.flows import CouplingChain, Permutation, make_flow
 
 
@@ -19,8 +19,9 @@ def reference(family, dim, length, amortized, hidden=(64, 64)):
 
 
 @pytest.mark.parametrize("family", ["nice-perm", "nice-orth", "nice-perm+scale", "nice-orth+scale"])
-@pytest.mark.parametrize("dim,length,amortized", [(2, 1, False), (5, 4, True), (7, 3, False), (40, 10, True),
-                                                  (40, 40, True), (40, 80, True)])
+@pytest.mark.parametrize(
+    "dim,length,amortized", [(2, 1, False), (5, 4, True), (7, 3, False), (40, 10, True), (40, 40, True), (40, 80, True)]
+)
 def test_same_values_and_gradients_as_layer_by_layer(family, dim, length, amortized):
     plain = reference(family, dim, length, amortized)
     chain = CouplingChain(plain)

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from nf.data import DATA_ENV_VAR, BinarizedMNIST, DataError, data_root, load_mnist_pixels
+from nf.experiments.data import DATA_ENV_VAR, BinarizedMNIST, DataError, data_root, load_mnist_pixels
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,12 @@ def test_missing_folder_offline_names_the_folder(tmp_path):
 def test_corrupt_files_give_clear_error(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]:
+    for name in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ]:
         (raw / name).write_bytes(b"this is not MNIST" * 10)
     with pytest.raises(DataError, match="cannot load MNIST from") as info:
         load_mnist_pixels("test", root=tmp_path)

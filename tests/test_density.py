@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nf.density import flow_log_density
-from nf.distributions import DiagonalGaussian
-from nf.energies import WINDOW_HALF_WIDTH, paper_energy, target_energy
 from nf.flows import make_flow
-from nf.quadrature import log_normalizer, midpoint_grid
+from nf.models.density import flow_log_density
+from nf.models.distributions import DiagonalGaussian
+from nf.models.energies import WINDOW_HALF_WIDTH, paper_energy, target_energy
+from nf.models.quadrature import log_normalizer, midpoint_grid
 
 
 def random_flow(family: str, length: int, seed: int = 0):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nf.distributions import DiagonalGaussian
+from nf.models.distributions import DiagonalGaussian
 
 
 def test_log_prob_matches_torch_normal():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nf.dlgm import DLGM, Maxout
+from nf.models.dlgm import DLGM, Maxout
 
 
 def test_maxout_takes_the_max_of_each_pool():
@@ -33,7 +33,9 @@ def test_fused_and_plain_models_give_identical_objectives_and_gradients(flow):
         torch.testing.assert_close(a.grad, b.grad, atol=1e-10, rtol=1e-9)
 
 
-@pytest.mark.parametrize("flow,length", [("none", 0), ("planar", 3), ("radial", 3), ("nice-perm+scale", 3), ("conv", 2)])
+@pytest.mark.parametrize(
+    "flow,length", [("none", 0), ("planar", 3), ("radial", 3), ("nice-perm+scale", 3), ("conv", 2)]
+)
 def test_importance_sampled_likelihood_beats_the_bound_on_average(flow, length):
     torch.manual_seed(0)
     model = DLGM(flow, length, latent=4, hidden=16)

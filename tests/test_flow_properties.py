@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
+from conftest import check_layer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import check_layer
 from nf.flows import FLOW_FAMILIES, Planar, Radial, make_flow
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import check_layer
 from torch import nn
 
-from conftest import check_layer
 from nf.flows import (
     FLOW_FAMILIES,
     AdditiveCoupling,
@@ -63,8 +63,10 @@ GLOBAL_LAYERS = {
         FlowSequence([Planar(d), Radial(d), AdditiveCoupling(d, (8,)), OrthogonalMixing(d), DiagonalScaling(d)]),
         scale=0.7,
     ),
-    **{f"make_flow-{family}": (lambda d, f=family: randomize(make_flow(f, d, 3, coupling_hidden=(8,)), 0.5))
-       for family in FLOW_FAMILIES},
+    **{
+        f"make_flow-{family}": (lambda d, f=family: randomize(make_flow(f, d, 3, coupling_hidden=(8,)), 0.5))
+        for family in FLOW_FAMILIES
+    },
 }
 
 
@@ -96,8 +98,10 @@ AMORTIZED_FLOWS = {
     "coupling-context": lambda d: randomize(AdditiveCoupling(d, (8,), context=3)),
     "conv-coupling-context": lambda d: randomize(ConvolutionalCoupling(d, (8,), swap=True, context=3), 0.7),
     "scaling": lambda d: DiagonalScaling(d, amortized=True),
-    **{f"make_flow-{family}": (lambda d, f=family: randomize(make_flow(f, d, 3, True, (8,), context=2), 0.5))
-       for family in FLOW_FAMILIES},
+    **{
+        f"make_flow-{family}": (lambda d, f=family: randomize(make_flow(f, d, 3, True, (8,), context=2), 0.5))
+        for family in FLOW_FAMILIES
+    },
 }
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
-import nf.mnist
-from nf.mnist import fit_mnist, mnist_config
+import nf.experiments.mnist
+from nf.experiments.mnist import fit_mnist, mnist_config
 
 TINY = dict(flow="planar", length=2, updates=30, anneal_updates=10, eval_every=10, eval_samples=4)
 
@@ -20,6 +19,7 @@ def float32_default():
     torch.set_default_dtype(torch.float32)
 
 
+@pytest.mark.slow
 def test_tiny_run_scores_consistently(tmp_path):
     run = fit_mnist(tmp_path, **TINY)
     m = run.load_json("metrics.json")
@@ -30,6 +30,7 @@ def test_tiny_run_scores_consistently(tmp_path):
     assert images["samples"].shape == (64, 784) and images["reconstructions"].shape == (16, 784)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     reference = fit_mnist(tmp_path / "a", **TINY).load_json("metrics.json")
 
@@ -43,7 +44,9 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", interrupting_step)
-    monkeypatch.setattr(nf.mnist, "train_mnist", _with_checkpoint_every(nf.mnist.train_mnist, 10))
+    monkeypatch.setattr(
+        nf.experiments.mnist, "train_mnist", _with_checkpoint_every(nf.experiments.mnist.train_mnist, 10)
+    )
     with pytest.raises(KeyboardInterrupt):
         fit_mnist(tmp_path / "b", **TINY)
     assert list((tmp_path / "b" / "mnist").glob("*.checkpoint.pt"))
@@ -82,26 +85,31 @@ def test_bad_mnist_config(overrides, message):
         mnist_config(**overrides)
 
 
+@pytest.mark.slow
 def test_bad_worker_count():
     with pytest.raises(ValueError, match="workers must be a positive integer, got 0"):
-        nf.mnist.fit_mnist_runs([TINY], workers=0)
+        nf.experiments.mnist.fit_mnist_runs([TINY], workers=0)
 
 
+@pytest.mark.slow
 def test_runs_in_parallel_workers_match_serial_runs(tmp_path):
     """Two worker processes give the same numbers as one process, in the order of the configs."""
     configs = [dict(TINY, flow="nice-perm+scale"), dict(TINY, flow="conv")]
-    parallel = nf.mnist.fit_mnist_runs(configs, tmp_path / "parallel", workers=2)
-    serial = nf.mnist.fit_mnist_runs(configs, tmp_path / "serial", workers=1)
+    parallel = nf.experiments.mnist.fit_mnist_runs(configs, tmp_path / "parallel", workers=2)
+    serial = nf.experiments.mnist.fit_mnist_runs(configs, tmp_path / "serial", workers=1)
     assert [r.config["flow"] for r in parallel] == ["nice-perm+scale", "conv"]
     for a, b in zip(parallel, serial):
-        assert a.load_json("metrics.json")["test_bound"] == pytest.approx(b.load_json("metrics.json")["test_bound"], rel=1e-3)
+        assert a.load_json("metrics.json")["test_bound"] == pytest.approx(
+            b.load_json("metrics.json")["test_bound"], rel=1e-3
+        )
 
 
+@pytest.mark.slow
 def test_paired_and_parameter_summaries(tmp_path):
-    from nf.mnist_summary import flow_parameters, paired_table, plot_versus_parameters, table2
+    from nf.report.mnist import flow_parameters, paired_table, plot_versus_parameters, table2
 
     configs = [dict(TINY, flow="none", length=0), dict(TINY, flow="nice-perm"), dict(TINY, flow="nice-perm+scale")]
-    runs = nf.mnist.fit_mnist_runs(configs, tmp_path)
+    runs = nf.experiments.mnist.fit_mnist_runs(configs, tmp_path)
     extra = flow_parameters(runs)
     assert extra[runs[0].key] == 0
     # +scale adds the head's 40 per-image log-scales: 400 weights and 1 bias each

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
-from nf.cache import REPO_ROOT, config_hash, list_runs
-from nf.dlgm import DLGM, Maxout
-from nf.mnist import _optimizer, fit_mnist, full_config, learning_rate_at, mnist_config
-from nf.mnist_study import paired_difference, per_image
+from nf.experiments.comparisons import paired_difference, per_image
+from nf.experiments.mnist import _optimizer, fit_mnist, full_config, learning_rate_at, mnist_config
+from nf.models.dlgm import DLGM, Maxout
+from nf.runs.cache import REPO_ROOT, config_hash, list_runs
 
 TINY = dict(flow="planar", length=2, updates=30, anneal_updates=10, eval_every=10, eval_samples=4)
 
@@ -35,11 +34,14 @@ def test_a_model_without_a_flow_ignores_the_flow_step_size():
     assert mnist_config(flow_lr_scale=0.1)["flow_lr_scale"] == 0.1
 
 
-@pytest.mark.parametrize("overrides,message", [
-    ({"protocol": "train"}, "unknown protocol 'train'"),
-    ({"final_learning_rate": 0.0}, "final_learning_rate must be a positive number, got 0.0"),
-    ({"flow_lr_scale": "fast"}, "flow_lr_scale must be a positive number, got 'fast'"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"protocol": "train"}, "unknown protocol 'train'"),
+        ({"final_learning_rate": 0.0}, "final_learning_rate must be a positive number, got 0.0"),
+        ({"flow_lr_scale": "fast"}, "flow_lr_scale must be a positive number, got 'fast'"),
+    ],
+)
 def test_bad_protocol_settings(overrides, message):
     with pytest.raises(ValueError, match=message):
         mnist_config(**overrides)
@@ -74,16 +76,17 @@ def test_split_head_keeps_the_initial_weights_of_one_linear_head():
     torch.testing.assert_close(model.decoder[1].weight, decoder[1].weight, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_validation_protocol_never_reads_the_test_set(mnist_available, tmp_path, monkeypatch):
-    import nf.data
+    import nf.experiments.data
 
-    real = nf.data.load_mnist_pixels
+    real = nf.experiments.data.load_mnist_pixels
 
     def train_only(split="train", *args, **kwargs):
         assert split == "train", "the validation protocol read the test set"
         return real(split, *args, **kwargs)
 
-    monkeypatch.setattr(nf.data, "load_mnist_pixels", train_only)
+    monkeypatch.setattr(nf.experiments.data, "load_mnist_pixels", train_only)
     run = fit_mnist(tmp_path, **TINY, protocol="validation", final_learning_rate=1e-4, flow_lr_scale=0.1)
     m = run.load_json("metrics.json")
     assert [len(row) for row in m["history"]] == [5, 5, 5]  # update, beta, train F, validation F, validation -ln p
@@ -94,6 +97,7 @@ def test_validation_protocol_never_reads_the_test_set(mnist_available, tmp_path,
     assert not any(key.startswith("test_") for key in m)
 
 
+@pytest.mark.slow
 def test_watching_the_validation_set_does_not_change_the_run(mnist_available, tmp_path):
     often = fit_mnist(tmp_path, **{**TINY, "eval_every": 10}, protocol="validation").load_json("metrics.json")
     rarely = fit_mnist(tmp_path, **{**TINY, "eval_every": 30}, protocol="validation").load_json("metrics.json")
@@ -101,6 +105,7 @@ def test_watching_the_validation_set_does_not_change_the_run(mnist_available, tm
     assert often["history"][-1][2:] != rarely["history"][-1][2:]  # different logging intervals, same training
 
 
+@pytest.mark.slow
 def test_test_protocol_is_scored_on_the_test_set_and_pairs_with_its_twin(mnist_available, tmp_path):
     diagonal = fit_mnist(tmp_path, **{**TINY, "flow": "none", "length": 0}, protocol="test")
     planar = fit_mnist(tmp_path, **TINY, protocol="test")

@@ -7,29 +7,40 @@ import json
 import pytest
 import torch
 
-from nf.cache import cached_run
-from nf.mnist_study import choose_recipe, mnist_verdicts, paired_difference, report_configs, study_configs
+from nf.experiments.comparisons import paired_difference
+from nf.experiments.mnist_study import choose_recipe, report_configs, study_configs
+from nf.report.mnist_verdicts import mnist_verdicts
+from nf.runs.cache import cached_run
 
 STUDY = {
     "models": [["none", 0], ["planar", 20]],
     "common": {"protocol": "validation", "updates": 50, "anneal_updates": 10},
-    "recipes": {"paper's RMSprop": {"optimizer": "rmsprop", "learning_rate": 1e-5},
-                "Adam": {"learning_rate": 1e-3, "final_learning_rate": 1e-4},
-                "Adam, flow step x0.1": {"learning_rate": 1e-3, "final_learning_rate": 1e-4, "flow_lr_scale": 0.1}},
+    "recipes": {
+        "paper's RMSprop": {"optimizer": "rmsprop", "learning_rate": 1e-5},
+        "Adam": {"learning_rate": 1e-3, "final_learning_rate": 1e-4},
+        "Adam, flow step x0.1": {"learning_rate": 1e-3, "final_learning_rate": 1e-4, "flow_lr_scale": 0.1},
+    },
     "budgets": {"recipe": "Adam", "updates": []},
     "candidates": ["Adam", "Adam, flow step x0.1"],
 }
-LADDER = {"models": [["none", 0], *[["planar", k] for k in (10, 20, 40, 80)]], "seeded": [], "seeds": [0],
-          "common": {"protocol": "test", "updates": 50, "anneal_updates": 10}}
+LADDER = {
+    "models": [["none", 0], *[["planar", k] for k in (10, 20, 40, 80)]],
+    "seeded": [],
+    "seeds": [0],
+    "common": {"protocol": "test", "updates": 50, "anneal_updates": 10},
+}
 
 
 def fake_run(config, nll, tmp_path, gap=3.0):
     """A cached run whose per-image -ln p(x) is ``nll`` (a tensor) and whose bound is ``nll + gap``."""
+
     def write(config, folder, checkpoint=None):
         torch.save({"nll": nll.float(), "bound": (nll + gap).float()}, folder / "scores.pt")
         prefix = "validation" if config["protocol"] == "validation" else "test"
-        metrics = {f"{prefix}_{name}": value.mean().item() for name, value in
-                   (("nll", nll), ("bound", nll + gap), ("kl", torch.full_like(nll, gap)))}
+        metrics = {
+            f"{prefix}_{name}": value.mean().item()
+            for name, value in (("nll", nll), ("bound", nll + gap), ("kl", torch.full_like(nll, gap)))
+        }
         metrics.update({f"{k}_se": 0.1 for k in list(metrics)})
         (folder / "metrics.json").write_text(json.dumps(metrics))
 
@@ -79,12 +90,14 @@ def test_verdicts_from_a_full_ladder(tmp_path):
 
 
 def test_the_reading_of_the_study_is_phrased_from_its_numbers(tmp_path):
-    from nf.mnist_summary import study_reading
+    from nf.report.mnist import study_reading
 
     runs = study_runs(tmp_path, {"paper's RMSprop": -3.0, "Adam": -0.3, "Adam, flow step x0.1": -0.31})
     text = study_reading(STUDY, runs)
-    assert text.startswith("Under the paper's optimiser planar K=20 is better by 3.00 ± 0.03 nats than the diagonal "
-                           "model; under Adam it is better by 0.30 ± 0.03 nats")
+    assert text.startswith(
+        "Under the paper's optimiser planar K=20 is better by 3.00 ± 0.03 nats than the diagonal "
+        "model; under Adam it is better by 0.30 ± 0.03 nats"
+    )
     assert "a gain no different than with Adam (the difference, -0.01 ± 0.04 nats, is within 2 standard errors)" in text
     runs["Adam"][1] = None
     assert "waits for all of its runs" in study_reading(STUDY, runs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -11,15 +10,18 @@ import time
 import pytest
 import torch
 
-import nf.toy
-from nf.cache import lookup
-from nf.checkpoint import TrainingDiverged
-from nf.toy import fit_toy, toy_config
+import nf.experiments.toy
+from nf.experiments.toy import fit_toy, toy_config
+from nf.experiments.training import TrainingDiverged
+from nf.runs.cache import lookup
 
-SETTINGS = dict(energy="U1", family="planar", length=4, updates=6000, anneal_updates=1000, batch_size=64, eval_samples=2000)
+pytestmark = pytest.mark.slow  # subprocesses, chapter runs or a browser
+
+SETTINGS = dict(
+    energy="U1", family="planar", length=4, updates=6000, anneal_updates=1000, batch_size=64, eval_samples=2000
+)
 SCRIPT = (
-    "import sys; from nf.toy import fit_toy; "
-    f"fit_toy(sys.argv[1], checkpoint_every=50, **{SETTINGS!r})"
+    f"import sys; from nf.experiments.toy import fit_toy; fit_toy(sys.argv[1], checkpoint_every=50, **{SETTINGS!r})"
 )
 
 
@@ -68,7 +70,7 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path, uninterrupted, sig):
 
 def test_divergence_stops_with_a_clear_message_and_no_entry(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = nf.toy.target_energy
+    real = nf.experiments.toy.target_energy
 
     def poisoned(name):
         energy = real(name)
@@ -79,9 +81,11 @@ def test_divergence_stops_with_a_clear_message_and_no_entry(tmp_path, monkeypatc
 
         return u
 
-    monkeypatch.setattr(nf.toy, "target_energy", poisoned)
+    monkeypatch.setattr(nf.experiments.toy, "target_energy", poisoned)
     settings = dict(SETTINGS, updates=400, anneal_updates=100)
-    with pytest.raises(TrainingDiverged, match=r"loss became nan at update 120; the last finite loss was -?\d+\.\d+ at update 119"):
+    with pytest.raises(
+        TrainingDiverged, match=r"loss became nan at update 120; the last finite loss was -?\d+\.\d+ at update 119"
+    ):
         fit_toy(tmp_path, checkpoint_every=50, **settings)
     assert lookup("toy", toy_config(**settings), tmp_path) is None
     checkpoints = list((tmp_path / "toy").glob("*.checkpoint.pt"))
@@ -94,7 +98,7 @@ def test_divergence_stops_with_a_clear_message_and_no_entry(tmp_path, monkeypatc
 def test_first_interrupt_waits_for_the_update_boundary_second_is_immediate():
     import os
 
-    from nf.checkpoint import interrupt_between_updates
+    from nf.runs.checkpoint import interrupt_between_updates
 
     previous = signal.getsignal(signal.SIGINT)
     with interrupt_between_updates() as interrupt:

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from nf.energies import paper_energy
-from nf.toy import fit_toy, inverse_temperature, load_toy_model, toy_config
+from nf.experiments.toy import fit_toy, load_toy_model, toy_config
+from nf.experiments.training import inverse_temperature
+from nf.models.energies import paper_energy
 
 
 def test_energies_match_table1_at_hand_computed_points():
@@ -46,9 +47,12 @@ def test_bad_toy_config(overrides, message):
         toy_config(**overrides)
 
 
+@pytest.mark.slow
 def test_a_short_fit_improves_and_reloads(tmp_path):
     torch.set_default_dtype(torch.float32)
-    run = fit_toy(tmp_path, family="planar", length=2, updates=300, anneal_updates=100, batch_size=64, eval_samples=2000)
+    run = fit_toy(
+        tmp_path, family="planar", length=2, updates=300, anneal_updates=100, batch_size=64, eval_samples=2000
+    )
     metrics = run.load_json("metrics.json")
     history = metrics["history"]
     assert history[-1][1] == 1.0
@@ -58,6 +62,7 @@ def test_a_short_fit_improves_and_reloads(tmp_path):
     assert samples.shape == (10, 2) and torch.isfinite(log_q).all()
 
 
+@pytest.mark.slow
 def test_fitted_kl_is_free_energy_plus_log_z_and_positive(tmp_path):
     run = fit_toy(tmp_path, energy="U2", length=2, updates=200, anneal_updates=100, batch_size=64, eval_samples=4000)
     m = run.load_json("metrics.json")
@@ -65,34 +70,50 @@ def test_fitted_kl_is_free_energy_plus_log_z_and_positive(tmp_path):
     assert m["kl"] > -3 * m["free_energy_se"]
 
 
+@pytest.mark.slow
 def test_fit_many_in_parallel_matches_serial(tmp_path):
-    from nf.toy import fit_toys, grid_configs
+    from nf.experiments.toy import fit_toys, run_configs
 
-    configs = grid_configs(["U1"], ["planar", "radial"], [2], [0], updates=150, anneal_updates=50, batch_size=32,
-                           eval_samples=500)
+    configs = run_configs(
+        ["U1"], ["planar", "radial"], [2], [0], updates=150, anneal_updates=50, batch_size=32, eval_samples=500
+    )
     parallel = fit_toys(configs, tmp_path / "parallel", workers=2)
     serial = fit_toys(configs, tmp_path / "serial", workers=1)
     for a, b in zip(parallel, serial):
         assert a.key == b.key
-        assert a.load_json("metrics.json")["free_energy"] == pytest.approx(b.load_json("metrics.json")["free_energy"], abs=1e-5)
+        assert a.load_json("metrics.json")["free_energy"] == pytest.approx(
+            b.load_json("metrics.json")["free_energy"], abs=1e-5
+        )
 
 
+@pytest.mark.slow
 def test_summary_groups_seeds(tmp_path):
-    from nf.toy import fit_toys, grid_configs
-    from nf.toy_summary import results_table, summarize
+    from nf.experiments.toy import fit_toys, run_configs
+    from nf.report.toy import results_table, summarize
 
-    configs = grid_configs(["U1"], ["planar"], [2], [0, 1], updates=120, anneal_updates=50, batch_size=32, eval_samples=500)
+    configs = run_configs(
+        ["U1"], ["planar"], [2], [0, 1], updates=120, anneal_updates=50, batch_size=32, eval_samples=500
+    )
     rows = summarize(fit_toys(configs, tmp_path, workers=1))
     assert len(rows) == 1 and rows[0]["seeds"] == 2 and rows[0]["parameters"] == 2 * 5 + 4
     assert results_table(rows, "U1")[0]["flow"] == "planar K=2"
 
 
+@pytest.mark.slow
 def test_scaling_comparison_table_pairs_runs(tmp_path):
-    from nf.toy import fit_toys, grid_configs
-    from nf.toy_summary import paired_kl_table, summarize
+    from nf.experiments.toy import fit_toys, run_configs
+    from nf.report.toy import paired_kl_table, summarize
 
-    configs = grid_configs(["U1"], ["nice-perm", "nice-perm+scale", "conv"], [2], [0], updates=120, anneal_updates=50,
-                           batch_size=32, eval_samples=500)
+    configs = run_configs(
+        ["U1"],
+        ["nice-perm", "nice-perm+scale", "conv"],
+        [2],
+        [0],
+        updates=120,
+        anneal_updates=50,
+        batch_size=32,
+        eval_samples=500,
+    )
     rows = summarize(fit_toys(configs, tmp_path, workers=1))
     (row,) = paired_kl_table(rows, "nice-perm", "nice-perm+scale")
     by_family = {r["family"]: r for r in rows}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from nf.verdicts import Verdict, beats, falls_along, not_tested, table2_number, with_paper_optimiser
+from nf.report.verdicts import Verdict, beats, falls_along, not_tested, table2_number, with_paper_optimiser
 
 
-@pytest.mark.parametrize("ours,verdict", [(88.0, "reproduced"), (90.9, "reproduced"), (91.5, "partly"),
-                                          (91.9, "partly"), (92.0, "not reproduced")])
+@pytest.mark.parametrize(
+    "ours,verdict",
+    [(88.0, "reproduced"), (90.9, "reproduced"), (91.5, "partly"), (91.9, "partly"), (92.0, "not reproduced")],
+)
 def test_table2_number(ours, verdict):
     assert table2_number(ours, 89.9).verdict == verdict
 

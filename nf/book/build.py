@@ -37,8 +37,17 @@ def build_book(output_dir: Path | None = None) -> Path:
     install_local_mathjax()
     output_dir = Path(output_dir) if output_dir is not None else REPO_ROOT
     command = [
-        sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(REPO_ROOT),
-        "--path-output", str(output_dir), "--builder", "html", "--warningiserror", "--keep-going",
+        sys.executable,
+        "-c",
+        "from jupyter_book.cli.main import main; main()",
+        "build",
+        str(REPO_ROOT),
+        "--path-output",
+        str(output_dir),
+        "--builder",
+        "html",
+        "--warningiserror",
+        "--keep-going",
     ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:

@@ -17,6 +17,7 @@ BOOK_DIR = Path(__file__).resolve().parent.parent.parent / "book"
 class Chapter:
     name: str
     title: str
+    summary: bool = False  # reads the runs that other chapters make (executed after them)
 
     @property
     def source(self) -> Path:
@@ -30,14 +31,14 @@ class Chapter:
 CHAPTERS: dict[str, Chapter] = {
     c.name: c
     for c in [
-        Chapter("intro", "Introduction and results at a glance"),
+        Chapter("intro", "Introduction and results at a glance", summary=True),
         Chapter("theory", "Theory: change of variables, planar, radial and NICE flows"),
         Chapter("toy", "Toy 2-D densities (Fig. 3)"),
         Chapter("mnist", "MNIST with planar flows (Table 2, Fig. 4)"),
         Chapter("nice", "NICE posteriors"),
         Chapter("conv", "Invertible convolutional flows"),
-        Chapter("scorecard", "Reproduction scorecard"),
-        Chapter("compute", "Appendix: compute"),
+        Chapter("scorecard", "Reproduction scorecard", summary=True),
+        Chapter("compute", "Appendix: compute", summary=True),
     ]
 }
 
@@ -45,6 +46,13 @@ CHAPTERS: dict[str, Chapter] = {
 def chapter_names() -> list[str]:
     """Chapter short names in reading order."""
     return list(CHAPTERS)
+
+
+def execution_order(names: list[str] | None = None) -> list[str]:
+    """``names`` (default: every chapter) in the order to execute them: the chapters that make runs first, in
+    reading order, then the summaries (intro, scorecard, compute) that read those runs."""
+    names = chapter_names() if names is None else names
+    return sorted(names, key=lambda name: CHAPTERS[name].summary)
 
 
 def get_chapter(name: str) -> Chapter:

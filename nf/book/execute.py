@@ -10,8 +10,8 @@ from typing import Any
 import jupytext
 import nbformat
 
-from .chapters import BOOK_DIR, get_chapter
-from .profiles import chapter_parameters
+from nf.book.chapters import BOOK_DIR, get_chapter
+from nf.book.profiles import chapter_parameters
 
 HIDDEN_TAG = "remove-cell"  # Jupyter Book drops the cell from the HTML
 
@@ -38,7 +38,7 @@ def hide_injected_parameters(path: Path) -> None:
 
 
 def apply_overrides(parameters: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``parameters`` updated with ``overrides``; a dotted name ``mnist.updates`` sets one key of a dictionary parameter.
+    """``parameters`` updated with ``overrides``; a dotted name ``mnist.updates`` sets one key of a dict parameter.
 
     Raises:
         ValueError: a dotted name whose dictionary or key does not exist.

@@ -7,7 +7,7 @@
 
 The MNIST chapter's parameters are a recipe ``study`` (validation split) and
 a report ``ladder`` (test set) trained with the recipe the study chooses
-(``nf.mnist_study``); the NICE and convolutional-flow chapters still use the
+(``nf.experiments.mnist_study``); the NICE and convolutional-flow chapters still use the
 short ``quick`` protocol of the first book (``MNIST_QUICK``).
 
 A chapter's parameters are the common ones (seed, device) updated with that
@@ -19,54 +19,102 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from nf.experiments.mnist import DEFAULT_MNIST_CONFIG
+from nf.experiments.toy import DEFAULT_TOY_CONFIG
+
 PROFILE_NAMES = ("ci", "report", "paper")
 
 COMMON: dict[str, Any] = {"seed": 0, "device": "cpu"}
 
 THEORY: dict[str, Any] = {"grid_cells": 400}  # density plots: grid points per axis
 
+# The settings of one run that a chapter's parameters carry; those a profile does not state come from the
+# experiment's defaults (``DEFAULT_TOY_CONFIG``, ``DEFAULT_MNIST_CONFIG``), the one place they are written.
+TOY_TRAINING_KEYS = ("updates", "anneal_updates", "batch_size", "optimizer", "learning_rate", "eval_samples")
+MNIST_TRAINING_KEYS = (
+    "updates",
+    "anneal_updates",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "clip_grad_norm",
+    "eval_every",
+    "eval_samples",
+    "test_seed",
+)
+
+
+def _defaults(defaults: dict[str, Any], keys: tuple[str, ...], **changes: Any) -> dict[str, Any]:
+    """The default values of ``keys``, with ``changes``."""
+    return {**{k: defaults[k] for k in keys}, **changes}
+
+
 TOY_REPORT: dict[str, Any] = {
     "energies": ["U1", "U2", "U3", "U4"],
     "families": ["planar", "radial", "nice-orth", "nice-perm"],
     "flow_lengths": [2, 8, 32],
     "seeds": [0, 1, 2],
-    "updates": 4000,
-    "anneal_updates": 2000,
-    "batch_size": 256,
-    "optimizer": "adam",
-    "learning_rate": 5e-3,
-    "eval_samples": 20000,
+    **_defaults(DEFAULT_TOY_CONFIG, TOY_TRAINING_KEYS, updates=4000, learning_rate=5e-3),
     "workers": 2,
 }
 
 # The short runs of the first book (protocol ``quick``: 10,000 updates, monitored on test images); the NICE and
 # convolutional-flow chapters still show them, the MNIST chapter no longer does.
 MNIST_QUICK: dict[str, Any] = {
-    "models": [["none", 0], ["planar", 10], ["planar", 20], ["planar", 40], ["planar", 80], ["radial", 10], ["radial", 20]],
-    "updates": 10_000,
-    "anneal_updates": 5_000,
-    "batch_size": 100,
-    "optimizer": "adam",
-    "learning_rate": 5e-4,
-    "clip_grad_norm": 100.0,
-    "eval_every": 500,
-    "eval_samples": 200,
-    "test_seed": 0,
+    "models": [
+        ["none", 0],
+        ["planar", 10],
+        ["planar", 20],
+        ["planar", 40],
+        ["planar", 80],
+        ["radial", 10],
+        ["radial", 20],
+    ],
+    **_defaults(
+        DEFAULT_MNIST_CONFIG,
+        MNIST_TRAINING_KEYS,
+        updates=10_000,
+        anneal_updates=5_000,
+        learning_rate=5e-4,
+        eval_every=500,
+    ),
 }
 
 PAPER_RECIPE = "paper's RMSprop"  # the study's recipe with the paper's optimiser
 
 MNIST_STUDY: dict[str, Any] = {
     "models": [["none", 0], ["planar", 20]],
-    "common": {"protocol": "validation", "anneal_updates": 10_000, "batch_size": 100, "eval_every": 2500,
-               "eval_samples": 200, "test_seed": 0},
+    "common": {
+        "protocol": "validation",
+        "anneal_updates": 10_000,
+        "batch_size": 100,
+        "eval_every": 2500,
+        "eval_samples": 200,
+        "test_seed": 0,
+    },
     "recipes": {
-        PAPER_RECIPE: {"optimizer": "rmsprop", "learning_rate": 1e-5, "momentum": 0.9, "clip_grad_norm": 0.0,
-                  "updates": 100_000},
-        "Adam": {"optimizer": "adam", "learning_rate": 1e-3, "final_learning_rate": 1e-4, "clip_grad_norm": 100.0,
-                 "updates": 60_000},
-        "Adam, flow step x0.1": {"optimizer": "adam", "learning_rate": 1e-3, "final_learning_rate": 1e-4,
-                                 "clip_grad_norm": 100.0, "flow_lr_scale": 0.1, "updates": 60_000},
+        PAPER_RECIPE: {
+            "optimizer": "rmsprop",
+            "learning_rate": 1e-5,
+            "momentum": 0.9,
+            "clip_grad_norm": 0.0,
+            "updates": 100_000,
+        },
+        "Adam": {
+            "optimizer": "adam",
+            "learning_rate": 1e-3,
+            "final_learning_rate": 1e-4,
+            "clip_grad_norm": 100.0,
+            "updates": 60_000,
+        },
+        "Adam, flow step x0.1": {
+            "optimizer": "adam",
+            "learning_rate": 1e-3,
+            "final_learning_rate": 1e-4,
+            "clip_grad_norm": 100.0,
+            "flow_lr_scale": 0.1,
+            "updates": 60_000,
+        },
     },
     "budgets": {"recipe": "Adam", "updates": [20_000]},
     "candidates": ["Adam", "Adam, flow step x0.1"],
@@ -76,8 +124,15 @@ MNIST_LADDER: dict[str, Any] = {
     "models": [["none", 0], *[["planar", k] for k in (10, 20, 40, 80)]],
     "seeded": [["none", 0], ["planar", 20]],
     "seeds": [0, 1, 2],
-    "common": {"protocol": "test", "updates": 100_000, "anneal_updates": 10_000, "batch_size": 100,
-               "eval_every": 2500, "eval_samples": 200, "test_seed": 0},
+    "common": {
+        "protocol": "test",
+        "updates": 100_000,
+        "anneal_updates": 10_000,
+        "batch_size": 100,
+        "eval_every": 2500,
+        "eval_samples": 200,
+        "test_seed": 0,
+    },
 }
 
 MNIST_REPORT: dict[str, Any] = {"study": MNIST_STUDY, "ladder": MNIST_LADDER, "train": True, "workers": 2}
@@ -104,16 +159,28 @@ CONV_REPORT: dict[str, Any] = {
     "toy": {**TOY_REPORT, "families": ["planar", "nice-perm+scale", "conv"], "seeds": [0, 1]},
     "mnist": {
         **MNIST_QUICK,
-        "models": [["none", 0], *[[flow, k] for flow in ("planar", "nice-perm+scale") for k in (10, 20, 40)],
-                   *[["conv", k] for k in (5, 10, 20)]],
+        "models": [
+            ["none", 0],
+            *[[flow, k] for flow in ("planar", "nice-perm+scale") for k in (10, 20, 40)],
+            *[["conv", k] for k in (5, 10, 20)],
+        ],
         "workers": 2,
     },
 }
 
 
-_CI_TOY = {"energies": ["U1"], "flow_lengths": [2], "seeds": [0], "updates": 200, "anneal_updates": 100,
-           "batch_size": 64, "eval_samples": 2000, "workers": 1}
+_CI_TOY = {
+    "energies": ["U1"],
+    "flow_lengths": [2],
+    "seeds": [0],
+    "updates": 200,
+    "anneal_updates": 100,
+    "batch_size": 64,
+    "eval_samples": 2000,
+    "workers": 1,
+}
 _CI_MNIST = {"updates": 60, "anneal_updates": 20, "eval_every": 30, "eval_samples": 10}
+
 
 def _small(report: dict[str, Any], toy_families: list[str], mnist_models: list[list]) -> dict[str, Any]:
     """The ``ci`` version of a chapter with a toy and an MNIST part."""
@@ -134,24 +201,47 @@ PAPER_TOY: dict[str, Any] = {
     "learning_rate": 1e-5,
     "eval_samples": 100_000,
 }
-_PAPER_QUICK = {**MNIST_QUICK, "updates": 500_000, "anneal_updates": 10_000, "optimizer": "rmsprop",
-                "learning_rate": 1e-5, "clip_grad_norm": 0.0, "workers": 1}
+_PAPER_QUICK = {
+    **MNIST_QUICK,
+    "updates": 500_000,
+    "anneal_updates": 10_000,
+    "optimizer": "rmsprop",
+    "learning_rate": 1e-5,
+    "clip_grad_norm": 0.0,
+    "workers": 1,
+}
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "ci": {
         "theory": THEORY,
         "toy": {**TOY_REPORT, **_CI_TOY, "energies": ["U1", "U3"], "families": ["planar", "nice-orth"]},
         "mnist": {
-            "study": {**MNIST_STUDY, "common": _CI_STUDY_COMMON,
-                      "recipes": {name: {**r, "updates": 60} for name, r in MNIST_STUDY["recipes"].items()},
-                      "budgets": {"recipe": "Adam", "updates": [40]}},
-            "ladder": {"models": [["none", 0], ["planar", 2]], "seeded": [["none", 0], ["planar", 2]], "seeds": [0, 1],
-                       "common": {**MNIST_LADDER["common"], "updates": 60, "anneal_updates": 20, "eval_every": 30,
-                                  "eval_samples": 10}},
+            "study": {
+                **MNIST_STUDY,
+                "common": _CI_STUDY_COMMON,
+                "recipes": {name: {**r, "updates": 60} for name, r in MNIST_STUDY["recipes"].items()},
+                "budgets": {"recipe": "Adam", "updates": [40]},
+            },
+            "ladder": {
+                "models": [["none", 0], ["planar", 2]],
+                "seeded": [["none", 0], ["planar", 2]],
+                "seeds": [0, 1],
+                "common": {
+                    **MNIST_LADDER["common"],
+                    "updates": 60,
+                    "anneal_updates": 20,
+                    "eval_every": 30,
+                    "eval_samples": 10,
+                },
+            },
             "train": True,
             "workers": 1,
         },
-        "nice": _small(NICE_REPORT, ["planar", "nice-perm", "nice-perm+scale"], [["none", 0], ["planar", 2], ["nice-perm", 2], ["nice-perm+scale", 2]]),
+        "nice": _small(
+            NICE_REPORT,
+            ["planar", "nice-perm", "nice-perm+scale"],
+            [["none", 0], ["planar", 2], ["nice-perm", 2], ["nice-perm+scale", 2]],
+        ),
         "conv": _small(CONV_REPORT, ["planar", "conv"], [["none", 0], ["planar", 2], ["conv", 2]]),
     },
     "report": {"theory": THEORY, "toy": TOY_REPORT, "mnist": MNIST_REPORT, "nice": NICE_REPORT, "conv": CONV_REPORT},
@@ -159,20 +249,36 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "theory": THEORY,
         "toy": PAPER_TOY,
         "mnist": {
-            "study": {**MNIST_STUDY, "recipes": {PAPER_RECIPE: {**MNIST_STUDY["recipes"][PAPER_RECIPE], "updates": 500_000}},
-                      "budgets": {"recipe": PAPER_RECIPE, "updates": []}, "candidates": [PAPER_RECIPE]},
-            "ladder": {**MNIST_LADDER, "models": [["none", 0], *[[f, k] for f in ("planar", "radial") for k in (10, 20, 40, 80)]],
-                       "common": {**MNIST_LADDER["common"], "updates": 500_000}},
+            "study": {
+                **MNIST_STUDY,
+                "recipes": {PAPER_RECIPE: {**MNIST_STUDY["recipes"][PAPER_RECIPE], "updates": 500_000}},
+                "budgets": {"recipe": PAPER_RECIPE, "updates": []},
+                "candidates": [PAPER_RECIPE],
+            },
+            "ladder": {
+                **MNIST_LADDER,
+                "models": [["none", 0], *[[f, k] for f in ("planar", "radial") for k in (10, 20, 40, 80)]],
+                "common": {**MNIST_LADDER["common"], "updates": 500_000},
+            },
             "train": True,
             "workers": 1,
         },
         "nice": {
             "toy": {**PAPER_TOY, "families": NICE_REPORT["toy"]["families"]},
-            "mnist": {**_PAPER_QUICK, "models": [["none", 0], *[[f, k] for f in ["planar", *NICE_FAMILIES] for k in (10, 20, 40, 80)]]},
+            "mnist": {
+                **_PAPER_QUICK,
+                "models": [["none", 0], *[[f, k] for f in ["planar", *NICE_FAMILIES] for k in (10, 20, 40, 80)]],
+            },
         },
         "conv": {
             "toy": {**PAPER_TOY, "families": CONV_REPORT["toy"]["families"]},
-            "mnist": {**_PAPER_QUICK, "models": [["none", 0], *[[f, k] for f in ("planar", "nice-perm+scale", "conv") for k in (10, 20, 40, 80)]]},
+            "mnist": {
+                **_PAPER_QUICK,
+                "models": [
+                    ["none", 0],
+                    *[[f, k] for f in ("planar", "nice-perm+scale", "conv") for k in (10, 20, 40, 80)],
+                ],
+            },
         },
     },
 }
@@ -180,7 +286,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 
 def chapter_parameters(chapter: str, profile: str = "report", device: str | None = None) -> dict[str, Any]:
     """The papermill parameters of ``chapter`` under ``profile`` (``device`` overrides the profile's)."""
-    from .chapters import get_chapter
+    from nf.book.chapters import get_chapter
 
     get_chapter(chapter)
     if profile not in PROFILES:

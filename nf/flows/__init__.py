@@ -1,14 +1,14 @@
 """Flow layers: every layer maps ``z -> (f(z), log|det df/dz|)``."""
 
-from .base import FlowLayer, FlowSequence
-from .circular import CircularConvolution
-from .conv_coupling import ConvolutionalCoupling, LogGate
-from .coupling_chain import CouplingChain
-from .factory import FLOW_FAMILIES, make_flow, parameter_count_table
-from .fused import PlanarChain
-from .nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
-from .planar import Planar
-from .radial import Radial
+from nf.flows.base import FlowLayer, FlowSequence
+from nf.flows.circular import CircularConvolution
+from nf.flows.conv_coupling import ConvolutionalCoupling, LogGate
+from nf.flows.coupling_chain import CouplingChain
+from nf.flows.factory import FLOW_FAMILIES, make_flow
+from nf.flows.nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
+from nf.flows.planar import Planar
+from nf.flows.planar_chain import PlanarChain
+from nf.flows.radial import Radial
 
 __all__ = [
     "FLOW_FAMILIES",
@@ -26,5 +26,4 @@ __all__ = [
     "PlanarChain",
     "Radial",
     "make_flow",
-    "parameter_count_table",
 ]

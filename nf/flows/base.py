@@ -56,8 +56,7 @@ class FlowLayer(nn.Module):
         if self.amortized:
             if params is None:
                 raise ValueError(
-                    f"{type(self).__name__} is amortised: pass its {self.n_params} "
-                    "per-sample parameters as params"
+                    f"{type(self).__name__} is amortised: pass its {self.n_params} per-sample parameters as params"
                 )
             if params.shape[-1] != self.n_params:
                 raise ValueError(
@@ -65,9 +64,7 @@ class FlowLayer(nn.Module):
                     f"sample, got params whose last dimension is {params.shape[-1]}"
                 )
         elif params is not None:
-            raise ValueError(
-                f"{type(self).__name__} has global parameters; params must be None"
-            )
+            raise ValueError(f"{type(self).__name__} has global parameters; params must be None")
 
 
 class FlowSequence(FlowLayer):

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import FlowLayer
+from nf.flows.base import FlowLayer
 
 MIN_MAGNITUDE = 1e-3
 _UNIT_OFFSET = math.log(math.expm1(1.0 - MIN_MAGNITUDE))  # MIN_MAGNITUDE + softplus(_UNIT_OFFSET) = 1

@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import FlowLayer
-from .circular import SpectrumLayout
-from .nice import Coupling, mlp
+from nf.flows.base import FlowLayer
+from nf.flows.circular import SpectrumLayout
+from nf.flows.coupling import Coupling, mlp
 
 
 class ConvolutionalCoupling(Coupling):

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import FlowSequence
-from .nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
+from nf.flows.base import FlowSequence
+from nf.flows.nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
 
 
 def _mixing_matrix(layer: Permutation | OrthogonalMixing) -> Tensor:
@@ -64,13 +64,19 @@ class CouplingChain(FlowSequence):
         if self.scaled:
             layers.pop()
         self.couplings = [layer for layer in layers if isinstance(layer, AdditiveCoupling)]  # a list: not re-registered
-        if layers[0::2] != self.couplings or not all(isinstance(m, (Permutation, OrthogonalMixing)) for m in layers[1::2]):
+        if layers[0::2] != self.couplings or not all(
+            isinstance(m, (Permutation, OrthogonalMixing)) for m in layers[1::2]
+        ):
             raise ValueError("CouplingChain needs couplings alternating with permutations or orthogonal mixings")
-        if not all(len(c.coupling) >= 3 and isinstance(c.coupling[0], nn.Linear) and isinstance(c.coupling[-1], nn.Linear)
-                   for c in self.couplings):
+        if not all(
+            len(c.coupling) >= 3 and isinstance(c.coupling[0], nn.Linear) and isinstance(c.coupling[-1], nn.Linear)
+            for c in self.couplings
+        ):
             raise ValueError("CouplingChain needs coupling networks with a hidden layer, starting and ending linear")
         if not all(isinstance(m, nn.ReLU) for c in self.couplings for m in list(c.coupling)[1::2]):
-            raise ValueError("CouplingChain needs coupling networks with ReLU activations (its backward is written for them)")
+            raise ValueError(
+                "CouplingChain needs coupling networks with ReLU activations (its backward is written for them)"
+            )
         if len(layers) != 2 * len(self.couplings) - 1:
             raise ValueError("CouplingChain needs a coupling last (a trailing mixing would be left out of the fold)")
         self.context = self.couplings[0].n_params
@@ -109,9 +115,13 @@ class CouplingChain(FlowSequence):
             w_z = torch.stack([self.couplings[k].coupling[0].weight[:, :n_cond] for k in group])
             w_out = torch.stack([self.couplings[k].coupling[-1].weight for k in group])
             b_out = torch.stack([self.couplings[k].coupling[-1].bias for k in group])
-            parts.append((torch.bmm(w_z, reads), torch.bmm(writes, w_out), torch.bmm(writes, b_out.unsqueeze(-1)).squeeze(-1)))
+            parts.append(
+                (torch.bmm(w_z, reads), torch.bmm(writes, w_out), torch.bmm(writes, b_out.unsqueeze(-1)).squeeze(-1))
+            )
         order = [k for group in self._groups for k in group]
-        back = torch.argsort(torch.tensor(order, device=self._output.device))  # couplings 0, 2, 4, ..., 1, 3, ... -> 0, 1, 2, ...
+        back = torch.argsort(
+            torch.tensor(order, device=self._output.device)
+        )  # couplings 0, 2, 4, ..., 1, 3, ... -> 0, 1, 2, ...
         return tuple(torch.cat(stack)[back] for stack in zip(*parts))
 
     def _context_terms(self, params: Tensor | None) -> Tensor:

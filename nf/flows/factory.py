@@ -22,12 +22,13 @@ from collections.abc import Sequence
 
 import torch
 
-from .base import FlowLayer, FlowSequence
-from .circular import CircularConvolution
-from .conv_coupling import ConvolutionalCoupling, LogGate
-from .nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
-from .planar import Planar
-from .radial import Radial
+from nf.flows.base import FlowLayer, FlowSequence
+from nf.flows.circular import CircularConvolution
+from nf.flows.conv_coupling import ConvolutionalCoupling, LogGate
+from nf.flows.nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
+from nf.flows.planar import Planar
+from nf.flows.radial import Radial
+from nf.validation import check_choice, check_int
 
 FLOW_FAMILIES = ("planar", "radial", "nice-perm", "nice-orth", "nice-perm+scale", "nice-orth+scale", "conv")
 
@@ -48,12 +49,9 @@ def make_flow(
     numbers each.  ``seed`` fixes NICE's random permutations / orthogonal
     matrices.
     """
-    if family not in FLOW_FAMILIES:
-        raise ValueError(f"unknown flow family {family!r}; choose one of {', '.join(FLOW_FAMILIES)}")
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"flow length must be a positive integer, got {length!r}")
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dimension must be a positive integer, got {dim!r}")
+    check_choice("flow family", family, FLOW_FAMILIES)
+    check_int("flow length", length)
+    check_int("dimension", dim)
     if family == "planar":
         return FlowSequence(Planar(dim, amortized) for _ in range(length))
     if family == "radial":
@@ -78,12 +76,3 @@ def make_flow(
     if scale:
         layers.append(DiagonalScaling(dim, amortized))
     return FlowSequence(layers)
-
-
-def parameter_count_table(dims: list[int], lengths: list[int], families: list[str]) -> list[dict[str, str]]:
-    """Trainable parameters of global flows of each family and length, one row per (dim, length)."""
-    return [
-        {"D": str(d), "K": str(k), **{f: f"{sum(p.numel() for p in make_flow(f, d, k).parameters()):,}" for f in families}}
-        for d in dims
-        for k in lengths
-    ]

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import FlowLayer
+from nf.flows.base import FlowLayer
 
 _BISECTION_STEPS = 60
 _NEWTON_STEPS = 3

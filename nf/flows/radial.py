@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import FlowLayer
+from nf.flows.base import FlowLayer
 
 
 def constrained_alpha_beta(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:

@@ -30,15 +30,18 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from nf.runs.parallel import run_tasks
+
 RESULTS_ENV_VAR = "NF_RESULTS_DIR"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PROVENANCE = "provenance.json"
 
 
@@ -72,7 +75,10 @@ def code_version() -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--", "nf"],
-            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -82,9 +88,14 @@ def code_version() -> str:
 def _package_versions() -> dict[str, str]:
     import numpy
 
-    from . import __version__
+    from nf import __version__
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__, "nf": __version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "nf": __version__,
+    }
 
 
 def _machine() -> dict[str, Any]:
@@ -111,8 +122,10 @@ class Run:
     def config(self) -> dict[str, Any]:
         return self.provenance["config"]
 
-    def file(self, name: str) -> Path:
-        return self.path / name
+    @cached_property
+    def metrics(self) -> dict[str, Any]:
+        """``metrics.json``, read once per ``Run``."""
+        return self.load_json("metrics.json")
 
     def load_json(self, name: str) -> Any:
         with open(self.path / name) as f:
@@ -230,6 +243,31 @@ def cached_run(
     if run is None:
         raise RuntimeError(f"the run {experiment}/{key} could not be stored in {parent}")
     return run
+
+
+def cached_runs(
+    experiment: str,
+    configs: Sequence[Mapping[str, Any]],
+    train: Callable[[dict[str, Any], Path, Path], None] | None,
+    results_dir: str | os.PathLike | None = None,
+    workers: int = 1,
+) -> list[Run | None]:
+    """The runs of many configs, in their order: cached ones loaded, missing ones trained by ``cached_run``.
+
+    With ``workers > 1`` the missing runs train in that many processes of one
+    thread each (``train`` must then be picklable: a module-level function or
+    a ``functools.partial`` of one).  With ``train=None`` nothing is trained
+    and a missing run is ``None``.  The code version is read once, before the
+    first run trains, so every run records the code that trains it.
+    """
+    runs = [lookup(experiment, c, results_dir) for c in configs]
+    missing = [c for c, run in zip(configs, runs) if run is None]
+    if train is None or not missing:
+        return runs
+    version = code_version()
+    folder = None if results_dir is None else str(results_dir)
+    run_tasks([partial(cached_run, experiment, c, train, folder, version) for c in missing], workers)
+    return [run or lookup(experiment, c, results_dir) for c, run in zip(configs, runs)]
 
 
 def list_runs(experiment: str, results_dir: str | os.PathLike | None = None) -> list[Run]:

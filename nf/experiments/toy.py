@@ -8,10 +8,10 @@ pushed through ``K`` layers.  Training minimises the annealed free energy
 with ``beta_t = min(1, 0.01 + t / anneal_updates)`` (the paper uses
 ``anneal_updates = 10000``).  At ``beta = 1``, ``F = KL(q_K || p) - ln Z``, so
 it bounds ``-ln Z`` from above; with ``ln Z`` from quadrature
-(``nf.quadrature``) the KL divergence itself is reported, exact up to
+(``nf.models.quadrature``) the KL divergence itself is reported, exact up to
 Monte-Carlo error (its standard error is the free energy's).
 
-The targets are ``nf.energies.target_energy``: U1 as published, U2-U4
+The targets are ``nf.models.energies.target_energy``: U1 as published, U2-U4
 restricted (smoothly) to the window the paper plots, since as published they
 are not normalisable.
 """
@@ -28,15 +28,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .cache import Run, cached_run, code_version, lookup
-from .checkpoint import Checkpointer, checked_step, interrupt_between_updates
-from .config import check_choice, check_int, check_training, merge_defaults
-from .density import flow_log_density
-from .distributions import DiagonalGaussian
-from .energies import target_energy
-from .quadrature import log_normalizer
-from .flows import FLOW_FAMILIES, FlowSequence, make_flow
-from .parallel import run_tasks
+from nf.experiments.training import checked_step, inverse_temperature, make_optimizer, resume, training_state
+from nf.flows import FLOW_FAMILIES, FlowSequence, make_flow
+from nf.models.density import flow_log_density
+from nf.models.distributions import DiagonalGaussian
+from nf.models.energies import target_energy
+from nf.models.quadrature import log_normalizer
+from nf.runs.cache import Run, cached_run, cached_runs
+from nf.runs.checkpoint import Checkpointer, interrupt_between_updates
+from nf.runs.config import check_training, merge_defaults
+from nf.validation import check_choice, check_int
 
 DEFAULT_TOY_CONFIG: dict[str, Any] = {
     "energy": "U1",
@@ -60,11 +61,6 @@ def toy_config(**overrides: Any) -> dict[str, Any]:
     check_choice("flow family", config["family"], FLOW_FAMILIES)
     check_training(config, ("length", "updates", "anneal_updates", "batch_size", "eval_samples"))
     return config
-
-
-def inverse_temperature(step: int, anneal_updates: int) -> float:
-    """``beta_t = min(1, 0.01 + t / anneal_updates)`` (paper section 6.1)."""
-    return min(1.0, 0.01 + step / anneal_updates)
 
 
 class ToyFlow(nn.Module):
@@ -97,7 +93,9 @@ def free_energy_terms(model: ToyFlow, energy_name: str, n: int, generator: torch
     return log_q + target_energy(energy_name)(zk)
 
 
-def train_toy(config: dict[str, Any], folder: Path, checkpoint: Path | None = None, checkpoint_every: int | None = None) -> None:
+def train_toy(
+    config: dict[str, Any], folder: Path, checkpoint: Path | None = None, checkpoint_every: int | None = None
+) -> None:
     """Train one toy flow and write ``metrics.json`` and ``model.pt`` into ``folder``.
 
     Always in float32, whatever the caller's default dtype, so a run gives
@@ -122,17 +120,11 @@ def _train_toy(config: dict[str, Any], folder: Path, checkpointer: Checkpointer 
     torch.manual_seed(config["seed"])
     model = ToyFlow(config["family"], config["length"], seed=config["seed"])
     energy = target_energy(config["energy"])
-    if config["optimizer"] == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
-    else:
-        optimizer = torch.optim.RMSprop(model.parameters(), lr=config["learning_rate"], momentum=config["momentum"])
+    optimizer = make_optimizer([{"params": list(model.parameters()), "scale": 1.0}], config)
     history: list[list[float]] = []
     first_step, elapsed = 0, 0.0
-    state = checkpointer.load() if checkpointer is not None else None
-    if state is not None and state.get("config") == config:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
+    state = resume(checkpointer, config, model, optimizer)
+    if state is not None:
         first_step, elapsed, history = state["step"], state["elapsed"], state["history"]
     last_finite = (first_step - 1, history[-1][2] if history else float("nan"))
     start = time.perf_counter()
@@ -140,10 +132,9 @@ def _train_toy(config: dict[str, Any], folder: Path, checkpointer: Checkpointer 
         for step in range(first_step, config["updates"]):
             interrupt.check()
             if checkpointer is not None and step > first_step and checkpointer.due(step):
-                checkpointer.save({
-                    "config": config, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "rng": torch.get_rng_state(), "history": history, "elapsed": elapsed + time.perf_counter() - start,
-                })
+                checkpointer.save(
+                    training_state(config, step, model, optimizer, history, elapsed + time.perf_counter() - start)
+                )
             beta = inverse_temperature(step, config["anneal_updates"])
             zk, log_q = model.sample(config["batch_size"])
             loss = (log_q + beta * energy(zk)).mean()
@@ -182,32 +173,19 @@ def load_toy_model(run: Run) -> ToyFlow:
     return model.eval()
 
 
-def fit_toys(configs: list[dict[str, Any]], results_dir: str | Path | None = None, workers: int = 2) -> list[Run]:
-    """The cached runs of many toy configs (from ``toy_config``), training the missing ones in parallel.
+def fit_toys(
+    configs: list[dict[str, Any]], results_dir: str | Path | None = None, workers: int = 2, train: bool = True
+) -> list[Run | None]:
+    """The cached runs of many toy configs (from ``toy_config``), training the missing ones in ``workers`` processes.
 
-    Missing runs are trained in ``workers`` processes of one thread each.
+    With ``train=False`` nothing is trained and a missing run is ``None``.
     Returns the runs in the order of ``configs``.
     """
     check_int("workers", workers)
-    configs = [toy_config(**c) for c in configs]
-    runs = [lookup("toy", c, results_dir) for c in configs]
-    version = code_version()  # the code the workers import now, whatever changes later
-    folder = None if results_dir is None else str(results_dir)
-    run_tasks([partial(cached_run, "toy", c, train_toy, folder, version) for c, run in zip(configs, runs) if run is None],
-              workers)
-    return [run or lookup("toy", c, results_dir) for c, run in zip(configs, runs)]
+    return cached_runs("toy", [toy_config(**c) for c in configs], train_toy if train else None, results_dir, workers)
 
 
-TRAINING_KEYS = ("updates", "anneal_updates", "batch_size", "optimizer", "learning_rate", "eval_samples")
-
-
-def profile_toy_configs(parameters: dict[str, Any]) -> list[dict[str, Any]]:
-    """The toy configs that a chapter with these ``parameters`` (see ``nf.book.profiles``) asks for."""
-    p = parameters
-    return grid_configs(p["energies"], p["families"], p["flow_lengths"], p["seeds"], **{k: p[k] for k in TRAINING_KEYS})
-
-
-def grid_configs(
+def run_configs(
     energies: list[str], families: list[str], lengths: list[int], seeds: list[int], **common: Any
 ) -> list[dict[str, Any]]:
     """Configs for every (energy, family, length, seed) combination, sharing ``common`` settings."""

@@ -35,20 +35,3 @@ def log_normalizer(
     z, area = midpoint_grid(half_width, n)
     with torch.no_grad():
         return (torch.logsumexp(-energy(z).flatten(), dim=0) + math.log(area)).item()
-
-
-def growth_table(energies: dict[str, Callable[[Tensor], Tensor]], half_widths: list[float], cells_per_unit: int = 150) -> list[dict[str, str]]:
-    """``ln Z_L`` over ``[-L, L]^2`` for each energy and each ``L``: constant when normalisable, growing when not."""
-    return [{"L": str(L), **{name: f"{log_normalizer(e, L, int(cells_per_unit * L)):.4f}" for name, e in energies.items()}}
-            for L in half_widths]
-
-
-def convergence_table(energies: dict[str, Callable[[Tensor], Tensor]]) -> list[dict[str, str]]:
-    """``ln Z`` on the default grid, and how much a finer (1800^2) or wider ([-9, 9]^2) grid changes it."""
-    rows = []
-    for name, energy in energies.items():
-        log_z = log_normalizer(energy, DEFAULT_HALF_WIDTH, DEFAULT_CELLS)
-        rows.append({"target": name, "ln Z": f"{log_z:.5f}",
-                     "finer grid": f"{abs(log_normalizer(energy, DEFAULT_HALF_WIDTH, 1800) - log_z):.0e}",
-                     "wider grid": f"{abs(log_normalizer(energy, 9.0, 1800) - log_z):.0e}"})
-    return rows

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .config import check_int
+from nf.validation import check_int
 
 
 def _one_thread(task: Callable[[], Any]) -> None:

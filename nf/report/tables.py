@@ -1,16 +1,15 @@
-"""Markdown tables that the chapters display."""
+"""Markdown tables: the generic ``markdown_table`` and the compute appendix's (profiles, runs, benchmark, scale)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from ..cache import list_runs, results_root
-from .profiles import PROFILE_NAMES, PROFILES
+from nf.runs.cache import list_runs, results_root
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Rows with the same keys as a Markdown table (the keys are the header, ``|`` escaped); a note if there are no rows."""
+    """Rows with the same keys as a Markdown table (keys as the header, ``|`` escaped); a note if there are no rows."""
     if not rows:
         return "*(no runs for this table under this profile)*"
     header = list(rows[0])
@@ -34,14 +33,14 @@ def _flat(parameters: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def profiles_table() -> str:
-    """Every chapter parameter under each profile."""
+def profiles_table(profiles: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Every chapter parameter under each profile (``nf.book.profiles.PROFILES``: profile -> chapter -> parameters)."""
     rows = []
-    for chapter in sorted({name for profile in PROFILES.values() for name in profile}):
-        values = {profile: _flat(PROFILES[profile][chapter]) for profile in PROFILE_NAMES}
+    for chapter in sorted({name for profile in profiles.values() for name in profile}):
+        values = {profile: _flat(profiles[profile][chapter]) for profile in profiles}
         for key in values["report"]:
             row = {"chapter": chapter, "parameter": f"`{key}`"}
-            row.update({profile: values[profile][key] for profile in PROFILE_NAMES})
+            row.update({profile: values[profile][key] for profile in profiles})
             rows.append(row)
     return markdown_table(rows)
 
@@ -58,21 +57,23 @@ def _runs_by_model(experiment: str, results_dir: str | None) -> list[tuple[str, 
 
 def runs_table(experiment: str, results_dir: str | None = None) -> str:
     """The cached runs of ``experiment`` grouped by model (and, for MNIST, protocol: ``quick``, ``validation`` or
-    ``test``, see ``nf.mnist``): how many, total and mean wall time, machine, code versions."""
+    ``test``, see ``nf.experiments.mnist``): how many, total and mean wall time, machine, code versions."""
     rows = []
     for label, runs in _runs_by_model(experiment, results_dir):
         provenances = [run.provenance for run in runs]
         times = [p["wall_time_seconds"] for p in provenances]
         machines = sorted({f"{p['machine']['machine']}, {p['machine']['cpu_count']} cores" for p in provenances})
         versions = sorted({f"`{p['git_commit'][:10]}`" for p in provenances})
-        rows.append({
-            "model": label,
-            "runs": len(times),
-            "total wall time (min)": f"{sum(times) / 60:.1f}",
-            "mean per run (s)": f"{sum(times) / len(times):.1f}",
-            "machine": "; ".join(machines),
-            "code version": " ".join(versions),
-        })
+        rows.append(
+            {
+                "model": label,
+                "runs": len(times),
+                "total wall time (min)": f"{sum(times) / 60:.1f}",
+                "mean per run (s)": f"{sum(times) / len(times):.1f}",
+                "machine": "; ".join(machines),
+                "code version": " ".join(versions),
+            }
+        )
     return markdown_table(rows) if rows else f"No cached {experiment} runs yet."
 
 
@@ -84,19 +85,23 @@ def benchmark_report(results_dir: str | None = None) -> str:
     return "No benchmark report yet: run benchmarks/flow_update.py --output results/benchmarks/flow_update.txt"
 
 
-def paper_scale_table(results_dir: str | None = None) -> str:
-    """Time one run would take at the paper's 500,000 updates, extrapolated from the measured time per update here."""
-    from .profiles import chapter_parameters
-
+def paper_scale_table(paper_updates: dict[str, int], results_dir: str | None = None) -> str:
+    """Time one run would take at the paper's number of updates (``paper_updates``: experiment -> updates),
+    extrapolated from the measured time per update here."""
     rows = []
-    paper_updates = {"toy": chapter_parameters("toy", "paper")["updates"],
-                     "mnist": chapter_parameters("mnist", "paper")["ladder"]["common"]["updates"]}
-    for experiment, per_update in (("toy", lambda m: m["seconds_per_1000_updates"] / 1000),
-                                   ("mnist", lambda m: m["seconds_per_update"])):
+    for experiment, per_update in (
+        ("toy", lambda m: m["seconds_per_1000_updates"] / 1000),
+        ("mnist", lambda m: m["seconds_per_update"]),
+    ):
         updates = paper_updates[experiment]
         for label, runs in _runs_by_model(experiment, results_dir):
-            seconds = [per_update(run.load_json("metrics.json")) for run in runs]
+            seconds = [per_update(run.metrics) for run in runs]
             hours = sum(seconds) / len(seconds) * updates / 3600
-            rows.append({"run": f"{experiment}: {label}", "paper updates": f"{updates:,}",
-                         "hours per run on this CPU": f"{hours:.1f}"})
+            rows.append(
+                {
+                    "run": f"{experiment}: {label}",
+                    "paper updates": f"{updates:,}",
+                    "hours per run on this CPU": f"{hours:.1f}",
+                }
+            )
     return markdown_table(rows) if rows else "No cached runs yet."

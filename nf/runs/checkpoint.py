@@ -15,7 +15,6 @@ second Ctrl-C interrupts at once.
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import tempfile
@@ -27,10 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-
-class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite; the message names the update and the last finite loss."""
 
 
 def save_atomically(state: dict[str, Any], path: Path) -> None:
@@ -79,9 +74,6 @@ class Checkpointer:
     def load(self) -> dict[str, Any] | None:
         return load_checkpoint(self.path)
 
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
-
 
 class InterruptFlag:
     """Set by the first SIGINT; ``check()`` raises ``KeyboardInterrupt`` once it is set."""
@@ -115,35 +107,3 @@ def interrupt_between_updates() -> Iterator[InterruptFlag]:
         yield flag
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def checked_step(
-    loss: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    step: int,
-    last_finite: tuple[int, float],
-    run: str,
-    checkpointer: Checkpointer | None,
-    clip_grad_norm: float = 0.0,
-) -> float:
-    """Backpropagate ``loss`` and take an optimiser step, unless the loss is NaN or infinite.
-
-    Then the parameters are left untouched and ``TrainingDiverged`` names the
-    update, the last finite loss ``last_finite = (update, value)`` and the
-    checkpoint that is kept.  With ``clip_grad_norm > 0`` the gradient's
-    global norm is clipped to it before the step.  Returns the loss value.
-    """
-    value = loss.item()
-    if not math.isfinite(value):
-        kept = f"; the last good checkpoint is kept at {checkpointer.path}" if checkpointer is not None else ""
-        raise TrainingDiverged(
-            f"{run} diverged: the loss became {value} at update {step}; "
-            f"the last finite loss was {last_finite[1]:.4f} at update {last_finite[0]}{kept}"
-        )
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if clip_grad_norm > 0:
-        parameters = [p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(parameters, clip_grad_norm)
-    optimizer.step()
-    return value

@@ -36,6 +36,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from nf.validation import check_choice
+
 
 def _w1(z1: Tensor) -> Tensor:
     return torch.sin(0.5 * math.pi * z1)
@@ -88,8 +90,7 @@ EDGE_WIDTH = 0.2
 
 
 def _check_name(name: str) -> None:
-    if name not in ENERGIES:
-        raise ValueError(f"unknown energy {name!r}; choose one of {', '.join(ENERGIES)}")
+    check_choice("energy", name, ENERGIES)
 
 
 def paper_energy(name: str) -> Callable[[Tensor], Tensor]:
@@ -116,5 +117,3 @@ def target_energy(name: str) -> Callable[[Tensor], Tensor]:
 
     windowed.__name__ = f"{name}_windowed"
     return windowed
-
-

@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .energies import target_energy
-from .quadrature import log_normalizer
-from .toy import ToyFlow
+from nf.experiments.toy import ToyFlow
+from nf.models.energies import target_energy
+from nf.models.quadrature import log_normalizer
 
 EXTENT = (-4.0, 4.0, -4.0, 4.0)  # the window of the paper's Fig. 3
 CMAP = "viridis"
@@ -40,17 +40,6 @@ def plot_density(ax, density: Tensor, extent=EXTENT, title: str | None = None, v
         ax.set_title(title, fontsize=10)
 
 
-def plot_samples(ax, samples: Tensor, extent=EXTENT, bins: int = 100, title: str | None = None) -> None:
-    """A 2-D histogram of samples with the book's colour map and extent."""
-    x0, x1, y0, y1 = extent
-    ax.hist2d(samples[:, 0].numpy(), samples[:, 1].numpy(), bins=bins, range=[[x0, x1], [y0, y1]], cmap=CMAP)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_aspect("equal")
-    if title:
-        ax.set_title(title, fontsize=10)
-
-
 def plot_fig3(
     energies: Sequence[str],
     columns: Sequence[str],
@@ -65,8 +54,13 @@ def plot_fig3(
     import matplotlib.pyplot as plt
 
     points = grid(EXTENT, n)
-    fig, axes = plt.subplots(len(energies), len(columns) + 1, figsize=(1.5 * (len(columns) + 1), 1.5 * len(energies)),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        len(energies),
+        len(columns) + 1,
+        figsize=(1.5 * (len(columns) + 1), 1.5 * len(energies)),
+        squeeze=False,
+        layout="constrained",
+    )
     for i, name in enumerate(energies):
         energy = target_energy(name)
         with torch.no_grad():
@@ -91,8 +85,14 @@ def plot_versus_length(rows: Sequence[Mapping], energies: Sequence[str], key: st
         families = sorted({r["family"] for r in rows if r["energy"] == name})
         for family in families:
             line = sorted((r for r in rows if r["energy"] == name and r["family"] == family), key=lambda r: r["length"])
-            ax.errorbar([r["length"] for r in line], [r[key] for r in line], yerr=[r[key + "_sd"] for r in line],
-                        marker="o", capsize=3, label=family)
+            ax.errorbar(
+                [r["length"] for r in line],
+                [r[key] for r in line],
+                yerr=[r[key + "_sd"] for r in line],
+                marker="o",
+                capsize=3,
+                label=family,
+            )
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted({r["length"] for r in rows}))
         ax.set_xticklabels(sorted({r["length"] for r in rows}))
@@ -138,7 +138,7 @@ def plot_log_gate(alphas: Sequence[float] = (0.05, 0.5, 2.0), axes=None):
     """The pointwise LogGate ``y = sign(z) ln(1 + alpha |z|) / alpha`` and its log-derivative, for a few ``alpha``."""
     import matplotlib.pyplot as plt
 
-    from .flows import LogGate
+    from nf.flows import LogGate
 
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(9, 2.8), layout="constrained")

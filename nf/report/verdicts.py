@@ -37,8 +37,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nf.experiments.comparisons import SIGNIFICANT
+
 VERDICTS = ("reproduced", "partly", "not reproduced", "not tested")
-SIGNIFICANT = 2.0
 CLOSE_NATS = 1.0
 NEAR_NATS = 2.0
 GAIN_FRACTION = 0.5
@@ -75,8 +76,12 @@ def _significant(difference: float, se: float) -> bool:
     return abs(difference) > SIGNIFICANT * se
 
 
-def falls_along(steps: Sequence[tuple[float, float]], whole: tuple[float, float],
-                paper_fall: float | None = None, span: str = "first to last rung") -> Verdict:
+def falls_along(
+    steps: Sequence[tuple[float, float]],
+    whole: tuple[float, float],
+    paper_fall: float | None = None,
+    span: str = "first to last rung",
+) -> Verdict:
     """Does a quantity fall along a ladder? ``steps`` and ``whole`` are paired ``(difference, se)`` (module docstring);
     ``span`` names the ladder's ends in the reason."""
     d, se = whole
@@ -93,8 +98,10 @@ def falls_along(steps: Sequence[tuple[float, float]], whole: tuple[float, float]
     if small:
         reasons.append(f"less than {GAIN_FRACTION:.0%} of the paper's fall")
     if rises:
-        reasons.append(f"rises significantly at step{'s' if len(rises) > 1 else ''} "
-                       + ", ".join(f"{steps[i][0]:+.2f} ± {steps[i][1]:.2f}" for i in rises))
+        reasons.append(
+            f"rises significantly at step{'s' if len(rises) > 1 else ''} "
+            + ", ".join(f"{steps[i][0]:+.2f} ± {steps[i][1]:.2f}" for i in rises)
+        )
     return Verdict("partly", f"{text}; " + "; ".join(reasons))
 
 
@@ -112,6 +119,7 @@ def beats(differences: Sequence[tuple[float, float]], labels: Sequence[str]) -> 
 def with_paper_optimiser(report: Verdict, paper_optimiser: Verdict) -> Verdict:
     """The report recipe's verdict, qualified by the paper optimiser's (module docstring)."""
     if report.verdict in ("partly", "not reproduced") and paper_optimiser.verdict == "reproduced":
-        return Verdict("partly", f"only under the paper's optimiser ({paper_optimiser.reason}); "
-                                 f"our recipe: {report.reason}")
+        return Verdict(
+            "partly", f"only under the paper's optimiser ({paper_optimiser.reason}); our recipe: {report.reason}"
+        )
     return report

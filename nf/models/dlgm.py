@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .distributions import DiagonalGaussian
-from .flows import CouplingChain, FlowLayer, PlanarChain, make_flow
+from nf.flows import CouplingChain, FlowLayer, PlanarChain, make_flow
+from nf.models.distributions import DiagonalGaussian
+from nf.validation import check_choice, check_int
 
 DLGM_FLOWS = ("none", "planar", "radial", "nice-perm", "nice-orth", "nice-perm+scale", "nice-orth+scale", "conv")
 COUPLING_HIDDEN = (64, 64)
@@ -57,10 +58,8 @@ class Maxout(nn.Module):
 def amortized_flow(family: str, dim: int, length: int, fused: bool = True) -> FlowLayer | None:
     """The amortised posterior flow of a DLGM (module docstring): None for ``length = 0``; by default planar chains
     fused (``PlanarChain``) and NICE flows folded (``CouplingChain``): the same maths in fewer operations."""
-    if family not in DLGM_FLOWS:
-        raise ValueError(f"unknown DLGM flow {family!r}; choose one of {', '.join(DLGM_FLOWS)}")
-    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-        raise ValueError(f"flow length must be a non-negative integer, got {length!r}")
+    check_choice("DLGM flow", family, DLGM_FLOWS)
+    check_int("flow length", length, minimum=0)
     if family == "none" or length == 0:
         return None
     if family == "planar" and fused:
@@ -145,8 +144,14 @@ class DLGM(nn.Module):
 
     @torch.no_grad()
     def importance_log_likelihood(self, x: Tensor, samples: int = 200) -> Tensor:
-        """Per-image ``ln p(x) ~ ln (1/S) sum_s p(x, z_s) / q_K(z_s | x)`` with ``z_s ~ q_K`` (the paper's estimator)."""
-        return torch.logsumexp(self.log_importance_weights(x, samples), dim=0) - math.log(samples)
+        """Per-image ``ln p(x) ~ ln (1/S) sum_s p(x, z_s) / q_K(z_s | x)``, ``z_s ~ q_K`` (the paper's estimator)."""
+        return log_mean_exp(self.log_importance_weights(x, samples))
+
+
+def log_mean_exp(log_w: Tensor) -> Tensor:
+    """``ln (1/S) sum_s exp(ln w_s)`` over the leading dimension: the importance estimate of ``ln p(x)`` from ``S``
+    log-weights (``DLGM.log_importance_weights``), biased low for finite ``S`` by Jensen's inequality."""
+    return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
 
 
 def _rows(linear: nn.Linear, start: int, stop: int) -> nn.Linear:

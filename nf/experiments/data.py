@@ -22,10 +22,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from nf.validation import check_choice, check_int
+
 DATA_ENV_VAR = "NF_DATA_DIR"
 BINARIZATIONS = ("dynamic", "fixed")
 SPLITS = {"train": 60_000, "test": 10_000}
-DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent / "data"
+DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[2] / "data"
 
 
 class DataError(RuntimeError):
@@ -46,8 +48,7 @@ def load_mnist_pixels(split: str = "train", root: str | os.PathLike | None = Non
     Raises:
         DataError: if the files are missing and cannot be downloaded, or are corrupt.
     """
-    if split not in SPLITS:
-        raise ValueError(f"unknown MNIST split {split!r}; choose one of {', '.join(SPLITS)}")
+    check_choice("MNIST split", split, SPLITS)
     import torchvision  # imported here: the flows do not need it
 
     folder = data_root(root)
@@ -88,8 +89,7 @@ class BinarizedMNIST:
         root: str | os.PathLike | None = None,
         download: bool = True,
     ):
-        if binarization not in BINARIZATIONS:
-            raise ValueError(f"unknown binarization {binarization!r}; choose one of {', '.join(BINARIZATIONS)}")
+        check_choice("binarization", binarization, BINARIZATIONS)
         self.split = split
         self.binarization = binarization
         self.pixels = load_mnist_pixels(split, root, download)
@@ -113,8 +113,7 @@ class BinarizedMNIST:
         self, batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None, drop_last: bool = False
     ) -> Iterator[Tensor]:
         """One pass over the split in mini-batches of binary images of shape ``(batch, 784)``."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_int("batch_size", batch_size)
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         source = self.pixels if self.fixed_images is None else self.fixed_images

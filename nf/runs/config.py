@@ -1,9 +1,11 @@
-"""Validation shared by the experiment configs: one clear message naming the bad value and the allowed ones."""
+"""Run configs: defaults merged with overrides, and the training settings every experiment checks."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from nf.validation import check_choice, check_int
 
 OPTIMIZERS = ("adam", "rmsprop")
 
@@ -14,20 +16,6 @@ def merge_defaults(kind: str, defaults: Mapping[str, Any], overrides: Mapping[st
     if unknown:
         raise ValueError(f"unknown {kind} config keys {sorted(unknown)}; allowed: {', '.join(defaults)}")
     return {**defaults, **overrides}
-
-
-def check_choice(what: str, value: Any, allowed: Iterable[str]) -> None:
-    """``value`` must be one of ``allowed``."""
-    allowed = tuple(allowed)
-    if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
-
-
-def check_int(key: str, value: Any, minimum: int = 1) -> None:
-    """``value`` must be an integer of at least ``minimum`` (bools are not integers here)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else "a non-negative integer" if minimum == 0 else f"an integer >= {minimum}"
-        raise ValueError(f"{key} must be {kind}, got {value!r}")
 
 
 def check_training(config: Mapping[str, Any], integer_keys: Iterable[str]) -> None:

@@ -1,13 +1,11 @@
-"""Numerical checks of a flow layer, used by the book and by the tests."""
+"""Numerical checks of a flow layer against autograd, used by the tests and the book."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from .flows import FlowLayer
+from nf.flows import FlowLayer
 
 
 def autograd_log_abs_det(layer: FlowLayer, z: Tensor, params: Tensor | None = None) -> Tensor:
@@ -44,33 +42,3 @@ def randomize_parameters(layer: FlowLayer, std: float = 0.7, seed: int = 0) -> F
         for p in layer.parameters():
             p.copy_(std * torch.randn(p.shape, generator=generator, dtype=torch.float64))
     return layer
-
-
-def check_table(
-    layers: dict[str, Callable[[], FlowLayer]], dim: int, tolerance: float = 1e-9, seed: int = 0
-) -> list[dict[str, str]]:
-    """One row per named layer acting on ``R^dim``: is its log-det within ``tolerance`` of autograd's, and its inverse?
-
-    ``layers`` maps names to functions that build the layers; they are built
-    with float64 as the default dtype (so fixed buffers such as an orthogonal
-    matrix are exact to float64), randomised (``randomize_parameters``) and
-    checked on 8 random points; amortised layers get random per-sample ``params``.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    z = torch.randn(8, dim, generator=generator, dtype=torch.float64)
-    rows = []
-    previous = torch.get_default_dtype()
-    for name, build in layers.items():
-        torch.set_default_dtype(torch.float64)
-        try:
-            layer = randomize_parameters(build(), seed=seed)
-        finally:
-            torch.set_default_dtype(previous)
-        params = torch.randn(8, layer.n_params, generator=generator, dtype=torch.float64) if layer.amortized else None
-        rows.append({
-            "layer": name,
-            "D": str(dim),
-            f"log-det error < {tolerance:g}": str(log_det_error(layer, z, params) < tolerance),
-            f"inverse error < {tolerance:g}": str(inverse_error(layer, z, params) < tolerance),
-        })
-    return rows

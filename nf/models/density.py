@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .distributions import DiagonalGaussian
-from .flows import FlowLayer
+from nf.flows import FlowLayer
+from nf.models.distributions import DiagonalGaussian
 
 
 def flow_log_density(flow: FlowLayer, base: DiagonalGaussian, y: Tensor, params: Tensor | None = None) -> Tensor:

@@ -1,13 +1,17 @@
-"""Summaries of many toy runs: the tables and curves of the toy chapter (Fig. 3d)."""
+"""The toy chapter's tables: the normalising constants of U1-U4 and the summaries of many toy runs (Fig. 3d)."""
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
-from .cache import Run
-from .toy import ToyFlow
+from torch import Tensor
+
+from nf.experiments.toy import ToyFlow
+from nf.models.quadrature import DEFAULT_CELLS, DEFAULT_HALF_WIDTH, log_normalizer
+from nf.runs.cache import Run
 
 
 def parameter_count(family: str, length: int) -> int:
@@ -29,24 +33,26 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
         c = run.config
-        groups[(c["energy"], c["family"], c["length"])].append(run.load_json("metrics.json"))
+        groups[(c["energy"], c["family"], c["length"])].append(run.metrics)
     rows = []
     for (energy, family, length), metrics in groups.items():
         free_energy, free_energy_sd = _mean_sd([m["free_energy"] for m in metrics])
         kl, kl_sd = _mean_sd([m["kl"] for m in metrics])
-        rows.append({
-            "energy": energy,
-            "family": family,
-            "length": length,
-            "seeds": len(metrics),
-            "free_energy": free_energy,
-            "free_energy_sd": free_energy_sd,
-            "kl": kl,
-            "kl_sd": kl_sd,
-            "kl_se": max(m["free_energy_se"] for m in metrics),
-            "seconds_per_1000": statistics.fmean(m["seconds_per_1000_updates"] for m in metrics),
-            "parameters": parameter_count(family, length),
-        })
+        rows.append(
+            {
+                "energy": energy,
+                "family": family,
+                "length": length,
+                "seeds": len(metrics),
+                "free_energy": free_energy,
+                "free_energy_sd": free_energy_sd,
+                "kl": kl,
+                "kl_sd": kl_sd,
+                "kl_se": max(m["free_energy_se"] for m in metrics),
+                "seconds_per_1000": statistics.fmean(m["seconds_per_1000_updates"] for m in metrics),
+                "parameters": parameter_count(family, length),
+            }
+        )
     return rows
 
 
@@ -78,8 +84,8 @@ def timing_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def fig3_models(runs: list[Run], seed: int) -> tuple[list[str], dict[tuple[str, str], ToyFlow]]:
-    """Column labels (family and length) and the trained flows of ``seed``, keyed by (energy, column), for ``plot_fig3``."""
-    from .toy import load_toy_model
+    """Column labels (family, length) and the trained flows of ``seed`` by (energy, column), for ``plot_fig3``."""
+    from nf.experiments.toy import load_toy_model
 
     chosen = [r for r in runs if r.config["seed"] == seed]
     columns = list(dict.fromkeys(f"{r.config['family']} K={r.config['length']}" for r in chosen))
@@ -95,11 +101,39 @@ def paired_kl_table(rows: list[dict[str, Any]], without: str, with_: str) -> lis
         if family != without or (energy, with_, length) not in by:
             continue
         a, b = by[(energy, without, length)], by[(energy, with_, length)]
-        out.append({
-            "energy": energy,
-            "K": str(length),
-            without: f"{a['kl']:.3f} ± {a['kl_sd']:.3f}",
-            with_: f"{b['kl']:.3f} ± {b['kl_sd']:.3f}",
-            "ratio": f"{b['kl'] / a['kl']:.2f}",
-        })
+        out.append(
+            {
+                "energy": energy,
+                "K": str(length),
+                without: f"{a['kl']:.3f} ± {a['kl_sd']:.3f}",
+                with_: f"{b['kl']:.3f} ± {b['kl_sd']:.3f}",
+                "ratio": f"{b['kl'] / a['kl']:.2f}",
+            }
+        )
     return out
+
+
+def growth_table(
+    energies: dict[str, Callable[[Tensor], Tensor]], half_widths: list[float], cells_per_unit: int = 150
+) -> list[dict[str, str]]:
+    """``ln Z_L`` over ``[-L, L]^2`` for each energy and each ``L``: constant when normalisable, growing when not."""
+    return [
+        {"L": str(L), **{name: f"{log_normalizer(e, L, int(cells_per_unit * L)):.4f}" for name, e in energies.items()}}
+        for L in half_widths
+    ]
+
+
+def convergence_table(energies: dict[str, Callable[[Tensor], Tensor]]) -> list[dict[str, str]]:
+    """``ln Z`` on the default grid, and how much a finer (1800^2) or wider ([-9, 9]^2) grid changes it."""
+    rows = []
+    for name, energy in energies.items():
+        log_z = log_normalizer(energy, DEFAULT_HALF_WIDTH, DEFAULT_CELLS)
+        rows.append(
+            {
+                "target": name,
+                "ln Z": f"{log_z:.5f}",
+                "finer grid": f"{abs(log_normalizer(energy, DEFAULT_HALF_WIDTH, 1800) - log_z):.0e}",
+                "wider grid": f"{abs(log_normalizer(energy, 9.0, 1800) - log_z):.0e}",
+            }
+        )
+    return rows

@@ -51,14 +51,14 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .cache import Run, cached_run, code_version, lookup
-from .checkpoint import Checkpointer, checked_step, interrupt_between_updates
-from .config import check_choice, check_int, check_training, merge_defaults
-from .data import BinarizedMNIST
-from .devices import resolve_device
-from .dlgm import DLGM, DLGM_FLOWS
-from .parallel import run_tasks
-from .toy import inverse_temperature
+from nf.experiments.data import BinarizedMNIST
+from nf.experiments.training import checked_step, inverse_temperature, make_optimizer, resume, training_state
+from nf.models.dlgm import DLGM, DLGM_FLOWS, log_mean_exp
+from nf.runs.cache import Run, cached_run, cached_runs
+from nf.runs.checkpoint import Checkpointer, interrupt_between_updates
+from nf.runs.config import check_training, merge_defaults
+from nf.runs.devices import resolve_device
+from nf.validation import check_choice, check_int, check_positive
 
 HELD_OUT = 1000
 VALIDATION = 10_000  # the last training images, held out by the validation protocol
@@ -96,10 +96,8 @@ def mnist_config(**overrides: Any) -> dict[str, Any]:
     check_training(config, ("updates", "anneal_updates", "batch_size", "eval_every", "eval_samples"))
     check_choice("protocol", config["protocol"], PROTOCOLS)
     for key in ("learning_rate", "final_learning_rate", "flow_lr_scale"):
-        value = config[key]
-        if not (value is None and key == "final_learning_rate") and (
-                isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
-            raise ValueError(f"{key} must be a positive number, got {value!r}")
+        if not (config[key] is None and key == "final_learning_rate"):
+            check_positive(key, config[key])
     if config["length"] == 0 or config["flow"] == "none":
         config["flow_lr_scale"] = 1.0  # no flow: the same run whatever its flow's step
     return {k: v for k, v in config.items() if k not in LATER_KEYS or v != LATER_KEYS[k]}
@@ -123,10 +121,7 @@ def _optimizer(model: DLGM, config: dict[str, Any]) -> torch.optim.Optimizer:
     groups = [{"params": [p for p in model.parameters() if id(p) not in flow], "scale": 1.0}]
     if flow:
         groups.append({"params": model.flow_parameters(), "scale": config["flow_lr_scale"]})
-    groups = [{**g, "lr": config["learning_rate"] * g["scale"]} for g in groups]
-    if config["optimizer"] == "adam":
-        return torch.optim.Adam(groups, lr=config["learning_rate"])
-    return torch.optim.RMSprop(groups, lr=config["learning_rate"], momentum=config["momentum"])
+    return make_optimizer(groups, config)
 
 
 @torch.no_grad()
@@ -141,10 +136,13 @@ def score_images(model: DLGM, images: torch.Tensor, samples: int, batch_size: in
     for x in images.split(batch_size):
         log_w = model.log_importance_weights(x, samples)  # (S, batch)
         bounds.append(-log_w.mean(0))
-        nlls.append(-(torch.logsumexp(log_w, dim=0) - math.log(samples)))
-        half = max(samples // 2, 1)
-        halves.append(-(torch.logsumexp(log_w[:half], dim=0) - math.log(half)))
-    return {"bound": torch.cat(bounds).double(), "nll": torch.cat(nlls).double(), "nll_half": torch.cat(halves).double()}
+        nlls.append(-log_mean_exp(log_w))
+        halves.append(-log_mean_exp(log_w[: max(samples // 2, 1)]))
+    return {
+        "bound": torch.cat(bounds).double(),
+        "nll": torch.cat(nlls).double(),
+        "nll_half": torch.cat(halves).double(),
+    }
 
 
 def summarize_scores(scores: dict[str, torch.Tensor], prefix: str = "test") -> dict[str, float]:
@@ -158,7 +156,9 @@ def summarize_scores(scores: dict[str, torch.Tensor], prefix: str = "test") -> d
     return summary
 
 
-def _protocol_data(protocol: str, test_seed: int, data_root: str | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+def _protocol_data(
+    protocol: str, test_seed: int, data_root: str | None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Grey-level training pixels, the watched held-out images (or None) and the scored images of a protocol."""
     if protocol == "validation":
         pixels = BinarizedMNIST("train", "dynamic", root=data_root).pixels
@@ -170,8 +170,13 @@ def _protocol_data(protocol: str, test_seed: int, data_root: str | None) -> tupl
 
 
 def train_mnist(
-    config: dict[str, Any], folder: Path, checkpoint: Path | None = None, device: str = "cpu",
-    data_root: str | None = None, checkpoint_seconds: float = 180.0, checkpoint_every: int | None = None,
+    config: dict[str, Any],
+    folder: Path,
+    checkpoint: Path | None = None,
+    device: str = "cpu",
+    data_root: str | None = None,
+    checkpoint_seconds: float = 180.0,
+    checkpoint_every: int | None = None,
 ) -> None:
     """Train one DLGM and write ``metrics.json``, ``scores.pt`` (per-image scores) and ``images.pt`` into ``folder``.
 
@@ -180,36 +185,45 @@ def train_mnist(
     """
     protocol = full_config(config)["protocol"]
     device_ = resolve_device(device)
-    train_pixels, held_out, scored = (t.to(device_) if t is not None else None
-                                      for t in _protocol_data(protocol, config["test_seed"], data_root))
+    train_pixels, held_out, scored = (
+        t.to(device_) if t is not None else None for t in _protocol_data(protocol, config["test_seed"], data_root)
+    )
 
     torch.manual_seed(config["seed"])
     model = DLGM(config["flow"], config["length"]).to(device_)
     optimizer = _optimizer(model, full_config(config))
     checkpointer = None if checkpoint is None else Checkpointer(checkpoint, checkpoint_every, checkpoint_seconds)
     step, elapsed, history, order, position = 0, 0.0, [], torch.randperm(len(train_pixels)), 0
-    state = checkpointer.load() if checkpointer is not None else None
-    if state is not None and state.get("config") == config:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        if state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        step, elapsed, history, order, position = (state[k] for k in ("step", "elapsed", "history", "order", "position"))
+    state = resume(checkpointer, config, model, optimizer)
+    if state is not None:
+        step, elapsed, history, order, position = (
+            state[k] for k in ("step", "elapsed", "history", "order", "position")
+        )
     running, last_finite = [], (step - 1, float("nan"))
-    progress = tqdm(total=config["updates"], initial=step, desc=f"{config['flow']} K={config['length']}",
-                    unit="update", disable=not sys.stderr.isatty())  # a bar in a terminal, silence in a notebook
+    progress = tqdm(
+        total=config["updates"],
+        initial=step,
+        desc=f"{config['flow']} K={config['length']}",
+        unit="update",
+        disable=not sys.stderr.isatty(),
+    )  # a bar in a terminal, silence in a notebook
     start = time.perf_counter()
     with interrupt_between_updates() as interrupt:
         while step < config["updates"]:
             interrupt.check()
             if checkpointer is not None and checkpointer.due(step) and running == []:
-                checkpointer.save({
-                    "config": config, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if device_.type == "cuda" else None,
-                    "history": history, "order": order, "position": position,
-                    "elapsed": elapsed + time.perf_counter() - start,
-                })
+                checkpointer.save(
+                    training_state(
+                        config,
+                        step,
+                        model,
+                        optimizer,
+                        history,
+                        elapsed + time.perf_counter() - start,
+                        order=order,
+                        position=position,
+                    )
+                )
             if position + config["batch_size"] > len(order):
                 order, position = torch.randperm(len(train_pixels)), 0
             x = torch.bernoulli(train_pixels[order[position : position + config["batch_size"]].to(device_)])
@@ -232,9 +246,12 @@ def train_mnist(
     seconds = elapsed + time.perf_counter() - start
     model.eval()
     scores = score_images(model, scored, config["eval_samples"])
-    metrics = {**summarize_scores(scores, "validation" if protocol == "validation" else "test"),
-               "seconds_per_update": seconds / config["updates"],
-               "history": history, "parameters": sum(p.numel() for p in model.parameters())}
+    metrics = {
+        **summarize_scores(scores, "validation" if protocol == "validation" else "test"),
+        "seconds_per_update": seconds / config["updates"],
+        "history": history,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
     with torch.no_grad():
         generator = torch.Generator(device=device_).manual_seed(1)
         prior_samples = torch.sigmoid(model.decoder(torch.randn(64, model.latent, generator=generator, device=device_)))
@@ -261,45 +278,36 @@ def _watch(model: DLGM, held_out: torch.Tensor | None, protocol: str, config: di
     return []
 
 
-def fit_mnist(results_dir: str | Path | None = None, device: str = "cpu", data_root: str | None = None,
-              version: str | None = None, **overrides: Any) -> Run:
+def fit_mnist(
+    results_dir: str | Path | None = None, device: str = "cpu", data_root: str | None = None, **overrides: Any
+) -> Run:
     """The cached MNIST run for ``mnist_config(**overrides)``, trained (or resumed) if not cached yet.
 
     ``device`` and ``data_root`` say where to compute and read data; they are
     not part of the config, so a run made on a GPU is found on a CPU.
-    ``version``: the code version to record (default: read when training starts).
     """
     train = partial(train_mnist, device=device, data_root=data_root)
-    return cached_run("mnist", mnist_config(**overrides), train, results_dir, version)
+    return cached_run("mnist", mnist_config(**overrides), train, results_dir)
 
 
-def fit_mnist_runs(configs: list[dict[str, Any]], results_dir: str | Path | None = None, device: str = "cpu",
-                   data_root: str | None = None, workers: int = 1) -> list[Run]:
+def fit_mnist_runs(
+    configs: list[dict[str, Any]],
+    results_dir: str | Path | None = None,
+    device: str = "cpu",
+    data_root: str | None = None,
+    workers: int = 1,
+    train: bool = True,
+) -> list[Run | None]:
     """The cached runs of several MNIST configs, training the missing ones in ``workers`` processes.
 
-    The code version is read once, before the first run trains.  Returns the
-    runs in the order of ``configs``.
+    With ``train=False`` nothing is trained and a missing run is ``None``.
+    Returns the runs in the order of ``configs``.
     """
-    check_int("workers", workers, minimum=1)
-    configs = [mnist_config(**c) for c in configs]
-    version = code_version()
-    if workers > 1:
-        folder = None if results_dir is None else str(results_dir)
-        run_tasks([partial(fit_mnist, folder, device, data_root, version, **c)
-                   for c in configs if lookup("mnist", c, results_dir) is None], workers)
-    return [fit_mnist(results_dir, device, data_root, version, **config) for config in configs]
-
-
-TRAINING_KEYS = ("updates", "anneal_updates", "batch_size", "optimizer", "learning_rate", "clip_grad_norm",
-                 "eval_every", "eval_samples", "test_seed")
-
-
-def profile_mnist_configs(parameters: dict[str, Any]) -> list[dict[str, Any]]:
-    """The MNIST configs that a chapter with these ``parameters`` (see ``nf.book.profiles``) asks for."""
-    return run_configs(parameters["models"], seed=parameters.get("seed", 0), **{k: parameters[k] for k in TRAINING_KEYS})
+    check_int("workers", workers)
+    trainer = partial(train_mnist, device=device, data_root=data_root) if train else None
+    return cached_runs("mnist", [mnist_config(**c) for c in configs], trainer, results_dir, workers)
 
 
 def run_configs(models: list[list], **common: Any) -> list[dict[str, Any]]:
     """Configs for a list of ``[flow, length]`` models sharing ``common`` settings."""
     return [mnist_config(flow=flow, length=length, **common) for flow, length in models]
-

@@ -29,8 +29,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import FlowLayer
-from .planar import constrained_u, planar_inverse
+from nf.flows.base import FlowLayer
+from nf.flows.planar import constrained_u, planar_inverse
 
 
 class _PlanarChainFunction(torch.autograd.Function):

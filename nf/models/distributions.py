@@ -22,7 +22,9 @@ class DiagonalGaussian:
         self.loc, self.log_scale = torch.broadcast_tensors(loc, log_scale)
 
     @classmethod
-    def standard(cls, dim: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "DiagonalGaussian":
+    def standard(
+        cls, dim: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> "DiagonalGaussian":
         """The standard normal ``N(0, I_dim)``."""
         zeros = torch.zeros(dim, dtype=dtype, device=device)
         return cls(zeros, zeros)
@@ -31,7 +33,9 @@ class DiagonalGaussian:
     def dim(self) -> int:
         return self.loc.shape[-1]
 
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = (), generator: torch.Generator | None = None) -> Tensor:
+    def rsample(
+        self, sample_shape: torch.Size | tuple[int, ...] = (), generator: torch.Generator | None = None
+    ) -> Tensor:
         """Reparametrised sample ``loc + exp(log_scale) * eps``, shape ``sample_shape + loc.shape``."""
         shape = torch.Size(sample_shape) + self.loc.shape
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device, generator=generator)

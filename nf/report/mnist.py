@@ -1,14 +1,17 @@
-"""Tables and figures of the MNIST chapter: our runs beside the paper's Table 2 and Fig. 4, the recipe study and the budget curve."""
+"""Tables and figures of the MNIST chapter.
+
+Our runs beside the paper's Table 2 and Fig. 4, the recipe study, the budget curve and the text that reads them.
+"""
 
 from __future__ import annotations
 
 import statistics
 from typing import Any
 
-from .cache import Run
-from .mnist_study import metric, paired_difference, per_image, seed_spread
-from .paper import TABLE2_NEG_LOG_LIKELIHOOD
-
+from nf.experiments.comparisons import SIGNIFICANT, gain_difference, metric, paired_difference, per_image, seed_spread
+from nf.experiments.mnist_study import paper_recipe
+from nf.report.paper import TABLE2_NEG_LOG_LIKELIHOOD
+from nf.runs.cache import Run
 
 PAPER_ROW_PREFIX = {"planar": "DLGM+NF", "nice-perm": "DLGM+NICE"}  # the paper's NICE rows: no scaling layer
 
@@ -30,25 +33,32 @@ def table2(runs: list[Run]) -> list[dict[str, str]]:
     """Table 2 side by side: the paper's -ln p(x), ours (importance-sampled, with s.e.), the difference."""
     rows = []
     for run in runs:
-        m, c = run.load_json("metrics.json"), run.config
+        m, c = run.metrics, run.config
         key = paper_key(c["flow"], c["length"])
         paper = TABLE2_NEG_LOG_LIKELIHOOD.get(key) if key else None
-        rows.append({
-            "model": model_name(c),
-            "paper -ln p(x)": f"{paper:.1f}" if paper is not None else "—",
-            "ours -ln p(x)": f"{m['test_nll']:.2f} ± {m['test_nll_se']:.2f}",
-            "ours − paper": f"{m['test_nll'] - paper:+.2f}" if paper is not None else "—",
-            "ours F(x)": f"{m['test_bound']:.2f} ± {m['test_bound_se']:.2f}",
-            "ours KL(q‖p(z|x))": f"{m['test_kl']:.2f} ± {m['test_kl_se']:.2f}",
-            "parameters": f"{m['parameters']:,}",
-        })
+        rows.append(
+            {
+                "model": model_name(c),
+                "paper -ln p(x)": f"{paper:.1f}" if paper is not None else "—",
+                "ours -ln p(x)": f"{m['test_nll']:.2f} ± {m['test_nll_se']:.2f}",
+                "ours − paper": f"{m['test_nll'] - paper:+.2f}" if paper is not None else "—",
+                "ours F(x)": f"{m['test_bound']:.2f} ± {m['test_bound_se']:.2f}",
+                "ours KL(q‖p(z|x))": f"{m['test_kl']:.2f} ± {m['test_kl_se']:.2f}",
+                "parameters": f"{m['parameters']:,}",
+            }
+        )
     return rows
 
 
 def timing(runs: list[Run]) -> list[dict[str, str]]:
     """Milliseconds per training update (held-out evaluations included) on the machine that trained each run."""
-    return [{"model": model_name(r.config) + (f" (seed {r.config['seed']})" if r.config["seed"] else ""),
-             "ms per update": f"{1000 * r.load_json('metrics.json')['seconds_per_update']:.1f}"} for r in runs]
+    return [
+        {
+            "model": model_name(r.config) + (f" (seed {r.config['seed']})" if r.config["seed"] else ""),
+            "ms per update": f"{1000 * r.metrics['seconds_per_update']:.1f}",
+        }
+        for r in runs
+    ]
 
 
 def plot_fig4(runs: list[Run], axes=None):
@@ -61,11 +71,17 @@ def plot_fig4(runs: list[Run], axes=None):
     baseline = [r for r in runs if r.config["length"] == 0]
     for flow in sorted({r.config["flow"] for r in runs if r.config["length"] > 0}):
         line = sorted(baseline + [r for r in runs if r.config["flow"] == flow], key=lambda r: r.config["length"])
-        metrics = [r.load_json("metrics.json") for r in line]
+        metrics = [r.metrics for r in line]
         lengths = [r.config["length"] for r in line]
         for ax, (key, label) in zip(axes, panels):
-            ax.errorbar(lengths, [m[key] for m in metrics], yerr=[m[key + "_se"] for m in metrics],
-                        marker="o", capsize=3, label=f"ours, {flow}")
+            ax.errorbar(
+                lengths,
+                [m[key] for m in metrics],
+                yerr=[m[key + "_se"] for m in metrics],
+                marker="o",
+                capsize=3,
+                label=f"ours, {flow}",
+            )
     for flow, style in [("planar", "k--"), ("nice-perm", "k:")]:
         if any(r.config["flow"] == flow for r in runs):
             paper = [(k, TABLE2_NEG_LOG_LIKELIHOOD[paper_key(flow, k)]) for k in (0, 10, 20, 40, 80)]
@@ -78,9 +94,9 @@ def plot_fig4(runs: list[Run], axes=None):
 
 
 def flow_parameters(runs: list[Run]) -> dict[str, int]:
-    """Parameters each model adds to the diagonal-Gaussian DLGM (flow layers plus the head's extra outputs), by run key."""
-    baseline = next(r for r in runs if r.config["length"] == 0).load_json("metrics.json")["parameters"]
-    return {r.key: r.load_json("metrics.json")["parameters"] - baseline for r in runs}
+    """Parameters each model adds to the diagonal DLGM (flow layers plus the head's extra outputs), by run key."""
+    baseline = next(r for r in runs if r.config["length"] == 0).metrics["parameters"]
+    return {r.key: r.metrics["parameters"] - baseline for r in runs}
 
 
 def plot_versus_parameters(runs: list[Run], ax=None):
@@ -92,13 +108,24 @@ def plot_versus_parameters(runs: list[Run], ax=None):
     extra = flow_parameters(runs)
     for flow in sorted({r.config["flow"] for r in runs if r.config["length"] > 0}):
         line = sorted((r for r in runs if r.config["flow"] == flow), key=lambda r: r.config["length"])
-        metrics = [r.load_json("metrics.json") for r in line]
-        ax.errorbar([extra[r.key] for r in line], [m["test_nll"] for m in metrics],
-                    yerr=[m["test_nll_se"] for m in metrics], marker="o", capsize=3, label=flow)
+        metrics = [r.metrics for r in line]
+        ax.errorbar(
+            [extra[r.key] for r in line],
+            [m["test_nll"] for m in metrics],
+            yerr=[m["test_nll_se"] for m in metrics],
+            marker="o",
+            capsize=3,
+            label=flow,
+        )
         for r, m in zip(line, metrics):
-            ax.annotate(f"K={r.config['length']}", (extra[r.key], m["test_nll"]), fontsize=7,
-                        textcoords="offset points", xytext=(3, 3))
-    diagonal = next(r for r in runs if r.config["length"] == 0).load_json("metrics.json")["test_nll"]
+            ax.annotate(
+                f"K={r.config['length']}",
+                (extra[r.key], m["test_nll"]),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(3, 3),
+            )
+    diagonal = next(r for r in runs if r.config["length"] == 0).metrics["test_nll"]
     ax.axhline(diagonal, color="gray", linestyle="--", linewidth=1, label="diagonal")
     ax.set_xscale("log")
     ax.set_xlabel("parameters added to the diagonal DLGM")
@@ -109,19 +136,21 @@ def plot_versus_parameters(runs: list[Run], ax=None):
 
 def paired_table(runs: list[Run], without: str, with_: str) -> list[dict[str, str]]:
     """Per flow length: ``-ln p(x)`` and the bound of flow ``without`` beside ``with_`` and their differences."""
-    by = {(r.config["flow"], r.config["length"]): r.load_json("metrics.json") for r in runs}
+    by = {(r.config["flow"], r.config["length"]): r.metrics for r in runs}
     rows = []
     for k in sorted({k for f, k in by if f == without and (with_, k) in by}):
         a, b = by[(without, k)], by[(with_, k)]
-        rows.append({
-            "K": str(k),
-            f"{without} −ln p(x)": f"{a['test_nll']:.2f}",
-            f"{with_} −ln p(x)": f"{b['test_nll']:.2f}",
-            "change in −ln p(x)": f"{b['test_nll'] - a['test_nll']:+.2f}",
-            f"{without} F(x)": f"{a['test_bound']:.2f}",
-            f"{with_} F(x)": f"{b['test_bound']:.2f}",
-            "change in F(x)": f"{b['test_bound'] - a['test_bound']:+.2f}",
-        })
+        rows.append(
+            {
+                "K": str(k),
+                f"{without} −ln p(x)": f"{a['test_nll']:.2f}",
+                f"{with_} −ln p(x)": f"{b['test_nll']:.2f}",
+                "change in −ln p(x)": f"{b['test_nll'] - a['test_nll']:+.2f}",
+                f"{without} F(x)": f"{a['test_bound']:.2f}",
+                f"{with_} F(x)": f"{b['test_bound']:.2f}",
+                "change in F(x)": f"{b['test_bound'] - a['test_bound']:+.2f}",
+            }
+        )
     return rows
 
 
@@ -132,14 +161,14 @@ def plot_learning_curves(runs: list[Run], axes=None):
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(12, 3.4), layout="constrained")
     for run in runs:
-        history = run.load_json("metrics.json")["history"]
+        history = run.metrics["history"]
         steps = [h[0] for h in history]
         axes[0].plot(steps, [h[2] for h in history], label=model_name(run.config))
         axes[1].plot(steps, [h[3] for h in history], label=model_name(run.config))
     for ax, title in zip(axes, ["training F (annealed)", "held-out F (beta = 1)"]):
         ax.set_xlabel("updates")
         ax.set_title(title)
-    lowest = min(h[3] for run in runs for h in run.load_json("metrics.json")["history"])
+    lowest = min(h[3] for run in runs for h in run.metrics["history"])
     axes[0].set_ylim(None, lowest + 60)  # the annealed bound starts far below: beta is small
     axes[1].set_ylim(lowest - 5, lowest + 60)
     axes[1].legend(fontsize=8)
@@ -202,8 +231,11 @@ def study_table(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> lis
     rows = []
     for name, pair in runs.items():
         a, b = pair[diagonal], pair[planar]
-        row = {"recipe": name, "settings": describe_recipe(study["recipes"][name.split(" @")[0]]),
-               "updates": f"{(a or b).config['updates']:,}" if (a or b) else "—"}
+        row = {
+            "recipe": name,
+            "settings": describe_recipe(study["recipes"][name.split(" @")[0]]),
+            "updates": f"{(a or b).config['updates']:,}" if (a or b) else "—",
+        }
         row["diagonal −ln p(x)"] = _pm(metric(a, "nll")) if a else NOT_TRAINED
         row["planar K=20 −ln p(x)"] = _pm(metric(b, "nll")) if b else NOT_TRAINED
         both = a is not None and b is not None
@@ -214,7 +246,7 @@ def study_table(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> lis
 
 
 def _curve(run: Run, column: int = 4) -> tuple[list[int], list[float]]:
-    history = run.load_json("metrics.json")["history"]
+    history = run.metrics["history"]
     return [h[0] for h in history], [h[column] for h in history]
 
 
@@ -281,11 +313,24 @@ def plot_budget_curve(study: dict[str, Any], runs: dict[str, list[Run | None]], 
         if name in constant:
             a, b = pairs[0]
             steps, x = _curve(a)
-            ax.plot(steps, [q - p for p, q in zip(x, _curve(b)[1])], "-", color=colour, alpha=0.6,
-                    label=f"{name} (along one run)")
+            ax.plot(
+                steps,
+                [q - p for p, q in zip(x, _curve(b)[1])],
+                "-",
+                color=colour,
+                alpha=0.6,
+                label=f"{name} (along one run)",
+            )
         points = sorted((a.config["updates"], paired_difference(a, b)) for a, b in pairs)
-        ax.errorbar([u for u, _ in points], [d for _, (d, _) in points], yerr=[2 * se for _, (_, se) in points],
-                    fmt="o", color=colour, capsize=4, label=f"{name} (end of run, ± 2 s.e.)")
+        ax.errorbar(
+            [u for u, _ in points],
+            [d for _, (d, _) in points],
+            yerr=[2 * se for _, (_, se) in points],
+            fmt="o",
+            color=colour,
+            capsize=4,
+            label=f"{name} (end of run, ± 2 s.e.)",
+        )
     ax.axhline(0, color="gray", linewidth=1)
     paper = TABLE2_NEG_LOG_LIKELIHOOD["DLGM+NF (k = 20)"] - TABLE2_NEG_LOG_LIKELIHOOD["DLGM diagonal covariance"]
     ax.axhline(paper, color="k", linestyle=":", label="paper, Table 2 (500,000 updates)")
@@ -315,25 +360,45 @@ def ladder_table(configs: list[dict[str, Any]], runs: list[Run | None]) -> list[
         seeds = groups.get(model, {})
         key = paper_key(*model)
         paper = TABLE2_NEG_LOG_LIKELIHOOD.get(key) if key else None
-        row = {"model": model_name({"flow": model[0], "length": model[1]}),
-               "paper −ln p(x)": f"{paper:.1f}" if paper is not None else "—"}
+        row = {
+            "model": model_name({"flow": model[0], "length": model[1]}),
+            "paper −ln p(x)": f"{paper:.1f}" if paper is not None else "—",
+        }
         run = seeds.get(0)
         if run is None:
-            rows.append({**row, "ours −ln p(x)": NOT_TRAINED, "gain over diagonal": "—", "F(x)": "—", "KL": "—",
-                         "seeds": "0", "gain over seeds (mean ± sd)": "—"})
+            rows.append(
+                {
+                    **row,
+                    "ours −ln p(x)": NOT_TRAINED,
+                    "gain over diagonal": "—",
+                    "F(x)": "—",
+                    "KL": "—",
+                    "seeds": "0",
+                    "gain over seeds (mean ± sd)": "—",
+                }
+            )
             continue
         base = diagonal.get(0)
         pairs = [(diagonal[s], r) for s, r in seeds.items() if s in diagonal]
         spread = seed_spread(pairs) if model != ("none", 0) and len(pairs) > 1 else None
         nll = [metric(r, "nll")[0] for r in seeds.values()]
-        rows.append({**row,
-                     "ours −ln p(x)": _pm(metric(run, "nll")),
-                     "gain over diagonal": _signed(paired_difference(base, run)) if base and model != ("none", 0) else "—",
-                     "F(x)": _pm(metric(run, "bound")), "KL": _pm(metric(run, "kl")),
-                     "seeds": str(len(seeds)),
-                     "gain over seeds (mean ± sd)": (f"{spread[0]:+.2f} ± {spread[1]:.2f}" if spread else
-                                                     f"−ln p(x) {statistics.fmean(nll):.2f} ± {statistics.stdev(nll):.2f}"
-                                                     if len(nll) > 1 else "—")})
+        rows.append(
+            {
+                **row,
+                "ours −ln p(x)": _pm(metric(run, "nll")),
+                "gain over diagonal": _signed(paired_difference(base, run)) if base and model != ("none", 0) else "—",
+                "F(x)": _pm(metric(run, "bound")),
+                "KL": _pm(metric(run, "kl")),
+                "seeds": str(len(seeds)),
+                "gain over seeds (mean ± sd)": (
+                    f"{spread[0]:+.2f} ± {spread[1]:.2f}"
+                    if spread
+                    else f"−ln p(x) {statistics.fmean(nll):.2f} ± {statistics.stdev(nll):.2f}"
+                    if len(nll) > 1
+                    else "—"
+                ),
+            }
+        )
     return rows
 
 
@@ -353,8 +418,14 @@ def plot_ladder(configs: list[dict[str, Any]], runs: list[Run | None], axes=None
         lengths = [r.config["length"] for r in line]
         for ax, name in zip(axes, ("bound", "kl", "nll")):
             values = [metric(r, name) for r in line]
-            ax.errorbar(lengths, [v for v, _ in values], yerr=[2 * s for _, s in values], marker="o", capsize=3,
-                        label=f"ours, {flow}")
+            ax.errorbar(
+                lengths,
+                [v for v, _ in values],
+                yerr=[2 * s for _, s in values],
+                marker="o",
+                capsize=3,
+                label=f"ours, {flow}",
+            )
     paper = [(k, TABLE2_NEG_LOG_LIKELIHOOD[paper_key("planar", k)]) for k in (0, 10, 20, 40, 80)]
     axes[2].plot(*zip(*paper), "k--", marker="s", label="paper, planar (Table 2)")
     for ax, title in zip(axes, ("F(x) (bound)", "KL(q‖p(z|x)) (biased low)", "−ln p(x)")):
@@ -379,9 +450,13 @@ def estimator_bias(runs: list[Run | None]) -> list[dict[str, str]]:
         if "nll_half" not in scores:
             continue
         gap = scores["nll_half"] - scores["nll"]
-        rows.append({"model": model_name(run.config) + (f" (seed {run.config['seed']})" if run.config["seed"] else ""),
-                     "−ln p(x), S/2 minus S": f"{gap.mean().item():.3f} ± {(gap.std() / len(gap) ** 0.5).item():.3f}",
-                     "KL": _pm(metric(run, "kl"))})
+        rows.append(
+            {
+                "model": model_name(run.config) + (f" (seed {run.config['seed']})" if run.config["seed"] else ""),
+                "−ln p(x), S/2 minus S": f"{gap.mean().item():.3f} ± {(gap.std() / len(gap) ** 0.5).item():.3f}",
+                "KL": _pm(metric(run, "kl")),
+            }
+        )
     return rows
 
 
@@ -396,15 +471,19 @@ def study_findings(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> 
             sentences.append(f"*{name}*: not trained yet.")
             continue
         d, se = paired_difference(a, b)
-        text = (f"*{name}* ({b.config['updates']:,} updates): the diagonal model reaches "
-                f"{metric(a, 'nll')[0]:.2f} and planar K=20 {metric(b, 'nll')[0]:.2f}, a paired difference of "
-                f"{d:+.2f} ± {se:.2f} nats")
+        text = (
+            f"*{name}* ({b.config['updates']:,} updates): the diagonal model reaches "
+            f"{metric(a, 'nll')[0]:.2f} and planar K=20 {metric(b, 'nll')[0]:.2f}, a paired difference of "
+            f"{d:+.2f} ± {se:.2f} nats"
+        )
         if settings.get("final_learning_rate") is None:
             (steps, x), (_, y) = _curve(a), _curve(b)
             late = [q - p for s, p, q in zip(steps, x, y) if s >= 2 * study["common"]["anneal_updates"]]
             if late:
-                text += (f"; from update {2 * study['common']['anneal_updates']:,} on, the difference along the run "
-                         f"stays between {min(late):+.2f} and {max(late):+.2f}")
+                text += (
+                    f"; from update {2 * study['common']['anneal_updates']:,} on, the difference along the run "
+                    f"stays between {min(late):+.2f} and {max(late):+.2f}"
+                )
         sentences.append(text + ".")
     paper = TABLE2_NEG_LOG_LIKELIHOOD["DLGM+NF (k = 20)"] - TABLE2_NEG_LOG_LIKELIHOOD["DLGM diagonal covariance"]
     sentences.append(f"Table 2's difference is {paper:+.1f} nats, after 500,000 updates of the paper's optimiser.")
@@ -418,15 +497,12 @@ def study_reading(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> s
     flow, the diagonal models' levels, and the Adam gain at a shorter budget.  Two gains differ only if the
     per-image difference of the differences exceeds ``SIGNIFICANT`` standard errors (``gain_difference``).
     """
-    from .book.profiles import PAPER_RECIPE
-    from .mnist_study import gain_difference
-    from .verdicts import SIGNIFICANT
-
+    slow_recipe = paper_recipe(study)
     diagonal, planar = study["models"].index(["none", 0]), study["models"].index(["planar", 20])
     first, *others = study["candidates"]
     budget = study["budgets"]["recipe"]
     shorter = [n for n in runs if n.startswith(f"{budget} @")]
-    needed = [PAPER_RECIPE, first, *others, *shorter]
+    needed = [slow_recipe, first, *others, *shorter]
     if any(runs[n][diagonal] is None or runs[n][planar] is None for n in needed):
         return "*The reading of the study waits for all of its runs.*"
     pairs = {n: (runs[n][diagonal], runs[n][planar]) for n in needed}
@@ -435,31 +511,45 @@ def study_reading(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> s
     def compared(name: str, reference: str) -> tuple[str, str]:
         d, se = gain_difference(pairs[reference], pairs[name])
         if abs(d) <= SIGNIFICANT * se:
-            return "a gain no different", f"the difference, {d:+.2f} ± {se:.2f} nats, is within {SIGNIFICANT:g} standard errors"
+            return (
+                "a gain no different",
+                f"the difference, {d:+.2f} ± {se:.2f} nats, is within {SIGNIFICANT:g} standard errors",
+            )
         return ("a larger gain" if d < 0 else "a smaller gain"), f"by {abs(d):.2f} ± {se:.2f} nats"
 
     def better(d: tuple[float, float]) -> str:
         return f"{'better' if d[0] < 0 else 'worse'} by {abs(d[0]):.2f} ± {d[1]:.2f} nats"
 
-    slow, fast = gain[PAPER_RECIPE], gain[first]
-    level = metric(runs[first][diagonal], "nll")[0] - metric(runs[PAPER_RECIPE][diagonal], "nll")[0]
-    text = [f"Under the paper's optimiser planar K=20 is {better(slow)} than the diagonal model; under {first} it is "
-            f"{better(fast)}, while {first}'s diagonal model ends {abs(level):.2f} nats "
-            f"{'better' if level < 0 else 'worse'} than the paper optimiser's."]
-    flows = paired_difference(runs[first][planar], runs[PAPER_RECIPE][planar])
-    text.append(f"Planar K=20 itself ends {abs(flows[0]):.2f} ± {flows[1]:.2f} nats "
-                f"{'lower' if flows[0] < 0 else 'higher'} under the paper's optimiser "
-                f"({runs[PAPER_RECIPE][planar].config['updates']:,} updates) than under {first} "
-                f"({runs[first][planar].config['updates']:,}).")
+    slow, fast = gain[slow_recipe], gain[first]
+    level = metric(runs[first][diagonal], "nll")[0] - metric(runs[slow_recipe][diagonal], "nll")[0]
+    text = [
+        f"Under the paper's optimiser planar K=20 is {better(slow)} than the diagonal model; under {first} it is "
+        f"{better(fast)}, while {first}'s diagonal model ends {abs(level):.2f} nats "
+        f"{'better' if level < 0 else 'worse'} than the paper optimiser's."
+    ]
+    flows = paired_difference(runs[first][planar], runs[slow_recipe][planar])
+    text.append(
+        f"Planar K=20 itself ends {abs(flows[0]):.2f} ± {flows[1]:.2f} nats "
+        f"{'lower' if flows[0] < 0 else 'higher'} under the paper's optimiser "
+        f"({runs[slow_recipe][planar].config['updates']:,} updates) than under {first} "
+        f"({runs[first][planar].config['updates']:,})."
+    )
     for name in others:
         trend, detail = compared(name, first)
-        text.append(f"With the flow's step ten times smaller ({name}) planar K=20 is {better(gain[name])} than the "
-                    f"diagonal model: {trend} than with {first} ({detail})"
-                    + ("; so this study finds no evidence that the flow's step size holds the gain back."
-                       if trend == "a gain no different" else "."))
+        text.append(
+            f"With the flow's step ten times smaller ({name}) planar K=20 is {better(gain[name])} than the "
+            f"diagonal model: {trend} than with {first} ({detail})"
+            + (
+                "; so this study finds no evidence that the flow's step size holds the gain back."
+                if trend == "a gain no different"
+                else "."
+            )
+        )
     for name in shorter:
         trend, detail = compared(name, first)
         updates = runs[name][planar].config["updates"]
-        text.append(f"With {first} for only {updates:,} updates planar K=20 is {better(gain[name])}: {trend} "
-                    f"than after {runs[first][planar].config['updates']:,} ({detail}).")
+        text.append(
+            f"With {first} for only {updates:,} updates planar K=20 is {better(gain[name])}: {trend} "
+            f"than after {runs[first][planar].config['updates']:,} ({detail})."
+        )
     return " ".join(text)

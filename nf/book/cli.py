@@ -1,4 +1,5 @@
-"""Command line: ``python -m nf book run [CHAPTER ...] [--profile P] [--device D] [-p NAME VALUE ...]`` and ``python -m nf book build``.
+"""Command line: ``python -m nf book run [CHAPTER ...] [--profile P] [--device D] [-p NAME VALUE ...]``
+and ``python -m nf book build``.
 
 Bad input gets one line naming the bad value and the allowed ones, and a
 non-zero exit status.
@@ -11,9 +12,9 @@ import sys
 
 import yaml
 
-from .book.chapters import chapter_names
-from .book.profiles import PROFILE_NAMES
-from .devices import DEVICES
+from nf.book.chapters import chapter_names, execution_order
+from nf.book.profiles import PROFILE_NAMES
+from nf.runs.devices import DEVICES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,19 +23,30 @@ def _parser() -> argparse.ArgumentParser:
     book = commands.add_parser("book", help="run chapters or build the HTML book")
     actions = book.add_subparsers(dest="action", required=True)
     run = actions.add_parser("run", help="execute chapters with papermill under a parameter profile")
-    run.add_argument("chapters", nargs="*", metavar="CHAPTER", help=f"chapters to run (default: all): {', '.join(chapter_names())}")
-    run.add_argument("--profile", default="report", help=f"parameter profile: {', '.join(PROFILE_NAMES)} (default: report)")
+    run.add_argument(
+        "chapters", nargs="*", metavar="CHAPTER", help=f"chapters to run (default: all): {', '.join(chapter_names())}"
+    )
+    run.add_argument(
+        "--profile", default="report", help=f"parameter profile: {', '.join(PROFILE_NAMES)} (default: report)"
+    )
     run.add_argument("--device", default=None, help=f"device: {', '.join(DEVICES)} (default: the profile's)")
-    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                     help="override a chapter parameter (or one key of a dictionary parameter, "
-                          "e.g. mnist.updates); VALUE is read as YAML, e.g. -p flow_lengths '[2, 8]'")
+    run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override a chapter parameter (or one key of a dictionary parameter, "
+        "e.g. mnist.updates); VALUE is read as YAML, e.g. -p flow_lengths '[2, 8]'",
+    )
     build = actions.add_parser("build", help="build the HTML book into _build/html from the executed chapters")
     build.add_argument("--output", default=None, help="folder to build into (default: the repository)")
     return parser
 
 
 def _validate_run(args: argparse.Namespace) -> None:
-    from .devices import resolve_device
+    from nf.runs.devices import resolve_device
 
     unknown = [name for name in args.chapters if name not in chapter_names()]
     if unknown:
@@ -49,7 +61,9 @@ def _parse_value(key: str, value: str):
     try:
         return yaml.safe_load(value)
     except yaml.YAMLError:
-        raise ValueError(f"cannot read the value {value!r} of parameter {key!r} (YAML, e.g. 3, 1e-3, cpu, [2, 8])") from None
+        raise ValueError(
+            f"cannot read the value {value!r} of parameter {key!r} (YAML, e.g. 3, 1e-3, cpu, [2, 8])"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,15 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "run":
             _validate_run(args)
-            from .book.execute import run_chapter
+            from nf.book.execute import run_chapter
 
             overrides = {key: _parse_value(key, value) for key, value in args.parameter}
-            for name in args.chapters or chapter_names():
+            for name in execution_order(args.chapters or None):
                 print(f"running chapter {name} (profile {args.profile})", file=sys.stderr)
                 path = run_chapter(name, args.profile, args.device, extra_parameters=overrides)
                 print(f"wrote {path}", file=sys.stderr)
         else:
-            from .book.build import build_book
+            from nf.book.build import build_book
 
             html = build_book(args.output)
             print(f"built {html / 'index.html'}", file=sys.stderr)

@@ -1,0 +1,59 @@
+"""From chapter parameters to runs: the run configs a chapter asks for, and the cached runs the summary pages read.
+
+Chapter parameters (``nf.book.profiles``) become run configs here; the cached
+runs are looked up, never trained.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nf.book.profiles import MNIST_TRAINING_KEYS, TOY_TRAINING_KEYS, chapter_parameters
+from nf.experiments import mnist, toy
+from nf.experiments.mnist_study import choose_recipe, report_configs, study_configs
+from nf.report.scorecard import MnistEvidence, ToyEvidence
+from nf.report.toy import summarize
+
+
+def toy_configs(parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    """The toy configs that a chapter with these ``parameters`` (toy chapter, or the toy part of nice/conv) asks for."""
+    p = parameters
+    return toy.run_configs(
+        p["energies"], p["families"], p["flow_lengths"], p["seeds"], **{k: p[k] for k in TOY_TRAINING_KEYS}
+    )
+
+
+def mnist_configs(parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    """The MNIST configs that the MNIST part of the nice/conv chapters (``quick`` protocol) asks for."""
+    return mnist.run_configs(
+        parameters["models"], seed=parameters.get("seed", 0), **{k: parameters[k] for k in MNIST_TRAINING_KEYS}
+    )
+
+
+def toy_evidence(profile: str = "report") -> ToyEvidence:
+    """The longest toy flow length of the profile and the seed-averaged summary of its runs (None if any is missing)."""
+    p = chapter_parameters("toy", profile)
+    longest = max(p["flow_lengths"])
+    runs = toy.fit_toys(toy_configs({**p, "flow_lengths": [longest]}), train=False)
+    return longest, None if any(run is None for run in runs) else summarize(runs)
+
+
+def mnist_evidence(profile: str = "report") -> MnistEvidence:
+    """The MNIST chapter's study, its cached runs by recipe, and the report ladder's configs and cached runs."""
+    parameters = chapter_parameters("mnist", profile)
+    study = parameters["study"]
+    study_runs = {
+        name: mnist.fit_mnist_runs(configs, train=False)
+        for name, configs in study_configs(study, parameters["seed"]).items()
+    }
+    recipe, _ = choose_recipe(study, study_runs)
+    configs = report_configs(study, parameters["ladder"], recipe)
+    return study, study_runs, configs, mnist.fit_mnist_runs(configs, train=False)
+
+
+def paper_updates() -> dict[str, int]:
+    """The number of updates of one run under the ``paper`` profile, per experiment (toy, MNIST)."""
+    return {
+        "toy": chapter_parameters("toy", "paper")["updates"],
+        "mnist": chapter_parameters("mnist", "paper")["ladder"]["common"]["updates"],
+    }

@@ -1,0 +1,1 @@
+"""What the flows are used in: base density, toy energies and their normalising constants, exact densities, the DLGM."""
