@@ -1,4 +1,4 @@
-"""The built HTML book, opened in headless Chromium: figures, maths, links.
+"""The built HTML book, opened in headless Chromium as a reader would: tables, figures, maths, code, links.
 
 Needs Debian's ``chromium`` (installed by ``.ci/run``); outside CI the test is
 skipped when it is missing.
@@ -7,6 +7,7 @@ skipped when it is missing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,6 +21,7 @@ from nf.book.chapters import chapter_names
 pytestmark = pytest.mark.slow  # subprocesses, chapter runs or a browser
 
 CHROMIUM = shutil.which("chromium")
+READING_VIEWPORT = {"width": 1400, "height": 2000}  # the window the book is read and checked in
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -46,7 +48,7 @@ def browser():
 
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, viewport=READING_VIEWPORT
         )
         yield context
         context.close()
@@ -54,7 +56,11 @@ def browser():
 
 PAGE_REPORT = """() => ({
     images: Array.from(document.querySelectorAll('article img'))
-      .map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0})),
+      .map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0, alt: i.getAttribute('alt') || '',
+                  number: i.closest('figure')?.querySelector('.caption-number')?.textContent || ''})),
+    overflowing: Array.from(document.querySelectorAll('article pre'))
+      .filter(p => p.scrollWidth > p.clientWidth + 1)  // hidden inputs too: a reader may expand them
+      .map(p => p.textContent.split('\\n').find(line => line.length > 80) || p.textContent.slice(0, 80)),
     mathSource: document.querySelectorAll('article .math').length,
     mathRendered: document.querySelectorAll('article mjx-container').length,
     mathErrors: document.querySelectorAll('article mjx-merror').length,
@@ -68,10 +74,12 @@ PAGE_REPORT = """() => ({
 })"""
 
 
+HASH = re.compile(r"[0-9a-f]{32}|\.png$")  # the file name myst-nb uses when a figure has no alt text
+
+
 def markdown_tables(name: str) -> int:
     """Markdown tables in a chapter's executed notebook (outputs and text cells), counted by their ``|---|`` rows."""
     import json
-    import re
 
     from nf.book.chapters import get_chapter
 
@@ -100,6 +108,11 @@ def test_chapter_page_renders(html, browser, name):
     page.close()
 
     assert all(image["ok"] for image in report["images"]), report["images"]
+    unexplained = [image["src"] for image in report["images"] if not image["alt"] or HASH.search(image["alt"])]
+    assert not unexplained, f"figures without alt text: {unexplained}"
+    unnumbered = [image["alt"] for image in report["images"] if not image["number"].startswith("Figure ")]
+    assert not unnumbered, f"figures without a number and caption: {unnumbered}"
+    assert not report["overflowing"], f"code wider than the page: {report['overflowing']}"
     assert report["tables"] >= markdown_tables(name), "a Markdown table rendered as text"
     assert "|---|" not in report["prose"], "a Markdown table rendered as text"
     assert "$" not in report["prose"], "maths rendered as text with its $ signs"
@@ -122,3 +135,9 @@ def test_injected_parameters_are_hidden_and_notebook_downloadable(html):
     page = (html / "book" / "toy.html").read_text()
     assert "injected-parameters" not in page
     assert (html / "_sources" / "book" / "toy.ipynb").exists()
+
+
+def test_pages_name_the_commit_they_were_built_from(html):
+    from nf.runs.cache import code_version
+
+    assert f"Built from commit <code>{code_version()}</code>" in (html / "book" / "mnist.html").read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nf.flows import make_flow
+from nf.flows import FlowLayer, make_flow
 from nf.models.density import flow_log_density
 from nf.models.distributions import DiagonalGaussian
 from nf.models.energies import WINDOW_HALF_WIDTH, paper_energy, target_energy
@@ -83,4 +83,26 @@ def test_overflowing_inverse_gives_zero_density_not_nan():
         gate.raw_alpha.fill_(1.0)  # alpha = softplus(1) ~ 1.31: exp(1.31 * 100) overflows float32
     y = torch.tensor([[0.5, -0.3], [100.0, 0.0]], dtype=torch.float32)
     log_q = flow_log_density(gate, DiagonalGaussian.standard(2, dtype=torch.float32), y)
+    assert torch.isfinite(log_q[0]) and log_q[1] == -torch.inf
+
+
+class _HugeScaling(FlowLayer):
+    """``y = z / c`` with a log-determinant that overflows (``inf - inf``) for huge ``z``: a stand-in for a
+    convolutional flow far outside its training window."""
+
+    def __init__(self):
+        super().__init__()
+        self.dim, self.n_params, self.amortized = 1, 0, False
+
+    def forward(self, z, params=None):
+        log_det = torch.exp(z.abs().sum(-1)) - torch.exp(z.abs().sum(-1))  # nan where exp overflows
+        return z / 1e200, log_det
+
+    def inverse(self, y, params=None):
+        return y * 1e200
+
+
+def test_finite_but_huge_preimage_gives_zero_density_not_nan():
+    y = torch.tensor([[0.0], [1e-40]], dtype=torch.float64)  # z_0 = 1e160: z_0^2 overflows
+    log_q = flow_log_density(_HugeScaling(), DiagonalGaussian.standard(1, dtype=torch.float64), y)
     assert torch.isfinite(log_q[0]) and log_q[1] == -torch.inf

@@ -14,7 +14,7 @@ WHERE = {"results_dir", "data_root"}  # where to read and write, not what to com
 
 def parameters_cell(name: str) -> dict:
     source = get_chapter(name).source.read_text()
-    match = re.search(r"```\{code-cell\} ipython3\n:tags: \[parameters\]\n\n(.*?)```", source, re.S)
+    match = re.search(r"```\{code-cell\} ipython3\n:tags: \[parameters[^]]*\]\n\n(.*?)```", source, re.S)
     assert match, f"{name} has no parameters cell"
     values: dict = {}
     exec(match.group(1), {}, values)

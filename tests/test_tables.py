@@ -38,3 +38,32 @@ def test_scorecard_has_a_nice_row_per_paper_value(tmp_path, monkeypatch):
     rows = mnist_rows(mnist_evidence())
     assert [r["model"] for r in rows if "NICE" in r["model"]] == [f"DLGM+NICE (k = {k})" for k in (10, 20, 40, 80)]
     assert all(r["ours"].startswith("not run yet") for r in rows)
+
+
+def _row(energy, family, length, kl, sd=0.01):
+    return {"energy": energy, "family": family, "length": length, "kl": kl, "kl_sd": sd, "seeds": 3}
+
+
+def test_toy_reading_is_phrased_from_the_numbers():
+    from nf.report.toy import toy_reading
+
+    rows = [_row(e, "planar", k, 1.0 / k) for e in ("U1", "U2") for k in (2, 8, 32)]
+    rows += [_row(e, "nice-perm", k, 0.1 if k == 8 else 0.2, sd=0.5) for e in ("U1", "U2") for k in (2, 8, 32)]
+    text = toy_reading(rows)
+    assert "shrinks by a factor of 16.0 across the 2 targets" in text
+    assert "At $K = 32$ planar flows have a lower KL than nice-perm on every target" in text
+    assert "At $K = 8$ NICE is ahead of planar flows in 2 of 2 cases" in text
+    assert "largest spread over seeds is 0.50 nats for NICE" in text
+
+
+def test_runs_note_and_csv_name_every_run(tmp_path):
+    from nf.experiments.toy import fit_toys, run_configs
+    from nf.report.provenance import runs_csv, runs_note
+
+    configs = run_configs(["U1"], ["planar"], [2], [0, 1], updates=20, anneal_updates=10, batch_size=8, eval_samples=50)
+    runs = fit_toys(configs, tmp_path, workers=1)
+    note = runs_note([*runs, None, runs[0]], "this table")
+    assert note.startswith("<details><summary>The 2 cached runs behind this table")
+    assert all(f"`{run.key}`" in note for run in runs) and runs_note([None]) == ""
+    lines = runs_csv(["toy"], tmp_path).splitlines()
+    assert len(lines) == 3 and lines[0].startswith("experiment,key,") and runs[0].key in "".join(lines)

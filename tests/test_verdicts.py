@@ -46,3 +46,28 @@ def test_only_under_the_papers_optimiser():
 def test_unknown_verdict_is_refused():
     with pytest.raises(ValueError, match="unknown verdict 'maybe'"):
         Verdict("maybe", "")
+
+
+def _toy_row(energy, family, length, kl, sd=0.01, seeds=3):
+    return {"energy": energy, "family": family, "length": length, "kl": kl, "kl_sd": sd, "seeds": seeds}
+
+
+def test_toy_verdicts_follow_the_exact_kl():
+    from nf.report.toy_verdicts import toy_verdicts
+
+    rows = [_toy_row(e, "planar", k, 1.0 / k) for e in ("U1", "U2") for k in (2, 32)]
+    rows += [_toy_row(e, "nice-perm", k, 2.0 / k) for e in ("U1", "U2") for k in (2, 32)]
+    improves, planar_nice = toy_verdicts(rows)
+    assert improves["verdict"] == "reproduced" and "U2 K=2→32: +0.47" in improves["evidence"]
+    assert planar_nice["verdict"] == "reproduced" and "lower in 4 of 4" in planar_nice["evidence"]
+    rows[-1] = _toy_row("U2", "nice-perm", 32, 0.0)  # NICE clearly better on one comparison
+    rows[1] = _toy_row("U1", "planar", 32, 0.5, sd=0.5)  # a drop within the seeds' noise
+    improves, planar_nice = toy_verdicts(rows)
+    assert improves["verdict"] == "partly" and planar_nice["verdict"] == "partly"
+    assert "significantly higher in 1: U2 nice-perm K=32" in planar_nice["evidence"]
+
+
+def test_toy_verdicts_without_runs_are_not_tested():
+    from nf.report.toy_verdicts import toy_verdicts
+
+    assert {r["verdict"] for r in toy_verdicts(None)} == {"not tested"}

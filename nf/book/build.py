@@ -32,10 +32,32 @@ def install_local_mathjax() -> Path:
     return MATHJAX_TARGET
 
 
+def build_config(output_dir: Path) -> Path:
+    """``_config.yml`` with a footer naming the commit the book is built from, written into ``output_dir``."""
+    import yaml
+
+    from nf.runs.cache import code_version
+
+    config = yaml.safe_load((REPO_ROOT / "_config.yml").read_text())
+    version = code_version()
+    footer = f"Built from commit <code>{version}</code> of this repository."
+    if version.endswith("+modified"):
+        footer += " The package had uncommitted changes."
+    config.setdefault("html", {})["extra_footer"] = f"<p>{footer}</p>"
+    path = output_dir / "_config.build.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
 def build_book(output_dir: Path | None = None) -> Path:
-    """Build ``<output_dir>/_build/html`` (default: the repository's ``_build/html``); warnings are errors."""
+    """Build ``<output_dir>/_build/html`` (default: the repository's ``_build/html``); warnings are errors.
+
+    The pages' footer names the commit they were built from (``build_config``).
+    """
     install_local_mathjax()
     output_dir = Path(output_dir) if output_dir is not None else REPO_ROOT
+    (output_dir / "_build").mkdir(parents=True, exist_ok=True)
+    config = build_config(output_dir / "_build")
     command = [
         sys.executable,
         "-c",
@@ -44,6 +66,8 @@ def build_book(output_dir: Path | None = None) -> Path:
         str(REPO_ROOT),
         "--path-output",
         str(output_dir),
+        "--config",
+        str(config),
         "--builder",
         "html",
         "--warningiserror",

@@ -30,6 +30,12 @@ def mnist_configs(parameters: dict[str, Any]) -> list[dict[str, Any]]:
     )
 
 
+def toy_summary(profile: str = "report") -> list[dict[str, Any]] | None:
+    """The seed-averaged summary of all the toy chapter's runs under ``profile`` (None if any is missing)."""
+    runs = toy.fit_toys(toy_configs(chapter_parameters("toy", profile)), train=False)
+    return None if any(run is None for run in runs) else summarize(runs)
+
+
 def toy_evidence(profile: str = "report") -> ToyEvidence:
     """The longest toy flow length of the profile and the seed-averaged summary of its runs (None if any is missing)."""
     p = chapter_parameters("toy", profile)

@@ -100,6 +100,7 @@ def run_chapter(
             cwd=str(BOOK_DIR),
             progress_bar=progress_bar,
             request_save_on_cell_execute=False,
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no kernel transport warnings on every run
         )
         hide_injected_parameters(scratch)
         os.replace(scratch, target)

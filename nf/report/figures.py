@@ -11,6 +11,7 @@ from torch import Tensor
 from nf.experiments.toy import ToyFlow
 from nf.models.energies import target_energy
 from nf.models.quadrature import log_normalizer
+from nf.report.style import family_colour
 
 EXTENT = (-4.0, 4.0, -4.0, 4.0)  # the window of the paper's Fig. 3
 CMAP = "viridis"
@@ -31,13 +32,19 @@ def energy_density(energy: Callable[[Tensor], Tensor], extent=EXTENT, n: int = 2
     return p / p.sum()
 
 
-def plot_density(ax, density: Tensor, extent=EXTENT, title: str | None = None, vmax: float | None = None) -> None:
-    """Draw a density on a grid with the book's colour map and extent, no axes (``vmax``: top of the scale)."""
-    ax.imshow(density.numpy(), extent=extent, origin="lower", cmap=CMAP, interpolation="bilinear", vmin=0, vmax=vmax)
+def plot_density(ax, density: Tensor, extent=EXTENT, title: str | None = None, vmax: float | None = None):
+    """Draw a density on a grid with the book's colour map and extent, no axes (``vmax``: top of the scale).
+
+    Returns the image, for a colour bar.
+    """
+    image = ax.imshow(
+        density.numpy(), extent=extent, origin="lower", cmap=CMAP, interpolation="bilinear", vmin=0, vmax=vmax
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title)
+    return image
 
 
 def plot_fig3(
@@ -46,36 +53,49 @@ def plot_fig3(
     fitted: Mapping[tuple[str, str], ToyFlow],
     n: int = 150,
 ):
-    """The paper's Fig. 3 layout: one row per energy; the true density, then one fitted ``q_K`` per column.
+    """The paper's Fig. 3, one block per flow family stacked vertically so every panel stays readable.
 
-    Every panel of a row shares the true density's colour scale and the window
-    ``[-4, 4]^2``; fitted densities are exact (the flow inverted on the grid).
+    In each block a row is an energy: the true density, then the fitted ``q_K`` of each length of that family
+    (``columns`` are labels ``"<family> K=<length>"``). Every panel of a row shares the true density's colour
+    scale, shown by the row's colour bar; fitted densities are exact (the flow inverted on the grid) on the
+    window ``[-4, 4]^2``.
     """
     import matplotlib.pyplot as plt
 
+    families = list(dict.fromkeys(column.split(" K=")[0] for column in columns))
+    width = 1 + max(sum(c.startswith(f"{f} K=") for c in columns) for f in families)
     points = grid(EXTENT, n)
-    fig, axes = plt.subplots(
-        len(energies),
-        len(columns) + 1,
-        figsize=(1.5 * (len(columns) + 1), 1.5 * len(energies)),
-        squeeze=False,
-        layout="constrained",
+    truth = {}
+    with torch.no_grad():
+        for name in energies:
+            energy = target_energy(name)
+            truth[name] = torch.exp(-energy(points.double()) - log_normalizer(energy)).float()
+    fig = plt.figure(
+        figsize=(2.1 * width + 0.8, 2.0 * len(energies) * len(families) + 0.4 * len(families)), layout="constrained"
     )
-    for i, name in enumerate(energies):
-        energy = target_energy(name)
-        with torch.no_grad():
-            true = torch.exp(-energy(points.double()) - log_normalizer(energy)).float()
-        vmax = true.max().item()
-        plot_density(axes[i, 0], true, vmax=vmax, title="true density" if i == 0 else None)
-        axes[i, 0].set_ylabel(name)
-        for j, column in enumerate(columns):
-            with torch.no_grad():
-                q = torch.exp(fitted[(name, column)].log_prob(points))
-            plot_density(axes[i, j + 1], q, vmax=vmax, title=column.replace(" K=", "\nK=") if i == 0 else None)
+    blocks = fig.subfigures(len(families), 1, squeeze=False)[:, 0]
+    for block, family in zip(blocks, families):
+        block.suptitle(family, fontweight="bold", color=family_colour(family))
+        mine = [c for c in columns if c.startswith(f"{family} K=")]
+        axes = block.subplots(len(energies), width, squeeze=False)
+        for i, name in enumerate(energies):
+            vmax = truth[name].max().item()
+            image = plot_density(axes[i, 0], truth[name], vmax=vmax, title="true density" if i == 0 else None)
+            axes[i, 0].set_ylabel(name, rotation=0, labelpad=16, va="center", fontsize=12)
+            for j in range(1, width):
+                if j > len(mine):
+                    axes[i, j].set_axis_off()
+                    continue
+                with torch.no_grad():
+                    q = torch.exp(fitted[(name, mine[j - 1])].log_prob(points))
+                plot_density(axes[i, j], q, vmax=vmax, title=mine[j - 1].split(" ", 1)[1] if i == 0 else None)
+            block.colorbar(image, ax=axes[i, :], shrink=0.9, label="density")
     return fig
 
 
-def plot_versus_length(rows: Sequence[Mapping], energies: Sequence[str], key: str, ylabel: str, axes=None):
+def plot_versus_length(
+    rows: Sequence[Mapping], energies: Sequence[str], key: str, ylabel: str, axes=None, legend: bool = True
+):
     """``key`` (mean +- sd over seeds) against flow length, one panel per energy, one line per family."""
     import matplotlib.pyplot as plt
 
@@ -91,6 +111,7 @@ def plot_versus_length(rows: Sequence[Mapping], energies: Sequence[str], key: st
                 yerr=[r[key + "_sd"] for r in line],
                 marker="o",
                 capsize=3,
+                color=family_colour(family),
                 label=family,
             )
         ax.set_xscale("log", base=2)
@@ -99,7 +120,8 @@ def plot_versus_length(rows: Sequence[Mapping], energies: Sequence[str], key: st
         ax.set_title(name)
         ax.set_xlabel("flow length K")
     axes[0].set_ylabel(ylabel)
-    axes[-1].legend(fontsize=8)
+    if legend:
+        axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1))
     return axes
 
 
@@ -110,7 +132,7 @@ def plot_fig3d(rows: Sequence[Mapping], energies: Sequence[str]):
 
     fig, axes = plt.subplots(2, len(energies), figsize=(3 * len(energies), 5.2), layout="constrained", squeeze=False)
     plot_versus_length(rows, energies, "free_energy", "free energy", axes[0])
-    plot_versus_length(rows, energies, "kl", "KL(q‖p)", axes[1])
+    plot_versus_length(rows, energies, "kl", "KL(q‖p)", axes[1], legend=False)
     for ax, name in zip(axes[0], energies):
         ax.axhline(-log_normalizer(target_energy(name)), color="black", linestyle="--", linewidth=1)  # the floor -ln Z
     for ax in axes[1]:
@@ -154,5 +176,5 @@ def plot_log_gate(alphas: Sequence[float] = (0.05, 0.5, 2.0), axes=None):
     axes[1].set_title("ln |dy/dz|")
     for ax in axes:
         ax.set_xlabel("z")
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     return axes

@@ -11,6 +11,7 @@ from typing import Any
 from nf.experiments.comparisons import SIGNIFICANT, gain_difference, metric, paired_difference, per_image, seed_spread
 from nf.experiments.mnist_study import paper_recipe
 from nf.report.paper import TABLE2_NEG_LOG_LIKELIHOOD
+from nf.report.style import family_colour, length_alpha
 from nf.runs.cache import Run
 
 PAPER_ROW_PREFIX = {"planar": "DLGM+NF", "nice-perm": "DLGM+NICE"}  # the paper's NICE rows: no scaling layer
@@ -80,6 +81,7 @@ def plot_fig4(runs: list[Run], axes=None):
                 yerr=[m[key + "_se"] for m in metrics],
                 marker="o",
                 capsize=3,
+                color=family_colour(flow),
                 label=f"ours, {flow}",
             )
     for flow, style in [("planar", "k--"), ("nice-perm", "k:")]:
@@ -89,7 +91,7 @@ def plot_fig4(runs: list[Run], axes=None):
     for ax, (_, label) in zip(axes, panels):
         ax.set_xlabel("flow length K")
         ax.set_title(label)
-    axes[2].legend(fontsize=8)
+    axes[2].legend()
     return axes
 
 
@@ -102,10 +104,12 @@ def flow_parameters(runs: list[Run]) -> dict[str, int]:
 def plot_versus_parameters(runs: list[Run], ax=None):
     """``-ln p(x)`` against the parameters a flow adds to the diagonal model: the equal-parameter comparison."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.4), layout="constrained")
+        _, ax = plt.subplots(figsize=(8, 4), layout="constrained")
     extra = flow_parameters(runs)
+    labelled: set[tuple[int, int]] = set()  # (length, parameters): one "K=" label where several flows coincide
     for flow in sorted({r.config["flow"] for r in runs if r.config["length"] > 0}):
         line = sorted((r for r in runs if r.config["flow"] == flow), key=lambda r: r.config["length"])
         metrics = [r.metrics for r in line]
@@ -115,22 +119,29 @@ def plot_versus_parameters(runs: list[Run], ax=None):
             yerr=[m["test_nll_se"] for m in metrics],
             marker="o",
             capsize=3,
+            color=family_colour(flow),
             label=flow,
         )
         for r, m in zip(line, metrics):
+            if (r.config["length"], extra[r.key]) in labelled:
+                continue
+            labelled.add((r.config["length"], extra[r.key]))
             ax.annotate(
                 f"K={r.config['length']}",
                 (extra[r.key], m["test_nll"]),
-                fontsize=7,
+                fontsize=9,
+                color=family_colour(flow),
                 textcoords="offset points",
-                xytext=(3, 3),
+                xytext=(5, 5),
             )
     diagonal = next(r for r in runs if r.config["length"] == 0).metrics["test_nll"]
     ax.axhline(diagonal, color="gray", linestyle="--", linewidth=1, label="diagonal")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # labelled decades only: minor labels collide
+    ax.margins(x=0.12)
     ax.set_xlabel("parameters added to the diagonal DLGM")
     ax.set_ylabel("−ln p(x)")
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax
 
 
@@ -163,15 +174,19 @@ def plot_learning_curves(runs: list[Run], axes=None):
     for run in runs:
         history = run.metrics["history"]
         steps = [h[0] for h in history]
-        axes[0].plot(steps, [h[2] for h in history], label=model_name(run.config))
-        axes[1].plot(steps, [h[3] for h in history], label=model_name(run.config))
+        flow = run.config["flow"] if run.config["length"] > 0 else "none"
+        lengths = sorted({r.config["length"] for r in runs if r.config["flow"] == run.config["flow"]})
+        style = {"color": family_colour(flow), "alpha": length_alpha(lengths.index(run.config["length"]), len(lengths))}
+        axes[0].plot(steps, [h[2] for h in history], label=model_name(run.config), **style)
+        axes[1].plot(steps, [h[3] for h in history], label=model_name(run.config), **style)
     for ax, title in zip(axes, ["training F (annealed)", "held-out F (beta = 1)"]):
         ax.set_xlabel("updates")
+        ax.set_ylabel("nats per image")
         ax.set_title(title)
     lowest = min(h[3] for run in runs for h in run.metrics["history"])
     axes[0].set_ylim(None, lowest + 60)  # the annealed bound starts far below: beta is small
     axes[1].set_ylim(lowest - 5, lowest + 60)
-    axes[1].legend(fontsize=8)
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     return axes
 
 
@@ -184,7 +199,7 @@ def plot_images(ax, images, rows: int, title: str | None = None) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title)
 
 
 def plot_samples_and_reconstructions(runs: list[Run]):
@@ -278,7 +293,7 @@ def plot_study_curves(study: dict[str, Any], runs: dict[str, list[Run | None]], 
     axes[1].set_ylabel("planar K=20 minus diagonal (nats)")
     for ax in axes:
         ax.axvspan(0, study["common"]["anneal_updates"], color="gray", alpha=0.12, label="annealing (β < 1)")
-        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1))
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     axes[-1].set_xlabel("updates")
     return axes
 
@@ -338,7 +353,7 @@ def plot_budget_curve(study: dict[str, Any], runs: dict[str, list[Run | None]], 
     ax.axvspan(0, study["common"]["anneal_updates"], color="gray", alpha=0.12, label="annealing (β < 1)")
     ax.set_xlabel("updates (training budget)")
     ax.set_ylabel("planar K=20 minus diagonal,\nvalidation −ln p(x) (nats)")
-    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax
 
 
@@ -424,6 +439,7 @@ def plot_ladder(configs: list[dict[str, Any]], runs: list[Run | None], axes=None
                 yerr=[2 * s for _, s in values],
                 marker="o",
                 capsize=3,
+                color=family_colour(flow),
                 label=f"ours, {flow}",
             )
     paper = [(k, TABLE2_NEG_LOG_LIKELIHOOD[paper_key("planar", k)]) for k in (0, 10, 20, 40, 80)]
@@ -432,7 +448,7 @@ def plot_ladder(configs: list[dict[str, Any]], runs: list[Run | None], axes=None
         ax.set_xlabel("flow length K")
         ax.set_title(title)
         ax.set_ylabel("nats, test set")
-    axes[2].legend(fontsize=9)
+    axes[2].legend()
     return axes
 
 

@@ -18,3 +18,13 @@ TABLE2_NEG_LOG_LIKELIHOOD: dict[str, float] = {
     "DLGM+NICE (k = 40)": 87.3,
     "DLGM+NICE (k = 80)": 87.2,
 }
+
+# The training settings the paper states (section 6): RMSprop with momentum, 500,000 updates, and the
+# inverse temperature beta_t = min(1, 0.01 + t / 10,000).
+PAPER_TRAINING: dict[str, float | int | str] = {
+    "optimizer": "rmsprop",
+    "learning_rate": 1e-5,
+    "momentum": 0.9,
+    "updates": 500_000,
+    "anneal_updates": 10_000,
+}

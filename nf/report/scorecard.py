@@ -12,9 +12,12 @@ from nf.experiments.comparisons import metric
 from nf.report.mnist import paper_key
 from nf.report.mnist_verdicts import mnist_verdicts
 from nf.report.paper import TABLE2_NEG_LOG_LIKELIHOOD
+from nf.report.toy_verdicts import toy_verdicts
+from nf.report.verdicts import VERDICTS
 from nf.runs.cache import Run
 
 NOT_RUN = "not run yet"
+PLOT = "bound plotted, no number"
 QUICK_ONLY = "not run yet under the report protocol (short runs: NICE chapter)"
 
 ToyEvidence = tuple[int, list[dict[str, Any]] | None]  # the longest flow length, its seed-averaged summary or None
@@ -51,18 +54,28 @@ def mnist_claims(evidence: MnistEvidence) -> list[dict[str, str]]:
     return mnist_verdicts(*evidence)
 
 
+def claims(toy_summary: list[dict[str, Any]] | None, mnist: MnistEvidence) -> list[dict[str, str]]:
+    """Every claim of the paper with its verdict: the toy densities (``nf.report.toy_verdicts``), then MNIST."""
+    rows = [{"experiment": "toy densities", **row} for row in toy_verdicts(toy_summary)]
+    return rows + [{"experiment": "MNIST", **row} for row in mnist_claims(mnist)]
+
+
+def verdict_counts(rows: list[dict[str, str]]) -> str:
+    """``"3 reproduced, 2 partly, ..."``: how many claims got each verdict, in the order of ``VERDICTS``."""
+    counts = [(v, sum(r["verdict"] == v for r in rows)) for v in VERDICTS]
+    return ", ".join(f"{n} {v}" for v, n in counts if n)
+
+
 def toy_rows(evidence: ToyEvidence) -> list[dict[str, str]]:
     """Fig. 3(d): the paper shows the bound as a plot only; ours as exact KL at the longest flow."""
     longest, summary = evidence
     if summary is None:
-        return [
-            {"experiment": "Toy, Fig. 3(d)", "model": f"all flows, K={longest}", "paper": "plot only", "ours": NOT_RUN}
-        ]
+        return [{"experiment": "Toy, Fig. 3(d)", "model": f"all flows, K={longest}", "paper": PLOT, "ours": NOT_RUN}]
     return [
         {
             "experiment": f"Toy {r['energy']}, Fig. 3(d)",
             "model": f"{r['family']} K={r['length']}",
-            "paper": "plot only",
+            "paper": PLOT,
             "ours": f"KL = {r['kl']:.3f} ± {r['kl_sd']:.3f} nats",
         }
         for r in summary

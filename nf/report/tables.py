@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
 from nf.runs.cache import list_runs, results_root
+
+PAGE_WIDTH = 84  # characters of code or text output a page shows without scrolling
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -80,8 +83,11 @@ def runs_table(experiment: str, results_dir: str | None = None) -> str:
 def benchmark_report(results_dir: str | None = None) -> str:
     """The last report of ``benchmarks/flow_update.py --output results/benchmarks/flow_update.txt``."""
     path = results_root(results_dir) / "benchmarks" / "flow_update.txt"
-    if path.exists():
-        return path.read_text()
+    if path.exists():  # long header lines wrapped to the page's code width
+        return "\n".join(
+            textwrap.fill(line, PAGE_WIDTH, subsequent_indent="    ") if line else line
+            for line in path.read_text().splitlines()
+        )
     return "No benchmark report yet: run benchmarks/flow_update.py --output results/benchmarks/flow_update.txt"
 
 

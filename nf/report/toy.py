@@ -137,3 +137,63 @@ def convergence_table(energies: dict[str, Callable[[Tensor], Tensor]]) -> list[d
             }
         )
     return rows
+
+
+def _ratio_range(values: list[float]) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f} to {high:.1f}"
+
+
+def toy_reading(rows: list[dict[str, Any]], nice: tuple[str, ...] = ("nice-orth", "nice-perm")) -> str:
+    """What the toy fits say about the paper's Fig. 3 and 3(d), phrased from the summary ``rows`` (nothing typed).
+
+    Compares the exact KL of planar flows between their shortest and longest length, planar against each NICE
+    family at every length, NICE between its middle and longest length, and the parameter counts.
+    """
+    by = {(r["energy"], r["family"], r["length"]): r for r in rows}
+    energies = list(dict.fromkeys(r["energy"] for r in rows))
+    lengths = sorted({r["length"] for r in rows if r["family"] == "planar"})
+    nice = tuple(f for f in nice if any(r["family"] == f for r in rows))
+    if len(lengths) < 2 or not nice:
+        return "*The reading waits for planar flows of two lengths and a NICE family.*"
+    short, middle, long = lengths[0], lengths[len(lengths) // 2], lengths[-1]
+    kl = {key: row["kl"] for key, row in by.items()}
+    shrink = [kl[(e, "planar", short)] / kl[(e, "planar", long)] for e in energies]
+    text = [
+        f"From $K = {short}$ to $K = {long}$ the exact KL of planar flows shrinks by a factor of "
+        f"{_ratio_range(shrink)} across the {len(energies)} targets."
+    ]
+    for k in (long, middle):
+        behind = [(e, f) for e in energies for f in nice if kl[(e, f, k)] < kl[(e, "planar", k)]]
+        if not behind:
+            text.append(f"At $K = {k}$ planar flows have a lower KL than {' and '.join(nice)} on every target.")
+        else:
+            where = ", ".join(f"{f} on ${e[0]}_{e[1:]}$" for e, f in behind)
+            text.append(
+                f"At $K = {k}$ NICE is ahead of planar flows in {len(behind)} of "
+                f"{len(energies) * len(nice)} cases ({where})."
+            )
+    gains = {(e, f): kl[(e, f, middle)] / kl[(e, f, long)] for e in energies for f in nice}
+    halves = [f"{f} on ${e[0]}_{e[1:]}$" for (e, f), g in gains.items() if g >= 2]
+    text.append(
+        f"NICE's KL shrinks by a factor of {_ratio_range(list(gains.values()))} from $K = {middle}$ to $K = {long}$"
+        + (f"; it at least halves for {', '.join(halves)}." if halves else ".")
+    )
+    planar_params, nice_params = parameter_count("planar", long), parameter_count(nice[0], long)
+    text.append(
+        f"At $K = {long}$ a planar flow has {planar_params:,} parameters and a {nice[0]} flow {nice_params:,} "
+        f"({nice_params / planar_params:,.0f} times as many: its coupling networks have two hidden layers)."
+    )
+
+    def widest(families) -> dict[str, Any]:
+        return max((r for r in rows if r["family"] in families), key=lambda r: r["kl_sd"])
+
+    def where(r: dict[str, Any]) -> str:
+        return f"{r['family']} with $K = {r['length']}$ on ${r['energy'][0]}_{r['energy'][1:]}$"
+
+    a, b = widest(nice), widest(("planar",))
+    text.append(
+        f"The largest spread over seeds is {a['kl_sd']:.2f} nats for NICE ({where(a)}: KL {a['kl']:.2f} ± "
+        f"{a['kl_sd']:.2f}) and {b['kl_sd']:.2f} for planar flows ({where(b)})."
+    )
+    return " ".join(text)
