@@ -78,7 +78,11 @@ def nice_mnist_reading(runs: list[Run]) -> str:
     diagonal = nll[("none", 0)][0]
     lengths = sorted(k for f, k in nll if f == "nice-perm")
     nice = [nll[("nice-perm", k)][0] for k in lengths]
-    gaps = [nll[("nice-perm", k)][0] - TABLE2_NEG_LOG_LIKELIHOOD[paper_key("nice-perm", k)] for k in lengths]
+    gaps = [
+        nll[("nice-perm", k)][0] - TABLE2_NEG_LOG_LIKELIHOOD[paper_key("nice-perm", k)]
+        for k in lengths
+        if paper_key("nice-perm", k) in TABLE2_NEG_LOG_LIKELIHOOD
+    ]
     ahead = [k for k in lengths if ("planar", k) in nll and nll[("nice-perm", k)][0] < nll[("planar", k)][0]]
     updates = runs[0].config["updates"]
     share = updates / PAPER_TRAINING["updates"]
@@ -86,7 +90,8 @@ def nice_mnist_reading(runs: list[Run]) -> str:
         f"With {updates:,} updates NICE-perm is below the diagonal model's $-\\ln p(x)$ at "
         f"{sum(v < diagonal for v in nice)} of its {len(lengths)} lengths"
         + (" and falls steadily with $K$" if all(a > b for a, b in zip(nice, nice[1:])) else "")
-        + f"; it ends {_span(gaps)} nats above the paper's NICE rows, at {share:.0%} of the paper's updates.",
+        + (f"; it ends {_span(gaps)} nats above the paper's NICE rows" if gaps else "")
+        + f", at {share:.0%} of the paper's updates.",
         f"NICE-perm is ahead of planar flows at $K$ = {', '.join(map(str, ahead)) or 'none'} "
         f"(of {', '.join(map(str, lengths))}).",
     ]
