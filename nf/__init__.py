@@ -16,8 +16,10 @@ it (``tests/test_layers.py`` checks this). Bottom to top:
   (Table 2), the shared ``training`` loop parts, the MNIST ``data``, the
   recipe ``mnist_study`` and the paired ``comparisons`` of scored runs.
 * ``nf.report``: every table, figure and verdict the book shows, made from
-  runs: ``toy``, ``mnist``, ``flows``, ``figures``, ``tables``,
-  ``verdicts``/``mnist_verdicts``, ``scorecard``, and the paper's numbers.
+  runs: a reading per chapter (``toy``, ``mnist``, ``nice``, ``conv``,
+  ``flows``), ``figures`` and ``style``, ``tables``, ``verdicts`` with
+  ``toy_verdicts`` and ``mnist_verdicts``, ``scorecard``, ``provenance``, and
+  the paper's numbers.
 * ``nf.book``: the chapters, their parameter profiles, the runs a chapter
   asks for (``chapter_runs``), execution, the HTML build and the command line.
 

@@ -83,3 +83,24 @@ def test_unwritable_results_folder_gives_clear_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(OSError, match="cannot write to the results folder"):
         cached_run("exp", {"x": 1}, write_metrics, blocker)
+
+
+def test_only_this_machines_abandoned_work_is_removed(tmp_path):
+    """A results folder shared by machines: a dead process of this host leaves a folder that is cleaned up;
+    another host's folder is left alone, since its process cannot be checked from here."""
+    import subprocess
+    import sys
+
+    from nf.runs.cache import _host
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited
+    parent = tmp_path / "exp"
+    key = config_hash("exp", {"x": 1})
+    mine = parent / f".{key}.{_host()}.{pid}.abc123.tmp"
+    theirs = parent / f".{key}.other-node-7.{pid}.abc123.tmp"
+    alive = parent / f".{key}.{_host()}.1.abc123.tmp"  # pid 1 (init) is always alive
+    for folder in (mine, theirs, alive):
+        folder.mkdir(parents=True)
+    run = cached_run("exp", {"x": 1}, lambda config, folder, checkpoint: (folder / "a.txt").write_text("1"), tmp_path)
+    assert run is not None and not mine.exists() and theirs.exists() and alive.exists()

@@ -6,7 +6,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from nf.runs.cache import list_runs, results_root
+from nf.runs.cache import Run, list_runs, results_root
 
 PAGE_WIDTH = 84  # characters of code or text output a page shows without scrolling
 
@@ -58,20 +58,31 @@ def _runs_by_model(experiment: str, results_dir: str | None) -> list[tuple[str, 
     return [(f"{protocol}{family} K={length}", runs) for (protocol, family, length), runs in sorted(groups.items())]
 
 
+def training_seconds(run: Run) -> float:
+    """The time a run spent training, as its trainer measured it across interruptions and resumes.
+
+    (The wall time in ``provenance.json`` covers only the process that finished the run.)
+    """
+    m = run.metrics
+    if "seconds_per_update" in m:
+        return m["seconds_per_update"] * run.config["updates"]
+    return m["seconds_per_1000_updates"] * run.config["updates"] / 1000
+
+
 def runs_table(experiment: str, results_dir: str | None = None) -> str:
     """The cached runs of ``experiment`` grouped by model (and, for MNIST, protocol: ``quick``, ``validation`` or
-    ``test``, see ``nf.experiments.mnist``): how many, total and mean wall time, machine, code versions."""
+    ``test``, see ``nf.experiments.mnist``): how many, total and mean training time, machine, code versions."""
     rows = []
     for label, runs in _runs_by_model(experiment, results_dir):
         provenances = [run.provenance for run in runs]
-        times = [p["wall_time_seconds"] for p in provenances]
+        times = [training_seconds(run) for run in runs]
         machines = sorted({f"{p['machine']['machine']}, {p['machine']['cpu_count']} cores" for p in provenances})
         versions = sorted({f"`{p['git_commit'][:10]}`" for p in provenances})
         rows.append(
             {
                 "model": label,
                 "runs": len(times),
-                "total wall time (min)": f"{sum(times) / 60:.1f}",
+                "total training time (min)": f"{sum(times) / 60:.1f}",
                 "mean per run (s)": f"{sum(times) / len(times):.1f}",
                 "machine": "; ".join(machines),
                 "code version": " ".join(versions),

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -161,14 +162,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _host() -> str:
+    """This machine's name, as it appears in the names of its temporary run folders (no dots)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", platform.node() or "localhost")
+
+
 def _remove_abandoned_work(parent: Path, key: str) -> None:
-    """Delete temporary folders of ``key`` left by processes that no longer exist (killed mid-run)."""
+    """Delete temporary folders of ``key`` left by processes of *this* machine that no longer exist (killed
+    mid-run).  A folder is named ``.<key>.<host>.<pid>.<random>.tmp``; another machine's folders (a results
+    folder shared by cluster nodes) are never touched, since their processes cannot be checked from here.
+    """
     for path in parent.glob(f".{key}.*.tmp"):
+        parts = path.name.split(".")  # ["", key, host, pid, random, "tmp"]
         try:
-            pid = int(path.name.split(".")[2])
+            host, pid = parts[2], int(parts[3])
         except (IndexError, ValueError):
             continue
-        if pid != os.getpid() and not _pid_alive(pid):
+        if host == _host() and pid != os.getpid() and not _pid_alive(pid):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -204,7 +214,7 @@ def cached_run(
     try:
         parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned_work(parent, key)
-        work = Path(tempfile.mkdtemp(prefix=f".{key}.{os.getpid()}.", suffix=".tmp", dir=parent))
+        work = Path(tempfile.mkdtemp(prefix=f".{key}.{_host()}.{os.getpid()}.", suffix=".tmp", dir=parent))
     except OSError as error:
         raise OSError(f"cannot write to the results folder {parent}: {error.strerror or error}") from None
     final = parent / key
