@@ -159,3 +159,16 @@ def test_summary_pages_run_after_the_chapters_whose_runs_they_read():
     assert order[-3:] == ["intro", "scorecard", "compute"]
     assert order[:5] == ["theory", "toy", "mnist", "nice", "conv"]
     assert execution_order(["scorecard", "toy"]) == ["toy", "scorecard"]
+
+
+def test_runs_status_lists_a_chapters_runs(tmp_path):
+    import os
+
+    env = {**os.environ, "NF_RESULTS_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "nf", "runs", "status", "toy", "--profile", "ci", "-p", "updates", "300"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "4 runs: 4 missing" and all(line.startswith("missing") for line in lines[:-1])
+    bad = run_cli("runs", "status", "toys")
+    assert bad.returncode == 2 and "unknown chapter 'toys'" in bad.stderr

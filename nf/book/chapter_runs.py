@@ -13,6 +13,7 @@ from nf.experiments import mnist, toy
 from nf.experiments.mnist_study import choose_recipe, report_configs, study_configs
 from nf.report.scorecard import MnistEvidence, ToyEvidence
 from nf.report.toy import summarize
+from nf.runs.cache import config_hash
 
 
 def toy_configs(parameters: dict[str, Any]) -> list[dict[str, Any]]:
@@ -63,3 +64,26 @@ def paper_updates() -> dict[str, int]:
         "toy": chapter_parameters("toy", "paper")["updates"],
         "mnist": chapter_parameters("mnist", "paper")["ladder"]["common"]["updates"],
     }
+
+
+def chapter_configs(
+    chapter: str, profile: str = "report", overrides: dict[str, Any] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every run a chapter asks for under ``profile`` (with papermill-style ``overrides``), as
+    ``(experiment, config)``.  For the MNIST chapter: the recipe study, then the report ladder with the recipe
+    that the cached study runs choose (the first candidate while the study is incomplete)."""
+    from nf.book.execute import apply_overrides
+
+    p = apply_overrides(chapter_parameters(chapter, profile), overrides or {})
+    if chapter == "toy":
+        return [("toy", c) for c in toy_configs(p)]
+    if chapter in ("nice", "conv"):
+        return [("toy", c) for c in toy_configs(p["toy"])] + [
+            ("mnist", c) for c in mnist_configs({**p["mnist"], "seed": p["seed"]})
+        ]
+    if chapter == "mnist":
+        by_recipe = study_configs(p["study"], p["seed"])
+        recipe, _ = choose_recipe(p["study"], {n: mnist.fit_mnist_runs(c, train=False) for n, c in by_recipe.items()})
+        study = list({config_hash("mnist", c): c for cs in by_recipe.values() for c in cs}.values())
+        return [("mnist", c) for c in study + report_configs(p["study"], p["ladder"], recipe)]
+    return []

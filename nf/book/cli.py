@@ -1,5 +1,5 @@
-"""Command line: ``python -m nf book run [CHAPTER ...] [--profile P] [--device D] [-p NAME VALUE ...]``
-and ``python -m nf book build``.
+"""Command line: ``python -m nf book run [CHAPTER ...] [--profile P] [--device D] [-p NAME VALUE ...]``,
+``python -m nf book build`` and ``python -m nf runs status CHAPTER [--profile P] [-p NAME VALUE ...]``.
 
 Bad input gets one line naming the bad value and the allowed ones, and a
 non-zero exit status.
@@ -42,7 +42,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     build = actions.add_parser("build", help="build the HTML book into _build/html from the executed chapters")
     build.add_argument("--output", default=None, help="folder to build into (default: the repository)")
+    runs = commands.add_parser("runs", help="the runs behind a chapter")
+    run_actions = runs.add_subparsers(dest="action", required=True)
+    status = run_actions.add_parser("status", help="which of a chapter's runs are cached, running or missing")
+    status.add_argument("chapter", metavar="CHAPTER", help=f"one of {', '.join(chapter_names())}")
+    status.add_argument("--profile", default="report", help=f"{', '.join(PROFILE_NAMES)} (default: report)")
+    status.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="as for book run"
+    )
     return parser
+
+
+def _status(args: argparse.Namespace) -> None:
+    """Print one line per run of the chapter and a summary (``nf.runs.status``)."""
+    from nf.book.chapter_runs import chapter_configs
+    from nf.runs.status import status_rows, status_summary
+
+    args.chapters, args.device = [args.chapter], None
+    _validate_run(args)
+    overrides = {key: _parse_value(key, value) for key, value in args.parameter}
+    rows = status_rows(chapter_configs(args.chapter, args.profile, overrides))
+    for row in rows:
+        detail = f" ({row['detail']})" if row["detail"] else ""
+        print(f"{row['state']:<11} {row['experiment']:<5} {row['key']}  {row['run']}{detail}")
+    print(status_summary(rows) if rows else f"chapter {args.chapter} trains no runs")
 
 
 def _validate_run(args: argparse.Namespace) -> None:
@@ -69,7 +92,9 @@ def _parse_value(key: str, value: str):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.action == "run":
+        if args.command == "runs":
+            _status(args)
+        elif args.action == "run":
             _validate_run(args)
             from nf.book.execute import run_chapter
 

@@ -182,6 +182,11 @@ def _remove_abandoned_work(parent: Path, key: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def checkpoint_path(experiment: str, config: Mapping[str, Any], results_dir: str | os.PathLike | None = None) -> Path:
+    """Where a run of ``config`` keeps its checkpoint while it trains (removed once the run is stored)."""
+    return results_root(results_dir) / experiment / f".{config_hash(experiment, config)}.checkpoint.pt"
+
+
 def lookup(experiment: str, config: Mapping[str, Any], results_dir: str | os.PathLike | None = None) -> Run | None:
     """The cached run for this config if a verified one exists."""
     key = config_hash(experiment, config)
@@ -218,7 +223,7 @@ def cached_run(
     except OSError as error:
         raise OSError(f"cannot write to the results folder {parent}: {error.strerror or error}") from None
     final = parent / key
-    checkpoint = parent / f".{key}.checkpoint.pt"
+    checkpoint = checkpoint_path(experiment, config, results_dir)
     version = version or code_version()
     try:
         start = time.perf_counter()
