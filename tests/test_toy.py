@@ -120,3 +120,12 @@ def test_scaling_comparison_table_pairs_runs(tmp_path):
     assert row["ratio"] == f"{by_family['nice-perm+scale']['kl'] / by_family['nice-perm']['kl']:.2f}"
     assert by_family["nice-perm+scale"]["parameters"] == by_family["nice-perm"]["parameters"] + 2
     assert paired_kl_table(rows, "nice-orth", "nice-orth+scale") == []
+
+
+def test_committed_toy_runs_keep_their_cache_keys():
+    """A toy run in results/ is found again from its config: the key is read from the cache, not recomputed."""
+    from nf.runs.cache import REPO_ROOT, config_hash, list_runs
+
+    runs = list_runs("toy", REPO_ROOT / "results")
+    assert runs, "the committed toy runs are missing"
+    assert all(config_hash("toy", toy_config(**run.config)) == run.key for run in runs[:20])
