@@ -101,3 +101,31 @@ def test_the_reading_of_the_study_is_phrased_from_its_numbers(tmp_path):
     assert "a gain no different than with Adam (the difference, -0.01 ± 0.04 nats, is within 2 standard errors)" in text
     runs["Adam"][1] = None
     assert "waits for all of its runs" in study_reading(STUDY, runs)
+
+
+def test_nice_verdicts_from_the_nice_rungs(tmp_path):
+    runs = study_runs(tmp_path, {"paper's RMSprop": -3.0, "Adam": -0.3, "Adam, flow step x0.1": -0.3})
+    nice = [["nice-perm", k] for k in (10, 20, 40, 80)] + [
+        [f, 20] for f in ("nice-perm+scale", "nice-orth", "nice-orth+scale")
+    ]
+    ladder = {**LADDER, "models": [*LADDER["models"], *nice]}
+    configs = report_configs(STUDY, ladder, "Adam")
+    base = 89.5 + torch.randn(1000, generator=torch.Generator().manual_seed(2))
+    shift = {
+        "none": 0.0,
+        "planar": -1.0,
+        "nice-perm": -0.5,
+        "nice-perm+scale": -0.8,
+        "nice-orth": -0.5,
+        "nice-orth+scale": -0.5,
+    }  # planar ahead of NICE; scaling helps NICE-perm only
+    made = [fake_run(c, base + shift[c["flow"] if c["length"] else "none"], tmp_path) for c in configs]
+    rows = {r["claim"]: r for r in mnist_verdicts(STUDY, runs, configs, made)}
+    assert rows["planar flows beat NICE at equal K (Table 2)"]["verdict"] == "reproduced"
+    scaling = rows["NICE's diagonal scaling layer helps (an open question of earlier reproductions)"]
+    assert scaling["verdict"] == "partly" and "NICE-perm K=20: +0.30" in scaling["evidence"]
+    made[configs.index(next(c for c in configs if c["flow"] == "nice-orth"))] = None
+    rows = {r["claim"]: r for r in mnist_verdicts(STUDY, runs, configs, made)}
+    assert rows["NICE's diagonal scaling layer helps (an open question of earlier reproductions)"]["evidence"] == (
+        "not trained yet: nice-orth K=20"
+    )

@@ -120,8 +120,13 @@ MNIST_STUDY: dict[str, Any] = {
     "candidates": ["Adam", "Adam, flow step x0.1"],
 }
 
-MNIST_LADDER: dict[str, Any] = {
-    "models": [["none", 0], *[["planar", k] for k in (10, 20, 40, 80)]],
+MNIST_LADDER: dict[str, Any] = {  # Table 2's rows (planar, NICE-perm), then the NICE scaling/mixing comparison at K=20
+    "models": [
+        ["none", 0],
+        *[["planar", k] for k in (10, 20, 40, 80)],
+        *[["nice-perm", k] for k in (10, 20, 40, 80)],
+        *[[f, 20] for f in ("nice-perm+scale", "nice-orth", "nice-orth+scale")],
+    ],
     "seeded": [["none", 0], ["planar", 20]],
     "seeds": [0, 1, 2],
     "common": {
