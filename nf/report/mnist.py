@@ -91,7 +91,7 @@ def plot_fig4(runs: list[Run], axes=None):
     for ax, (_, label) in zip(axes, panels):
         ax.set_xlabel("flow length K")
         ax.set_title(label)
-    axes[2].legend()
+    axes[2].legend(loc="upper left", bbox_to_anchor=(1.02, 1))
     return axes
 
 
@@ -426,10 +426,10 @@ def plot_ladder(configs: list[dict[str, Any]], runs: list[Run | None], axes=None
     groups = _by_model([r for r in runs if r is not None])
     diagonal = groups.get(("none", 0), {}).get(0)
     for flow in dict.fromkeys(c["flow"] for c in configs if c["length"] > 0):
-        line = [diagonal] if diagonal else []
-        line += [seeds[0] for (f, _), seeds in sorted(groups.items()) if f == flow and 0 in seeds]
-        if not line:
+        trained = [seeds[0] for (f, _), seeds in sorted(groups.items()) if f == flow and 0 in seeds]
+        if not trained:  # a planned flow with no run yet: no line, no legend entry
             continue
+        line = ([diagonal] if diagonal else []) + trained
         lengths = [r.config["length"] for r in line]
         for ax, name in zip(axes, ("bound", "kl", "nll")):
             values = [metric(r, name) for r in line]
@@ -448,7 +448,7 @@ def plot_ladder(configs: list[dict[str, Any]], runs: list[Run | None], axes=None
         ax.set_xlabel("flow length K")
         ax.set_title(title)
         ax.set_ylabel("nats, test set")
-    axes[2].legend()
+    axes[2].legend(loc="upper left", bbox_to_anchor=(1.02, 1))
     return axes
 
 
