@@ -10,10 +10,9 @@ from typing import Any
 
 from nf.book.profiles import MNIST_TRAINING_KEYS, TOY_TRAINING_KEYS, chapter_parameters
 from nf.experiments import mnist, toy
-from nf.experiments.mnist_study import choose_recipe, report_configs, study_configs
+from nf.experiments.mnist_study import choose_recipe, distinct_configs, report_configs, study_configs
 from nf.report.scorecard import MnistEvidence, ToyEvidence
 from nf.report.toy import summarize
-from nf.runs.cache import config_hash
 
 
 def toy_configs(parameters: dict[str, Any]) -> list[dict[str, Any]]:
@@ -45,17 +44,22 @@ def toy_evidence(profile: str = "report") -> ToyEvidence:
     return longest, None if any(run is None for run in runs) else summarize(runs)
 
 
-def mnist_evidence(profile: str = "report") -> MnistEvidence:
-    """The MNIST chapter's study, its cached runs by recipe, and the report ladder's configs and cached runs."""
-    parameters = chapter_parameters("mnist", profile)
+def _ladder(parameters: dict[str, Any]) -> tuple[dict[str, list], list[dict[str, Any]]]:
+    """The MNIST study's cached runs by recipe, and the report ladder's configs with the recipe they choose."""
     study = parameters["study"]
     study_runs = {
         name: mnist.fit_mnist_runs(configs, train=False)
         for name, configs in study_configs(study, parameters["seed"]).items()
     }
     recipe, _ = choose_recipe(study, study_runs)
-    configs = report_configs(study, parameters["ladder"], recipe)
-    return study, study_runs, configs, mnist.fit_mnist_runs(configs, train=False)
+    return study_runs, report_configs(study, parameters["ladder"], recipe)
+
+
+def mnist_evidence(profile: str = "report") -> MnistEvidence:
+    """The MNIST chapter's study, its cached runs by recipe, and the report ladder's configs and cached runs."""
+    parameters = chapter_parameters("mnist", profile)
+    study_runs, configs = _ladder(parameters)
+    return parameters["study"], study_runs, configs, mnist.fit_mnist_runs(configs, train=False)
 
 
 def paper_updates() -> dict[str, int]:
@@ -82,8 +86,6 @@ def chapter_configs(
             ("mnist", c) for c in mnist_configs({**p["mnist"], "seed": p["seed"]})
         ]
     if chapter == "mnist":
-        by_recipe = study_configs(p["study"], p["seed"])
-        recipe, _ = choose_recipe(p["study"], {n: mnist.fit_mnist_runs(c, train=False) for n, c in by_recipe.items()})
-        study = list({config_hash("mnist", c): c for cs in by_recipe.values() for c in cs}.values())
-        return [("mnist", c) for c in study + report_configs(p["study"], p["ladder"], recipe)]
+        _, ladder = _ladder(p)
+        return [("mnist", c) for c in distinct_configs(study_configs(p["study"], p["seed"])) + ladder]
     return []

@@ -86,12 +86,17 @@ def report_configs(study: dict[str, Any], report: dict[str, Any], recipe: str) -
     return configs
 
 
+def distinct_configs(by_recipe: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The study's configs without repeats (recipes may share a run), in order of first appearance."""
+    return list({config_hash("mnist", c): c for configs in by_recipe.values() for c in configs}.values())
+
+
 def obtain_study(study: dict[str, Any], train: bool, seed: int = 0, **where: Any) -> dict[str, list[Run | None]]:
     """The study's runs by recipe name, trained where missing if ``train`` (all at once, so they share the workers).
 
     ``where``: ``results_dir``, ``device``, ``data_root``, ``workers`` of ``fit_mnist_runs``.
     """
     by_recipe = study_configs(study, seed)
-    flat = list({config_hash("mnist", c): c for configs in by_recipe.values() for c in configs}.values())
+    flat = distinct_configs(by_recipe)
     found = dict(zip((config_hash("mnist", c) for c in flat), fit_mnist_runs(flat, train=train, **where)))
     return {name: [found[config_hash("mnist", c)] for c in configs] for name, configs in by_recipe.items()}

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from nf.report.toy import parameter_count
+from nf.report.toy import energy_label, parameter_count
 from nf.runs.cache import Run
 
 
-def _target(energy: str) -> str:
-    return f"${energy[0]}_{energy[1:]}$"
-
-
 def _targets(energies: list[str]) -> str:
-    return ", ".join(map(_target, energies)) if energies else "no target"
+    return ", ".join(map(energy_label, energies)) if energies else "no target"
 
 
 def conv_toy_reading(rows: list[dict[str, Any]]) -> str:

@@ -8,19 +8,10 @@ from typing import Any
 from nf.models.dlgm import DLGM
 from nf.report.mnist import flow_parameters, paper_key
 from nf.report.paper import PAPER_TRAINING, TABLE2_NEG_LOG_LIKELIHOOD
-from nf.report.toy import parameter_count
+from nf.report.toy import energy_label, parameter_count, value_range
 from nf.runs.cache import Run
 
 NICE = ("nice-perm", "nice-orth")
-
-
-def _target(energy: str) -> str:
-    return f"${energy[0]}_{energy[1:]}$"
-
-
-def _span(values: list[float], fmt: str = ".1f") -> str:
-    low, high = min(values), max(values)
-    return f"{low:{fmt}}" if f"{low:{fmt}}" == f"{high:{fmt}}" else f"{low:{fmt}} to {high:{fmt}}"
 
 
 def nice_toy_reading(rows: list[dict[str, Any]], runs: list[Run]) -> str:
@@ -37,7 +28,7 @@ def nice_toy_reading(rows: list[dict[str, Any]], runs: list[Run]) -> str:
     nice_short = parameter_count(variants[0], short)
     text = [
         f"At $K = {long}$ the best NICE variant's KL is {ratio[low]:.1f} times the planar flow's on "
-        f"{_target(low)} and {ratio[high]:.1f} times on {_target(high)}"
+        f"{energy_label(low)} and {ratio[high]:.1f} times on {energy_label(high)}"
         + (", larger on every target" if min(ratio.values()) > 1 else "")
         + f", although NICE has {nice_long / planar_long:,.0f} times more parameters ({nice_long:,} against "
         f"{planar_long:,}); the shortest NICE flow ($K = {short}$, {nice_short:,} parameters) already has "
@@ -54,7 +45,7 @@ def nice_toy_reading(rows: list[dict[str, Any]], runs: list[Run]) -> str:
         ratios = [a["kl"] / b["kl"] for a, b in scaled]
         within = sum(abs(a["kl"] - b["kl"]) <= 2 * math.hypot(a["kl_sd"], b["kl_sd"]) for a, b in scaled)
         text.append(
-            f"The final scaling layer multiplies the KL by {_span(ratios)} across the {len(scaled)} (target, "
+            f"The final scaling layer multiplies the KL by {value_range(ratios)} across the {len(scaled)} (target, "
             f"mixing, $K$) pairs, {sum(r < 1 for r in ratios)} times downwards; in {within} of them the change is "
             "within two standard deviations of the seeds' spread."
         )
@@ -65,7 +56,7 @@ def nice_toy_reading(rows: list[dict[str, Any]], runs: list[Run]) -> str:
     )
     if seeds:
         text.append(
-            f"On {_target(energies[0])} with $K = {short}$ the KL of each NICE run is: "
+            f"On {energy_label(energies[0])} with $K = {short}$ the KL of each NICE run is: "
             + "; ".join(f"{family} seed {seed}: {kl:.2f}" for family, seed, kl in seeds)
             + "."
         )
@@ -90,7 +81,7 @@ def nice_mnist_reading(runs: list[Run]) -> str:
         f"With {updates:,} updates NICE-perm is below the diagonal model's $-\\ln p(x)$ at "
         f"{sum(v < diagonal for v in nice)} of its {len(lengths)} lengths"
         + (" and falls steadily with $K$" if all(a > b for a, b in zip(nice, nice[1:])) else "")
-        + (f"; it ends {_span(gaps)} nats above the paper's NICE rows" if gaps else "")
+        + (f"; it ends {value_range(gaps)} nats above the paper's NICE rows" if gaps else "")
         + f", at {share:.0%} of the paper's updates.",
         f"NICE-perm is ahead of planar flows at $K$ = {', '.join(map(str, ahead)) or 'none'} "
         f"(of {', '.join(map(str, lengths))}).",
@@ -127,7 +118,7 @@ def nice_mnist_reading(runs: list[Run]) -> str:
     ]
     if scale:
         text.append(
-            f"The scaling layer changes $-\\ln p(x)$ by {_span(scale, '+.2f')} nats, upwards in "
+            f"The scaling layer changes $-\\ln p(x)$ by {value_range(scale, '+.2f')} nats, upwards in "
             f"{sum(d > 0 for d in scale)} of {len(scale)} comparisons."
         )
     if ("nice-orth", 20) in nll and ("nice-perm", 20) in nll:

@@ -60,6 +60,11 @@ def claims(toy_summary: list[dict[str, Any]] | None, mnist: MnistEvidence) -> li
     return rows + [{"experiment": "MNIST", **row} for row in mnist_claims(mnist)]
 
 
+def claims_at_a_glance(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The claims table without its paper and evidence columns, for the intro."""
+    return [{k: r[k] for k in ("experiment", "claim", "verdict")} for r in rows]
+
+
 def verdict_counts(rows: list[dict[str, str]]) -> str:
     """``"3 reproduced, 2 partly, ..."``: how many claims got each verdict, in the order of ``VERDICTS``."""
     counts = [(v, sum(r["verdict"] == v for r in rows)) for v in VERDICTS]

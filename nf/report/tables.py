@@ -106,13 +106,10 @@ def paper_scale_table(paper_updates: dict[str, int], results_dir: str | None = N
     """Time one run would take at the paper's number of updates (``paper_updates``: experiment -> updates),
     extrapolated from the measured time per update here."""
     rows = []
-    for experiment, per_update in (
-        ("toy", lambda m: m["seconds_per_1000_updates"] / 1000),
-        ("mnist", lambda m: m["seconds_per_update"]),
-    ):
+    for experiment in ("toy", "mnist"):
         updates = paper_updates[experiment]
         for label, runs in _runs_by_model(experiment, results_dir):
-            seconds = [per_update(run.metrics) for run in runs]
+            seconds = [training_seconds(run) / run.config["updates"] for run in runs]
             hours = sum(seconds) / len(seconds) * updates / 3600
             rows.append(
                 {

@@ -139,9 +139,15 @@ def convergence_table(energies: dict[str, Callable[[Tensor], Tensor]]) -> list[d
     return rows
 
 
-def _ratio_range(values: list[float]) -> str:
+def energy_label(energy: str) -> str:
+    """``"U3"`` -> ``"$U_3$"``: a target's name as the prose writes it."""
+    return f"${energy[0]}_{energy[1:]}$"
+
+
+def value_range(values: list[float], fmt: str = ".1f") -> str:
+    """``"0.7 to 2.8"``, or one number when the rounded ends agree."""
     low, high = min(values), max(values)
-    return f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f} to {high:.1f}"
+    return f"{low:{fmt}}" if f"{low:{fmt}}" == f"{high:{fmt}}" else f"{low:{fmt}} to {high:{fmt}}"
 
 
 def toy_reading(rows: list[dict[str, Any]], nice: tuple[str, ...] = ("nice-orth", "nice-perm")) -> str:
@@ -161,22 +167,22 @@ def toy_reading(rows: list[dict[str, Any]], nice: tuple[str, ...] = ("nice-orth"
     shrink = [kl[(e, "planar", short)] / kl[(e, "planar", long)] for e in energies]
     text = [
         f"From $K = {short}$ to $K = {long}$ the exact KL of planar flows shrinks by a factor of "
-        f"{_ratio_range(shrink)} across the {len(energies)} targets."
+        f"{value_range(shrink)} across the {len(energies)} targets."
     ]
     for k in (long, middle):
         behind = [(e, f) for e in energies for f in nice if kl[(e, f, k)] < kl[(e, "planar", k)]]
         if not behind:
             text.append(f"At $K = {k}$ planar flows have a lower KL than {' and '.join(nice)} on every target.")
         else:
-            where = ", ".join(f"{f} on ${e[0]}_{e[1:]}$" for e, f in behind)
+            where = ", ".join(f"{f} on {energy_label(e)}" for e, f in behind)
             text.append(
                 f"At $K = {k}$ NICE is ahead of planar flows in {len(behind)} of "
                 f"{len(energies) * len(nice)} cases ({where})."
             )
     gains = {(e, f): kl[(e, f, middle)] / kl[(e, f, long)] for e in energies for f in nice}
-    halves = [f"{f} on ${e[0]}_{e[1:]}$" for (e, f), g in gains.items() if g >= 2]
+    halves = [f"{f} on {energy_label(e)}" for (e, f), g in gains.items() if g >= 2]
     text.append(
-        f"NICE's KL shrinks by a factor of {_ratio_range(list(gains.values()))} from $K = {middle}$ to $K = {long}$"
+        f"NICE's KL shrinks by a factor of {value_range(list(gains.values()))} from $K = {middle}$ to $K = {long}$"
         + (f"; it at least halves for {', '.join(halves)}." if halves else ".")
     )
     planar_params, nice_params = parameter_count("planar", long), parameter_count(nice[0], long)
@@ -189,7 +195,7 @@ def toy_reading(rows: list[dict[str, Any]], nice: tuple[str, ...] = ("nice-orth"
         return max((r for r in rows if r["family"] in families), key=lambda r: r["kl_sd"])
 
     def where(r: dict[str, Any]) -> str:
-        return f"{r['family']} with $K = {r['length']}$ on ${r['energy'][0]}_{r['energy'][1:]}$"
+        return f"{r['family']} with $K = {r['length']}$ on {energy_label(r['energy'])}"
 
     a, b = widest(nice), widest(("planar",))
     text.append(
