@@ -14,7 +14,8 @@ it (``tests/test_layers.py`` checks this). Bottom to top:
   provenance), checkpoints, parallel workers, config defaults, devices.
 * ``nf.experiments``: training and scoring: ``toy`` (Fig. 3), ``mnist``
   (Table 2), the shared ``training`` loop parts, the MNIST ``data``, the
-  recipe ``mnist_study`` and the paired ``comparisons`` of scored runs.
+  recipe ``mnist_study``, the paired ``comparisons`` of scored runs, and
+  ``jobs`` (missing runs trained as submitit jobs, locally or on SLURM).
 * ``nf.report``: every table, figure and verdict the book shows, made from
   runs: a reading per chapter (``toy``, ``mnist``, ``nice``, ``conv``,
   ``flows``), ``figures`` and ``style``, ``tables``, ``verdicts`` with

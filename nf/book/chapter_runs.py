@@ -89,3 +89,26 @@ def chapter_configs(
         _, ladder = _ladder(p)
         return [("mnist", c) for c in distinct_configs(study_configs(p["study"], p["seed"])) + ladder]
     return []
+
+
+def configs_to_train(
+    chapter: str, profile: str = "report", overrides: dict[str, Any] | None = None
+) -> tuple[list[tuple[str, dict[str, Any]]], str | None]:
+    """The chapter's runs whose configs are settled now, and why others wait (None if none do).
+
+    The MNIST report ladder's recipe is chosen from the recipe study's runs, so until every study run is
+    cached only the study is settled.
+    """
+    runs = chapter_configs(chapter, profile, overrides)
+    if chapter != "mnist":
+        return runs, None
+    from nf.book.execute import apply_overrides
+
+    p = apply_overrides(chapter_parameters(chapter, profile), overrides or {})
+    study = [("mnist", c) for c in distinct_configs(study_configs(p["study"], p["seed"]))]
+    if all(run is not None for run in mnist.fit_mnist_runs([c for _, c in study], train=False)):
+        return runs, None
+    return study, (
+        f"the report ladder ({len(runs) - len(study)} runs) waits for the recipe study: "
+        "its recipe is chosen from the study's runs; run this command again when they are cached"
+    )

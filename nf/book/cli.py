@@ -1,5 +1,6 @@
 """Command line: ``python -m nf book run [CHAPTER ...] [--profile P] [--device D] [-p NAME VALUE ...]``,
-``python -m nf book build`` and ``python -m nf runs status CHAPTER [--profile P] [-p NAME VALUE ...]``.
+``python -m nf book build``, ``python -m nf runs status CHAPTER [--profile P] [-p NAME VALUE ...]`` and
+``python -m nf runs train CHAPTER [--profile P] [-p NAME VALUE ...] --executor local|slurm [--jobs N] ...``.
 
 Bad input gets one line naming the bad value and the allowed ones, and a
 non-zero exit status.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -50,7 +52,87 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument(
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="as for book run"
     )
+    train = run_actions.add_parser(
+        "train",
+        help="train a chapter's missing runs as jobs (submitit): on this machine, or on a SLURM cluster",
+    )
+    train.add_argument("chapter", metavar="CHAPTER", help=f"one of {', '.join(chapter_names())}")
+    train.add_argument("--profile", default="report", help=f"{', '.join(PROFILE_NAMES)} (default: report)")
+    train.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="as for book run"
+    )
+    train.add_argument("--executor", required=True, help="local (subprocesses here, waited for) or slurm (sbatch)")
+    train.add_argument("--jobs", type=int, default=None, help="at most N jobs at once (default: local 1, slurm any)")
+    train.add_argument("--device", default="cpu", help=f"device each job trains on: {', '.join(DEVICES)}")
+    train.add_argument("--toy-batch", type=int, default=16, help="toy runs per job (default: 16)")
+    train.add_argument("--log-folder", default=None, help="submitit's logs (default: <results>/.jobs)")
+    train.add_argument("--slurm-partition", default=None, help="SLURM partition")
+    train.add_argument("--slurm-gpus-per-job", type=int, default=None, help="GPUs per job (default: 0)")
+    train.add_argument("--slurm-time", type=int, default=None, help="time limit per job in minutes (default: 1440)")
+    train.add_argument("--slurm-cpus-per-job", type=int, default=None, help="CPUs per job (default: 1)")
+    train.add_argument("--dry-run", action="store_true", help="list the jobs (and the sbatch script); submit nothing")
     return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Submit the chapter's missing runs as jobs (``nf.experiments.jobs``); local jobs are waited for."""
+    from nf.book.chapter_runs import configs_to_train
+    from nf.experiments.jobs import (
+        job_batches,
+        make_executor,
+        missing_runs,
+        run_local_jobs,
+        slurm_parameters,
+        slurm_script,
+        submit_jobs,
+    )
+    from nf.runs.cache import results_root
+    from nf.validation import check_choice, check_int
+
+    args.chapters = [args.chapter]
+    _validate_run(args)
+    check_choice("executor", args.executor, ("local", "slurm"))
+    check_int("toy runs per job", args.toy_batch)
+    if args.jobs is not None:
+        check_int("jobs", args.jobs)
+    given = {
+        name: value
+        for name, value in (
+            ("partition", args.slurm_partition),
+            ("gpus_per_job", args.slurm_gpus_per_job),
+            ("time_minutes", args.slurm_time),
+            ("cpus_per_job", args.slurm_cpus_per_job),
+        )
+        if value is not None
+    }
+    if args.executor == "local" and given:
+        options = ", ".join("--slurm-" + name.split("_")[0] for name in given)
+        raise ValueError(f"{options} apply only to --executor slurm")
+    overrides = {key: _parse_value(key, value) for key, value in args.parameter}
+    runs, waiting = configs_to_train(args.chapter, args.profile, overrides)
+    missing = missing_runs(runs)
+    batches = job_batches(missing, args.toy_batch)
+    print(f"{len(runs)} runs settled, {len(runs) - len(missing)} cached: {len(batches)} jobs for {len(missing)} runs")
+    if waiting:
+        print(waiting)
+    folder = Path(args.log_folder) if args.log_folder else results_root() / ".jobs"
+    if args.executor == "slurm":
+        parameters = slurm_parameters(parallel_jobs=args.jobs, **given)
+        if args.dry_run:
+            print(slurm_script(parameters, folder, max(len(batches), 1)))
+            return 0
+        jobs = submit_jobs(
+            missing, make_executor("slurm", folder, parameters), device=args.device, toy_batch=args.toy_batch
+        )
+        print(f"submitted {len(jobs)} jobs: {', '.join(job.job_id for job in jobs)}")
+        print(f"progress: python -m nf runs status {args.chapter} --profile {args.profile}")
+        return 0
+    if args.dry_run or not batches:
+        return 0
+    errors = run_local_jobs(missing, folder, args.jobs or 1, device=args.device, toy_batch=args.toy_batch, report=print)
+    if errors:
+        print(f"{len(errors)} jobs failed; their runs keep their checkpoints: run this command again to resume them")
+    return 1 if errors else 0
 
 
 def _status(args: argparse.Namespace) -> None:
@@ -92,6 +174,8 @@ def _parse_value(key: str, value: str):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "runs" and args.action == "train":
+            return _train(args)
         if args.command == "runs":
             _status(args)
         elif args.action == "run":

@@ -1,0 +1,207 @@
+"""Train missing runs as jobs: on this machine (``local``) or on a SLURM cluster (``slurm``), through submitit.
+
+The run cache is the meeting point: a job trains its runs with ``cached_runs``
+(resuming each from its checkpoint, if an earlier job left one) and writes
+each run's folder atomically, so any number of jobs, on any number of
+machines sharing one results folder, can work on one set of runs.  Runs
+already cached are never submitted.  A job that fails or is preempted leaves
+its checkpoints behind; submitting the same runs again resumes them.
+
+One MNIST run is one job; toy runs, seconds each, go ``toy_batch`` to a job.
+
+Example::
+
+    runs = [("mnist", config_a), ("mnist", config_b)]
+    errors = run_local_jobs(missing_runs(runs), folder, parallel_jobs=2)   # waits; [] if every job succeeded
+    jobs = submit_jobs(missing_runs(runs), make_executor("slurm", folder, slurm_parameters("gpu", 1)))
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nf.experiments.mnist import mnist_config, train_mnist
+from nf.experiments.toy import toy_config, train_toy
+from nf.runs.cache import cached_runs, config_hash, lookup, results_root
+from nf.validation import check_choice, check_int
+
+EXECUTORS = ("local", "slurm")
+TOY_BATCH = 16
+LOCAL_TIMEOUT_MINUTES = 7 * 24 * 60  # submitit's local default (2 minutes) would end every MNIST run
+
+Runs = Sequence[tuple[str, dict[str, Any]]]
+
+
+def missing_runs(runs: Runs, results_dir: str | os.PathLike | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The ``(experiment, config)`` pairs that have no cached run."""
+    return [(experiment, config) for experiment, config in runs if lookup(experiment, config, results_dir) is None]
+
+
+def job_batches(runs: Runs, toy_batch: int = TOY_BATCH) -> list[list[tuple[str, dict[str, Any]]]]:
+    """The runs grouped into jobs: one MNIST run per job, toy runs ``toy_batch`` to a job."""
+    check_int("toy runs per job", toy_batch)
+    toy = [run for run in runs if run[0] == "toy"]
+    other = [[run] for run in runs if run[0] != "toy"]
+    return [toy[i : i + toy_batch] for i in range(0, len(toy), toy_batch)] + other
+
+
+def train_runs(
+    runs: Runs,
+    results_dir: str,
+    device: str = "cpu",
+    data_root: str | None = None,
+    threads: int = 1,
+    checkpoint_every: int | None = None,
+) -> list[str]:
+    """A job's body: train (or resume, or find cached) each run, one after another; return their cache keys.
+
+    ``checkpoint_every`` saves a checkpoint every that many updates as well as every few minutes.
+    """
+    torch.set_num_threads(threads)
+    for experiment, config in runs:
+        check_choice("experiment", experiment, ("toy", "mnist"))
+        if experiment == "toy":
+            trainer = partial(train_toy, checkpoint_every=checkpoint_every)
+            cached_runs("toy", [toy_config(**config)], trainer, results_dir)
+        else:
+            trainer = partial(train_mnist, device=device, data_root=data_root, checkpoint_every=checkpoint_every)
+            cached_runs("mnist", [mnist_config(**config)], trainer, results_dir)
+    return [config_hash(experiment, config) for experiment, config in runs]
+
+
+def slurm_parameters(
+    partition: str | None = None,
+    gpus_per_job: int = 0,
+    time_minutes: int = 24 * 60,
+    cpus_per_job: int = 1,
+    parallel_jobs: int | None = None,
+) -> dict[str, Any]:
+    """The ``sbatch`` settings of every job, by their SLURM names (as submitit's SLURM executor takes them)."""
+    check_int("GPUs per job", gpus_per_job, minimum=0)
+    check_int("job time in minutes", time_minutes)
+    check_int("CPUs per job", cpus_per_job)
+    parameters: dict[str, Any] = {"job_name": "nf", "time": time_minutes, "cpus_per_task": cpus_per_job}
+    if partition is not None:
+        if not partition or any(c.isspace() for c in partition):
+            raise ValueError(f"invalid SLURM partition {partition!r}")
+        parameters["partition"] = partition
+    if gpus_per_job:
+        parameters["gpus_per_node"] = gpus_per_job
+    if parallel_jobs is not None:
+        check_int("parallel jobs", parallel_jobs)
+        parameters["array_parallelism"] = parallel_jobs
+    return parameters
+
+
+def slurm_script(parameters: dict[str, Any], folder: str | os.PathLike, jobs: int = 1) -> str:
+    """The ``sbatch`` script submitit writes for these settings, as an array of ``jobs`` jobs when there are
+    several (built without a cluster, by submitit's own function)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    check_int("jobs", jobs)
+    command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
+    array = {"map_count": jobs} if jobs > 1 else {}
+    return _make_sbatch_string(command=command, folder=str(folder), **parameters, **array)
+
+
+def make_executor(kind: str, folder: str | os.PathLike, slurm: dict[str, Any] | None = None):
+    """A submitit executor writing its logs to ``folder``: ``local`` (subprocesses here) or ``slurm`` (``sbatch``
+    with the ``slurm_parameters``)."""
+    import submitit
+
+    check_choice("executor", kind, EXECUTORS)
+    if kind == "local":
+        if slurm:
+            raise ValueError(f"SLURM options ({', '.join(sorted(slurm))}) apply only to --executor slurm")
+        executor = submitit.LocalExecutor(folder)
+        executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MINUTES)
+        return executor
+    executor = submitit.SlurmExecutor(folder)  # raises if this machine has no SLURM (no srun)
+    executor.update_parameters(**(slurm or slurm_parameters()))
+    return executor
+
+
+def _job_body(
+    results_dir: str | os.PathLike | None, device: str, data_root: str | None, checkpoint_every: int | None
+) -> partial:
+    folder = str(Path(results_root(results_dir)).resolve())  # jobs may run elsewhere: an absolute path
+    return partial(
+        train_runs, results_dir=folder, device=device, data_root=data_root, checkpoint_every=checkpoint_every
+    )
+
+
+def submit_jobs(
+    runs: Runs,
+    executor,
+    results_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+    data_root: str | None = None,
+    toy_batch: int = TOY_BATCH,
+    checkpoint_every: int | None = None,
+) -> list:
+    """Submit every batch of ``runs`` (``job_batches``) at once; return submitit's job handles.
+
+    On SLURM the jobs form one job array (at most ``array_parallelism`` of them run at once).
+    """
+    import submitit
+
+    body = _job_body(results_dir, device, data_root, checkpoint_every)
+    batches = job_batches(runs, toy_batch)
+    if isinstance(executor, submitit.SlurmExecutor) and batches:
+        with executor.batch():
+            jobs = [executor.submit(body, batch) for batch in batches]
+        return jobs
+    return [executor.submit(body, batch) for batch in batches]
+
+
+def run_local_jobs(
+    runs: Runs,
+    folder: str | os.PathLike,
+    parallel_jobs: int = 1,
+    results_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+    data_root: str | None = None,
+    toy_batch: int = TOY_BATCH,
+    checkpoint_every: int | None = None,
+    report: Callable[[str], None] = print,
+    poll_seconds: float = 0.5,
+) -> list[str]:
+    """Train ``runs`` as subprocess jobs on this machine, at most ``parallel_jobs`` at a time, and wait for them.
+
+    ``report`` gets one line per job started, finished or failed.  Returns the error of each failed job (its
+    runs keep their checkpoints; run again to resume them).
+    """
+    check_int("parallel jobs", parallel_jobs)
+    executor = make_executor("local", folder)
+    body = _job_body(results_dir, device, data_root, checkpoint_every)
+    waiting, running, errors = job_batches(runs, toy_batch), [], []
+    while waiting or running:
+        while waiting and len(running) < parallel_jobs:
+            batch = waiting.pop(0)
+            running.append((executor.submit(body, batch), batch))
+            report(f"job {running[-1][0].job_id} started: {_describe(batch)}")
+        time.sleep(poll_seconds)
+        for job, batch in [(job, batch) for job, batch in running if job.done()]:
+            running.remove((job, batch))
+            try:
+                job.result()
+                report(f"job {job.job_id} finished: {_describe(batch)}")
+            except Exception as error:  # the job's own exception, or a killed job
+                lines = str(error).strip().splitlines()
+                errors.append(f"job {job.job_id} failed ({_describe(batch)}): {lines[-1] if lines else error!r}")
+                report(errors[-1])
+    return errors
+
+
+def _describe(batch: Runs) -> str:
+    keys = [config_hash(experiment, config) for experiment, config in batch]
+    return f"{batch[0][0]} run {keys[0]}" if len(keys) == 1 else f"{len(keys)} {batch[0][0]} runs"
