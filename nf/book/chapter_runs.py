@@ -10,7 +10,13 @@ from typing import Any
 
 from nf.book.profiles import MNIST_TRAINING_KEYS, TOY_TRAINING_KEYS, chapter_parameters
 from nf.experiments import mnist, toy
-from nf.experiments.mnist_study import choose_recipe, distinct_configs, report_configs, study_configs
+from nf.experiments.mnist_study import (
+    choose_recipe,
+    distinct_configs,
+    recipe_decided,
+    report_configs,
+    study_configs,
+)
 from nf.report.scorecard import MnistEvidence, ToyEvidence
 from nf.report.toy import summarize
 
@@ -94,10 +100,10 @@ def chapter_configs(
 def configs_to_train(
     chapter: str, profile: str = "report", overrides: dict[str, Any] | None = None
 ) -> tuple[list[tuple[str, dict[str, Any]]], str | None]:
-    """The chapter's runs whose configs are settled now, and why others wait (None if none do).
+    """The chapter's runs whose configs are settled now, and why the others wait (None if none do).
 
-    The MNIST report ladder's recipe is chosen from the recipe study's runs, so until every study run is
-    cached only the study is settled.
+    The MNIST report ladder's recipe is chosen from the recipe study's runs (``choose_recipe``), so until the
+    candidates' runs are cached only the study is settled.
     """
     runs = chapter_configs(chapter, profile, overrides)
     if chapter != "mnist":
@@ -105,10 +111,11 @@ def configs_to_train(
     from nf.book.execute import apply_overrides
 
     p = apply_overrides(chapter_parameters(chapter, profile), overrides or {})
-    study = [("mnist", c) for c in distinct_configs(study_configs(p["study"], p["seed"]))]
-    if all(run is not None for run in mnist.fit_mnist_runs([c for _, c in study], train=False)):
+    study_runs, _ = _ladder(p)
+    if recipe_decided(p["study"], study_runs):
         return runs, None
+    study = [("mnist", c) for c in distinct_configs(study_configs(p["study"], p["seed"]))]
     return study, (
         f"the report ladder ({len(runs) - len(study)} runs) waits for the recipe study: "
-        "its recipe is chosen from the study's runs; run this command again when they are cached"
+        "its recipe is chosen from the candidates' runs; run this command again when they are cached"
     )

@@ -47,6 +47,12 @@ def study_configs(study: dict[str, Any], seed: int = 0) -> dict[str, list[dict[s
     }
 
 
+def recipe_decided(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> bool:
+    """Whether ``choose_recipe`` has what it compares: every candidate's planar ``K = 20`` run."""
+    index = study["models"].index(["planar", 20])
+    return all(runs[name][index] is not None for name in study["candidates"])
+
+
 def choose_recipe(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> tuple[str, str]:
     """The report recipe by the rule in the module docstring, and the evidence in words.
 
