@@ -19,7 +19,9 @@ against ``K = 0``, NICE both folded (``CouplingChain``, what training uses) and
 layer by layer (``plain``), at each thread count of ``--family-threads``;
 ``--circular`` times a circular convolution with its
 log-determinant (real FFTs, O(D log D)) against a dense D x D linear map
-with ``slogdet`` (O(D^3)).
+with ``slogdet`` (O(D^3)); ``--bfloat16`` times an update with the encoder
+and decoder under bfloat16 autocast (the flow and its parameter head in
+float32) against the same update in float32.
 """
 
 from __future__ import annotations
@@ -128,6 +130,37 @@ def time_families(lengths: list[int], families: list[str], repetitions: int, upd
         print(f"update/K0 {label:<22} " + " | ".join(cells), flush=True)
 
 
+class Autocast(nn.Module):
+    """Run ``module`` under CPU bfloat16 autocast; its output back in float32."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.module(x).float()
+
+
+def time_bfloat16(models: list[tuple[str, int]], repetitions: int, updates: int, batch: int) -> None:
+    """One update with the encoder and decoder in bfloat16 (autocast) against float32, per model, interleaved."""
+    x = torch.bernoulli(torch.rand(batch, 784, generator=torch.Generator().manual_seed(0)))
+    steps = {}
+    for family, k in models:
+        for precision in ("float32", "bfloat16"):
+            torch.manual_seed(0)
+            model = DLGM(family, k)
+            if precision == "bfloat16":
+                model.encoder, model.decoder = Autocast(model.encoder), Autocast(model.decoder)
+            steps[(family, k, precision)] = update_step(model, x)
+    median = interleaved_medians(steps, repetitions, updates)
+    cells = [
+        f"{family} K={k} {median[(family, k, 'bfloat16')] / median[(family, k, 'float32')]:.2f}x"
+        for family, k in models
+    ]
+    print("update bfloat16/float32 (encoder and decoder autocast): " + " | ".join(cells), flush=True)
+
+
 def time_circular(dims: list[int], repetitions: int, batch: int = 100) -> None:
     """Circular convolution with log-det (FFT) against a dense linear map with slogdet, at growing D."""
     for dim in dims:
@@ -208,6 +241,7 @@ def main() -> None:
     parser.add_argument("--toy", action="store_true", help="also time toy fits")
     parser.add_argument("--families", action="store_true", help="also time NICE and convolutional flows")
     parser.add_argument("--circular", action="store_true", help="also time circular convolution against a dense map")
+    parser.add_argument("--bfloat16", action="store_true", help="also time bfloat16 autocast against float32")
     parser.add_argument(
         "--family-threads",
         type=int,
@@ -261,6 +295,8 @@ def main() -> None:
                 args.batch,
             )
         torch.set_num_threads(threads_at_start)
+    if args.bfloat16:
+        time_bfloat16([("none", 0), ("planar", 20), ("nice-perm", 20)], args.repetitions, args.updates, args.batch)
     if args.circular:
         time_circular([64, 256, 1024, 4096], args.repetitions)
     if args.eval:

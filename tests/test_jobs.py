@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import pytest
+import submitit
 import torch
 
 from nf.book.chapter_runs import chapter_configs, configs_to_train
 from nf.book.cli import main
 from nf.experiments.jobs import (
+    TrainRuns,
     job_batches,
     make_executor,
     missing_runs,
@@ -17,10 +21,9 @@ from nf.experiments.jobs import (
     slurm_parameters,
     slurm_script,
     submit_jobs,
-    train_runs,
 )
 from nf.experiments.mnist import mnist_config
-from nf.runs.cache import checkpoint_path, lookup
+from nf.runs.cache import checkpoint_path, config_hash, lookup
 from nf.runs.checkpoint import load_checkpoint
 from nf.runs.status import status_rows, status_summary
 
@@ -38,7 +41,7 @@ def _mnist_ci_runs(count: int) -> list[tuple[str, dict]]:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("mnist_available")
-def test_two_missing_runs_are_trained_by_two_jobs_and_cached_runs_are_not_submitted(tmp_path):
+def test_two_missing_runs_are_trained_by_two_jobs(tmp_path):
     runs = _mnist_ci_runs(2)
     results = tmp_path / "results"
     assert status_summary(status_rows(runs, results)) == "2 runs: 2 missing"
@@ -49,45 +52,73 @@ def test_two_missing_runs_are_trained_by_two_jobs_and_cached_runs_are_not_submit
     assert sum(" started: mnist run " in line for line in lines) == 2
     assert sum(" finished: mnist run " in line for line in lines) == 2
     assert status_summary(status_rows(runs, results)) == "2 runs: 2 cached"
-
     assert missing_runs(runs, results) == []
-    lines.clear()
-    assert run_local_jobs(missing_runs(runs, results), tmp_path / "jobs", 2, results, report=lines.append) == []
-    assert lines == []  # nothing submitted
+
+
+def _start_and_wait_for_a_checkpoint(config, results, jobs_folder):
+    """Submit one job training ``config``; return it once its run has saved a checkpoint after some updates (and
+    is not done)."""
+    (job,) = submit_jobs([("mnist", config)], make_executor("local", jobs_folder), results, checkpoint_every=1)
+    checkpoint, deadline = checkpoint_path("mnist", config, results), time.monotonic() + 120
+    while (load_checkpoint(checkpoint) or {}).get("step", 0) == 0:
+        assert not job.done(), "the job ended before its first checkpoint: give the test run more updates"
+        assert time.monotonic() < deadline, "no checkpoint after two minutes"
+        time.sleep(0.02)
+    return job
+
+
+def _uninterrupted_twin(config, results):
+    threads = torch.get_num_threads()
+    try:
+        TrainRuns(str(results))([("mnist", config)])  # in this process, one thread like the jobs
+    finally:
+        torch.set_num_threads(threads)
+    return lookup("mnist", config, results)
+
+
+def _assert_same_numbers(run, twin):
+    assert run.metrics["history"] == twin.metrics["history"]
+    for name, scores in twin.load_tensors("scores.pt").items():
+        assert torch.equal(run.load_tensors("scores.pt")[name], scores), name
+
+
+@pytest.fixture
+def long_ci_config():
+    """A ``ci`` MNIST config long enough to be stopped mid-run, with a history row (a checkpoint) every 50."""
+    (_, config), *_ = _mnist_ci_runs(1)
+    return mnist_config(**{**config, "updates": 400, "eval_every": 50})
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("mnist_available")
-def test_a_killed_job_resumes_on_resubmission_to_the_same_numbers(tmp_path):
-    (_, config), *_ = _mnist_ci_runs(1)
-    config = mnist_config(**{**config, "updates": 300, "eval_every": 150})
-    runs = [("mnist", config)]
-    killed, reference = tmp_path / "killed", tmp_path / "reference"
-    checkpoint = checkpoint_path("mnist", config, killed)
-
-    (job,) = submit_jobs(runs, make_executor("local", tmp_path / "jobs"), killed, checkpoint_every=5)
-    deadline = time.monotonic() + 120
-    while (load_checkpoint(checkpoint) or {}).get("step", 0) < 5:
-        assert not job.done() and time.monotonic() < deadline, "the job ended before its first checkpoint"
-        time.sleep(0.05)
-    job.cancel()  # SIGINT to the job, as a scheduler's cancel or a preemption would signal it
+def test_a_killed_job_resumes_on_resubmission_to_the_same_numbers(tmp_path, long_ci_config):
+    config, killed = long_ci_config, tmp_path / "killed"
+    job = _start_and_wait_for_a_checkpoint(config, killed, tmp_path / "jobs")
+    job.cancel()  # SIGINT, as Ctrl-C (or scancel --signal=INT) would send it
     while not job.done():
-        time.sleep(0.05)
-    stopped_at = load_checkpoint(checkpoint)["step"]
-    assert lookup("mnist", config, killed) is None and 5 <= stopped_at < 300
-    assert status_rows(runs, killed)[0]["state"] == "running"  # a fresh checkpoint: resumable
+        time.sleep(0.02)
+    stopped_at = load_checkpoint(checkpoint_path("mnist", config, killed))["step"]
+    assert lookup("mnist", config, killed) is None and 50 <= stopped_at < 400
+    assert status_rows([("mnist", config)], killed)[0]["state"] == "running"  # a fresh checkpoint
 
-    assert run_local_jobs(runs, tmp_path / "jobs", 1, killed, checkpoint_every=5, report=lambda line: None) == []
-    threads = torch.get_num_threads()
-    try:
-        train_runs(runs, str(reference))  # never interrupted, in this process, one thread like the jobs
-    finally:
-        torch.set_num_threads(threads)
-    resumed, uninterrupted = (lookup("mnist", config, folder) for folder in (killed, reference))
-    assert resumed.metrics["history"] == uninterrupted.metrics["history"]
-    for name, scores in uninterrupted.load_tensors("scores.pt").items():
-        assert torch.equal(resumed.load_tensors("scores.pt")[name], scores), name
-    assert not checkpoint.exists()
+    lines: list[str] = []
+    assert run_local_jobs([("mnist", config)], tmp_path / "jobs", 1, killed, report=lines.append) == []
+    assert [line.split(": ")[0].split()[-1] for line in lines] == ["started", "finished"]
+    _assert_same_numbers(lookup("mnist", config, killed), _uninterrupted_twin(config, tmp_path / "twin"))
+    assert not checkpoint_path("mnist", config, killed).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("mnist_available")
+def test_a_preempted_job_is_requeued_and_resumes_by_itself(tmp_path, long_ci_config):
+    config, preempted = long_ci_config, tmp_path / "preempted"
+    job = _start_and_wait_for_a_checkpoint(config, preempted, tmp_path / "jobs")
+    controller = job._process.pid  # submitit's local controller; the job's task is its child process
+    (task,) = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()
+    os.kill(int(task), submitit.JobEnvironment._usr_sig())  # what a scheduler sends before preempting a job
+    assert job.result() == [config_hash("mnist", config)]  # the same job, requeued, finished the run
+    assert "preempted" in job.stderr() and "Requeued job" in job.stdout()
+    _assert_same_numbers(lookup("mnist", config, preempted), _uninterrupted_twin(config, tmp_path / "twin"))
 
 
 def test_toy_runs_go_in_batches_and_mnist_runs_one_per_job():
@@ -122,8 +153,11 @@ def test_bad_slurm_options(options, message):
 @pytest.mark.parametrize(
     "arguments,message",
     [
+        ([], "error: choose where jobs run: --executor local or slurm"),
         (["--executor", "pbs"], "error: unknown executor 'pbs'; choose one of local, slurm"),
-        (["--executor", "local", "--slurm-time", "5"], "error: --slurm-time apply only to --executor slurm"),
+        (["--executor", "local", "--slurm-time", "5"], "error: --slurm-time applies only to --executor slurm"),
+        (["--executor", "slurm", "--device", "cuda"], "error: --device cuda needs --slurm-gpus-per-job 1 or more"),
+        (["--executor", "slurm", "--device", "tpu"], "error: unknown device 'tpu'; choose one of cpu, cuda"),
         (["--executor", "local", "--jobs", "0"], "error: jobs must be a positive integer, got 0"),
         (["--executor", "slurm", "--slurm-gpus-per-job", "-2"], "error: GPUs per job must be a non-negative"),
     ],
@@ -142,9 +176,12 @@ def test_the_command_trains_a_chapter_with_local_jobs(tmp_path, monkeypatch, cap
     assert capsys.readouterr().out.strip().endswith("4 runs: 4 missing")
     assert main(["runs", "train", "toy", "--profile", "ci", *small, "--executor", "local", "--toy-batch", "3"]) == 0
     out = capsys.readouterr().out
-    assert "4 runs settled, 0 cached: 2 jobs for 4 runs" in out and out.count(" finished: ") == 2
+    assert "4 runs settled: 4 missing; 2 jobs to submit" in out and out.count(" finished: ") == 2
     assert main(["runs", "status", "toy", "--profile", "ci", *small]) == 0
     assert capsys.readouterr().out.strip().endswith("4 runs: 4 cached")
+    assert main(["runs", "train", "toy", "--profile", "ci", *small, "--executor", "local"]) == 0
+    out = capsys.readouterr().out  # cached runs are not submitted
+    assert "4 runs settled: 4 cached; 0 jobs to submit" in out and "started" not in out
 
 
 def test_the_mnist_ladder_waits_for_its_recipe_study(tmp_path, monkeypatch):

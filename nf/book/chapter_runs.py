@@ -92,9 +92,17 @@ def chapter_configs(
             ("mnist", c) for c in mnist_configs({**p["mnist"], "seed": p["seed"]})
         ]
     if chapter == "mnist":
-        _, ladder = _ladder(p)
-        return [("mnist", c) for c in distinct_configs(study_configs(p["study"], p["seed"])) + ladder]
+        study, ladder, _ = _mnist_runs(p)
+        return study + ladder
     return []
+
+
+def _mnist_runs(parameters: dict[str, Any]) -> tuple[list, list, bool]:
+    """The MNIST chapter's study runs and ladder runs as ``(experiment, config)``, and whether the ladder's recipe
+    is decided (``recipe_decided``)."""
+    study_runs, ladder = _ladder(parameters)
+    study = [("mnist", c) for c in distinct_configs(study_configs(parameters["study"], parameters["seed"]))]
+    return study, [("mnist", c) for c in ladder], recipe_decided(parameters["study"], study_runs)
 
 
 def configs_to_train(
@@ -105,17 +113,14 @@ def configs_to_train(
     The MNIST report ladder's recipe is chosen from the recipe study's runs (``choose_recipe``), so until the
     candidates' runs are cached only the study is settled.
     """
-    runs = chapter_configs(chapter, profile, overrides)
     if chapter != "mnist":
-        return runs, None
+        return chapter_configs(chapter, profile, overrides), None
     from nf.book.execute import apply_overrides
 
-    p = apply_overrides(chapter_parameters(chapter, profile), overrides or {})
-    study_runs, _ = _ladder(p)
-    if recipe_decided(p["study"], study_runs):
-        return runs, None
-    study = [("mnist", c) for c in distinct_configs(study_configs(p["study"], p["seed"]))]
+    study, ladder, decided = _mnist_runs(apply_overrides(chapter_parameters(chapter, profile), overrides or {}))
+    if decided:
+        return study + ladder, None
     return study, (
-        f"the report ladder ({len(runs) - len(study)} runs) waits for the recipe study: "
+        f"the report ladder ({len(ladder)} runs) waits for the recipe study: "
         "its recipe is chosen from the candidates' runs; run this command again when they are cached"
     )

@@ -61,78 +61,104 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="as for book run"
     )
-    train.add_argument("--executor", required=True, help="local (subprocesses here, waited for) or slurm (sbatch)")
-    train.add_argument("--jobs", type=int, default=None, help="at most N jobs at once (default: local 1, slurm any)")
+    train.add_argument("--executor", default=None, help="local (subprocesses here, waited for) or slurm (sbatch)")
+    train.add_argument(
+        "--jobs", type=int, default=None, help="at most N jobs at once (default: local 1, slurm submitit's 256)"
+    )
     train.add_argument("--device", default="cpu", help=f"device each job trains on: {', '.join(DEVICES)}")
-    train.add_argument("--toy-batch", type=int, default=16, help="toy runs per job (default: 16)")
+    train.add_argument("--toy-batch", type=int, default=None, help="toy runs per job (default: 16)")
     train.add_argument("--log-folder", default=None, help="submitit's logs (default: <results>/.jobs)")
     train.add_argument("--slurm-partition", default=None, help="SLURM partition")
     train.add_argument("--slurm-gpus-per-job", type=int, default=None, help="GPUs per job (default: 0)")
     train.add_argument("--slurm-time", type=int, default=None, help="time limit per job in minutes (default: 1440)")
     train.add_argument("--slurm-cpus-per-job", type=int, default=None, help="CPUs per job (default: 1)")
+    train.add_argument("--force", action="store_true", help="also submit runs that are being trained")
     train.add_argument("--dry-run", action="store_true", help="list the jobs (and the sbatch script); submit nothing")
     return parser
+
+
+SLURM_FLAGS = {
+    "partition": "--slurm-partition",
+    "gpus_per_job": "--slurm-gpus-per-job",
+    "time_minutes": "--slurm-time",
+    "cpus_per_job": "--slurm-cpus-per-job",
+}
 
 
 def _train(args: argparse.Namespace) -> int:
     """Submit the chapter's missing runs as jobs (``nf.experiments.jobs``); local jobs are waited for."""
     from nf.book.chapter_runs import configs_to_train
-    from nf.experiments.jobs import (
-        job_batches,
-        make_executor,
-        missing_runs,
-        run_local_jobs,
-        slurm_parameters,
-        slurm_script,
-        submit_jobs,
-    )
+    from nf.experiments import jobs
     from nf.runs.cache import results_root
+    from nf.runs.status import run_state
     from nf.validation import check_choice, check_int
 
     args.chapters = [args.chapter]
-    _validate_run(args)
-    check_choice("executor", args.executor, ("local", "slurm"))
-    check_int("toy runs per job", args.toy_batch)
+    if args.executor is None:
+        raise ValueError(f"choose where jobs run: --executor {' or '.join(jobs.EXECUTORS)}")
+    check_choice("executor", args.executor, jobs.EXECUTORS)
+    if args.executor == "local":
+        _validate_run(args)  # the jobs run here: the device must exist here
+    else:  # the jobs run on the cluster's nodes: the device need only be a valid name here
+        check_choice("device", args.device.split(":")[0], DEVICES)
+        device, args.device = args.device, None
+        _validate_run(args)
+        args.device = device
+    toy_batch = jobs.TOY_BATCH if args.toy_batch is None else args.toy_batch
+    check_int("toy runs per job", toy_batch)
     if args.jobs is not None:
         check_int("jobs", args.jobs)
-    given = {
-        name: value
-        for name, value in (
-            ("partition", args.slurm_partition),
-            ("gpus_per_job", args.slurm_gpus_per_job),
-            ("time_minutes", args.slurm_time),
-            ("cpus_per_job", args.slurm_cpus_per_job),
-        )
-        if value is not None
-    }
+    given = {name: getattr(args, flag[2:].replace("-", "_")) for name, flag in SLURM_FLAGS.items()}
+    given = {name: value for name, value in given.items() if value is not None}
     if args.executor == "local" and given:
-        options = ", ".join("--slurm-" + name.split("_")[0] for name in given)
-        raise ValueError(f"{options} apply only to --executor slurm")
+        flags = [SLURM_FLAGS[name] for name in given]
+        raise ValueError(f"{', '.join(flags)} {'applies' if len(flags) == 1 else 'apply'} only to --executor slurm")
+    if args.executor == "slurm" and args.device.startswith("cuda") and not given.get("gpus_per_job"):
+        raise ValueError(f"--device {args.device} needs --slurm-gpus-per-job 1 or more")
+
     overrides = {key: _parse_value(key, value) for key, value in args.parameter}
     runs, waiting = configs_to_train(args.chapter, args.profile, overrides)
-    missing = missing_runs(runs)
-    batches = job_batches(missing, args.toy_batch)
-    print(f"{len(runs)} runs settled, {len(runs) - len(missing)} cached: {len(batches)} jobs for {len(missing)} runs")
+    states = [run_state(experiment, config)[0] for experiment, config in runs]
+    chosen = [run for run, state in zip(runs, states) if state in ("missing", "interrupted")]
+    if args.force:
+        chosen += [run for run, state in zip(runs, states) if state == "running"]
+    batches = jobs.job_batches(chosen, toy_batch)
+    print(f"{_count(len(runs), 'run')} settled: {', '.join(_counts(states))}; {_count(len(batches), 'job')} to submit")
+    if "running" in states and not args.force:
+        print("runs being trained (a checkpoint in the last ten minutes) are left alone; --force submits them too")
     if waiting:
         print(waiting)
     folder = Path(args.log_folder) if args.log_folder else results_root() / ".jobs"
+    if args.dry_run:
+        for batch in batches:
+            print(f"job: {jobs.describe(batch)}")
     if args.executor == "slurm":
-        parameters = slurm_parameters(parallel_jobs=args.jobs, **given)
+        parameters = jobs.slurm_parameters(parallel_jobs=args.jobs, **given)
         if args.dry_run:
-            print(slurm_script(parameters, folder, max(len(batches), 1)))
+            print(jobs.slurm_script(parameters, folder, max(len(batches), 1)))
             return 0
-        jobs = submit_jobs(
-            missing, make_executor("slurm", folder, parameters), device=args.device, toy_batch=args.toy_batch
-        )
-        print(f"submitted {len(jobs)} jobs: {', '.join(job.job_id for job in jobs)}")
+        executor = jobs.make_executor("slurm", folder, parameters)
+        threads = given.get("cpus_per_job", 1)
+        submitted = jobs.submit_jobs(chosen, executor, device=args.device, toy_batch=toy_batch, threads=threads)
+        print(f"submitted {_count(len(submitted), 'job')}: {', '.join(job.job_id for job in submitted)}")
         print(f"progress: python -m nf runs status {args.chapter} --profile {args.profile}")
         return 0
     if args.dry_run or not batches:
         return 0
-    errors = run_local_jobs(missing, folder, args.jobs or 1, device=args.device, toy_batch=args.toy_batch, report=print)
+    errors = jobs.run_local_jobs(chosen, folder, args.jobs or 1, device=args.device, toy_batch=toy_batch)
     if errors:
-        print(f"{len(errors)} jobs failed; their runs keep their checkpoints: run this command again to resume them")
+        print(f"{_count(len(errors), 'job')} failed; their runs keep their checkpoints: run again to resume them")
     return 1 if errors else 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _counts(states: list[str]) -> list[str]:
+    from nf.runs.status import STATES
+
+    return [f"{states.count(state)} {state}" for state in STATES if state in states] or ["none"]
 
 
 def _status(args: argparse.Namespace) -> None:

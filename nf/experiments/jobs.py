@@ -5,7 +5,9 @@ The run cache is the meeting point: a job trains its runs with ``cached_runs``
 each run's folder atomically, so any number of jobs, on any number of
 machines sharing one results folder, can work on one set of runs.  Runs
 already cached are never submitted.  A job that fails or is preempted leaves
-its checkpoints behind; submitting the same runs again resumes them.
+its checkpoints behind; submitting the same runs again resumes them, and a
+job that reaches its time limit or is preempted is requeued by submitit and
+resumes by itself.
 
 One MNIST run is one job; toy runs, seconds each, go ``toy_batch`` to a job.
 
@@ -13,7 +15,8 @@ Example::
 
     runs = [("mnist", config_a), ("mnist", config_b)]
     errors = run_local_jobs(missing_runs(runs), folder, parallel_jobs=2)   # waits; [] if every job succeeded
-    jobs = submit_jobs(missing_runs(runs), make_executor("slurm", folder, slurm_parameters("gpu", 1)))
+    slurm = make_executor("slurm", folder, slurm_parameters("gpu", gpus_per_job=1))
+    jobs = submit_jobs(missing_runs(runs), slurm, device="cuda")         # returns at once
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import submitit
+import submitit.helpers
 import torch
 
 from nf.experiments.mnist import mnist_config, train_mnist
@@ -54,28 +59,39 @@ def job_batches(runs: Runs, toy_batch: int = TOY_BATCH) -> list[list[tuple[str, 
     return [toy[i : i + toy_batch] for i in range(0, len(toy), toy_batch)] + other
 
 
-def train_runs(
-    runs: Runs,
-    results_dir: str,
-    device: str = "cpu",
-    data_root: str | None = None,
-    threads: int = 1,
-    checkpoint_every: int | None = None,
-) -> list[str]:
+class TrainRuns(submitit.helpers.Checkpointable):
     """A job's body: train (or resume, or find cached) each run, one after another; return their cache keys.
 
-    ``checkpoint_every`` saves a checkpoint every that many updates as well as every few minutes.
+    Checkpointable: when the scheduler signals a time limit or a preemption, submitit requeues the job with the
+    same runs, and each run resumes from its own checkpoint (``nf.runs.checkpoint``).  ``checkpoint_every``
+    saves a run checkpoint at the first evaluation boundary after every that many updates, as well as every few
+    minutes.
     """
-    torch.set_num_threads(threads)
-    for experiment, config in runs:
-        check_choice("experiment", experiment, ("toy", "mnist"))
-        if experiment == "toy":
-            trainer = partial(train_toy, checkpoint_every=checkpoint_every)
-            cached_runs("toy", [toy_config(**config)], trainer, results_dir)
-        else:
-            trainer = partial(train_mnist, device=device, data_root=data_root, checkpoint_every=checkpoint_every)
-            cached_runs("mnist", [mnist_config(**config)], trainer, results_dir)
-    return [config_hash(experiment, config) for experiment, config in runs]
+
+    def __init__(
+        self,
+        results_dir: str,
+        device: str = "cpu",
+        data_root: str | None = None,
+        threads: int = 1,
+        checkpoint_every: int | None = None,
+    ):
+        self.results_dir, self.device, self.data_root = results_dir, device, data_root
+        self.threads, self.checkpoint_every = threads, checkpoint_every
+
+    def __call__(self, runs: Runs) -> list[str]:
+        torch.set_num_threads(self.threads)
+        for experiment, config in runs:
+            check_choice("experiment", experiment, ("toy", "mnist"))
+            if experiment == "toy":
+                trainer = partial(train_toy, checkpoint_every=self.checkpoint_every)
+                cached_runs("toy", [toy_config(**config)], trainer, self.results_dir)
+            else:
+                trainer = partial(
+                    train_mnist, device=self.device, data_root=self.data_root, checkpoint_every=self.checkpoint_every
+                )
+                cached_runs("mnist", [mnist_config(**config)], trainer, self.results_dir)
+        return [config_hash(experiment, config) for experiment, config in runs]
 
 
 def slurm_parameters(
@@ -105,25 +121,22 @@ def slurm_parameters(
 def slurm_script(parameters: dict[str, Any], folder: str | os.PathLike, jobs: int = 1) -> str:
     """The ``sbatch`` script submitit writes for these settings, as an array of ``jobs`` jobs when there are
     several (built without a cluster, by submitit's own function)."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
     check_int("jobs", jobs)
     command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
     array = {"map_count": jobs} if jobs > 1 else {}
-    return _make_sbatch_string(command=command, folder=str(folder), **parameters, **array)
+    return submitit.slurm.slurm._make_sbatch_string(command=command, folder=str(folder), **parameters, **array)
 
 
-def make_executor(kind: str, folder: str | os.PathLike, slurm: dict[str, Any] | None = None):
-    """A submitit executor writing its logs to ``folder``: ``local`` (subprocesses here) or ``slurm`` (``sbatch``
-    with the ``slurm_parameters``)."""
-    import submitit
-
+def make_executor(
+    kind: str, folder: str | os.PathLike, slurm: dict[str, Any] | None = None, device: str = "cpu"
+) -> submitit.Executor:
+    """A submitit executor writing its logs to ``folder``: ``local`` (subprocesses here, seeing this machine's
+    GPUs when ``device`` is CUDA) or ``slurm`` (``sbatch`` with the ``slurm_parameters``)."""
     check_choice("executor", kind, EXECUTORS)
     if kind == "local":
-        if slurm:
-            raise ValueError(f"SLURM options ({', '.join(sorted(slurm))}) apply only to --executor slurm")
         executor = submitit.LocalExecutor(folder)
-        executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MINUTES)
+        gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+        executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MINUTES, gpus_per_node=gpus)
         return executor
     executor = submitit.SlurmExecutor(folder)  # raises if this machine has no SLURM (no srun)
     executor.update_parameters(**(slurm or slurm_parameters()))
@@ -131,30 +144,28 @@ def make_executor(kind: str, folder: str | os.PathLike, slurm: dict[str, Any] | 
 
 
 def _job_body(
-    results_dir: str | os.PathLike | None, device: str, data_root: str | None, checkpoint_every: int | None
-) -> partial:
+    results_dir: str | os.PathLike | None, device: str, data_root: str | None, threads: int, every: int | None
+) -> TrainRuns:
     folder = str(Path(results_root(results_dir)).resolve())  # jobs may run elsewhere: an absolute path
-    return partial(
-        train_runs, results_dir=folder, device=device, data_root=data_root, checkpoint_every=checkpoint_every
-    )
+    return TrainRuns(folder, device, data_root, threads, every)
 
 
 def submit_jobs(
     runs: Runs,
-    executor,
+    executor: submitit.Executor,
     results_dir: str | os.PathLike | None = None,
     device: str = "cpu",
     data_root: str | None = None,
     toy_batch: int = TOY_BATCH,
+    threads: int = 1,
     checkpoint_every: int | None = None,
-) -> list:
-    """Submit every batch of ``runs`` (``job_batches``) at once; return submitit's job handles.
+) -> list[submitit.Job]:
+    """Submit every batch of ``runs`` (``job_batches``) at once, each job training with ``threads`` threads;
+    return submitit's job handles.
 
     On SLURM the jobs form one job array (at most ``array_parallelism`` of them run at once).
     """
-    import submitit
-
-    body = _job_body(results_dir, device, data_root, checkpoint_every)
+    body = _job_body(results_dir, device, data_root, threads, checkpoint_every)
     batches = job_batches(runs, toy_batch)
     if isinstance(executor, submitit.SlurmExecutor) and batches:
         with executor.batch():
@@ -175,33 +186,45 @@ def run_local_jobs(
     report: Callable[[str], None] = print,
     poll_seconds: float = 0.5,
 ) -> list[str]:
-    """Train ``runs`` as subprocess jobs on this machine, at most ``parallel_jobs`` at a time, and wait for them.
+    """Train ``runs`` as subprocess jobs on this machine, at most ``parallel_jobs`` at a time (one thread each),
+    and wait for them.
 
     ``report`` gets one line per job started, finished or failed.  Returns the error of each failed job (its
     runs keep their checkpoints; run again to resume them).
     """
     check_int("parallel jobs", parallel_jobs)
-    executor = make_executor("local", folder)
-    body = _job_body(results_dir, device, data_root, checkpoint_every)
+    executor = make_executor("local", folder, device=device)
+    body = _job_body(results_dir, device, data_root, 1, checkpoint_every)
     waiting, running, errors = job_batches(runs, toy_batch), [], []
     while waiting or running:
         while waiting and len(running) < parallel_jobs:
             batch = waiting.pop(0)
             running.append((executor.submit(body, batch), batch))
-            report(f"job {running[-1][0].job_id} started: {_describe(batch)}")
+            report(f"job {running[-1][0].job_id} started: {describe(batch)}")
         time.sleep(poll_seconds)
         for job, batch in [(job, batch) for job, batch in running if job.done()]:
             running.remove((job, batch))
             try:
                 job.result()
-                report(f"job {job.job_id} finished: {_describe(batch)}")
+                report(f"job {job.job_id} finished: {describe(batch)}")
             except Exception as error:  # the job's own exception, or a killed job
-                lines = str(error).strip().splitlines()
-                errors.append(f"job {job.job_id} failed ({_describe(batch)}): {lines[-1] if lines else error!r}")
+                errors.append(
+                    f"job {job.job_id} failed ({describe(batch)}): {job_error(error)}; log {job.paths.stderr}"
+                )
                 report(errors[-1])
     return errors
 
 
-def _describe(batch: Runs) -> str:
+def job_error(error: Exception) -> str:
+    """The last line of the traceback in submitit's report of a failed job (the exception and its message)."""
+    text = str(error)
+    sections = text.split("-" * 22)  # submitit frames the job's traceback with rules of dashes
+    trace = sections[1] if len(sections) > 2 else text
+    lines = [line for line in trace.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else repr(error)
+
+
+def describe(batch: Runs) -> str:
+    """``"mnist run <key>"`` or ``"16 toy runs"``."""
     keys = [config_hash(experiment, config) for experiment, config in batch]
     return f"{batch[0][0]} run {keys[0]}" if len(keys) == 1 else f"{len(keys)} {batch[0][0]} runs"

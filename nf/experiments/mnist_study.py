@@ -48,9 +48,11 @@ def study_configs(study: dict[str, Any], seed: int = 0) -> dict[str, list[dict[s
 
 
 def recipe_decided(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> bool:
-    """Whether ``choose_recipe`` has what it compares: every candidate's planar ``K = 20`` run."""
+    """Whether ``choose_recipe`` has what it compares: every candidate's planar ``K = 20`` run (nothing to compare
+    when there is one candidate)."""
     index = study["models"].index(["planar", 20])
-    return all(runs[name][index] is not None for name in study["candidates"])
+    candidates = study["candidates"]
+    return len(candidates) == 1 or all(runs[name][index] is not None for name in candidates)
 
 
 def choose_recipe(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> tuple[str, str]:
