@@ -189,3 +189,12 @@ def test_the_mnist_ladder_waits_for_its_recipe_study(tmp_path, monkeypatch):
     runs, waiting = configs_to_train("mnist", "ci")
     assert {config["protocol"] for _, config in runs} == {"validation"}
     assert len(runs) < len(chapter_configs("mnist", "ci")) and "waits for the recipe study" in waiting
+
+
+@pytest.mark.slow
+def test_a_failed_job_is_reported_by_its_exception(tmp_path):
+    lines: list[str] = []
+    bad = [("toy", {"energy": "U9", "family": "planar", "length": 2})]
+    errors = run_local_jobs(bad, tmp_path / "jobs", 1, tmp_path / "results", report=lines.append)
+    assert len(errors) == 1 and lines[-1] == errors[0]
+    assert "ValueError: unknown energy 'U9'" in errors[0] and errors[0].endswith("_log.err")
