@@ -16,8 +16,8 @@ from nf.experiments.jobs import (
     TrainRuns,
     job_batches,
     make_executor,
-    missing_runs,
     run_local_jobs,
+    runs_to_submit,
     slurm_parameters,
     slurm_script,
     submit_jobs,
@@ -47,12 +47,14 @@ def test_two_missing_runs_are_trained_by_two_jobs(tmp_path):
     assert status_summary(status_rows(runs, results)) == "2 runs: 2 missing"
 
     lines: list[str] = []
-    errors = run_local_jobs(missing_runs(runs, results), tmp_path / "jobs", 2, results, report=lines.append)
+    todo, states = runs_to_submit(runs, results_dir=results)
+    assert todo == runs and states == ["missing", "missing"]
+    errors = run_local_jobs(todo, tmp_path / "jobs", 2, results, report=lines.append)
     assert errors == []
     assert sum(" started: mnist run " in line for line in lines) == 2
     assert sum(" finished: mnist run " in line for line in lines) == 2
     assert status_summary(status_rows(runs, results)) == "2 runs: 2 cached"
-    assert missing_runs(runs, results) == []
+    assert runs_to_submit(runs, results_dir=results) == ([], ["cached", "cached"])
 
 
 def _start_and_wait_for_a_checkpoint(config, results, jobs_folder):
@@ -99,7 +101,8 @@ def test_a_killed_job_resumes_on_resubmission_to_the_same_numbers(tmp_path, long
         time.sleep(0.02)
     stopped_at = load_checkpoint(checkpoint_path("mnist", config, killed))["step"]
     assert lookup("mnist", config, killed) is None and 50 <= stopped_at < 400
-    assert status_rows([("mnist", config)], killed)[0]["state"] == "running"  # a fresh checkpoint
+    assert runs_to_submit([("mnist", config)], results_dir=killed) == ([], ["running"])  # a fresh checkpoint
+    assert runs_to_submit([("mnist", config)], True, killed)[0] == [("mnist", config)]
 
     lines: list[str] = []
     assert run_local_jobs([("mnist", config)], tmp_path / "jobs", 1, killed, report=lines.append) == []

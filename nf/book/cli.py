@@ -90,7 +90,6 @@ def _train(args: argparse.Namespace) -> int:
     from nf.book.chapter_runs import configs_to_train
     from nf.experiments import jobs
     from nf.runs.cache import results_root
-    from nf.runs.status import run_state
     from nf.validation import check_choice, check_int
 
     args.chapters = [args.chapter]
@@ -118,10 +117,7 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = {key: _parse_value(key, value) for key, value in args.parameter}
     runs, waiting = configs_to_train(args.chapter, args.profile, overrides)
-    states = [run_state(experiment, config)[0] for experiment, config in runs]
-    chosen = [run for run, state in zip(runs, states) if state in ("missing", "interrupted")]
-    if args.force:
-        chosen += [run for run, state in zip(runs, states) if state == "running"]
+    chosen, states = jobs.runs_to_submit(runs, include_running=args.force)
     batches = jobs.job_batches(chosen, toy_batch)
     print(f"{_count(len(runs), 'run')} settled: {', '.join(_counts(states))}; {_count(len(batches), 'job')} to submit")
     if "running" in states and not args.force:

@@ -14,9 +14,10 @@ One MNIST run is one job; toy runs, seconds each, go ``toy_batch`` to a job.
 Example::
 
     runs = [("mnist", config_a), ("mnist", config_b)]
-    errors = run_local_jobs(missing_runs(runs), folder, parallel_jobs=2)   # waits; [] if every job succeeded
+    todo, _ = runs_to_submit(runs)                                   # not cached, not being trained
+    errors = run_local_jobs(todo, folder, parallel_jobs=2)             # waits; [] if every job succeeded
     slurm = make_executor("slurm", folder, slurm_parameters("gpu", gpus_per_job=1))
-    jobs = submit_jobs(missing_runs(runs), slurm, device="cuda")         # returns at once
+    jobs = submit_jobs(todo, slurm, device="cuda")                      # returns at once
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ import torch
 
 from nf.experiments.mnist import mnist_config, train_mnist
 from nf.experiments.toy import toy_config, train_toy
-from nf.runs.cache import cached_runs, config_hash, lookup, results_root
+from nf.runs.cache import cached_runs, config_hash, results_root
+from nf.runs.status import run_state
 from nf.validation import check_choice, check_int
 
 EXECUTORS = ("local", "slurm")
@@ -46,9 +48,14 @@ LOCAL_TIMEOUT_MINUTES = 7 * 24 * 60  # submitit's local default (2 minutes) woul
 Runs = Sequence[tuple[str, dict[str, Any]]]
 
 
-def missing_runs(runs: Runs, results_dir: str | os.PathLike | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """The ``(experiment, config)`` pairs that have no cached run."""
-    return [(experiment, config) for experiment, config in runs if lookup(experiment, config, results_dir) is None]
+def runs_to_submit(
+    runs: Runs, include_running: bool = False, results_dir: str | os.PathLike | None = None
+) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """The runs to submit, missing or interrupted ones (and with ``include_running`` those being trained now), and
+    every run's state (``nf.runs.status.run_state``)."""
+    states = [run_state(experiment, config, results_dir)[0] for experiment, config in runs]
+    wanted = ("missing", "interrupted", "running") if include_running else ("missing", "interrupted")
+    return [run for run, state in zip(runs, states) if state in wanted], states
 
 
 def job_batches(runs: Runs, toy_batch: int = TOY_BATCH) -> list[list[tuple[str, dict[str, Any]]]]:
