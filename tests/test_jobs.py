@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -74,6 +75,13 @@ def _start_and_wait_for_a_checkpoint(config, results, jobs_folder):
     return job
 
 
+def _task_pid(job) -> int:
+    """The process of a local job's task: the child of submitit's controller process."""
+    controller = job._process.pid
+    (task,) = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()
+    return int(task)
+
+
 def _uninterrupted_twin(config, results):
     threads = torch.get_num_threads()
     try:
@@ -101,10 +109,10 @@ def long_ci_config():
 def test_a_killed_job_resumes_on_resubmission_to_the_same_numbers(tmp_path, long_ci_config):
     config, killed = long_ci_config, tmp_path / "killed"
     job = _start_and_wait_for_a_checkpoint(config, killed, tmp_path / "jobs")
-    job.cancel()  # SIGINT, as Ctrl-C (or scancel --signal=INT) would send it
+    os.kill(_task_pid(job), signal.SIGKILL)  # a hard kill, as when a node fails (no chance to clean up)
     while not job.done():
         time.sleep(0.02)
-    assert lookup("mnist", config, killed) is None, "the job finished before it was cancelled"
+    assert lookup("mnist", config, killed) is None, "the job finished before it was killed"
     stopped_at = load_checkpoint(checkpoint_path("mnist", config, killed))["step"]
     assert 50 <= stopped_at < 800
     assert runs_to_submit([("mnist", config)], results_dir=killed) == ([], ["running"])  # a fresh checkpoint
@@ -122,9 +130,7 @@ def test_a_killed_job_resumes_on_resubmission_to_the_same_numbers(tmp_path, long
 def test_a_preempted_job_is_requeued_and_resumes_by_itself(tmp_path, long_ci_config):
     config, preempted = long_ci_config, tmp_path / "preempted"
     job = _start_and_wait_for_a_checkpoint(config, preempted, tmp_path / "jobs")
-    controller = job._process.pid  # submitit's local controller; the job's task is its child process
-    (task,) = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()
-    os.kill(int(task), submitit.JobEnvironment._usr_sig())  # what a scheduler sends before preempting a job
+    os.kill(_task_pid(job), submitit.JobEnvironment._usr_sig())  # what a scheduler sends before preempting a job
     assert job.result() == [config_hash("mnist", config)]  # the same job, requeued, finished the run
     assert "preempted" in job.stderr() and "Requeued job" in job.stdout()
     _assert_same_numbers(lookup("mnist", config, preempted), _uninterrupted_twin(config, tmp_path / "twin"))
