@@ -103,6 +103,18 @@ def test_the_reading_of_the_study_is_phrased_from_its_numbers(tmp_path):
     assert "waits for all of its runs" in study_reading(STUDY, runs)
 
 
+def test_the_reading_covers_the_trained_budgets_and_names_the_waiting_ones(tmp_path, monkeypatch):
+    from nf.report.mnist import study_reading
+
+    monkeypatch.setitem(STUDY, "budgets", {"recipe": "Adam", "updates": [20, 80]})
+    gains = {"paper's RMSprop": -3.0, "Adam": -0.3, "Adam, flow step x0.1": -0.3, "Adam @20": -0.1, "Adam @80": -0.5}
+    runs = study_runs(tmp_path, gains)
+    runs["Adam @80"][1] = None
+    text = study_reading(STUDY, runs)
+    assert "With Adam for 20 updates instead of 50 planar K=20 is better by 0.10 ± 0.03 nats: a smaller gain" in text
+    assert text.endswith("The budget *Adam @80* is not trained yet.")
+
+
 def test_nice_verdicts_from_the_nice_rungs(tmp_path):
     runs = study_runs(tmp_path, {"paper's RMSprop": -3.0, "Adam": -0.3, "Adam, flow step x0.1": -0.3})
     nice = [["nice-perm", k] for k in (10, 20, 40, 80)] + [

@@ -116,7 +116,7 @@ MNIST_STUDY: dict[str, Any] = {
             "updates": 60_000,
         },
     },
-    "budgets": {"recipe": "Adam", "updates": [20_000]},
+    "budgets": {"recipe": "Adam", "updates": [20_000, 100_000]},
     "candidates": ["Adam", "Adam, flow step x0.1"],
 }
 

@@ -31,7 +31,7 @@ def study_configs(study: dict[str, Any], seed: int = 0) -> dict[str, list[dict[s
     """The recipe study's configs (validation protocol), by recipe name, in the order of ``study["models"]``.
 
     ``study``: ``models`` (``[flow, length]`` pairs), ``common`` settings, ``recipes`` (name -> settings) and
-    ``budgets`` (``recipe``: a recipe name, ``updates``: shorter budgets of that recipe, each its own run, since a
+    ``budgets`` (``recipe``: a recipe name, ``updates``: other budgets of that recipe, each its own run, since a
     decaying learning rate makes every budget a different schedule); a budget's recipe name is
     ``"<recipe> @<updates>"``.
     """

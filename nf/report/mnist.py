@@ -510,15 +510,17 @@ def study_reading(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> s
     """What the study says about the readings (a)-(d) of the chapter, phrased from the numbers (nothing typed).
 
     Compares the paired gain of planar K=20 under the paper's optimiser, under Adam and under Adam with a slower
-    flow, the diagonal models' levels, and the Adam gain at a shorter budget.  Two gains differ only if the
+    flow, the diagonal models' levels, and the Adam gain at the other budgets.  Two gains differ only if the
     per-image difference of the differences exceeds ``SIGNIFICANT`` standard errors (``gain_difference``).
     """
     slow_recipe = paper_recipe(study)
     diagonal, planar = study["models"].index(["none", 0]), study["models"].index(["planar", 20])
     first, *others = study["candidates"]
     budget = study["budgets"]["recipe"]
-    shorter = [n for n in runs if n.startswith(f"{budget} @")]
-    needed = [slow_recipe, first, *others, *shorter]
+    budgets = [n for n in runs if n.startswith(f"{budget} @")]
+    waiting = [n for n in budgets if runs[n][diagonal] is None or runs[n][planar] is None]
+    budgets = [n for n in budgets if n not in waiting]
+    needed = [slow_recipe, first, *others, *budgets]
     if any(runs[n][diagonal] is None or runs[n][planar] is None for n in needed):
         return "*The reading of the study waits for all of its runs.*"
     pairs = {n: (runs[n][diagonal], runs[n][planar]) for n in needed}
@@ -561,11 +563,12 @@ def study_reading(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> s
                 else "."
             )
         )
-    for name in shorter:
+    for name in budgets:
         trend, detail = compared(name, first)
         updates = runs[name][planar].config["updates"]
         text.append(
-            f"With {first} for only {updates:,} updates planar K=20 is {better(gain[name])}: {trend} "
-            f"than after {runs[first][planar].config['updates']:,} ({detail})."
+            f"With {first} for {updates:,} updates instead of {runs[first][planar].config['updates']:,} planar "
+            f"K=20 is {better(gain[name])}: {trend} ({detail})."
         )
+    text += [f"The budget *{name}* is not trained yet." for name in waiting]
     return " ".join(text)
