@@ -1,8 +1,10 @@
 """How much does a long amortised flow cost?  Run by hand: ``python benchmarks/flow_update.py``.
 
 Times, in one process with interleaved repetitions, one training update of
-the MNIST DLGM (batch 100, RMSprop) with K = 0, 10, 40, 80 amortised planar
-layers, for three implementations of the flow:
+the MNIST DLGM (batch 100; the optimiser as training builds it: fused Adam,
+the report recipe's, or with ``--optimizer rmsprop`` the paper's RMSprop) with
+K = 0, 10, 40, 80 amortised planar layers, for three implementations of the
+flow:
 
 * ``fast``: ``nf.flows.PlanarChain`` (fused chain, hand-written backward);
 * ``plain``: ``FlowSequence`` of ``Planar`` layers, layer by layer;
@@ -38,6 +40,7 @@ import time
 import torch
 from torch import Tensor, nn
 
+from nf.experiments.training import make_optimizer
 from nf.flows import CircularConvolution
 from nf.models.dlgm import DLGM
 from nf.runs.cache import code_version
@@ -75,8 +78,9 @@ def make_model(implementation: str, length: int) -> DLGM:
     return DLGM("planar", length, fused=implementation == "fast")
 
 
-def update_step(model: DLGM, x: Tensor):
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-5, momentum=0.9)
+def update_step(model: DLGM, x: Tensor, optimizer_name: str):
+    settings = {"optimizer": optimizer_name, "learning_rate": 1e-5, "momentum": 0.9}
+    optimizer = make_optimizer([{"params": list(model.parameters()), "scale": 1.0}], settings)
 
     def step() -> None:
         loss = model.free_energy(x, beta=0.5).mean()
@@ -101,13 +105,17 @@ def interleaved_medians(steps: dict, repetitions: int, updates: int) -> dict:
     return {key: statistics.median(v) for key, v in times.items()}
 
 
-def time_updates(lengths: list[int], implementations: list[str], repetitions: int, updates: int, batch: int) -> dict:
+def time_updates(
+    lengths: list[int], implementations: list[str], repetitions: int, updates: int, batch: int, optimizer: str
+) -> dict:
     x = torch.bernoulli(torch.rand(batch, 784, generator=torch.Generator().manual_seed(0)))
-    steps = {(impl, k): update_step(make_model(impl, k), x) for impl in implementations for k in lengths}
+    steps = {(impl, k): update_step(make_model(impl, k), x, optimizer) for impl in implementations for k in lengths}
     return interleaved_medians(steps, repetitions, updates)
 
 
-def time_families(lengths: list[int], families: list[str], repetitions: int, updates: int, batch: int) -> None:
+def time_families(
+    lengths: list[int], families: list[str], repetitions: int, updates: int, batch: int, optimizer: str
+) -> None:
     """One update with each DLGM flow family, interleaved, as a ratio to the diagonal model (K = 0).
 
     NICE families are timed twice: as the book trains them (``CouplingChain``, mixings folded into the coupling
@@ -123,7 +131,9 @@ def time_families(lengths: list[int], families: list[str], repetitions: int, upd
             for k in lengths:
                 torch.manual_seed(0)
                 models[(label, k)] = DLGM(family, k, fused=fused)
-    median = interleaved_medians({key: update_step(model, x) for key, model in models.items()}, repetitions, updates)
+    median = interleaved_medians(
+        {key: update_step(model, x, optimizer) for key, model in models.items()}, repetitions, updates
+    )
     k0 = median[("none", 0)]
     for label in rows:
         cells = [f"K={k} {median[(label, k)] / k0:.1f}x" for k in lengths]
@@ -142,7 +152,7 @@ class Autocast(nn.Module):
             return self.module(x).float()
 
 
-def time_bfloat16(models: list[tuple[str, int]], repetitions: int, updates: int, batch: int) -> None:
+def time_bfloat16(models: list[tuple[str, int]], repetitions: int, updates: int, batch: int, optimizer: str) -> None:
     """One update with the encoder and decoder in bfloat16 (autocast) against float32, per model, interleaved."""
     x = torch.bernoulli(torch.rand(batch, 784, generator=torch.Generator().manual_seed(0)))
     steps = {}
@@ -152,7 +162,7 @@ def time_bfloat16(models: list[tuple[str, int]], repetitions: int, updates: int,
             model = DLGM(family, k)
             if precision == "bfloat16":
                 model.encoder, model.decoder = Autocast(model.encoder), Autocast(model.decoder)
-            steps[(family, k, precision)] = update_step(model, x)
+            steps[(family, k, precision)] = update_step(model, x, optimizer)
     median = interleaved_medians(steps, repetitions, updates)
     cells = [
         f"{family} K={k} {median[(family, k, 'bfloat16')] / median[(family, k, 'float32')]:.2f}x"
@@ -236,6 +246,12 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=7)
     parser.add_argument("--updates", type=int, default=5, help="updates per timing")
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument(
+        "--optimizer",
+        choices=["adam", "rmsprop"],
+        default="adam",
+        help="the update's optimiser, as training builds it (adam: the report recipe's; rmsprop: the paper's)",
+    )
     parser.add_argument("--eval", action="store_true", help="also time importance-sampled -ln p(x)")
     parser.add_argument("--eval-images", type=int, default=10_000)
     parser.add_argument("--toy", action="store_true", help="also time toy fits")
@@ -270,11 +286,12 @@ def main() -> None:
     except ImportError:
         print("Pyro not installed (pip install pyro-ppl): its column is skipped")
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.optimizer} "
+        f"({'fused' if args.optimizer == 'adam' else 'foreach'}), "
         f"median of {args.repetitions} interleaved repetitions of {args.updates} updates"
     )
     lengths = sorted(set(args.lengths) | {0})
-    median = time_updates(lengths, implementations, args.repetitions, args.updates, args.batch)
+    median = time_updates(lengths, implementations, args.repetitions, args.updates, args.batch, args.optimizer)
     k0 = median[("fast", 0)]
     for k in lengths:
         fast = median[("fast", k)]
@@ -293,10 +310,13 @@ def main() -> None:
                 args.repetitions,
                 args.updates,
                 args.batch,
+                args.optimizer,
             )
         torch.set_num_threads(threads_at_start)
     if args.bfloat16:
-        time_bfloat16([("none", 0), ("planar", 20), ("nice-perm", 20)], args.repetitions, args.updates, args.batch)
+        time_bfloat16(
+            [("none", 0), ("planar", 20), ("nice-perm", 20)], args.repetitions, args.updates, args.batch, args.optimizer
+        )
     if args.circular:
         time_circular([64, 256, 1024, 4096], args.repetitions)
     if args.eval:

@@ -27,11 +27,17 @@ def make_optimizer(groups: list[dict[str, Any]], config: dict[str, Any]) -> torc
     """Adam, or RMSprop with ``config["momentum"]`` (the paper's optimiser), over parameter ``groups``.
 
     Each group is ``{"params": [...], "scale": s}``; its step size is ``s`` times ``config["learning_rate"]``.
+    Both update all tensors at once (Adam with PyTorch's fused kernel on CPU and CUDA, RMSprop with its
+    ``foreach`` form): the same arithmetic as stepping tensor by tensor (tested in float64), without a round of
+    small operations per tensor, which a flow of 80 NICE couplings (490 tensors) would otherwise pay every update.
     """
     groups = [{**g, "lr": config["learning_rate"] * g["scale"]} for g in groups]
     if config["optimizer"] == "adam":
-        return torch.optim.Adam(groups, lr=config["learning_rate"])
-    return torch.optim.RMSprop(groups, lr=config["learning_rate"], momentum=config["momentum"])
+        fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+        return torch.optim.Adam(
+            groups, lr=config["learning_rate"], fused=fused or None, foreach=None if fused else True
+        )
+    return torch.optim.RMSprop(groups, lr=config["learning_rate"], momentum=config["momentum"], foreach=True)
 
 
 def training_state(

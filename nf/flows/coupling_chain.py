@@ -158,9 +158,11 @@ class _CouplingLoop(torch.autograd.Function):
 
     Per coupling ``k``: ``h_0 = relu(u W_k' + t_k)``, ``h_j = relu(h_{j-1} V_jk' + c_jk)``,
     ``u <- u + h_J L_k' + l_k``.  Backward, from ``g = dloss/du`` after coupling ``k``:
-    ``dL_k = g' h_J``, ``dl_k = sum g``, then ``e = (g L_k) * [h_J > 0]`` back through the hidden layers
-    (``dV_jk = e' h_{j-1}``, ``dc_jk = sum e``, ``e <- (e V_jk) * [h_{j-1} > 0]``), ``dt_k = e``,
-    ``dW_k = e' u_{k-1}`` and ``g <- g + e W_k``.
+    ``e = (g L_k) * [h_J > 0]`` back through the hidden layers (``e <- (e V_jk) * [h_{j-1} > 0]``),
+    ``dt_k = e`` and ``g <- g + e W_k``.  Only this recursion runs coupling by coupling; the weight gradients
+    ``dL_k = g' h_J``, ``dl_k = sum g``, ``dV_jk = e' h_{j-1}``, ``dc_jk = sum e`` and ``dW_k = e' u_{k-1}`` of all
+    couplings are then batched matrix products over the stacked ``g``, ``e``, ``h`` and ``u`` (one call each,
+    instead of one per coupling).
     """
 
     @staticmethod
@@ -185,26 +187,31 @@ class _CouplingLoop(torch.autograd.Function):
         n_hidden, n_layers, depth = 2 * (ctx.depth - 1), first.shape[0], ctx.depth
         hidden, rest = rest[:n_hidden], rest[n_hidden:]
         inputs, flat_activations = rest[:n_layers], rest[n_layers:]
-        weights, offsets = hidden[0::2], hidden[1::2]
-        g_first, g_last, g_bias = torch.empty_like(first), torch.empty_like(last), torch.empty_like(last[..., 0])
-        g_weights = [torch.empty_like(w) for w in weights]
-        g_offsets = [torch.empty_like(o) for o in offsets]
-        g_terms = []
+        weights = hidden[0::2]
+        outputs = [None] * n_layers  # g after coupling k
+        errors = [[None] * n_layers for _ in range(depth)]  # e at the pre-activation of h_j of coupling k
         g = grad
         for k in reversed(range(n_layers)):
             h = flat_activations[k * depth : (k + 1) * depth]
-            g_flat = _flat(g)
-            g_last[k] = g_flat.T @ _flat(h[-1])
-            g_bias[k] = g_flat.sum(0)
+            outputs[k] = g
             e = torch.ops.aten.threshold_backward(g @ last[k], h[-1], 0)
+            errors[depth - 1][k] = e
             for j in reversed(range(depth - 1)):
-                e_flat = _flat(e)
-                g_weights[j][k] = e_flat.T @ _flat(h[j])
-                g_offsets[j][k] = e_flat.sum(0)
                 e = torch.ops.aten.threshold_backward(e @ weights[j][k], h[j], 0)
-            g_terms.append(e.sum_to_size(terms[..., k, :].shape))
-            g_first[k] = _flat(e).T @ _flat(inputs[k])
+                errors[j][k] = e
             g = g + e @ first[k]
-        g_terms = torch.stack(g_terms[::-1], dim=-2)
-        hidden_grads = [x for pair in zip(g_weights, g_offsets) for x in pair]
-        return g, g_terms, g_first, g_last, g_bias, *hidden_grads
+
+        def stacked(tensors) -> Tensor:  # (K, N, width): coupling k's rows, batch dimensions flattened
+            return torch.stack([_flat(t) for t in tensors])
+
+        def weight_grad(left, right) -> Tensor:  # sum over rows of left' right, per coupling: (K, width_l, width_r)
+            return torch.bmm(left.transpose(1, 2), right)
+
+        g_out, h = stacked(outputs), [stacked(flat_activations[j::depth]) for j in range(depth)]
+        e = [stacked(errors[j]) for j in range(depth)]
+        hidden_grads = []
+        for j in range(depth - 1):
+            hidden_grads += [weight_grad(e[j + 1], h[j]), e[j + 1].sum(1)]
+        g_terms = torch.stack(errors[0], dim=-2).sum_to_size(terms.shape)
+        g_first = weight_grad(e[0], stacked(inputs))
+        return g, g_terms, g_first, weight_grad(g_out, h[-1]), g_out.sum(1), *hidden_grads
