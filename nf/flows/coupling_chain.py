@@ -103,20 +103,29 @@ class CouplingChain(FlowSequence):
                     self.register_buffer(f"{name}{parity}", value, persistent=False)
         self.register_buffer("_output", mixing.to(device, dtype), persistent=False)  # z_K = M_K u
 
-    def _folded_weights(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Stacked over couplings: the first layer's weight on ``u`` (K, H, D), the last layer's weight (K, D, H) and
-        bias (K, D) onto ``u``."""
+    def _folded_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Stacked over couplings: the first layer's weight on ``u`` (K, H, D) and on the context (K, H, C), the last
+        layer's weight (K, D, H) and bias (K, D) onto ``u``.
+
+        Each parity group's first-layer weights are stacked whole and then split into their ``x_A`` and context
+        columns: two slices per group rather than two per coupling, in the forward pass and in the backward.
+        """
         parts = []
         for parity, group in enumerate(self._groups):
             if not group:
                 continue
             reads, writes = getattr(self, f"_reads{parity}"), getattr(self, f"_writes{parity}")
             n_cond = reads.shape[1]
-            w_z = torch.stack([self.couplings[k].coupling[0].weight[:, :n_cond] for k in group])
+            w_in = torch.stack([self.couplings[k].coupling[0].weight for k in group])
             w_out = torch.stack([self.couplings[k].coupling[-1].weight for k in group])
             b_out = torch.stack([self.couplings[k].coupling[-1].bias for k in group])
             parts.append(
-                (torch.bmm(w_z, reads), torch.bmm(writes, w_out), torch.bmm(writes, b_out.unsqueeze(-1)).squeeze(-1))
+                (
+                    torch.bmm(w_in[..., :n_cond], reads),
+                    w_in[..., n_cond:],
+                    torch.bmm(writes, w_out),
+                    torch.bmm(writes, b_out.unsqueeze(-1)).squeeze(-1),
+                )
             )
         order = [k for group in self._groups for k in group]
         back = torch.argsort(
@@ -124,24 +133,24 @@ class CouplingChain(FlowSequence):
         )  # couplings 0, 2, 4, ..., 1, 3, ... -> 0, 1, 2, ...
         return tuple(torch.cat(stack)[back] for stack in zip(*parts))
 
-    def _context_terms(self, params: Tensor | None) -> Tensor:
-        """``W_c c_k + b_1`` for every coupling, shape (..., K, H) (just ``b_1``, (K, H), without context)."""
+    def _context_terms(self, params: Tensor | None, w_c: Tensor) -> Tensor:
+        """``W_c c_k + b_1`` for every coupling, shape (..., K, H) (just ``b_1``, (K, H), without context);
+        ``w_c``: the first layers' context columns, (K, H, C)."""
         biases = torch.stack([c.coupling[0].bias for c in self.couplings])  # (K, H)
         if self.context == 0:
             return biases
         n = len(self.couplings)
         context = params[..., : n * self.context].reshape(*params.shape[:-1], n, self.context)
-        w_c = torch.stack([c.coupling[0].weight[:, c.n_cond :] for c in self.couplings])  # (K, H, C)
         return torch.einsum("...kc,khc->...kh", context, w_c) + biases
 
     def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check_input(z, params)
-        first, last, bias = self._folded_weights()
+        first, w_c, last, bias = self._folded_weights()
         hidden = []
         for j in range(2, len(self.couplings[0].coupling) - 1, 2):  # the hidden linear layers between the ReLUs
             hidden.append(torch.stack([c.coupling[j].weight for c in self.couplings]))
             hidden.append(torch.stack([c.coupling[j].bias for c in self.couplings]))
-        u = _CouplingLoop.apply(z, self._context_terms(params), first, last, bias, *hidden)
+        u = _CouplingLoop.apply(z, self._context_terms(params, w_c), first, last, bias, *hidden)
         z_k = F.linear(u, self._output)
         if not self.scaled:
             return z_k, z.new_zeros(z.shape[:-1])
