@@ -57,8 +57,9 @@ class Verdict:
             raise ValueError(f"unknown verdict {self.verdict!r}; choose one of {', '.join(VERDICTS)}")
 
 
-def not_tested(missing: str) -> Verdict:
-    return Verdict("not tested", f"not trained yet: {missing}")
+def not_tested(missing: str, so_far: str = "") -> Verdict:
+    """No verdict until ``missing`` is trained; ``so_far``: the evidence of the runs already trained, if any."""
+    return Verdict("not tested", (f"so far {so_far}; " if so_far else "") + f"not trained yet: {missing}")
 
 
 def table2_number(ours: float, paper: float) -> Verdict:
