@@ -120,12 +120,14 @@ MNIST_STUDY: dict[str, Any] = {
     "candidates": ["Adam", "Adam, flow step x0.1"],
 }
 
-MNIST_LADDER: dict[str, Any] = {  # Table 2's rows (planar, NICE-perm), then the NICE scaling/mixing comparison at K=20
-    "models": [
+MNIST_LADDER: dict[str, Any] = {  # Table 2's rows (planar, NICE-perm), the NICE scaling/mixing comparison at K=20,
+    "models": [  # then the radial and convolutional flows (not in the paper's Table 2)
         ["none", 0],
         *[["planar", k] for k in (10, 20, 40, 80)],
         *[["nice-perm", k] for k in (10, 20, 40, 80)],
         *[[f, 20] for f in ("nice-perm+scale", "nice-orth", "nice-orth+scale")],
+        *[["radial", k] for k in (10, 20)],
+        *[["conv", k] for k in (5, 10, 20)],
     ],
     "seeded": [["none", 0], ["planar", 20]],
     "seeds": [0, 1, 2],
