@@ -47,20 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="the runs behind a chapter")
     run_actions = runs.add_subparsers(dest="action", required=True)
     status = run_actions.add_parser("status", help="which of a chapter's runs are cached, running or missing")
-    status.add_argument("chapter", metavar="CHAPTER", help=f"one of {', '.join(chapter_names())}")
-    status.add_argument("--profile", default="report", help=f"{', '.join(PROFILE_NAMES)} (default: report)")
-    status.add_argument(
-        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="as for book run"
-    )
+    _chapter_arguments(status)
     train = run_actions.add_parser(
         "train",
         help="train a chapter's missing runs as jobs (submitit): on this machine, or on a SLURM cluster",
     )
-    train.add_argument("chapter", metavar="CHAPTER", help=f"one of {', '.join(chapter_names())}")
-    train.add_argument("--profile", default="report", help=f"{', '.join(PROFILE_NAMES)} (default: report)")
-    train.add_argument(
-        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="as for book run"
-    )
+    _chapter_arguments(train)
     train.add_argument("--executor", default=None, help="local (subprocesses here, waited for) or slurm (sbatch)")
     train.add_argument(
         "--jobs", type=int, default=None, help="at most N jobs at once (default: local 1, slurm submitit's 256)"
@@ -75,6 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="also submit runs that are being trained")
     train.add_argument("--dry-run", action="store_true", help="list the jobs (and the sbatch script); submit nothing")
     return parser
+
+
+def _chapter_arguments(parser: argparse.ArgumentParser) -> None:
+    """The chapter, its profile and parameter overrides, as ``runs status`` and ``runs train`` take them."""
+    parser.add_argument("chapter", metavar="CHAPTER", help=f"one of {', '.join(chapter_names())}")
+    parser.add_argument("--profile", default="report", help=f"{', '.join(PROFILE_NAMES)} (default: report)")
+    parser.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="as for book run"
+    )
 
 
 SLURM_FLAGS = {
@@ -96,13 +97,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.executor is None:
         raise ValueError(f"choose where jobs run: --executor {' or '.join(jobs.EXECUTORS)}")
     check_choice("executor", args.executor, jobs.EXECUTORS)
-    if args.executor == "local":
-        _validate_run(args)  # the jobs run here: the device must exist here
-    else:  # the jobs run on the cluster's nodes: the device need only be a valid name here
+    # local jobs run here, so the device must exist here; on a cluster it need only be a valid name here
+    _validate_run(args, device_here=args.executor == "local")
+    if args.executor == "slurm":
         check_choice("device", args.device.split(":")[0], DEVICES)
-        device, args.device = args.device, None
-        _validate_run(args)
-        args.device = device
     toy_batch = jobs.TOY_BATCH if args.toy_batch is None else args.toy_batch
     check_int("toy runs per job", toy_batch)
     if args.jobs is not None:
@@ -172,7 +170,8 @@ def _status(args: argparse.Namespace) -> None:
     print(status_summary(rows) if rows else f"chapter {args.chapter} trains no runs")
 
 
-def _validate_run(args: argparse.Namespace) -> None:
+def _validate_run(args: argparse.Namespace, device_here: bool = True) -> None:
+    """Known chapters and profile; ``args.device`` (if given and ``device_here``) available on this machine."""
     from nf.runs.devices import resolve_device
 
     unknown = [name for name in args.chapters if name not in chapter_names()]
@@ -180,7 +179,7 @@ def _validate_run(args: argparse.Namespace) -> None:
         raise ValueError(f"unknown chapter {unknown[0]!r}; choose from {', '.join(chapter_names())}")
     if args.profile not in PROFILE_NAMES:
         raise ValueError(f"unknown profile {args.profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
-    if args.device is not None:
+    if args.device is not None and device_here:
         resolve_device(args.device)
 
 
