@@ -44,12 +44,12 @@ class SpectrumLayout(nn.Module):
         self.n = n
         self.n_freq = n // 2 + 1
         multiplicity = torch.full((self.n_freq,), 2.0)
-        real = torch.zeros(self.n_freq, dtype=torch.bool)
-        multiplicity[0], real[0] = 1.0, True
+        free_phase = torch.ones(self.n_freq)  # 0 where a real kernel's spectrum is real: frequency 0 and Nyquist
+        multiplicity[0], free_phase[0] = 1.0, 0.0
         if n % 2 == 0:
-            multiplicity[-1], real[-1] = 1.0, True
+            multiplicity[-1], free_phase[-1] = 1.0, 0.0
         self.register_buffer("multiplicity", multiplicity)
-        self.register_buffer("real_frequency", real)
+        self.register_buffer("free_phase", free_phase)
 
     def magnitude(self, raw_magnitude: Tensor) -> Tensor:
         """``|W_k| = eps + softplus(a_k + c)``, at least ``MIN_MAGNITUDE``; ``a = 0`` gives 1."""
@@ -57,12 +57,19 @@ class SpectrumLayout(nn.Module):
 
     def spectrum(self, raw_magnitude: Tensor, phase: Tensor) -> Tensor:
         """Complex ``W_k`` for ``k = 0 .. n // 2``, real at frequency 0 and Nyquist."""
-        phase = torch.where(self.real_frequency, torch.zeros_like(phase), phase)
-        return torch.polar(self.magnitude(raw_magnitude), phase)
+        return self.spectrum_of(self.magnitude(raw_magnitude), phase)
+
+    def spectrum_of(self, magnitude: Tensor, phase: Tensor) -> Tensor:
+        """``spectrum`` from the magnitudes ``|W_k|`` already computed."""
+        return torch.polar(magnitude, phase * self.free_phase)
 
     def log_abs_det(self, raw_magnitude: Tensor) -> Tensor:
         """``sum_{k=0}^{n-1} ln|W_k|`` over the full spectrum (conjugate twins counted)."""
-        return (self.multiplicity * torch.log(self.magnitude(raw_magnitude))).sum(-1)
+        return self.log_abs_det_of(self.magnitude(raw_magnitude))
+
+    def log_abs_det_of(self, magnitude: Tensor) -> Tensor:
+        """``log_abs_det`` from the magnitudes ``|W_k|`` already computed."""
+        return torch.log(magnitude) @ self.multiplicity
 
     def convolve(self, z: Tensor, spectrum: Tensor) -> Tensor:
         """``w (*) z`` along the last dimension; real output."""

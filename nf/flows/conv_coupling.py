@@ -76,8 +76,9 @@ class ConvolutionalCoupling(Coupling):
         self._check_input(z, params)
         z_a, z_b = self._split(z)
         raw_magnitude, phase, shift = self.kernel_and_shift(z_a, params)
-        y_b = self.layout.convolve(z_b, self.layout.spectrum(raw_magnitude, phase)) + shift
-        return self._join(z_a, y_b), self.layout.log_abs_det(raw_magnitude)
+        magnitude = self.layout.magnitude(raw_magnitude)
+        y_b = self.layout.convolve(z_b, self.layout.spectrum_of(magnitude, phase)) + shift
+        return self._join(z_a, y_b), self.layout.log_abs_det_of(magnitude)
 
     def inverse(self, y: Tensor, params: Tensor | None = None) -> Tensor:
         self._check_input(y, params)
