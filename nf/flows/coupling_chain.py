@@ -170,57 +170,56 @@ class _CouplingLoop(torch.autograd.Function):
     ``e = (g L_k) * [h_J > 0]`` back through the hidden layers (``e <- (e V_jk) * [h_{j-1} > 0]``),
     ``dt_k = e`` and ``g <- g + e W_k``.  Only this recursion runs coupling by coupling; the weight gradients
     ``dL_k = g' h_J``, ``dl_k = sum g``, ``dV_jk = e' h_{j-1}``, ``dc_jk = sum e`` and ``dW_k = e' u_{k-1}`` of all
-    couplings are then batched matrix products over the stacked ``g``, ``e``, ``h`` and ``u`` (one call each,
-    instead of one per coupling).
+    couplings are then batched matrix products (one call each, instead of one per coupling).  Both passes write
+    each coupling's ``u``, ``h``, ``g`` and ``e`` straight into tensors stacked over couplings, so nothing is
+    copied to batch them.
     """
 
     @staticmethod
     def forward(ctx, u: Tensor, terms: Tensor, first: Tensor, last: Tensor, bias: Tensor, *hidden: Tensor) -> Tensor:
-        inputs, activations = [], []
-        for k in range(first.shape[0]):
-            inputs.append(u)
-            h = torch.relu_(F.linear(u, first[k]) + terms[..., k, :])
-            layer = [h]
-            for weight, offset in zip(hidden[0::2], hidden[1::2]):
-                h = torch.relu_(F.linear(h, weight[k], offset[k]))
-                layer.append(h)
-            activations.append(layer)
-            u = u + F.linear(h, last[k], bias[k])
-        ctx.depth = len(hidden) // 2 + 1
-        ctx.save_for_backward(terms, first, last, *hidden, *inputs, *(h for layer in activations for h in layer))
+        n_layers, batch = first.shape[0], torch.broadcast_shapes(u.shape[:-1], terms.shape[:-2])
+        widths = [first.shape[1], *(w.shape[1] for w in hidden[0::2])]
+        inputs = u.new_empty(n_layers, *batch, u.shape[-1])  # u before coupling k
+        activations = [u.new_empty(n_layers, *batch, width) for width in widths]  # h_j of coupling k
+        inputs[0] = u
+        ctx.u_shape, ctx.depth = u.shape, len(widths)
+        for k in range(n_layers):
+            h = torch.clamp_min(F.linear(inputs[k], first[k]) + terms[..., k, :], 0, out=activations[0][k])
+            for j, (weight, offset) in enumerate(zip(hidden[0::2], hidden[1::2])):
+                h = torch.clamp_min(F.linear(h, weight[k], offset[k]), 0, out=activations[j + 1][k])
+            step = F.linear(h, last[k], bias[k])
+            u = torch.add(inputs[k], step, out=inputs[k + 1]) if k + 1 < n_layers else inputs[k] + step
+        ctx.save_for_backward(terms, first, last, *hidden, inputs, *activations)
         return u
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         terms, first, last, *rest = ctx.saved_tensors
-        n_hidden, n_layers, depth = 2 * (ctx.depth - 1), first.shape[0], ctx.depth
-        hidden, rest = rest[:n_hidden], rest[n_hidden:]
-        inputs, flat_activations = rest[:n_layers], rest[n_layers:]
-        weights = hidden[0::2]
-        outputs = [None] * n_layers  # g after coupling k
-        errors = [[None] * n_layers for _ in range(depth)]  # e at the pre-activation of h_j of coupling k
-        g = grad
+        depth = ctx.depth
+        hidden, inputs, activations = rest[: 2 * (depth - 1)], rest[2 * (depth - 1)], rest[2 * (depth - 1) + 1 :]
+        weights, n_layers = hidden[0::2], first.shape[0]
+        outputs = grad.new_empty(inputs.shape)  # g after coupling k
+        errors = [grad.new_empty(h.shape) for h in activations]  # e at the pre-activation of h_j of coupling k
+        outputs[-1] = grad
+        threshold = torch.ops.aten.threshold_backward.grad_input
         for k in reversed(range(n_layers)):
-            h = flat_activations[k * depth : (k + 1) * depth]
-            outputs[k] = g
-            e = torch.ops.aten.threshold_backward(g @ last[k], h[-1], 0)
-            errors[depth - 1][k] = e
+            e = threshold(outputs[k] @ last[k], activations[-1][k], 0, grad_input=errors[-1][k])
             for j in reversed(range(depth - 1)):
-                e = torch.ops.aten.threshold_backward(e @ weights[j][k], h[j], 0)
-                errors[j][k] = e
-            g = g + e @ first[k]
+                e = threshold(e @ weights[j][k], activations[j][k], 0, grad_input=errors[j][k])
+            if k > 0:
+                torch.add(outputs[k], e @ first[k], out=outputs[k - 1])
+        g = outputs[0] + errors[0][0] @ first[0]
 
-        def stacked(tensors) -> Tensor:  # (K, N, width): coupling k's rows, batch dimensions flattened
-            return torch.stack([_flat(t) for t in tensors])
+        def rows(x: Tensor) -> Tensor:  # (K, N, width): coupling k's rows, batch dimensions flattened
+            return x.reshape(n_layers, -1, x.shape[-1])
 
-        def weight_grad(left, right) -> Tensor:  # sum over rows of left' right, per coupling: (K, width_l, width_r)
-            return torch.bmm(left.transpose(1, 2), right)
+        def weight_grad(left: Tensor, right: Tensor) -> Tensor:  # sum over rows of left' right, per coupling
+            return torch.bmm(rows(left).transpose(1, 2), rows(right))
 
-        g_out, h = stacked(outputs), [stacked(flat_activations[j::depth]) for j in range(depth)]
-        e = [stacked(errors[j]) for j in range(depth)]
         hidden_grads = []
         for j in range(depth - 1):
-            hidden_grads += [weight_grad(e[j + 1], h[j]), e[j + 1].sum(1)]
-        g_terms = torch.stack(errors[0], dim=-2).sum_to_size(terms.shape)
-        g_first = weight_grad(e[0], stacked(inputs))
-        return g, g_terms, g_first, weight_grad(g_out, h[-1]), g_out.sum(1), *hidden_grads
+            hidden_grads += [weight_grad(errors[j + 1], activations[j]), rows(errors[j + 1]).sum(1)]
+        g_terms = errors[0].movedim(0, -2).sum_to_size(terms.shape)
+        g_first = weight_grad(errors[0], inputs)
+        g_last, g_bias = weight_grad(outputs, activations[-1]), rows(outputs).sum(1)
+        return g.sum_to_size(ctx.u_shape), g_terms, g_first, g_last, g_bias, *hidden_grads
