@@ -44,12 +44,14 @@ class SpectrumLayout(nn.Module):
         self.n = n
         self.n_freq = n // 2 + 1
         multiplicity = torch.full((self.n_freq,), 2.0)
-        free_phase = torch.ones(self.n_freq)  # 0 where a real kernel's spectrum is real: frequency 0 and Nyquist
-        multiplicity[0], free_phase[0] = 1.0, 0.0
+        real = torch.zeros(self.n_freq, dtype=torch.bool)
+        multiplicity[0], real[0] = 1.0, True
         if n % 2 == 0:
-            multiplicity[-1], free_phase[-1] = 1.0, 0.0
+            multiplicity[-1], real[-1] = 1.0, True
         self.register_buffer("multiplicity", multiplicity)
-        self.register_buffer("free_phase", free_phase)
+        self.register_buffer("real_frequency", real)
+        # 0 at the real frequencies, 1 elsewhere: the phase mask, derived (not saved with the state)
+        self.register_buffer("free_phase", (~real).float(), persistent=False)
 
     def magnitude(self, raw_magnitude: Tensor) -> Tensor:
         """``|W_k| = eps + softplus(a_k + c)``, at least ``MIN_MAGNITUDE``; ``a = 0`` gives 1."""
