@@ -148,3 +148,21 @@ def test_the_all_at_once_optimisers_step_like_the_tensor_by_tensor_ones(optimize
         assert torch.isfinite(a).all()
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
     assert all((a - b).abs().max() > 0 for a, b in zip(model.parameters(), start))  # every tensor was stepped
+
+
+def test_a_resumed_run_keeps_stepping_all_tensors_at_once(tmp_path):
+    """A checkpoint saved by a tensor-by-tensor optimiser resumes into the fused one (its saved flags are ignored)."""
+    from nf.experiments.training import make_optimizer, resume, training_state
+    from nf.runs.checkpoint import Checkpointer
+
+    model = DLGM("planar", 2, latent=4, hidden=8)
+    config = {"optimizer": "adam", "learning_rate": 1e-3}
+    old = torch.optim.Adam([{"params": list(model.parameters()), "lr": 1e-3}], foreach=False)
+    model.free_energy(torch.rand(5, 784).round()).mean().backward()
+    old.step()
+    checkpointer = Checkpointer(tmp_path / "run.pt")
+    checkpointer.save(training_state(config, 1, model, old, [], 0.0))
+    optimizer = make_optimizer([{"params": list(model.parameters()), "scale": 1.0}], config)
+    assert resume(checkpointer, config, model, optimizer) is not None
+    assert [(g["fused"], g["foreach"]) for g in optimizer.param_groups] == [(True, None)]
+    assert optimizer.state_dict()["state"][0]["step"].item() == 1  # the saved moments and step count were loaded

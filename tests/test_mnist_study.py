@@ -111,8 +111,11 @@ def test_the_reading_covers_the_trained_budgets_and_names_the_waiting_ones(tmp_p
     runs = study_runs(tmp_path, gains)
     runs["Adam @80"][1] = None
     text = study_reading(STUDY, runs)
-    assert "With Adam for 20 updates instead of 50 planar K=20 is better by 0.10 ± 0.03 nats: a smaller gain" in text
-    assert text.endswith("The budget *Adam @80* is not trained yet.")
+    assert (
+        "With Adam for 20 updates instead of 50 planar K=20 is better by 0.10 ± 0.03 nats than the diagonal model: "
+        "a smaller gain than after 50 (by " in text
+    )
+    assert text.endswith("The budget *Adam @80* waits for its runs.")
 
 
 def test_nice_verdicts_from_the_nice_rungs(tmp_path):

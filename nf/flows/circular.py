@@ -71,7 +71,7 @@ class SpectrumLayout(nn.Module):
 
     def log_abs_det_of(self, magnitude: Tensor) -> Tensor:
         """``log_abs_det`` from the magnitudes ``|W_k|`` already computed."""
-        return torch.log(magnitude) @ self.multiplicity
+        return (self.multiplicity * torch.log(magnitude)).sum(-1)
 
     def convolve(self, z: Tensor, spectrum: Tensor) -> Tensor:
         """``w (*) z`` along the last dimension; real output."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from nf.flows.base import FlowSequence
 from nf.flows.nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
@@ -158,10 +159,6 @@ class CouplingChain(FlowSequence):
         return scaling(z_k, params[..., -scaling.n_params :] if scaling.amortized else None)
 
 
-def _flat(x: Tensor) -> Tensor:
-    return x.reshape(-1, x.shape[-1])
-
-
 class _CouplingLoop(torch.autograd.Function):
     """``u_K`` from ``u_0`` through the folded couplings (module docstring), with a hand-written backward.
 
@@ -172,7 +169,7 @@ class _CouplingLoop(torch.autograd.Function):
     ``dL_k = g' h_J``, ``dl_k = sum g``, ``dV_jk = e' h_{j-1}``, ``dc_jk = sum e`` and ``dW_k = e' u_{k-1}`` of all
     couplings are then batched matrix products (one call each, instead of one per coupling).  Both passes write
     each coupling's ``u``, ``h``, ``g`` and ``e`` straight into tensors stacked over couplings, so nothing is
-    copied to batch them.
+    copied to batch them.  First derivatives only (no gradient of the gradient).
     """
 
     @staticmethod
@@ -193,6 +190,7 @@ class _CouplingLoop(torch.autograd.Function):
         return u
 
     @staticmethod
+    @once_differentiable  # the backward writes into buffers (out=): it cannot itself be differentiated
     def backward(ctx, grad: Tensor):
         terms, first, last, *rest = ctx.saved_tensors
         depth = ctx.depth

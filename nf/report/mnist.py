@@ -568,7 +568,8 @@ def study_reading(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> s
         updates = runs[name][planar].config["updates"]
         text.append(
             f"With {first} for {updates:,} updates instead of {runs[first][planar].config['updates']:,} planar "
-            f"K=20 is {better(gain[name])}: {trend} ({detail})."
+            f"K=20 is {better(gain[name])} than the diagonal model: {trend} than after "
+            f"{runs[first][planar].config['updates']:,} ({detail})."
         )
-    text += [f"The budget *{name}* is not trained yet." for name in waiting]
+    text += [f"The budget *{name}* waits for its runs." for name in waiting]
     return " ".join(text)

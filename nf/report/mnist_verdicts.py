@@ -125,7 +125,9 @@ def mnist_verdicts(
         for s, run in zip(("+scale", ""), pair)
         if run is None
     ]
-    trained = [(m, a, b) for m, (a, b) in zip(("NICE-perm K=20", "NICE-orth K=20"), scaled) if a and b]
+    trained = [
+        (m, a, b) for m, (a, b) in zip(("NICE-perm K=20", "NICE-orth K=20"), scaled) if a is not None and b is not None
+    ]
     verdict = beats([paired_difference(a, b) for _, a, b in trained], [m for m, _, _ in trained])
     add(
         "NICE's diagonal scaling layer helps (an open question of earlier reproductions)",
