@@ -34,9 +34,7 @@ def make_optimizer(groups: list[dict[str, Any]], config: dict[str, Any]) -> torc
     groups = [{**g, "lr": config["learning_rate"] * g["scale"]} for g in groups]
     if config["optimizer"] == "adam":
         fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
-        return torch.optim.Adam(
-            groups, lr=config["learning_rate"], fused=fused or None, foreach=None if fused else True
-        )
+        return torch.optim.Adam(groups, lr=config["learning_rate"], **({"fused": True} if fused else {"foreach": True}))
     return torch.optim.RMSprop(groups, lr=config["learning_rate"], momentum=config["momentum"], foreach=True)
 
 
@@ -77,9 +75,7 @@ def resume(
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     for group in optimizer.param_groups:  # a saved state brings its own implementation flags: keep this optimiser's
-        for flag in ("fused", "foreach"):
-            if flag in optimizer.defaults:
-                group[flag] = optimizer.defaults[flag]
+        group.update({flag: optimizer.defaults[flag] for flag in ("fused", "foreach") if flag in optimizer.defaults})
     torch.set_rng_state(state["rng"])
     if state.get("cuda_rng") is not None:
         torch.cuda.set_rng_state_all(state["cuda_rng"])
