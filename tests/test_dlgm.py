@@ -15,7 +15,7 @@ def test_maxout_takes_the_max_of_each_pool():
     torch.testing.assert_close(layer(x), expected)
 
 
-@pytest.mark.parametrize("flow", ["planar", "nice-perm", "nice-orth+scale"])
+@pytest.mark.parametrize("flow", ["planar", "nice-perm", "nice-orth+scale", "conv"])
 def test_fused_and_plain_models_give_identical_objectives_and_gradients(flow):
     x = torch.bernoulli(torch.rand(8, 784, generator=torch.Generator().manual_seed(0)))
     models = []

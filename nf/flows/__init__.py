@@ -2,6 +2,7 @@
 
 from nf.flows.base import FlowLayer, FlowSequence
 from nf.flows.circular import CircularConvolution
+from nf.flows.conv_chain import ConvChain
 from nf.flows.conv_coupling import ConvolutionalCoupling, LogGate
 from nf.flows.coupling_chain import CouplingChain
 from nf.flows.factory import FLOW_FAMILIES, make_flow
@@ -14,6 +15,7 @@ __all__ = [
     "FLOW_FAMILIES",
     "AdditiveCoupling",
     "CircularConvolution",
+    "ConvChain",
     "ConvolutionalCoupling",
     "CouplingChain",
     "DiagonalScaling",

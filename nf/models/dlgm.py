@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nf.flows import CouplingChain, FlowLayer, PlanarChain, make_flow
+from nf.flows import ConvChain, CouplingChain, FlowLayer, PlanarChain, make_flow
 from nf.models.distributions import DiagonalGaussian
 from nf.validation import check_choice, check_int
 
@@ -57,7 +57,8 @@ class Maxout(nn.Module):
 
 def amortized_flow(family: str, dim: int, length: int, fused: bool = True) -> FlowLayer | None:
     """The amortised posterior flow of a DLGM (module docstring): None for ``length = 0``; by default planar chains
-    fused (``PlanarChain``) and NICE flows folded (``CouplingChain``): the same maths in fewer operations."""
+    fused (``PlanarChain``), NICE flows folded (``CouplingChain``) and the convolutional flow fused (``ConvChain``):
+    the same maths in fewer operations."""
     check_choice("DLGM flow", family, DLGM_FLOWS)
     check_int("flow length", length, minimum=0)
     if family == "none" or length == 0:
@@ -65,7 +66,9 @@ def amortized_flow(family: str, dim: int, length: int, fused: bool = True) -> Fl
     if family == "planar" and fused:
         return PlanarChain(dim, length, amortized=True)
     flow = make_flow(family, dim, length, amortized=True, coupling_hidden=COUPLING_HIDDEN, context=COUPLING_CONTEXT)
-    return CouplingChain(flow) if fused and family.startswith("nice") else flow
+    if fused and family.startswith("nice"):
+        return CouplingChain(flow)
+    return ConvChain(flow) if fused and family == "conv" else flow
 
 
 class DLGM(nn.Module):
@@ -75,7 +78,8 @@ class DLGM(nn.Module):
         flow: one of ``DLGM_FLOWS`` (``none``: the diagonal-Gaussian posterior).
         length: number of flow layers ``K`` (0: the diagonal-Gaussian posterior).
         latent, hidden, pool, data_dim: sizes (paper: 40, 400, 4, 784).
-        fused: use the fused planar chain and the folded NICE chain (same numbers up to rounding, faster).
+        fused: use the fused planar and convolutional chains and the folded NICE chain (same numbers up to rounding,
+            faster).
     """
 
     def __init__(

@@ -1,0 +1,426 @@
+"""The convolutional flow as one autograd node with a hand-written backward (same maths, fewer operations).
+
+The reference flow (``make_flow("conv", ...)``) is a ``FlowSequence`` of ``K``
+blocks, each a circular convolution, a convolutional coupling and a
+``LogGate`` (``nf.flows.circular``, ``nf.flows.conv_coupling``).  Layer by
+layer, autograd records about thirty tiny operations per block and replays
+them backwards.  Here:
+
+* everything that does not depend on the running sample is computed for all
+  ``K`` blocks at once, outside the loop: the circular convolutions' spectra
+  and log-determinants (from ``params`` or the layers' own parameters), the
+  couplings' context terms ``W_c c_k + b_1``, the gates' ``alpha_k``;
+* the real FFTs of length ``n = D`` and ``n = D / 2`` are dense products with
+  fixed matrices (at these sizes a small matrix product is cheaper than an FFT
+  call), with real and imaginary parts interleaved so that a complex view
+  costs nothing.  For a spectrum ``Y_k``, ``k = 0 .. n // 2``, and ``m_k`` the
+  multiplicity of frequency ``k`` (1 at frequency 0 and Nyquist, else 2):
+
+      rfft:   Re Z_k = sum_i z_i cos(2 pi k i / n),   Im Z_k = -sum_i z_i sin(2 pi k i / n),
+      irfft:  y_i = (1 / n) sum_k m_k (Re Y_k cos(2 pi k i / n) - Im Y_k sin(2 pi k i / n));
+
+* the couplings' constant offset ``c`` of the magnitudes and the mask of the
+  real frequencies' phases are folded into their output layers, so the network
+  emits ``a_k + c`` and the masked phases directly;
+* the loop over blocks is one autograd node (``_ConvLoop``): its forward pass
+  stores what each block computed in tensors stacked over blocks, and its
+  backward pass runs only the recursion on ``dL/dz`` block by block; the
+  pointwise factors it needs and all weight gradients are computed for all
+  blocks at once, before and after that recursion.
+
+Backward rules, with the convention of complex gradients ``dL/dRe + i dL/dIm``:
+for ``Y = W Z``, ``dL/dZ = dL/dY conj(W)`` and ``dL/dW = dL/dY conj(Z)``; for
+``W = |W| e^{i phi}``, ``dL/d|W| = Re(dL/dW e^{-i phi})`` and ``dL/dphi =
+|W| Im(dL/dW e^{-i phi})``; ``|W| = eps + softplus(s)`` has slope
+``sigmoid(s)``; the gate ``y = sign(z) ln(1 + alpha|z|) / alpha`` has
+``dy/dz = 1 / (1 + alpha|z|)`` and ``dy/dalpha = sign(z) (|z| / (1 +
+alpha|z|) - y sign(z)) / alpha``, and its log-determinant ``-sum ln(1 +
+alpha|z|)`` has ``d/dz = -alpha sign(z) / (1 + alpha|z|)`` and ``d/dalpha =
+-|z| / (1 + alpha|z|)``.
+
+``ConvChain`` holds the reference flow's own layers, so parameters,
+``state_dict`` keys, ``inverse`` and ``trajectory`` are the reference's; only
+``forward`` is the fused computation, tested against it (float64, 1e-10).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from nf.flows.base import FlowSequence
+from nf.flows.circular import _UNIT_OFFSET, MIN_MAGNITUDE, CircularConvolution, SpectrumLayout
+from nf.flows.conv_coupling import ConvolutionalCoupling, LogGate
+
+
+def real_dft_matrices(layout: SpectrumLayout) -> tuple[Tensor, Tensor]:
+    """Float64 ``(A, B)`` with ``z @ A = rfft(z)`` and ``Y @ B = irfft(Y)``, real and imaginary parts interleaved.
+
+    ``A`` is ``(n, 2 f)`` and ``B`` is ``(2 f, n)`` for ``f = n // 2 + 1`` frequencies (module docstring).
+    """
+    n = layout.n
+    k, i = torch.arange(layout.n_freq).unsqueeze(0), torch.arange(n).unsqueeze(1)
+    angle = (2 * math.pi / n) * torch.remainder(k * i, n).double()  # (n, f), exact multiples of 2 pi / n
+    forward = torch.stack([torch.cos(angle), -torch.sin(angle)], dim=-1).reshape(n, 2 * layout.n_freq)
+    weight = (layout.multiplicity.double() / n).unsqueeze(0)
+    inverse = torch.stack([weight * torch.cos(angle), -weight * torch.sin(angle)], dim=-1)
+    return forward, inverse.reshape(n, 2 * layout.n_freq).T.contiguous()
+
+
+def _complex(x: Tensor) -> Tensor:
+    """Interleaved ``(..., 2 f)`` real numbers as ``(..., f)`` complex ones (a view)."""
+    return torch.view_as_complex(x.unflatten(-1, (-1, 2)))
+
+
+def _interleaved(x: Tensor) -> Tensor:
+    """``(..., f)`` complex numbers as ``(..., 2 f)`` interleaved real ones (a view)."""
+    return torch.view_as_real(x).flatten(-2)
+
+
+def _per_block_tuples(stacks: Sequence[Tensor], n_blocks: int) -> list[tuple[Tensor, ...]]:
+    """Block ``k``'s slices of several ``(K, ...)`` stacks, as one tuple per block (empty tuples for no stacks)."""
+    return list(zip(*(x.unbind(0) for x in stacks))) if stacks else [()] * n_blocks
+
+
+class ConvChain(FlowSequence):
+    """The convolutional flow (``make_flow("conv", ...)``) with a fused forward pass (module docstring).
+
+    Args:
+        flow: the reference flow, ``K`` blocks of ``CircularConvolution``, ``ConvolutionalCoupling`` and ``LogGate``
+            on an even dimension; its layers are shared, not copied.
+
+    Example::
+
+        chain = ConvChain(make_flow("conv", 40, 20, amortized=True))
+        z_k, log_det = chain(z0, params)   # the numbers of the reference flow, faster
+    """
+
+    def __init__(self, flow: FlowSequence):
+        super().__init__(flow.layers)
+        layers = list(self.layers)
+        self.circulars, self.couplings, self.gates = (
+            layers[0::3],
+            layers[1::3],
+            layers[2::3],
+        )  # lists: not re-registered
+        if (
+            len(layers) % 3
+            or not all(isinstance(layer, CircularConvolution) for layer in self.circulars)
+            or not all(isinstance(layer, ConvolutionalCoupling) for layer in self.couplings)
+            or not all(isinstance(layer, LogGate) for layer in self.gates)
+        ):
+            raise ValueError("ConvChain needs blocks of a circular convolution, a convolutional coupling and a LogGate")
+        if self.dim % 2:
+            raise ValueError(f"ConvChain needs an even dimension (equal coupling halves), got dim={self.dim}")
+        if len({layer.amortized for layer in self.circulars}) != 1 or len({c.n_params for c in self.couplings}) != 1:
+            raise ValueError("ConvChain needs every block amortised alike")
+        networks = [list(c.network) for c in self.couplings]
+        if len({len(n) for n in networks}) != 1 or len(networks[0]) < 3:
+            raise ValueError("ConvChain needs coupling networks of one depth with a hidden layer")
+        if not all(isinstance(m, nn.ReLU) for n in networks for m in n[1::2]):
+            raise ValueError(
+                "ConvChain needs coupling networks with ReLU activations (its backward is written for them)"
+            )
+        self.context = self.couplings[0].n_params
+        self.circular_params = self.circulars[0].n_params
+        self.swaps = [c.swap for c in self.couplings]
+        full, half = self.circulars[0].layout, self.couplings[0].layout
+        f_half = half.n_freq
+        # the output layers emit (a + c, phase * mask, t): an offset and a row mask folded into them
+        offset = torch.cat([torch.full((f_half,), _UNIT_OFFSET), torch.zeros(f_half + self.dim // 2)])
+        rows = torch.cat([torch.ones(f_half), half.free_phase, torch.ones(self.dim // 2)])
+        like = self.couplings[0].network[0].weight
+        for name, value in (
+            *zip(("_dft", "_idft"), real_dft_matrices(full)),
+            *zip(("_dft_half", "_idft_half"), real_dft_matrices(half)),
+            ("_offset", offset),
+            ("_row_mask", rows),
+            ("_half_multiplicity", half.multiplicity),
+        ):
+            self.register_buffer(name, value.to(like.device, like.dtype), persistent=False)
+
+    def _spectra(self, params: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The circular convolutions' spectra ``(..., K, f)`` (complex), their log-determinants summed over blocks,
+        and the per-block contexts ``(..., K, C)`` (None without context)."""
+        layout, n_freq, n_blocks = self.circulars[0].layout, self.circulars[0].layout.n_freq, len(self.couplings)
+        context = None
+        if params is not None:
+            per_block = params.unflatten(-1, (n_blocks, self.circular_params + self.context))
+            raw, phase, context = per_block.split([n_freq, n_freq, self.context], dim=-1)
+            if self.circular_params == 0:
+                raw = phase = None
+        if params is None or self.circular_params == 0:
+            raw = torch.stack([c.log_magnitude for c in self.circulars])
+            phase = torch.stack([c.phase for c in self.circulars])
+        magnitude = layout.magnitude(raw)
+        return layout.spectrum_of(magnitude, phase), layout.log_abs_det_of(magnitude).sum(-1), context
+
+    def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_input(z, params)
+        spectra, log_det, context = self._spectra(params)
+        networks = [list(c.network) for c in self.couplings]
+        first = torch.stack([n[0].weight for n in networks])  # (K, H, D/2 + C)
+        first_bias = torch.stack([n[0].bias for n in networks])
+        w_z, w_c = first.split([self.dim // 2, self.context], dim=-1)
+        terms = first_bias if context is None else torch.einsum("...kc,khc->...kh", context, w_c) + first_bias
+        hidden = []
+        for j in range(2, len(networks[0]) - 1, 2):  # the hidden linear layers between the ReLUs
+            hidden += [torch.stack([n[j].weight for n in networks]), torch.stack([n[j].bias for n in networks])]
+        last = torch.stack([n[-1].weight for n in networks]) * self._row_mask.unsqueeze(-1)
+        last_bias = torch.stack([n[-1].bias for n in networks]) * self._row_mask + self._offset
+        alpha = F.softplus(torch.stack([g.raw_alpha for g in self.gates]))
+        z_k, inner_log_det = _ConvLoop.apply(
+            self, torch.is_grad_enabled(), z, spectra, alpha, terms, w_z, last, last_bias, *hidden
+        )
+        return z_k, log_det + inner_log_det
+
+
+class _ConvLoop(torch.autograd.Function):
+    """``(z_0, spectra, alpha, context terms, coupling weights) -> (z_K, coupling and gate log-determinants)``.
+
+    Per block ``k`` (module docstring): ``x = irfft(S_k rfft(z))``; from ``x_A``, ``h_0 = relu(x_A W_k' + t_k)``,
+    ``h_j = relu(h_{j-1} V_jk' + c_jk)``, ``o = h_J L_k' + l_k = (s, phi, t)``; ``x_B <- irfft(W rfft(x_B)) + t``
+    with ``W = (eps + softplus(s)) e^{i phi}``; ``z = sign(x) ln(1 + alpha_k|x|) / alpha_k``.  The backward pass
+    runs, block by block, only the recursion on ``dL/dz``; first derivatives only.  Every per-block tensor (inputs,
+    stored results, buffers) is a view made once, before the loop, so each block costs only its arithmetic.
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        chain: ConvChain,
+        keep: bool,
+        z: Tensor,
+        spectra: Tensor,
+        alpha: Tensor,
+        terms: Tensor,
+        w_z: Tensor,
+        last: Tensor,
+        last_bias: Tensor,
+        *hidden: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        n_blocks, half, f_half = w_z.shape[0], chain.dim // 2, chain._half_multiplicity.shape[0]
+        batch = torch.broadcast_shapes(z.shape[:-1], spectra.shape[:-2], terms.shape[:-2])
+        widths = [w_z.shape[1], *(w.shape[1] for w in hidden[0::2])]
+        z_shape, z = z.shape, z.expand(*batch, chain.dim)
+
+        def stacked(width: int) -> Tensor:  # one slot per block; without gradients one slot reused by every block
+            return z.new_empty(n_blocks if keep else 1, *batch, width)
+
+        def per_block(x: Tensor) -> list[Tensor]:
+            return list(x.unbind(0)) if keep else [x[0]] * n_blocks
+
+        spectrum_in, coupling_in, gate_in = stacked(2 * spectra.shape[-1]), stacked(chain.dim), stacked(chain.dim)
+        half_in, outputs, levels = stacked(2 * f_half), stacked(last.shape[1]), stacked(chain.dim)
+        activations = [stacked(w) for w in widths]
+        product, product_half = z.new_empty(*batch, 2 * spectra.shape[-1]), z.new_empty(*batch, 2 * f_half)
+        halves = [
+            (slice(half, None), slice(None, half)) if swap else (slice(None, half), slice(half, None))
+            for swap in chain.swaps
+        ]
+        product_c, product_half_c = _complex(product), _complex(product_half)
+        circular = zip(
+            per_block(spectrum_in), per_block(_complex(spectrum_in)), spectra.unbind(-2), per_block(coupling_in)
+        )
+        network = zip(
+            [(x[..., a], x[..., b]) for x, (a, b) in zip(per_block(coupling_in), halves)],
+            w_z.transpose(1, 2).unbind(0),
+            terms.unbind(-2),
+            zip(*(per_block(h) for h in activations)),
+            _per_block_tuples([w.transpose(1, 2) for w in hidden[0::2]], n_blocks),
+            _per_block_tuples(hidden[1::2], n_blocks),
+            per_block(outputs),
+            last.transpose(1, 2).unbind(0),
+            last_bias.unbind(0),
+        )
+        spectral = zip(
+            [o.split([f_half, f_half, half], dim=-1) for o in per_block(outputs)],
+            per_block(half_in),
+            per_block(_complex(half_in)),
+        )
+        gates = zip(
+            per_block(gate_in),
+            [(x[..., a], x[..., b]) for x, (a, b) in zip(per_block(gate_in), halves)],
+            per_block(levels),
+            alpha.unbind(0),
+            (1 / alpha).unbind(0),
+        )
+        dft, idft, dft_half, idft_half = chain._dft, chain._idft, chain._dft_half, chain._idft_half
+        coupling_log_det, gate_log_det = z.new_zeros(batch), z.new_zeros(batch)
+        for (s_in, s_in_c, spectrum, x), net, ((raw, phase, shift), h_in, h_in_c), gate_views in zip(
+            circular, network, spectral, gates
+        ):
+            (x_a, x_b), w_a, term, hs, ws, bs, o, w_o, b_o = net
+            gate, (gate_a, gate_b), level, a, inv_a = gate_views
+            # circular convolution: x = irfft(S_k rfft(z))
+            torch.matmul(z, dft, out=s_in)
+            torch.mul(s_in_c, spectrum, out=product_c)
+            torch.matmul(product, idft, out=x)
+            # coupling network: o = (a + c, phi, t) from x_A and the context
+            h = torch.matmul(x_a, w_a, out=hs[0]).add_(term).clamp_min_(0)
+            for h_next, w, b in zip(hs[1:], ws, bs):
+                h = torch.matmul(h, w, out=h_next).add_(b).clamp_min_(0)
+            torch.matmul(h, w_o, out=o).add_(b_o)
+            # convolutional coupling: x_B <- irfft(W rfft(x_B)) + t
+            magnitude = F.softplus(raw).add_(MIN_MAGNITUDE)
+            torch.matmul(x_b, dft_half, out=h_in)
+            torch.mul(h_in_c, torch.polar(magnitude, phase), out=product_half_c)
+            torch.matmul(product_half, idft_half, out=gate_b).add_(shift)
+            gate_a.copy_(x_a)
+            # gate: z = sign(x) ln(1 + alpha |x|) / alpha
+            torch.log1p(torch.abs(gate, out=level).mul_(a), out=level)
+            z = torch.copysign(level, gate).mul_(inv_a)
+            if not keep:
+                coupling_log_det += torch.log(magnitude) @ chain._half_multiplicity
+                gate_log_det -= level.sum(-1)
+        if keep:
+            magnitudes = F.softplus(outputs[..., :f_half]) + MIN_MAGNITUDE
+            coupling_log_det = (torch.log(magnitudes) @ chain._half_multiplicity).sum(0)
+            gate_log_det = -levels.sum((0, -1))
+            ctx.save_for_backward(
+                spectra,
+                alpha,
+                terms,
+                w_z,
+                last,
+                *hidden,
+                spectrum_in,
+                coupling_in,
+                gate_in,
+                half_in,
+                outputs,
+                levels,
+                *activations,
+            )
+            ctx.chain, ctx.depth, ctx.shapes = chain, len(widths), (z_shape, spectra.shape, terms.shape)
+        return z, coupling_log_det + gate_log_det
+
+    @staticmethod
+    @once_differentiable  # the backward writes into buffers (out=): it cannot itself be differentiated
+    def backward(ctx, grad_z: Tensor, grad_log_det: Tensor):
+        chain, depth, (z_shape, spectra_shape, terms_shape) = ctx.chain, ctx.depth, ctx.shapes
+        spectra, alpha, terms, w_z, last, *rest = ctx.saved_tensors
+        hidden, rest = rest[: 2 * (depth - 1)], rest[2 * (depth - 1) :]
+        spectrum_in, coupling_in, gate_in, half_in, outputs, levels, *activations = rest
+        n_blocks, half, f_half = w_z.shape[0], chain.dim // 2, chain._half_multiplicity.shape[0]
+        batch = gate_in.shape[1:-1]
+        g_l = grad_log_det.unsqueeze(-1)  # (..., 1)
+
+        # the pointwise factors of every block at once
+        a = alpha.view(n_blocks, *[1] * len(batch), chain.dim)
+        sign = torch.sign(gate_in)
+        slope = torch.exp(-levels)  # 1 / (1 + alpha |x|): the gate's dz/dx
+        through_gate_log_det = -(g_l * a) * sign * slope
+        raw, phase = outputs[..., :f_half], outputs[..., f_half : 2 * f_half]
+        magnitude = F.softplus(raw) + MIN_MAGNITUDE
+        rise = torch.sigmoid(raw)  # d|W|/ds
+        rotation = torch.polar(torch.ones_like(phase), phase)  # e^{i phi}
+        through_log_det = g_l * chain._half_multiplicity / magnitude * rise
+        to_spectrum = torch.conj_physical(_complex(half_in) * rotation)  # dL/dW e^{-i phi} = dL/dY conj(Z e^{i phi})
+        to_input = torch.conj_physical(magnitude * rotation)  # dL/dZ = dL/dY conj(W)
+        circular_in, spectra_conj = torch.conj_physical(_complex(spectrum_in)), torch.conj_physical(spectra)
+
+        gate_grads = grad_z.new_empty(gate_in.shape)  # dL/dz after block k
+        gate_grads[-1] = grad_z
+        output_grads = grad_z.new_empty(outputs.shape)  # dL/do of block k
+        errors = [grad_z.new_empty(h.shape) for h in activations]
+        spectra_grads = torch.empty_like(circular_in)
+        g_0 = grad_z.new_empty(*batch, chain.dim)  # dL/dz_0
+        # buffers reused by every block, with their complex or interleaved views made once
+        g_x, g_coupling = grad_z.new_empty(*batch, chain.dim), grad_z.new_empty(*batch, chain.dim)
+        g_y, g_y_half = grad_z.new_empty(*batch, 2 * spectra.shape[-1]), grad_z.new_empty(*batch, 2 * f_half)
+        g_y_c, g_y_half_c = _complex(g_y), _complex(g_y_half)
+        rotated, g_z_half, g_z = torch.empty_like(g_y_half_c), torch.empty_like(g_y_half_c), torch.empty_like(g_y_c)
+        rotated_re, rotated_im, g_z_half_r, g_z_r = (
+            rotated.real,
+            rotated.imag,
+            _interleaved(g_z_half),
+            _interleaved(g_z),
+        )
+        parts = [
+            (x[..., slice(half, None)], x[..., slice(None, half)]) if swap else (x[..., :half], x[..., half:])
+            for swap in chain.swaps
+            for x in (g_x, g_coupling)
+        ]
+        threshold = torch.ops.aten.threshold_backward.grad_input
+        gate = zip(
+            gate_grads.unbind(0), [g_0, *gate_grads.unbind(0)[:-1]], through_gate_log_det.unbind(0), slope.unbind(0)
+        )
+        spectral = zip(
+            to_spectrum.unbind(0),
+            [o.split([f_half, f_half, half], dim=-1) for o in output_grads.unbind(0)],
+            through_log_det.unbind(0),
+            rise.unbind(0),
+            magnitude.unbind(0),
+            to_input.unbind(0),
+        )
+        network = zip(
+            output_grads.unbind(0),
+            last.unbind(0),
+            zip(*(e.unbind(0) for e in errors)),
+            zip(*(h.unbind(0) for h in activations)),
+            _per_block_tuples(hidden[0::2], n_blocks),
+            w_z.unbind(0),
+        )
+        circular = zip(circular_in.unbind(0), spectra_grads.unbind(0), spectra_conj.unbind(-2))
+        dft_t, idft_t, dft_half_t, idft_half_t = chain._dft.T, chain._idft.T, chain._dft_half.T, chain._idft_half.T
+        blocks = list(zip(gate, parts[0::2], parts[1::2], spectral, network, circular))
+        for gate_views, (g_x_a, g_x_b), (g_c_a, g_c_b), spectral_views, net, circular_views in reversed(blocks):
+            g, g_before, via_log_det, gate_slope = gate_views
+            to_w, (g_raw, g_phase, g_shift), via_magnitude, rise_k, magnitude_k, to_z = spectral_views
+            g_o, w_o, es, hs, ws, w_a = net
+            circular_k, g_spectrum, spectrum_conj = circular_views
+            # gate, with its log-determinant
+            torch.addcmul(via_log_det, g, gate_slope, out=g_x)
+            # convolutional coupling: dL/dW, then dL/do = (dL/ds, dL/dphi, dL/dt)
+            torch.matmul(g_x_b, idft_half_t, out=g_y_half)
+            torch.mul(g_y_half_c, to_w, out=rotated)
+            torch.addcmul(via_magnitude, rotated_re, rise_k, out=g_raw)
+            torch.mul(rotated_im, magnitude_k, out=g_phase)
+            g_shift.copy_(g_x_b)
+            # coupling network, back to x_A; x_B through the convolution
+            e = threshold(g_o @ w_o, hs[-1], 0, grad_input=es[-1])
+            for e_j, h_j, w_j in zip(reversed(es[:-1]), reversed(hs[:-1]), reversed(ws)):
+                e = threshold(e @ w_j, h_j, 0, grad_input=e_j)
+            torch.add(g_x_a, e @ w_a, out=g_c_a)
+            torch.mul(g_y_half_c, to_z, out=g_z_half)
+            torch.matmul(g_z_half_r, dft_half_t, out=g_c_b)
+            # circular convolution: dL/dS_k and dL/dz before the block
+            torch.matmul(g_coupling, idft_t, out=g_y)
+            torch.mul(g_y_c, circular_k, out=g_spectrum)
+            torch.mul(g_y_c, spectrum_conj, out=g_z)
+            torch.matmul(g_z_r, dft_t, out=g_before)
+
+        def rows(x: Tensor) -> Tensor:  # (blocks, N, width): each block's rows, batch dimensions flattened
+            return x.reshape(x.shape[0], -1, x.shape[-1])
+
+        def weight_grad(left: Tensor, right: Tensor) -> Tensor:  # sum over rows of left' right, per block
+            return torch.bmm(rows(left).transpose(1, 2), rows(right))
+
+        abs_in = gate_in.abs()
+        g_alpha = gate_grads * sign * (abs_in * slope - levels / a) / a - g_l * abs_in * slope
+        hidden_grads = []
+        for j in range(depth - 1):
+            hidden_grads += [weight_grad(errors[j + 1], activations[j]), rows(errors[j + 1]).sum(1)]
+        g_w_z = torch.empty_like(w_z)
+        for swap, part_a in ((False, slice(None, half)), (True, slice(half, None))):
+            chosen = [k for k in range(n_blocks) if chain.swaps[k] == swap]
+            if chosen:
+                g_w_z[chosen] = weight_grad(errors[0][chosen], coupling_in[chosen][..., part_a])
+        return (
+            None,
+            None,
+            g_0.sum_to_size(z_shape),
+            spectra_grads.movedim(0, -2).sum_to_size(spectra_shape),
+            rows(g_alpha).sum(1),
+            errors[0].movedim(0, -2).sum_to_size(terms_shape),
+            g_w_z,
+            weight_grad(output_grads, activations[-1]),
+            rows(output_grads).sum(1),
+            *hidden_grads,
+        )

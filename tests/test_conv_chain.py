@@ -1,0 +1,86 @@
+"""The fused convolutional flow gives the values and gradients of the layer-by-layer flow (float64, 1e-10)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import check_layer
+
+from nf.flows import ConvChain, LogGate, make_flow
+from nf.flows.circular import SpectrumLayout
+from nf.flows.conv_chain import real_dft_matrices
+
+
+def reference(dim, length, amortized, hidden=(64, 64)):
+    torch.manual_seed(dim + length)
+    flow = make_flow("conv", dim, length, amortized=amortized, coupling_hidden=hidden, context=16)
+    with torch.no_grad():  # away from the zero (identity) initialisation, so every weight matters
+        for p in flow.parameters():
+            p.normal_(std=0.5 / p.shape[-1] ** 0.5)
+    return flow
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 20, 40])
+def test_dense_real_dft_is_the_real_fft(n):
+    forward, inverse = real_dft_matrices(SpectrumLayout(n))
+    z = torch.randn(3, n)
+    spectrum = torch.view_as_real(torch.fft.rfft(z)).flatten(-2)
+    torch.testing.assert_close(z @ forward, spectrum, atol=1e-12, rtol=0)
+    y = torch.randn(3, n // 2 + 1, dtype=torch.complex128)
+    expected = torch.fft.irfft(y, n=n)  # ignores the imaginary parts at frequency 0 and Nyquist, as the matrix does
+    torch.testing.assert_close(torch.view_as_real(y).flatten(-2) @ inverse, expected, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "dim,length,amortized,hidden",
+    [
+        (2, 1, False, (8,)),
+        (6, 3, True, (16,)),
+        (8, 2, False, (16, 16, 16)),
+        (40, 10, True, (64, 64)),
+        (40, 40, True, (64, 64)),
+        (40, 80, True, (64, 64)),
+    ],
+)
+def test_same_values_and_gradients_as_layer_by_layer(dim, length, amortized, hidden):
+    plain = reference(dim, length, amortized, hidden)
+    chain = ConvChain(plain)
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(3, 4, dim, generator=g, requires_grad=True)  # importance samples x batch
+    params = torch.randn(4, plain.n_params, generator=g, requires_grad=True) if amortized else None
+    grad_z, grad_ld = torch.randn(3, 4, dim, generator=g), torch.randn(3, 4, generator=g)
+    inputs = [z, *plain.parameters()] + ([params] if amortized else [])
+    results = []
+    for flow in (plain, chain):
+        y, log_det = flow(z, params)
+        results.append((y, log_det, torch.autograd.grad((y * grad_z).sum() + (log_det * grad_ld).sum(), inputs)))
+    (y0, l0, g0), (y1, l1, g1) = results
+    torch.testing.assert_close(y1, y0, atol=1e-10, rtol=0)
+    torch.testing.assert_close(l1, l0, atol=1e-10, rtol=0)
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+    with torch.no_grad():  # the forward pass without gradients stores nothing and gives the same numbers
+        y2, l2 = chain(z, params)
+    torch.testing.assert_close(y2, y0, atol=1e-10, rtol=0)
+    torch.testing.assert_close(l2, l0, atol=1e-10, rtol=0)
+
+
+def test_chain_is_the_reference_flow_in_everything_but_forward():
+    plain = reference(6, 3, True)
+    chain = ConvChain(plain)
+    assert list(chain.state_dict()) == list(plain.state_dict())
+    assert chain.n_params == plain.n_params and chain.amortized
+    params = torch.randn(2, plain.n_params)
+    check_layer(chain, torch.randn(2, 6), params)  # its inverse undoes its fused forward; log-det by autograd
+
+
+def test_other_flows_are_refused():
+    with pytest.raises(ValueError, match="blocks of a circular convolution"):
+        ConvChain(make_flow("nice-perm", 4, 2))
+    with pytest.raises(ValueError, match="even dimension.*dim=5"):
+        ConvChain(make_flow("conv", 5, 2))
+    with pytest.raises(ValueError, match="with a hidden layer"):
+        ConvChain(make_flow("conv", 4, 2, coupling_hidden=()))
+    flow = make_flow("conv", 4, 2)
+    with pytest.raises(ValueError, match="blocks of a circular convolution"):
+        ConvChain(type(flow)([*flow.layers, LogGate(4)]))
