@@ -18,8 +18,9 @@ so machine load affects all variants alike.  ``--eval`` also times the
 importance-sampled ``-ln p(x)`` (S = 200) over 10,000 images; ``--toy`` times
 toy fits serially and with parallel workers; ``--families`` times an update
 with every DLGM flow family (planar, NICE, convolutional) at the same ``K``
-against ``K = 0``, NICE both folded (``CouplingChain``, what training uses) and
-layer by layer (``plain``), at each thread count of ``--family-threads``;
+against ``K = 0``, NICE folded (``CouplingChain``) and the convolutional flow
+fused (``ConvChain``), what training uses, and both layer by layer
+(``plain``), at each thread count of ``--family-threads``;
 ``--circular`` times a circular convolution with its
 log-determinant (real FFTs, O(D log D)) against a dense D x D linear map
 with ``slogdet`` (O(D^3)); ``--bfloat16`` times an update with the encoder
@@ -119,14 +120,16 @@ def time_families(
 ) -> None:
     """One update with each DLGM flow family, interleaved, as a ratio to the diagonal model (K = 0).
 
-    NICE families are timed twice: as the book trains them (``CouplingChain``, mixings folded into the coupling
-    networks) and layer by layer (``<family> plain``, the reference implementation).
+    NICE and convolutional families are timed twice: as the book trains them (``CouplingChain``, mixings folded into
+    the coupling networks; ``ConvChain``, one fused node) and layer by layer (``<family> plain``, the reference
+    implementation).
     """
     x = torch.bernoulli(torch.rand(batch, 784, generator=torch.Generator().manual_seed(0)))
     models = {("none", 0): DLGM("none", 0)}
     rows = []
     for family in families:
-        variants = [(family, True)] + ([(f"{family} plain", False)] if family.startswith("nice") else [])
+        fused_here = family.startswith("nice") or family == "conv"
+        variants = [(family, True)] + ([(f"{family} plain", False)] if fused_here else [])
         for label, fused in variants:
             rows.append(label)
             for k in lengths:
