@@ -103,11 +103,8 @@ class ConvChain(FlowSequence):
     def __init__(self, flow: FlowSequence):
         super().__init__(flow.layers)
         layers = list(self.layers)
-        self.circulars, self.couplings, self.gates = (
-            layers[0::3],
-            layers[1::3],
-            layers[2::3],
-        )  # lists: not re-registered
+        # lists, not re-registered: the layers are already in self.layers
+        self.circulars, self.couplings, self.gates = layers[0::3], layers[1::3], layers[2::3]
         if (
             len(layers) % 3
             or not all(isinstance(layer, CircularConvolution) for layer in self.circulars)
@@ -130,19 +127,34 @@ class ConvChain(FlowSequence):
         self.circular_params = self.circulars[0].n_params
         self.swaps = [c.swap for c in self.couplings]
         full, half = self.circulars[0].layout, self.couplings[0].layout
-        f_half = half.n_freq
+        n_half, f_half = self.dim // 2, half.n_freq
         # the output layers emit (a + c, phase * mask, t): an offset and a row mask folded into them
-        offset = torch.cat([torch.full((f_half,), _UNIT_OFFSET), torch.zeros(f_half + self.dim // 2)])
-        rows = torch.cat([torch.ones(f_half), half.free_phase, torch.ones(self.dim // 2)])
+        offset = torch.cat([torch.full((f_half,), _UNIT_OFFSET), torch.zeros(f_half + n_half)])
+        rows = torch.cat([torch.ones(f_half), half.free_phase, torch.ones(n_half)])
+        # after the circular convolution's product Y = S_k rfft(z): rfft(x_B) and x_A, per swap (module docstring)
+        (dft, idft), (dft_half, idft_half) = real_dft_matrices(full), real_dft_matrices(half)
+        reads = [torch.cat([idft[:, b] @ dft_half, idft[:, a]], dim=-1) for a, b in self._halves(False, True)]
         like = self.couplings[0].network[0].weight
         for name, value in (
-            *zip(("_dft", "_idft"), real_dft_matrices(full)),
-            *zip(("_dft_half", "_idft_half"), real_dft_matrices(half)),
+            ("_dft", dft),
+            ("_idft", idft),
+            ("_idft_half", idft_half),
+            ("_reads", torch.stack(reads)),
+            ("_read_a", torch.stack([idft[:, a] for a, _ in self._halves(False, True)])),
             ("_offset", offset),
             ("_row_mask", rows),
             ("_half_multiplicity", half.multiplicity),
         ):
             self.register_buffer(name, value.to(like.device, like.dtype), persistent=False)
+        self.register_buffer("_swaps", torch.tensor([c.swap for c in self.couplings]).long(), persistent=False)
+
+    def _halves(self, *swaps: bool) -> list[tuple[slice, slice]]:
+        """``(A, B)``: the slices of the conditioning and the updated half, for each coupling orientation."""
+        n_half = self.dim // 2
+        return [
+            (slice(n_half, None), slice(None, n_half)) if s else (slice(None, n_half), slice(n_half, None))
+            for s in swaps
+        ]
 
     def _spectra(self, params: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         """The circular convolutions' spectra ``(..., K, f)`` (complex), their log-determinants summed over blocks,
@@ -183,11 +195,13 @@ class ConvChain(FlowSequence):
 class _ConvLoop(torch.autograd.Function):
     """``(z_0, spectra, alpha, context terms, coupling weights) -> (z_K, coupling and gate log-determinants)``.
 
-    Per block ``k`` (module docstring): ``x = irfft(S_k rfft(z))``; from ``x_A``, ``h_0 = relu(x_A W_k' + t_k)``,
-    ``h_j = relu(h_{j-1} V_jk' + c_jk)``, ``o = h_J L_k' + l_k = (s, phi, t)``; ``x_B <- irfft(W rfft(x_B)) + t``
-    with ``W = (eps + softplus(s)) e^{i phi}``; ``z = sign(x) ln(1 + alpha_k|x|) / alpha_k``.  The backward pass
-    runs, block by block, only the recursion on ``dL/dz``; first derivatives only.  Every per-block tensor (inputs,
-    stored results, buffers) is a view made once, before the loop, so each block costs only its arithmetic.
+    Per block ``k`` (module docstring): ``Y = S_k rfft(z)``; one product of ``Y`` with ``R_k = [irfft then rfft of
+    the B half | irfft to the A half | irfft to the A half then W_k']`` gives ``rfft(x_B)``, ``x_A`` and the first
+    layer's ``x_A W_k'`` of the coupling network; ``h_0 = relu(x_A W_k' + t_k)``, ``h_j = relu(h_{j-1} V_jk' +
+    c_jk)``, ``o = h_J L_k' + l_k = (s, phi, t)``; ``x_B <- irfft(W rfft(x_B)) + t`` with ``W = (eps + softplus(s))
+    e^{i phi}``; ``z = sign(x) ln(1 + alpha_k|x|) / alpha_k``.  The backward pass runs, block by block, only the
+    recursion on ``dL/dz`` (through ``R_k'`` in one product); first derivatives only.  Every per-block tensor
+    (inputs, stored results, buffers) is a view made once, before the loop, so each block costs only its arithmetic.
     """
 
     @staticmethod
@@ -204,10 +218,14 @@ class _ConvLoop(torch.autograd.Function):
         last_bias: Tensor,
         *hidden: Tensor,
     ) -> tuple[Tensor, Tensor]:
-        n_blocks, half, f_half = w_z.shape[0], chain.dim // 2, chain._half_multiplicity.shape[0]
+        n_blocks, n_half, f_half = w_z.shape[0], chain.dim // 2, chain._half_multiplicity.shape[0]
         batch = torch.broadcast_shapes(z.shape[:-1], spectra.shape[:-2], terms.shape[:-2])
         widths = [w_z.shape[1], *(w.shape[1] for w in hidden[0::2])]
         z_shape, z = z.shape, z.expand(*batch, chain.dim)
+        # R_k, (K, 2f, 2 f_B + D/2 + H [+ 1]): padded to an even width, so that rfft(x_B) has a complex view
+        first = torch.bmm(chain._read_a[chain._swaps], w_z.transpose(1, 2))
+        reads = torch.cat([chain._reads[chain._swaps], first], dim=-1)
+        reads = F.pad(reads, (0, reads.shape[-1] % 2))
 
         def stacked(width: int) -> Tensor:  # one slot per block; without gradients one slot reused by every block
             return z.new_empty(n_blocks if keep else 1, *batch, width)
@@ -215,21 +233,17 @@ class _ConvLoop(torch.autograd.Function):
         def per_block(x: Tensor) -> list[Tensor]:
             return list(x.unbind(0)) if keep else [x[0]] * n_blocks
 
-        spectrum_in, coupling_in, gate_in = stacked(2 * spectra.shape[-1]), stacked(chain.dim), stacked(chain.dim)
-        half_in, outputs, levels = stacked(2 * f_half), stacked(last.shape[1]), stacked(chain.dim)
-        activations = [stacked(w) for w in widths]
+        spectrum_in, read, gate_in = stacked(2 * spectra.shape[-1]), stacked(reads.shape[-1]), stacked(chain.dim)
+        outputs, magnitudes, levels = stacked(last.shape[1]), stacked(f_half), stacked(chain.dim)
+        activations = [read[..., 2 * f_half + n_half : 2 * f_half + n_half + widths[0]]]
+        activations += [stacked(w) for w in widths[1:]]
         product, product_half = z.new_empty(*batch, 2 * spectra.shape[-1]), z.new_empty(*batch, 2 * f_half)
-        halves = [
-            (slice(half, None), slice(None, half)) if swap else (slice(None, half), slice(half, None))
-            for swap in chain.swaps
-        ]
         product_c, product_half_c = _complex(product), _complex(product_half)
-        circular = zip(
-            per_block(spectrum_in), per_block(_complex(spectrum_in)), spectra.unbind(-2), per_block(coupling_in)
-        )
+        circular = zip(per_block(spectrum_in), per_block(_complex(spectrum_in)), spectra.unbind(-2))
         network = zip(
-            [(x[..., a], x[..., b]) for x, (a, b) in zip(per_block(coupling_in), halves)],
-            w_z.transpose(1, 2).unbind(0),
+            per_block(read),
+            per_block(read[..., 2 * f_half : 2 * f_half + n_half]),
+            reads.unbind(0),
             terms.unbind(-2),
             zip(*(per_block(h) for h in activations)),
             _per_block_tuples([w.transpose(1, 2) for w in hidden[0::2]], n_blocks),
@@ -239,36 +253,35 @@ class _ConvLoop(torch.autograd.Function):
             last_bias.unbind(0),
         )
         spectral = zip(
-            [o.split([f_half, f_half, half], dim=-1) for o in per_block(outputs)],
-            per_block(half_in),
-            per_block(_complex(half_in)),
+            [o.split([f_half, f_half, n_half], dim=-1) for o in per_block(outputs)],
+            per_block(magnitudes),
+            per_block(_complex(read[..., : 2 * f_half])),
         )
         gates = zip(
+            [(x[..., a], x[..., b]) for x, (a, b) in zip(per_block(gate_in), chain._halves(*chain.swaps))],
             per_block(gate_in),
-            [(x[..., a], x[..., b]) for x, (a, b) in zip(per_block(gate_in), halves)],
             per_block(levels),
             alpha.unbind(0),
             (1 / alpha).unbind(0),
         )
-        dft, idft, dft_half, idft_half = chain._dft, chain._idft, chain._dft_half, chain._idft_half
+        dft, idft_half = chain._dft, chain._idft_half
         coupling_log_det, gate_log_det = z.new_zeros(batch), z.new_zeros(batch)
-        for (s_in, s_in_c, spectrum, x), net, ((raw, phase, shift), h_in, h_in_c), gate_views in zip(
+        for (s_in, s_in_c, spectrum), net, ((raw, phase, shift), magnitude, h_in_c), gate_views in zip(
             circular, network, spectral, gates
         ):
-            (x_a, x_b), w_a, term, hs, ws, bs, o, w_o, b_o = net
-            gate, (gate_a, gate_b), level, a, inv_a = gate_views
-            # circular convolution: x = irfft(S_k rfft(z))
+            r, x_a, reads_k, term, hs, ws, bs, o, w_o, b_o = net
+            (gate_a, gate_b), gate, level, a, inv_a = gate_views
+            # circular convolution Y = S_k rfft(z), read into rfft(x_B), x_A and x_A W_k'
             torch.matmul(z, dft, out=s_in)
             torch.mul(s_in_c, spectrum, out=product_c)
-            torch.matmul(product, idft, out=x)
+            torch.matmul(product, reads_k, out=r)
             # coupling network: o = (a + c, phi, t) from x_A and the context
-            h = torch.matmul(x_a, w_a, out=hs[0]).add_(term).clamp_min_(0)
+            h = hs[0].add_(term).clamp_min_(0)
             for h_next, w, b in zip(hs[1:], ws, bs):
                 h = torch.matmul(h, w, out=h_next).add_(b).clamp_min_(0)
             torch.matmul(h, w_o, out=o).add_(b_o)
             # convolutional coupling: x_B <- irfft(W rfft(x_B)) + t
-            magnitude = F.softplus(raw).add_(MIN_MAGNITUDE)
-            torch.matmul(x_b, dft_half, out=h_in)
+            torch.add(F.softplus(raw), MIN_MAGNITUDE, out=magnitude)
             torch.mul(h_in_c, torch.polar(magnitude, phase), out=product_half_c)
             torch.matmul(product_half, idft_half, out=gate_b).add_(shift)
             gate_a.copy_(x_a)
@@ -279,7 +292,6 @@ class _ConvLoop(torch.autograd.Function):
                 coupling_log_det += torch.log(magnitude) @ chain._half_multiplicity
                 gate_log_det -= level.sum(-1)
         if keep:
-            magnitudes = F.softplus(outputs[..., :f_half]) + MIN_MAGNITUDE
             coupling_log_det = (torch.log(magnitudes) @ chain._half_multiplicity).sum(0)
             gate_log_det = -levels.sum((0, -1))
             ctx.save_for_backward(
@@ -287,15 +299,16 @@ class _ConvLoop(torch.autograd.Function):
                 alpha,
                 terms,
                 w_z,
+                reads,
                 last,
                 *hidden,
                 spectrum_in,
-                coupling_in,
+                read,
                 gate_in,
-                half_in,
                 outputs,
+                magnitudes,
                 levels,
-                *activations,
+                *activations[1:],
             )
             ctx.chain, ctx.depth, ctx.shapes = chain, len(widths), (z_shape, spectra.shape, terms.shape)
         return z, coupling_log_det + gate_log_det
@@ -304,12 +317,15 @@ class _ConvLoop(torch.autograd.Function):
     @once_differentiable  # the backward writes into buffers (out=): it cannot itself be differentiated
     def backward(ctx, grad_z: Tensor, grad_log_det: Tensor):
         chain, depth, (z_shape, spectra_shape, terms_shape) = ctx.chain, ctx.depth, ctx.shapes
-        spectra, alpha, terms, w_z, last, *rest = ctx.saved_tensors
+        spectra, alpha, terms, w_z, reads, last, *rest = ctx.saved_tensors
         hidden, rest = rest[: 2 * (depth - 1)], rest[2 * (depth - 1) :]
-        spectrum_in, coupling_in, gate_in, half_in, outputs, levels, *activations = rest
-        n_blocks, half, f_half = w_z.shape[0], chain.dim // 2, chain._half_multiplicity.shape[0]
+        spectrum_in, read, gate_in, outputs, magnitude, levels, *deeper = rest
+        n_blocks, n_half, f_half, width = w_z.shape[0], chain.dim // 2, chain._half_multiplicity.shape[0], w_z.shape[1]
         batch = gate_in.shape[1:-1]
         g_l = grad_log_det.unsqueeze(-1)  # (..., 1)
+        at_h_in, at_x_a = slice(None, 2 * f_half), slice(2 * f_half, 2 * f_half + n_half)
+        at_first = slice(2 * f_half + n_half, 2 * f_half + n_half + width)
+        activations = [read[..., at_first], *deeper]
 
         # the pointwise factors of every block at once
         a = alpha.view(n_blocks, *[1] * len(batch), chain.dim)
@@ -317,43 +333,33 @@ class _ConvLoop(torch.autograd.Function):
         slope = torch.exp(-levels)  # 1 / (1 + alpha |x|): the gate's dz/dx
         through_gate_log_det = -(g_l * a) * sign * slope
         raw, phase = outputs[..., :f_half], outputs[..., f_half : 2 * f_half]
-        magnitude = F.softplus(raw) + MIN_MAGNITUDE
         rise = torch.sigmoid(raw)  # d|W|/ds
         rotation = torch.polar(torch.ones_like(phase), phase)  # e^{i phi}
         through_log_det = g_l * chain._half_multiplicity / magnitude * rise
-        to_spectrum = torch.conj_physical(_complex(half_in) * rotation)  # dL/dW e^{-i phi} = dL/dY conj(Z e^{i phi})
-        to_input = torch.conj_physical(magnitude * rotation)  # dL/dZ = dL/dY conj(W)
+        to_spectrum = torch.conj_physical(_complex(read[..., at_h_in]) * rotation)  # conj(rfft(x_B) e^{i phi})
+        to_input = torch.conj_physical(magnitude * rotation)  # dL/drfft(x_B) = dL/dY conj(W)
         circular_in, spectra_conj = torch.conj_physical(_complex(spectrum_in)), torch.conj_physical(spectra)
 
         gate_grads = grad_z.new_empty(gate_in.shape)  # dL/dz after block k
         gate_grads[-1] = grad_z
         output_grads = grad_z.new_empty(outputs.shape)  # dL/do of block k
-        errors = [grad_z.new_empty(h.shape) for h in activations]
+        read_grads = grad_z.new_zeros(read.shape)  # dL/d(rfft(x_B), x_A, x_A W_k'); the padding stays 0
+        errors = [read_grads[..., at_first], *(grad_z.new_empty(h.shape) for h in deeper)]
         spectra_grads = torch.empty_like(circular_in)
         g_0 = grad_z.new_empty(*batch, chain.dim)  # dL/dz_0
         # buffers reused by every block, with their complex or interleaved views made once
-        g_x, g_coupling = grad_z.new_empty(*batch, chain.dim), grad_z.new_empty(*batch, chain.dim)
+        g_x = grad_z.new_empty(*batch, chain.dim)
         g_y, g_y_half = grad_z.new_empty(*batch, 2 * spectra.shape[-1]), grad_z.new_empty(*batch, 2 * f_half)
         g_y_c, g_y_half_c = _complex(g_y), _complex(g_y_half)
-        rotated, g_z_half, g_z = torch.empty_like(g_y_half_c), torch.empty_like(g_y_half_c), torch.empty_like(g_y_c)
-        rotated_re, rotated_im, g_z_half_r, g_z_r = (
-            rotated.real,
-            rotated.imag,
-            _interleaved(g_z_half),
-            _interleaved(g_z),
-        )
-        parts = [
-            (x[..., slice(half, None)], x[..., slice(None, half)]) if swap else (x[..., :half], x[..., half:])
-            for swap in chain.swaps
-            for x in (g_x, g_coupling)
-        ]
+        rotated, g_z = torch.empty_like(g_y_half_c), torch.empty_like(g_y_c)
+        rotated_re, rotated_im, g_z_r = rotated.real, rotated.imag, _interleaved(g_z)
         threshold = torch.ops.aten.threshold_backward.grad_input
         gate = zip(
             gate_grads.unbind(0), [g_0, *gate_grads.unbind(0)[:-1]], through_gate_log_det.unbind(0), slope.unbind(0)
         )
         spectral = zip(
             to_spectrum.unbind(0),
-            [o.split([f_half, f_half, half], dim=-1) for o in output_grads.unbind(0)],
+            [o.split([f_half, f_half, n_half], dim=-1) for o in output_grads.unbind(0)],
             through_log_det.unbind(0),
             rise.unbind(0),
             magnitude.unbind(0),
@@ -365,33 +371,36 @@ class _ConvLoop(torch.autograd.Function):
             zip(*(e.unbind(0) for e in errors)),
             zip(*(h.unbind(0) for h in activations)),
             _per_block_tuples(hidden[0::2], n_blocks),
-            w_z.unbind(0),
+            read_grads.unbind(0),
+            _complex(read_grads[..., at_h_in]).unbind(0),
+            read_grads[..., at_x_a].unbind(0),
+            reads.transpose(1, 2).unbind(0),
         )
         circular = zip(circular_in.unbind(0), spectra_grads.unbind(0), spectra_conj.unbind(-2))
-        dft_t, idft_t, dft_half_t, idft_half_t = chain._dft.T, chain._idft.T, chain._dft_half.T, chain._idft_half.T
-        blocks = list(zip(gate, parts[0::2], parts[1::2], spectral, network, circular))
-        for gate_views, (g_x_a, g_x_b), (g_c_a, g_c_b), spectral_views, net, circular_views in reversed(blocks):
+        parts = [(g_x[..., a], g_x[..., b]) for a, b in chain._halves(*chain.swaps)]
+        dft_t, idft_half_t = chain._dft.T, chain._idft_half.T
+        blocks = list(zip(gate, parts, spectral, network, circular))
+        for gate_views, (g_x_a, g_x_b), spectral_views, net, circular_views in reversed(blocks):
             g, g_before, via_log_det, gate_slope = gate_views
             to_w, (g_raw, g_phase, g_shift), via_magnitude, rise_k, magnitude_k, to_z = spectral_views
-            g_o, w_o, es, hs, ws, w_a = net
+            g_o, w_o, es, hs, ws, g_r, g_h_in, g_x_a_read, reads_t = net
             circular_k, g_spectrum, spectrum_conj = circular_views
             # gate, with its log-determinant
             torch.addcmul(via_log_det, g, gate_slope, out=g_x)
-            # convolutional coupling: dL/dW, then dL/do = (dL/ds, dL/dphi, dL/dt)
+            # convolutional coupling: dL/dW, then dL/do = (dL/ds, dL/dphi, dL/dt) and dL/drfft(x_B)
             torch.matmul(g_x_b, idft_half_t, out=g_y_half)
             torch.mul(g_y_half_c, to_w, out=rotated)
             torch.addcmul(via_magnitude, rotated_re, rise_k, out=g_raw)
             torch.mul(rotated_im, magnitude_k, out=g_phase)
             g_shift.copy_(g_x_b)
-            # coupling network, back to x_A; x_B through the convolution
+            torch.mul(g_y_half_c, to_z, out=g_h_in)
+            g_x_a_read.copy_(g_x_a)
+            # coupling network, back to its first layer's pre-activation
             e = threshold(g_o @ w_o, hs[-1], 0, grad_input=es[-1])
             for e_j, h_j, w_j in zip(reversed(es[:-1]), reversed(hs[:-1]), reversed(ws)):
                 e = threshold(e @ w_j, h_j, 0, grad_input=e_j)
-            torch.add(g_x_a, e @ w_a, out=g_c_a)
-            torch.mul(g_y_half_c, to_z, out=g_z_half)
-            torch.matmul(g_z_half_r, dft_half_t, out=g_c_b)
-            # circular convolution: dL/dS_k and dL/dz before the block
-            torch.matmul(g_coupling, idft_t, out=g_y)
+            # back through R_k to Y, then the circular convolution: dL/dS_k and dL/dz before the block
+            torch.matmul(g_r, reads_t, out=g_y)
             torch.mul(g_y_c, circular_k, out=g_spectrum)
             torch.mul(g_y_c, spectrum_conj, out=g_z)
             torch.matmul(g_z_r, dft_t, out=g_before)
@@ -407,11 +416,6 @@ class _ConvLoop(torch.autograd.Function):
         hidden_grads = []
         for j in range(depth - 1):
             hidden_grads += [weight_grad(errors[j + 1], activations[j]), rows(errors[j + 1]).sum(1)]
-        g_w_z = torch.empty_like(w_z)
-        for swap, part_a in ((False, slice(None, half)), (True, slice(half, None))):
-            chosen = [k for k in range(n_blocks) if chain.swaps[k] == swap]
-            if chosen:
-                g_w_z[chosen] = weight_grad(errors[0][chosen], coupling_in[chosen][..., part_a])
         return (
             None,
             None,
@@ -419,7 +423,7 @@ class _ConvLoop(torch.autograd.Function):
             spectra_grads.movedim(0, -2).sum_to_size(spectra_shape),
             rows(g_alpha).sum(1),
             errors[0].movedim(0, -2).sum_to_size(terms_shape),
-            g_w_z,
+            weight_grad(errors[0], read[..., at_x_a]),
             weight_grad(output_grads, activations[-1]),
             rows(output_grads).sum(1),
             *hidden_grads,
