@@ -17,7 +17,7 @@ Pyro/fast.  Ratios come from medians over interleaved repetitions in one run,
 so machine load affects all variants alike.  ``--eval`` also times the
 importance-sampled ``-ln p(x)`` (S = 200) over 10,000 images; ``--toy`` times
 toy fits serially and with parallel workers; ``--families`` times an update
-with every DLGM flow family (planar, NICE, convolutional) at the same ``K``
+with every DLGM flow family (planar, radial, NICE, convolutional) at the same ``K``
 against ``K = 0``, NICE folded (``CouplingChain``) and the convolutional flow
 fused (``ConvChain``), what training uses, and both layer by layer
 (``plain``), at each thread count of ``--family-threads``;
@@ -259,7 +259,7 @@ def main() -> None:
     parser.add_argument("--eval", action="store_true", help="also time importance-sampled -ln p(x)")
     parser.add_argument("--eval-images", type=int, default=10_000)
     parser.add_argument("--toy", action="store_true", help="also time toy fits")
-    parser.add_argument("--families", action="store_true", help="also time NICE and convolutional flows")
+    parser.add_argument("--families", action="store_true", help="also time radial, NICE and convolutional flows")
     parser.add_argument("--circular", action="store_true", help="also time circular convolution against a dense map")
     parser.add_argument("--bfloat16", action="store_true", help="also time bfloat16 autocast against float32")
     parser.add_argument(
@@ -310,7 +310,7 @@ def main() -> None:
             print(f"flow families, {threads} thread{'s' if threads > 1 else ''}:")
             time_families(
                 [k for k in lengths if k > 0],
-                ["planar", "nice-perm", "nice-perm+scale", "conv"],
+                ["planar", "radial", "nice-perm", "nice-perm+scale", "conv"],
                 args.repetitions,
                 args.updates,
                 args.batch,
