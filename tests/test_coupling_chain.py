@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import check_layer
+from conftest import check_layer, check_same_as_reference
 
 from nf.flows import CouplingChain, Permutation, make_flow
 
@@ -24,21 +24,7 @@ def reference(family, dim, length, amortized, hidden=(64, 64)):
 )
 def test_same_values_and_gradients_as_layer_by_layer(family, dim, length, amortized):
     plain = reference(family, dim, length, amortized)
-    chain = CouplingChain(plain)
-    g = torch.Generator().manual_seed(1)
-    z = torch.randn(3, 4, dim, generator=g, requires_grad=True)  # importance samples x batch
-    params = torch.randn(4, plain.n_params, generator=g, requires_grad=True) if amortized else None
-    grad_z, grad_ld = torch.randn(3, 4, dim, generator=g), torch.randn(3, 4, generator=g)
-    inputs = [z, *plain.parameters()] + ([params] if amortized else [])
-    results = []
-    for flow in (plain, chain):
-        y, log_det = flow(z, params)
-        results.append((y, log_det, torch.autograd.grad((y * grad_z).sum() + (log_det * grad_ld).sum(), inputs)))
-    (y0, l0, g0), (y1, l1, g1) = results
-    torch.testing.assert_close(y1, y0, atol=1e-10, rtol=0)
-    torch.testing.assert_close(l1, l0, atol=1e-10, rtol=0)
-    for a, b in zip(g1, g0):
-        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+    check_same_as_reference(plain, CouplingChain(plain), amortized)
 
 
 def test_chain_is_the_reference_flow_in_everything_but_forward():
