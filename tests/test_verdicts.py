@@ -32,7 +32,9 @@ def test_beats_at_every_some_or_no_length():
     assert beats([(1.0, 0.1), (0.5, 0.2)], labels).verdict == "reproduced"
     some = beats([(1.0, 0.1), (0.1, 0.2)], labels)
     assert some.verdict == "partly" and "significant at K=10 only" in some.reason
-    assert beats([(-1.0, 0.1), (0.1, 0.2)], labels).verdict == "not reproduced"
+    against = beats([(-1.0, 0.1), (0.1, 0.2)], labels, "B minus A")
+    assert against.verdict == "not reproduced"
+    assert against.reason == "B minus A: K=10: -1.00 ± 0.10, K=20: +0.10 ± 0.20; significantly the other way at K=10"
 
 
 def test_only_under_the_papers_optimiser():

@@ -8,28 +8,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from nf.experiments.comparisons import metric
-from nf.report.mnist import paper_key
+from nf.experiments.comparisons import SIGNIFICANT, metric
+from nf.report.mnist import describe_recipe, paper_key
 from nf.report.mnist_verdicts import mnist_verdicts
 from nf.report.paper import TABLE2_NEG_LOG_LIKELIHOOD
 from nf.report.toy_verdicts import toy_verdicts
-from nf.report.verdicts import VERDICTS
+from nf.report.verdicts import CLOSE_NATS, GAIN_FRACTION, NEAR_NATS, VERDICTS
 from nf.runs.cache import Run
 
-NOT_RUN = "not run yet"
+NOT_RUN = "not trained yet"
 PLOT = "bound plotted, no number"
-QUICK_ONLY = "not run yet under the report protocol (short runs: NICE chapter)"
 
 ToyEvidence = tuple[int, list[dict[str, Any]] | None]  # the longest flow length, its seed-averaged summary or None
 MnistEvidence = tuple[dict[str, Any], dict[str, list[Run | None]], list[dict[str, Any]], list[Run | None]]
 """The study, its runs by recipe, and the report ladder's configs and runs (None where missing)."""
 
 
+def _our_name(paper_model: str) -> str:
+    """The book's name for a Table 2 row: ``diagonal``, ``planar K=10``, ``NICE-perm K=10``."""
+    if paper_model == "DLGM diagonal covariance":
+        return "diagonal"
+    family, k = paper_model.removeprefix("DLGM+").split(" (k = ")
+    return f"{'planar' if family == 'NF' else 'NICE-perm'} K={k.rstrip(')')}"
+
+
 def mnist_rows(evidence: MnistEvidence) -> list[dict[str, str]]:
     """Table 2: the paper's -ln p(x) beside ours (importance-sampled, S = 200, test set) where the run exists.
 
-    Planar rows come from the MNIST chapter's report ladder.  The NICE chapter's runs are short runs of the
-    first book (``quick`` protocol) and are not mixed into this table.
+    Rows come from the MNIST chapter's report ladder (seed 0), with its recipe and budget.  The NICE chapter's
+    runs are short runs of the first book (``quick`` protocol) and are not mixed into this table.
     """
     _, _, configs, runs = evidence
     ours = {}
@@ -37,13 +44,13 @@ def mnist_rows(evidence: MnistEvidence) -> list[dict[str, str]]:
         key = paper_key(config["flow"], config["length"])
         if run is not None and key is not None and config["seed"] == 0:
             nll, se = metric(run, "nll")
-            ours[key] = f"-ln p(x) = {nll:.2f} ± {se:.2f} ({config['updates']:,} updates)"
+            ours[key] = f"−ln p(x) = {nll:.2f} ± {se:.2f} ({describe_recipe(config)}; {config['updates']:,} updates)"
     return [
         {
             "experiment": "MNIST, Table 2",
-            "model": model,
-            "paper": f"-ln p(x) <= {value:.1f}",
-            "ours": ours.get(model, QUICK_ONLY if "NICE" in model else NOT_RUN),
+            "model": _our_name(model),
+            "paper": f"−ln p(x) ≤ {value:.1f}",
+            "ours": ours.get(model, NOT_RUN),
         }
         for model, value in TABLE2_NEG_LOG_LIKELIHOOD.items()
     ]
@@ -63,6 +70,30 @@ def claims(toy_summary: list[dict[str, Any]] | None, mnist: MnistEvidence) -> li
 def claims_at_a_glance(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     """The claims table without its paper and evidence columns, for the intro."""
     return [{k: r[k] for k in ("experiment", "claim", "verdict")} for r in rows]
+
+
+def verdict_rules() -> str:
+    """The rules that decide the verdicts, written out from the constants the code uses (a Markdown list)."""
+    return "\n".join(
+        [
+            f"- **A Table 2 number** (MNIST): ours, the importance-sampled $-\\ln p(x)$ on the test set, is "
+            f"*reproduced* if it is at most {CLOSE_NATS:g} nat above the paper's (or below it), *partly* if at most "
+            f"{NEAR_NATS:g} nats above, else *not reproduced*.",
+            f"- **A quantity falls with $K$** (MNIST, from $K = 0$ to 80): *reproduced* if the paired fall exceeds "
+            f"{SIGNIFICANT:g} standard errors, is at least {GAIN_FRACTION:.0%} of the paper's fall where the paper "
+            f"gives one, and no step along the ladder rises by more than {SIGNIFICANT:g} standard errors; *partly* "
+            f"if the fall is significant but one of the other two conditions fails; else *not reproduced*.",
+            f"- **One model beats another** (MNIST and toy): *reproduced* if it is better by more than "
+            f"{SIGNIFICANT:g} standard errors at every length compared, *partly* if at some, *not reproduced* if at "
+            f"none. MNIST differences are paired on the same test images; toy differences are of the mean exact KL "
+            f"over training seeds, with the standard error from the seeds' spread.",
+            "- **Only under the paper's optimiser** (MNIST, planar $K = 20$ against the diagonal model): a claim "
+            "that fails or holds only partly under our recipe but holds with the paper's optimiser (the study's "
+            "runs, validation set) is *partly*, and says so.",
+            "- **Not tested**: a run the rule needs is not trained yet; the evidence of the runs already trained is "
+            "shown as *so far*.",
+        ]
+    )
 
 
 def verdict_counts(rows: list[dict[str, str]]) -> str:
