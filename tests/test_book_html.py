@@ -57,7 +57,9 @@ def browser():
 PAGE_REPORT = """() => ({
     images: Array.from(document.querySelectorAll('article img'))
       .map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0, alt: i.getAttribute('alt') || '',
-                  number: i.closest('figure')?.querySelector('.caption-number')?.textContent || ''})),
+                  number: i.closest('figure')?.querySelector('.caption-number')?.textContent || '',
+                  // shown width / height over the file's: 1 unless the page squeezes the figure out of shape
+                  aspect: (i.clientWidth / i.clientHeight) / (i.naturalWidth / i.naturalHeight)})),
     overflowing: Array.from(document.querySelectorAll('article pre'))
       .filter(p => p.scrollWidth > p.clientWidth + 1)  // hidden inputs too: a reader may expand them
       .map(p => p.textContent.split('\\n').find(line => line.length > 80) || p.textContent.slice(0, 80)),
@@ -112,6 +114,8 @@ def test_chapter_page_renders(html, browser, name):
     assert not unexplained, f"figures without alt text: {unexplained}"
     unnumbered = [image["alt"] for image in report["images"] if not image["number"].startswith("Figure ")]
     assert not unnumbered, f"figures without a number and caption: {unnumbered}"
+    distorted = [image["alt"] for image in report["images"] if abs(image["aspect"] - 1) > 0.02]
+    assert not distorted, f"figures shown out of shape: {distorted}"
     assert not report["overflowing"], f"code wider than the page: {report['overflowing']}"
     assert report["tables"] >= markdown_tables(name), "a Markdown table rendered as text"
     assert "|---|" not in report["prose"], "a Markdown table rendered as text"
