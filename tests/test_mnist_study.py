@@ -102,10 +102,12 @@ def test_the_reading_of_the_study_is_phrased_from_its_numbers(tmp_path):
     runs = study_runs(tmp_path, {"paper's RMSprop": -3.0, "Adam": -0.3, "Adam, flow step x0.1": -0.31})
     text = study_reading(STUDY, runs)
     assert text.startswith(
-        "Under the paper's optimiser planar K=20 is better by 3.00 ± 0.03 nats than the diagonal "
-        "model; under Adam it is better by 0.30 ± 0.03 nats"
+        "Under the paper's optimiser (50 updates) planar K=20 is better by 3.00 ± 0.03 nats than the diagonal "
+        "model; under Adam (50 updates) it is better by 0.30 ± 0.03 nats. At the same 50 updates (Adam), the paper's "
+        "optimiser's diagonal model is 0.00 ± 0.00 nats behind Adam's, and its planar K=20 2.70 ± 0.05 nats ahead "
+        "of Adam's."
     )
-    assert "a gain no different than with Adam (the difference, -0.01 ± 0.04 nats, is within 2 standard errors)" in text
+    assert "no significant change from plain Adam (the difference, -0.01 ± 0.04 nats, is within 2 standard" in text
     runs["Adam"][1] = None
     assert "waits for all of its runs" in study_reading(STUDY, runs)
 
@@ -123,6 +125,30 @@ def test_the_reading_covers_the_trained_budgets_and_names_the_waiting_ones(tmp_p
         "a smaller gain than after 50 (by " in text
     )
     assert text.endswith("The budget *Adam @80* waits for its runs.")
+
+
+def test_the_conclusion_decides_each_reading_from_the_numbers(tmp_path, monkeypatch):
+    from nf.report.mnist import study_conclusion
+
+    monkeypatch.setitem(STUDY, "budgets", {"recipe": "Adam", "updates": [20, 80]})
+    gains = {"paper's RMSprop": -3.0, "Adam": -0.3, "Adam, flow step x0.1": -0.8, "Adam @20": -0.1, "Adam @80": -0.5}
+    runs = study_runs(tmp_path / "a", gains)
+    text = study_conclusion(STUDY, runs)
+    assert "so it does not support readings (a) and (d)" in text  # every diagonal model is at the same level
+    assert "Reading (b) holds under Adam: the gain grows with the budget (-0.10 at 20, -0.30 at 50, -0.50 at 80" in text
+    assert "Reading (c) holds in part: a ten times smaller flow step (Adam, flow step x0.1) gains 0.50 ± " in text
+    slow = study_configs(STUDY)["paper's RMSprop"]  # the paper's optimiser leaves its diagonal model 2 nats behind
+    base = 92 + torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    runs["paper's RMSprop"] = [fake_run(slow[0], base, tmp_path / "b"), fake_run(slow[1], base - 3.0, tmp_path / "b")]
+    text = study_conclusion(STUDY, runs)
+    assert text.startswith(
+        "**What the study says.** Readings (a) and (d) hold together: at 50 updates the paper's optimiser leaves "
+        "the diagonal model 2.00 ± 0.00 nats behind Adam's, and its flow gains 2.70 ± 0.03 nats more"
+    )
+    runs["Adam @20"][1] = None
+    assert study_conclusion(STUDY, runs).startswith("**What the study says.**")  # two budgets remain
+    runs["Adam @80"][1] = None
+    assert study_conclusion(STUDY, runs) == "*The conclusion of the study waits for its runs.*"
 
 
 def test_nice_verdicts_from_the_nice_rungs(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from nf.book.chapter_runs import mnist_configs, mnist_evidence
 from nf.book.profiles import PROFILE_NAMES, PROFILES, chapter_parameters
 from nf.report.scorecard import mnist_rows
@@ -68,3 +70,16 @@ def test_runs_note_and_csv_name_every_run(tmp_path):
     assert all(f"`{run.key}`" in note for run in runs) and runs_note([None]) == ""
     lines = runs_csv(["toy"], tmp_path).splitlines()
     assert len(lines) == 3 and lines[0].startswith("experiment,key,") and runs[0].key in "".join(lines)
+
+
+def test_training_time_counts_every_update_across_resumes():
+    from types import SimpleNamespace
+
+    from nf.report.provenance import training_minutes
+
+    resumed = SimpleNamespace(  # finished by a process that ran its last 22,500 updates only
+        metrics={"seconds_per_update": 0.045}, config={"updates": 100_000}, provenance={"wall_time_seconds": 1330.0}
+    )
+    assert training_minutes(resumed) == pytest.approx(75.0)
+    toy = SimpleNamespace(metrics={"kl": 0.1}, config={"energy": "U1"}, provenance={"wall_time_seconds": 90.0})
+    assert training_minutes(toy) == pytest.approx(1.5)

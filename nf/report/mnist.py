@@ -389,6 +389,7 @@ def ladder_table(configs: list[dict[str, Any]], runs: list[Run | None]) -> list[
                     "F(x)": "—",
                     "KL": "—",
                     "seeds": "0",
+                    "−ln p(x) over seeds (mean ± sd)": "—",
                     "gain over seeds (mean ± sd)": "—",
                 }
             )
@@ -405,50 +406,55 @@ def ladder_table(configs: list[dict[str, Any]], runs: list[Run | None]) -> list[
                 "F(x)": _pm(metric(run, "bound")),
                 "KL": _pm(metric(run, "kl")),
                 "seeds": str(len(seeds)),
-                "gain over seeds (mean ± sd)": (
-                    f"{spread[0]:+.2f} ± {spread[1]:.2f}"
-                    if spread
-                    else f"−ln p(x) {statistics.fmean(nll):.2f} ± {statistics.stdev(nll):.2f}"
-                    if len(nll) > 1
-                    else "—"
+                "−ln p(x) over seeds (mean ± sd)": (
+                    f"{statistics.fmean(nll):.2f} ± {statistics.stdev(nll):.2f}" if len(nll) > 1 else "—"
                 ),
+                "gain over seeds (mean ± sd)": f"{spread[0]:+.2f} ± {spread[1]:.2f}" if spread else "—",
             }
         )
     return rows
 
 
 def plot_ladder(configs: list[dict[str, Any]], runs: list[Run | None], axes=None):
-    """Fig. 4 on the test set: the bound, the KL and ``-ln p(x)`` against K (seed 0, ± 2 s.e.), with the paper's."""
+    """Fig. 4 on the test set, seed 0: the bound, the KL and ``-ln p(x)`` against K (± 2 s.e. of each model's mean),
+    with the paper's ``-ln p(x)`` dashed; and the paired change in ``-ln p(x)`` from the diagonal model (± 2 paired
+    s.e., on the same test images), with the paper's change dashed."""
     import matplotlib.pyplot as plt
 
     if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
+        _, axes = plt.subplots(2, 2, figsize=(11, 7), layout="constrained")
+    axes = list(getattr(axes, "flat", axes))
     groups = _by_model([r for r in runs if r is not None])
     diagonal = groups.get(("none", 0), {}).get(0)
+    paper_flows = []
     for flow in dict.fromkeys(c["flow"] for c in configs if c["length"] > 0):
         trained = [seeds[0] for (f, _), seeds in sorted(groups.items()) if f == flow and 0 in seeds]
         if not trained:  # a planned flow with no run yet: no line, no legend entry
             continue
         line = ([diagonal] if diagonal else []) + trained
         lengths = [r.config["length"] for r in line]
+        style = dict(marker="o", capsize=3, color=family_colour(flow), label=f"ours, {flow}")
         for ax, name in zip(axes, ("bound", "kl", "nll")):
             values = [metric(r, name) for r in line]
-            ax.errorbar(
-                lengths,
-                [v for v, _ in values],
-                yerr=[2 * s for _, s in values],
-                marker="o",
-                capsize=3,
-                color=family_colour(flow),
-                label=f"ours, {flow}",
-            )
-    paper = [(k, TABLE2_NEG_LOG_LIKELIHOOD[paper_key("planar", k)]) for k in (0, 10, 20, 40, 80)]
-    axes[2].plot(*zip(*paper), "k--", marker="s", label="paper, planar (Table 2)")
-    for ax, title in zip(axes, ("F(x) (bound)", "KL(q‖p(z|x)) (biased low)", "−ln p(x)")):
+            ax.errorbar(lengths, [v for v, _ in values], yerr=[2 * s for _, s in values], **style)
+        if diagonal is not None:
+            changes = [(0.0, 0.0)] + [paired_difference(diagonal, r) for r in trained]
+            axes[3].errorbar(lengths, [d for d, _ in changes], yerr=[2 * s for _, s in changes], **style)
+        if paper_key(flow, 10) is not None:
+            paper_flows.append(flow)
+    for flow in paper_flows:
+        paper = [(k, TABLE2_NEG_LOG_LIKELIHOOD[paper_key(flow, k)]) for k in (0, 10, 20, 40, 80)]
+        style = dict(linestyle="--", marker="s", color=family_colour(flow), alpha=0.6, label=f"paper, {flow}")
+        axes[2].plot(*zip(*paper), **style)
+        axes[3].plot([k for k, _ in paper], [v - paper[0][1] for _, v in paper], **style)
+    titles = ("F(x) (bound)", "KL(q‖p(z|x)) (biased low)", "−ln p(x)", "−ln p(x) minus the diagonal model's (paired)")
+    for ax, title in zip(axes, titles):
         ax.set_xlabel("flow length K")
         ax.set_title(title)
         ax.set_ylabel("nats, test set")
-    axes[2].legend(loc="upper left", bbox_to_anchor=(1.02, 1))
+    axes[3].axhline(0.0, color="grey", linewidth=0.8)
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1))
+    axes[3].legend(loc="upper left", bbox_to_anchor=(1.02, 1))
     return axes
 
 
@@ -506,70 +512,140 @@ def study_findings(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> 
     return " ".join(sentences)
 
 
-def study_reading(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> str:
-    """What the study says about the readings (a)-(d) of the chapter, phrased from the numbers (nothing typed).
+def _better(d: tuple[float, float]) -> str:
+    return f"{'better' if d[0] < 0 else 'worse'} by {abs(d[0]):.2f} ± {d[1]:.2f} nats"
 
-    Compares the paired gain of planar K=20 under the paper's optimiser, under Adam and under Adam with a slower
-    flow, the diagonal models' levels, and the Adam gain at the other budgets.  Two gains differ only if the
+
+def _gain_compared(pairs: dict[str, tuple[Run, Run]], name: str, reference: str, after: str) -> str:
+    """How the gain of ``name`` compares with that of ``reference``: ``a larger gain than <after> (by ...)``, or
+    no significant change (``gain_difference``, ``SIGNIFICANT`` standard errors)."""
+    d, se = gain_difference(pairs[reference], pairs[name])
+    if abs(d) <= SIGNIFICANT * se:
+        return f"no significant change from {after} (the difference, {d:+.2f} ± {se:.2f} nats, is within " + (
+            f"{SIGNIFICANT:g} standard errors)"
+        )
+    return f"{'a larger' if d < 0 else 'a smaller'} gain than {after} (by {abs(d):.2f} ± {se:.2f} nats)"
+
+
+def _study_pairs(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> dict[str, tuple[Run, Run]]:
+    """The study's trained ``(diagonal, planar K=20)`` pairs, by recipe or budget name."""
+    diagonal, planar = study["models"].index(["none", 0]), study["models"].index(["planar", 20])
+    return {n: (r[diagonal], r[planar]) for n, r in runs.items() if r[diagonal] is not None and r[planar] is not None}
+
+
+def _budgets(study: dict[str, Any], pairs: dict[str, tuple[Run, Run]]) -> list[str]:
+    """The budget recipe's trained runs (its main run and its other budgets), by increasing number of updates."""
+    recipe = study["budgets"]["recipe"]
+    names = [n for n in pairs if n == recipe or n.startswith(f"{recipe} @")]
+    return sorted(names, key=lambda n: pairs[n][1].config["updates"])
+
+
+def _ahead(d: tuple[float, float]) -> str:
+    """``0.38 ± 0.03 nats ahead of`` (d < 0: lower -ln p(x)) or ``... behind``."""
+    return f"{abs(d[0]):.2f} ± {d[1]:.2f} nats {'ahead of' if d[0] < 0 else 'behind'}"
+
+
+def _same_budget(study: dict[str, Any], pairs: dict[str, tuple[Run, Run]]) -> str | None:
+    """The budget recipe's run trained for as many updates as the paper's optimiser's, if there is one."""
+    slow_recipe = paper_recipe(study)
+    if slow_recipe not in pairs:
+        return None
+    length = pairs[slow_recipe][1].config["updates"]
+    return next((n for n in _budgets(study, pairs) if pairs[n][1].config["updates"] == length), None)
+
+
+def study_reading(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> str:
+    """What the study's runs show, phrased from the numbers (nothing typed): the paired gain of planar K=20 under
+    the paper's optimiser, under Adam and under Adam with a slower flow; the two optimisers compared at the same
+    budget where both were trained to it; the Adam gain at the other budgets.  Two gains differ only if the
     per-image difference of the differences exceeds ``SIGNIFICANT`` standard errors (``gain_difference``).
     """
     slow_recipe = paper_recipe(study)
-    diagonal, planar = study["models"].index(["none", 0]), study["models"].index(["planar", 20])
     first, *others = study["candidates"]
-    budget = study["budgets"]["recipe"]
-    budgets = [n for n in runs if n.startswith(f"{budget} @")]
-    waiting = [n for n in budgets if runs[n][diagonal] is None or runs[n][planar] is None]
-    budgets = [n for n in budgets if n not in waiting]
-    needed = [slow_recipe, first, *others, *budgets]
-    if any(runs[n][diagonal] is None or runs[n][planar] is None for n in needed):
+    pairs = _study_pairs(study, runs)
+    budgets = [n for n in runs if n.startswith(f"{study['budgets']['recipe']} @")]
+    waiting = [n for n in budgets if n not in pairs]
+    if any(n not in pairs for n in (slow_recipe, first, *others)):
         return "*The reading of the study waits for all of its runs.*"
-    pairs = {n: (runs[n][diagonal], runs[n][planar]) for n in needed}
-    gain = {n: paired_difference(*pairs[n]) for n in needed}
-
-    def compared(name: str, reference: str) -> tuple[str, str]:
-        d, se = gain_difference(pairs[reference], pairs[name])
-        if abs(d) <= SIGNIFICANT * se:
-            return (
-                "a gain no different",
-                f"the difference, {d:+.2f} ± {se:.2f} nats, is within {SIGNIFICANT:g} standard errors",
-            )
-        return ("a larger gain" if d < 0 else "a smaller gain"), f"by {abs(d):.2f} ± {se:.2f} nats"
-
-    def better(d: tuple[float, float]) -> str:
-        return f"{'better' if d[0] < 0 else 'worse'} by {abs(d[0]):.2f} ± {d[1]:.2f} nats"
-
-    slow, fast = gain[slow_recipe], gain[first]
-    level = metric(runs[first][diagonal], "nll")[0] - metric(runs[slow_recipe][diagonal], "nll")[0]
+    gain = {n: paired_difference(*pairs[n]) for n in pairs}
+    updates = {n: pairs[n][1].config["updates"] for n in pairs}
     text = [
-        f"Under the paper's optimiser planar K=20 is {better(slow)} than the diagonal model; under {first} it is "
-        f"{better(fast)}, while {first}'s diagonal model ends {abs(level):.2f} nats "
-        f"{'better' if level < 0 else 'worse'} than the paper optimiser's."
+        f"Under the paper's optimiser ({updates[slow_recipe]:,} updates) planar K=20 is {_better(gain[slow_recipe])} "
+        f"than the diagonal model; under {first} ({updates[first]:,} updates) it is {_better(gain[first])}."
     ]
-    flows = paired_difference(runs[first][planar], runs[slow_recipe][planar])
-    text.append(
-        f"Planar K=20 itself ends {abs(flows[0]):.2f} ± {flows[1]:.2f} nats "
-        f"{'lower' if flows[0] < 0 else 'higher'} under the paper's optimiser "
-        f"({runs[slow_recipe][planar].config['updates']:,} updates) than under {first} "
-        f"({runs[first][planar].config['updates']:,})."
-    )
-    for name in others:
-        trend, detail = compared(name, first)
+    same = _same_budget(study, pairs)
+    if same is not None:  # the two optimisers at the same budget, model by model
+        diagonal = paired_difference(pairs[same][0], pairs[slow_recipe][0])
+        planar = paired_difference(pairs[same][1], pairs[slow_recipe][1])
         text.append(
-            f"With the flow's step ten times smaller ({name}) planar K=20 is {better(gain[name])} than the "
-            f"diagonal model: {trend} than with {first} ({detail})"
-            + (
-                "; so this study finds no evidence that the flow's step size holds the gain back."
-                if trend == "a gain no different"
-                else "."
-            )
+            f"At the same {updates[same]:,} updates ({same}), the paper's optimiser's diagonal model is "
+            f"{_ahead(diagonal)} {first}'s, and its planar K=20 {_ahead(planar)} {first}'s."
         )
-    for name in budgets:
-        trend, detail = compared(name, first)
-        updates = runs[name][planar].config["updates"]
+    for name in others:
+        trend = _gain_compared(pairs, name, first, f"plain {first}")
         text.append(
-            f"With {first} for {updates:,} updates instead of {runs[first][planar].config['updates']:,} planar "
-            f"K=20 is {better(gain[name])} than the diagonal model: {trend} than after "
-            f"{runs[first][planar].config['updates']:,} ({detail})."
+            f"With the flow's step ten times smaller ({name}) planar K=20 is {_better(gain[name])} than the "
+            f"diagonal model: {trend}."
+        )
+    for name in [n for n in budgets if n in pairs]:
+        trend = _gain_compared(pairs, name, first, f"after {updates[first]:,}")
+        text.append(
+            f"With {first} for {updates[name]:,} updates instead of {updates[first]:,} planar K=20 is "
+            f"{_better(gain[name])} than the diagonal model: {trend}."
         )
     text += [f"The budget *{name}* waits for its runs." for name in waiting]
+    return " ".join(text)
+
+
+def study_conclusion(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> str:
+    """What the study says about the chapter's readings (a) to (d), decided from the numbers of ``study_reading``."""
+    slow_recipe = paper_recipe(study)
+    first, *others = study["candidates"]
+    pairs = _study_pairs(study, runs)
+    budgets = _budgets(study, pairs)
+    same = _same_budget(study, pairs)
+    if same is None or len(budgets) < 2 or any(n not in pairs for n in others):
+        return "*The conclusion of the study waits for its runs.*"
+    gain = {n: paired_difference(*pairs[n]) for n in pairs}
+    updates = {n: pairs[n][1].config["updates"] for n in pairs}
+
+    def significant(d: tuple[float, float]) -> bool:
+        return abs(d[0]) > SIGNIFICANT * d[1]
+
+    text = ["**What the study says.**"]
+    lag = paired_difference(pairs[same][0], pairs[slow_recipe][0])  # paper's optimiser minus Adam, diagonal model
+    extra = gain_difference(pairs[same], pairs[slow_recipe])  # how much larger the paper optimiser's gain is
+    if lag[0] > 0 and significant(lag) and extra[0] < 0 and significant(extra):
+        text.append(
+            f"Readings (a) and (d) hold together: at {updates[same]:,} updates the paper's optimiser leaves the "
+            f"diagonal model {lag[0]:.2f} ± {lag[1]:.2f} nats behind {first}'s, and its flow gains "
+            f"{abs(extra[0]):.2f} ± {extra[1]:.2f} nats more; against the better-trained diagonal model of {first} "
+            f"planar K=20 is {_better(gain[same])}."
+        )
+    else:
+        text.append(
+            f"At {updates[same]:,} updates the study does not show a baseline left behind by the paper's optimiser "
+            f"together with a larger gain (diagonal model, paper's optimiser minus {first}: "
+            f"{lag[0]:+.2f} ± {lag[1]:.2f}; gain, paper's minus {first}'s: {extra[0]:+.2f} ± {extra[1]:.2f}), so "
+            "it does not support readings (a) and (d)."
+        )
+    shortest, longest = budgets[0], budgets[-1]
+    grows = gain_difference(pairs[shortest], pairs[longest])
+    listed = ", ".join(f"{gain[n][0]:+.2f} at {updates[n]:,}" for n in budgets)
+    if grows[0] < 0 and significant(grows):
+        text.append(f"Reading (b) holds under {first}: the gain grows with the budget ({listed} updates).")
+    else:
+        text.append(
+            f"Reading (b) does not hold under {first}: the gain does not grow with the budget ({listed} updates)."
+        )
+    for name in others:
+        faster = gain_difference(pairs[first], pairs[name])
+        if faster[0] < 0 and significant(faster):
+            text.append(
+                f"Reading (c) holds in part: a ten times smaller flow step ({name}) gains {abs(faster[0]):.2f} ± "
+                f"{faster[1]:.2f} nats more than plain {first} at {updates[name]:,} updates, still short of the paper "
+                "optimiser's gain."
+            )
+        else:
+            text.append(f"Reading (c) finds no support: a ten times smaller flow step ({name}) gains no more.")
     return " ".join(text)

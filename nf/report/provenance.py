@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from nf.runs.cache import Run, list_runs
 
-SUMMARY_KEYS = ("flow", "family", "energy", "length", "seed", "protocol", "updates", "optimizer")
+SUMMARY_KEYS = ("flow", "family", "energy", "length", "seed", "protocol", "updates", "optimizer", "flow_lr_scale")
 METRIC_KEYS = ("kl", "free_energy", "test_nll", "test_bound", "test_kl", "validation_nll", "validation_bound")
 
 
@@ -21,8 +21,17 @@ def _model(run: Run) -> str:
     return " ".join(f"{k}={c[k]}" for k in SUMMARY_KEYS if k in c)
 
 
+def training_minutes(run: Run) -> float:
+    """Minutes of training: updates times the time per update the trainer measured (across resumes from a
+    checkpoint) where the run records it, else the wall time of the process that finished the run."""
+    per_update, updates = run.metrics.get("seconds_per_update"), run.config.get("updates")
+    if per_update and updates:
+        return per_update * updates / 60
+    return run.provenance["wall_time_seconds"] / 60
+
+
 def runs_note(runs: Sequence[Run | None], what: str = "this section") -> str:
-    """A collapsed HTML note listing the runs behind ``what``: cache key, model, code version, wall time."""
+    """A collapsed HTML note listing the runs behind ``what``: cache key, model, code version, training time."""
     found = list({run.key: run for run in runs if run is not None}.values())
     if not found:
         return ""
@@ -31,12 +40,11 @@ def runs_note(runs: Sequence[Run | None], what: str = "this section") -> str:
         f"<details><summary>The {len(found)} cached runs behind {what} "
         f"(code version{'s' if len(versions) > 1 else ''} {', '.join(versions)})</summary>",
         "",
-        "| cache key | run | code version | wall time (min) |",
+        "| cache key | run | code version | training time (min) |",
         "|---|---|---|---|",
     ]
     lines += [
-        f"| `{run.key}` | {_model(run)} | `{run.provenance['git_commit'][:10]}` "
-        f"| {run.provenance['wall_time_seconds'] / 60:.1f} |"
+        f"| `{run.key}` | {_model(run)} | `{run.provenance['git_commit'][:10]}` | {training_minutes(run):.1f} |"
         for run in found
     ]
     return "\n".join([*lines, "", "</details>"])
