@@ -15,6 +15,14 @@ def test_table2_number(ours, verdict):
     assert table2_number(ours, 89.9).verdict == verdict
 
 
+def test_a_table2_number_far_below_the_papers_is_flagged():
+    assert (
+        table2_number(88.0, 89.9).reason
+        == "ours 88.00, paper 89.9 (-1.90 nats); better than the paper's by more than 1 nat"
+    )
+    assert table2_number(89.0, 89.9).reason == "ours 89.00, paper 89.9 (-0.90 nats)"
+
+
 def test_fall_along_a_ladder():
     steps = [(-1.0, 0.1), (-0.5, 0.1), (-0.2, 0.1)]
     assert falls_along(steps, (-1.7, 0.2), paper_fall=-3.0).verdict == "reproduced"
