@@ -83,3 +83,11 @@ def test_training_time_counts_every_update_across_resumes():
     assert training_minutes(resumed) == pytest.approx(75.0)
     toy = SimpleNamespace(metrics={"kl": 0.1}, config={"energy": "U1"}, provenance={"wall_time_seconds": 90.0})
     assert training_minutes(toy) == pytest.approx(1.5)
+
+
+def test_toy_caveat_names_the_seeds():
+    from nf.report.scorecard import toy_caveat
+
+    text = toy_caveat([_row("U1", "planar", 2, 1.0), {**_row("U2", "planar", 2, 1.0), "seeds": 5}])
+    assert "at least 3 training seeds" in text and "a t-test with 2 to 4 degrees of freedom" in text
+    assert toy_caveat(None) == ""

@@ -96,6 +96,20 @@ def verdict_rules() -> str:
     )
 
 
+def toy_caveat(toy_summary: list[dict[str, Any]] | None) -> str:
+    """How much the toy verdicts can bear: the number of seeds behind each comparison, said plainly."""
+    if not toy_summary:
+        return ""
+    fewest = min(r["seeds"] for r in toy_summary)
+    return (
+        f"**Toy evidence.** Each toy model was fitted with at least {fewest} training seeds; a toy difference's ± "
+        f"is its standard error from the seeds' spread. With so few seeds the rule's {SIGNIFICANT:g} standard "
+        f"errors are lenient (a t-test with {fewest - 1} to {2 * fewest - 2} degrees of freedom would ask for more), "
+        "and the many toy comparisons are not corrected for multiplicity: read a toy verdict that rests on a "
+        "difference near the threshold as suggestive."
+    )
+
+
 def verdict_counts(rows: list[dict[str, str]]) -> str:
     """``"3 reproduced, 2 partly, ..."``: how many claims got each verdict, in the order of ``VERDICTS``."""
     counts = [(v, sum(r["verdict"] == v for r in rows)) for v in VERDICTS]
