@@ -81,7 +81,10 @@ class CouplingChain(FlowSequence):
         if len(layers) != 2 * len(self.couplings) - 1:
             raise ValueError("CouplingChain needs a coupling last (a trailing mixing would be left out of the fold)")
         self.context = self.couplings[0].n_params
-        self._groups = [list(range(0, len(self.couplings), 2)), list(range(1, len(self.couplings), 2))]
+        n = len(self.couplings)
+        # couplings whose conditioning halves have one size are stacked together: all of them when D is even
+        same_size = len({c.n_cond for c in self.couplings}) == 1
+        self._groups = [list(range(n))] if same_size else [list(range(0, n, 2)), list(range(1, n, 2))]
         self._fold()
         self.register_load_state_dict_post_hook(lambda module, keys: module._fold())  # mixings may have been loaded
 
@@ -97,25 +100,28 @@ class CouplingChain(FlowSequence):
             a, b = coupling._split(torch.eye(dim, dtype=torch.float64))  # columns of the identity selecting z_A, z_B
             reads.append(a.T @ mixing)  # (n_cond, D): x_A = S_A M_k u
             writes.append(mixing.T @ b)  # (D, n_update): u += M_k^T S_B^T m
-        for parity, group in enumerate(self._groups):
+        for index, group in enumerate(self._groups):
             if group:
                 for name, stack in (("_reads", reads), ("_writes", writes)):
                     value = torch.stack([stack[k] for k in group]).to(device, dtype)
-                    self.register_buffer(f"{name}{parity}", value, persistent=False)
+                    self.register_buffer(f"{name}{index}", value, persistent=False)
         self.register_buffer("_output", mixing.to(device, dtype), persistent=False)  # z_K = M_K u
+        order = torch.tensor([k for group in self._groups for k in group], device=device)
+        self.register_buffer("_regroup", torch.argsort(order), persistent=False)  # stacked by group -> by coupling
 
     def _folded_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Stacked over couplings: the first layer's weight on ``u`` (K, H, D) and on the context (K, H, C), the last
         layer's weight (K, D, H) and bias (K, D) onto ``u``.
 
-        Each parity group's first-layer weights are stacked whole and then split into their ``x_A`` and context
-        columns: two slices per group rather than two per coupling, in the forward pass and in the backward.
+        Each group's first-layer weights (all couplings when ``D`` is even, else each parity: their ``x_A`` halves
+        differ in size) are stacked whole and then split into their ``x_A`` and context columns: two slices per
+        group rather than two per coupling, in the forward pass and in the backward.
         """
         parts = []
-        for parity, group in enumerate(self._groups):
+        for index, group in enumerate(self._groups):
             if not group:
                 continue
-            reads, writes = getattr(self, f"_reads{parity}"), getattr(self, f"_writes{parity}")
+            reads, writes = getattr(self, f"_reads{index}"), getattr(self, f"_writes{index}")
             n_cond = reads.shape[1]
             w_in = torch.stack([self.couplings[k].coupling[0].weight for k in group])
             w_out = torch.stack([self.couplings[k].coupling[-1].weight for k in group])
@@ -128,11 +134,9 @@ class CouplingChain(FlowSequence):
                     torch.bmm(writes, b_out.unsqueeze(-1)).squeeze(-1),
                 )
             )
-        order = [k for group in self._groups for k in group]
-        back = torch.argsort(
-            torch.tensor(order, device=self._output.device)
-        )  # couplings 0, 2, 4, ..., 1, 3, ... -> 0, 1, 2, ...
-        return tuple(torch.cat(stack)[back] for stack in zip(*parts))
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(torch.cat(stack)[self._regroup] for stack in zip(*parts))
 
     def _context_terms(self, params: Tensor | None, w_c: Tensor) -> Tensor:
         """``W_c c_k + b_1`` for every coupling, shape (..., K, H) (just ``b_1``, (K, H), without context);
