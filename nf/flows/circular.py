@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from nf.flows.base import FlowLayer
 
 MIN_MAGNITUDE = 1e-3
-_UNIT_OFFSET = math.log(math.expm1(1.0 - MIN_MAGNITUDE))  # MIN_MAGNITUDE + softplus(_UNIT_OFFSET) = 1
+UNIT_OFFSET = math.log(math.expm1(1.0 - MIN_MAGNITUDE))  # MIN_MAGNITUDE + softplus(UNIT_OFFSET) = 1
 
 
 class SpectrumLayout(nn.Module):
@@ -55,7 +55,7 @@ class SpectrumLayout(nn.Module):
 
     def magnitude(self, raw_magnitude: Tensor) -> Tensor:
         """``|W_k| = eps + softplus(a_k + c)``, at least ``MIN_MAGNITUDE``; ``a = 0`` gives 1."""
-        return MIN_MAGNITUDE + F.softplus(raw_magnitude + _UNIT_OFFSET)
+        return MIN_MAGNITUDE + F.softplus(raw_magnitude + UNIT_OFFSET)
 
     def spectrum(self, raw_magnitude: Tensor, phase: Tensor) -> Tensor:
         """Complex ``W_k`` for ``k = 0 .. n // 2``, real at frequency 0 and Nyquist."""

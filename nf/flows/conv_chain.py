@@ -19,6 +19,11 @@ them backwards.  Here:
       rfft:   Re Z_k = sum_i z_i cos(2 pi k i / n),   Im Z_k = -sum_i z_i sin(2 pi k i / n),
       irfft:  y_i = (1 / n) sum_k m_k (Re Y_k cos(2 pi k i / n) - Im Y_k sin(2 pi k i / n));
 
+* after block ``k``'s circular convolution ``Y = S_k rfft(z)``, one product
+  of ``Y`` with a matrix ``R_k`` gives what the coupling reads: ``rfft(x_B)``
+  (``irfft`` then ``rfft`` of the updated half), ``x_A`` and the coupling
+  network's first-layer product ``x_A W_k'``; the backward pass goes back
+  through ``R_k'`` in one product too;
 * the couplings' constant offset ``c`` of the magnitudes and the mask of the
   real frequencies' phases are folded into their output layers, so the network
   emits ``a_k + c`` and the masked phases directly;
@@ -54,7 +59,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from nf.flows.base import FlowSequence
-from nf.flows.circular import _UNIT_OFFSET, MIN_MAGNITUDE, CircularConvolution, SpectrumLayout
+from nf.flows.circular import UNIT_OFFSET, MIN_MAGNITUDE, CircularConvolution, SpectrumLayout
 from nf.flows.conv_coupling import ConvolutionalCoupling, LogGate
 
 
@@ -145,7 +150,7 @@ class ConvChain(FlowSequence):
         full, half = self.circulars[0].layout, self.couplings[0].layout
         n_half, f_half = self.dim // 2, half.n_freq
         # the output layers emit (a + c, phase * mask, t): an offset and a row mask folded into them
-        offset = torch.cat([torch.full((f_half,), _UNIT_OFFSET), torch.zeros(f_half + n_half)])
+        offset = torch.cat([torch.full((f_half,), UNIT_OFFSET), torch.zeros(f_half + n_half)])
         rows = torch.cat([torch.ones(f_half), half.free_phase, torch.ones(n_half)])
         # after the circular convolution's product Y = S_k rfft(z): rfft(x_B) and x_A, per swap (module docstring)
         (dft, idft), (dft_half, idft_half) = real_dft_matrices(full), real_dft_matrices(half)
@@ -230,7 +235,7 @@ class _ConvLoop(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         n_blocks, n_half, f_half = w_z.shape[0], chain.dim // 2, chain._half_multiplicity.shape[0]
         # the circular convolutions' spectra S_k = |S_k| e^{i phi_k} of all blocks, and their log-determinants
-        circular_magnitude = MIN_MAGNITUDE + _softplus(raw_circular + _UNIT_OFFSET)
+        circular_magnitude = MIN_MAGNITUDE + _softplus(raw_circular + UNIT_OFFSET)
         spectra = torch.polar(circular_magnitude, phase_circular * chain._free_phase)
         circular_log_det = (torch.log(circular_magnitude) @ chain._multiplicity).sum(-1)
         batch = torch.broadcast_shapes(z.shape[:-1], spectra.shape[:-2], terms.shape[:-2])
@@ -432,7 +437,7 @@ class _ConvLoop(torch.autograd.Function):
         rotated_circular = g_spectra * spectra.conj() / circular_magnitude  # dL/dS e^{-i phi}
         g_circular_log_det = grad_log_det.sum_to_size(spectra.shape[:-2])[..., None, None]
         g_raw_circular = (rotated_circular.real + g_circular_log_det * chain._multiplicity / circular_magnitude) * (
-            torch.sigmoid(raw_circular + _UNIT_OFFSET)
+            torch.sigmoid(raw_circular + UNIT_OFFSET)
         )
         g_phase_circular = circular_magnitude * rotated_circular.imag * chain._free_phase
 
