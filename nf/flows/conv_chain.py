@@ -59,7 +59,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from nf.flows.base import FlowSequence
-from nf.flows.circular import UNIT_OFFSET, MIN_MAGNITUDE, CircularConvolution, SpectrumLayout
+from nf.flows.circular import MIN_MAGNITUDE, UNIT_OFFSET, CircularConvolution, SpectrumLayout
 from nf.flows.conv_coupling import ConvolutionalCoupling, LogGate
 
 
