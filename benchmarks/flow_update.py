@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from nf.experiments.training import checked_step, make_optimizer
 from nf.flows import CircularConvolution
-from nf.models.dlgm import DLGM
+from nf.models.dlgm import DLGM, fused_chain
 from nf.runs.cache import code_version
 
 
@@ -128,8 +128,8 @@ def time_families(
     models = {("none", 0): DLGM("none", 0)}
     rows = []
     for family in families:
-        fused_here = family.startswith("nice") or family == "conv"
-        variants = [(family, True)] + ([(f"{family} plain", False)] if fused_here else [])
+        has_plain = fused_chain(family, DLGM("none", 0).latent) is not None  # a fused form, and the reference beside
+        variants = [(family, True)] + ([(f"{family} plain", False)] if has_plain else [])
         for label, fused in variants:
             rows.append(label)
             for k in lengths:

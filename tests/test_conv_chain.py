@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from conftest import check_layer, check_same_as_reference
 
-from nf.flows import ConvChain, LogGate, make_flow
+from nf.flows import CircularConvolution, ConvChain, ConvolutionalCoupling, FlowSequence, LogGate, make_flow
 from nf.flows.circular import SpectrumLayout
 from nf.flows.conv_chain import real_dft_matrices
 
@@ -47,11 +49,56 @@ def test_same_values_and_gradients_as_layer_by_layer(dim, length, amortized, hid
     check_same_as_reference(plain, ConvChain(plain), amortized)
 
 
+def blocks(dim, length, circular_amortized, context, hidden=(16,)):
+    """A convolutional flow built block by block, for the mixes ``make_flow`` does not build."""
+    torch.manual_seed(dim + length)
+    layers = []
+    for k in range(length):
+        layers += [
+            CircularConvolution(dim, circular_amortized),
+            ConvolutionalCoupling(dim, hidden, swap=k % 2 == 1, context=context),
+            LogGate(dim),
+        ]
+    flow = FlowSequence(layers)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.normal_(std=0.5 / p.shape[-1] ** 0.5)
+    return flow
+
+
+@pytest.mark.parametrize("circular_amortized,context", [(True, 0), (False, 3)])
+def test_every_mix_of_per_image_and_global_parameters(circular_amortized, context):
+    plain = blocks(6, 3, circular_amortized, context)
+    check_same_as_reference(plain, ConvChain(plain), plain.amortized)
+
+
+def test_one_sample_without_a_batch_dimension():
+    plain = reference(6, 2, True)
+    z, params = torch.randn(6), torch.randn(plain.n_params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no out= tensor is resized
+        y, log_det = ConvChain(plain)(z, params)
+    expected_y, expected_log_det = plain(z, params)
+    assert y.shape == (6,) and log_det.shape == ()
+    torch.testing.assert_close(y, expected_y, atol=1e-10, rtol=0)
+    torch.testing.assert_close(log_det, expected_log_det, atol=1e-10, rtol=0)
+
+
+def test_float32_as_the_model_trains():
+    plain = reference(40, 10, True)
+    z, params = torch.randn(3, 5, 40), torch.randn(5, plain.n_params)
+    expected = plain(z, params)  # float64
+    chain = ConvChain(plain.float())
+    y, log_det = chain(z.float(), params.float())
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y.double(), expected[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(log_det.double(), expected[1], atol=1e-3, rtol=1e-5)
+
+
 def test_chain_is_the_reference_flow_in_everything_but_forward():
     plain = reference(6, 3, True)
     chain = ConvChain(plain)
     assert list(chain.state_dict()) == list(plain.state_dict())
-    assert chain.n_params == plain.n_params and chain.amortized
     params = torch.randn(2, plain.n_params)
     check_layer(chain, torch.randn(2, 6), params)  # its inverse undoes its fused forward; log-det by autograd
 
@@ -66,3 +113,11 @@ def test_other_flows_are_refused():
     flow = make_flow("conv", 4, 2)
     with pytest.raises(ValueError, match="blocks of a circular convolution"):
         ConvChain(type(flow)([*flow.layers, LogGate(4)]))
+    mixed = blocks(4, 2, True, 0)
+    mixed.layers[0] = CircularConvolution(4, amortized=False)
+    with pytest.raises(ValueError, match="every block amortised alike"):
+        ConvChain(FlowSequence(mixed.layers))
+    tanh = blocks(4, 1, False, 0)
+    tanh.layers[1].network[1] = torch.nn.Tanh()
+    with pytest.raises(ValueError, match="ReLU activations"):
+        ConvChain(tanh)

@@ -81,3 +81,12 @@ def test_coupling_flows_are_conditioned_on_the_image(flow):
     zk, _ = model.flow(z0, params)
     assert not torch.allclose(zk[0], zk[1])
     assert model.flow.n_params > 0
+
+
+def test_flows_without_a_fused_form_at_that_size_stay_layer_by_layer():
+    from nf.flows import ConvChain, FlowSequence
+
+    assert isinstance(DLGM("conv", 2, latent=6, hidden=16).flow, ConvChain)
+    odd = DLGM("conv", 2, latent=5, hidden=16).flow  # equal coupling halves need an even latent size
+    assert type(odd) is FlowSequence
+    assert type(DLGM("radial", 2, latent=6, hidden=16).flow) is FlowSequence

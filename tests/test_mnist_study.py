@@ -104,8 +104,8 @@ def test_the_reading_of_the_study_is_phrased_from_its_numbers(tmp_path):
     assert text.startswith(
         "Under the paper's optimiser (50 updates) planar K=20 is better by 3.00 ± 0.03 nats than the diagonal "
         "model; under Adam (50 updates) it is better by 0.30 ± 0.03 nats. At the same 50 updates (Adam), the paper's "
-        "optimiser's diagonal model is 0.00 ± 0.00 nats behind Adam's, and its planar K=20 2.70 ± 0.05 nats ahead "
-        "of Adam's."
+        "optimiser's diagonal model is level (+0.00 ± 0.00 nats) with Adam's, and its planar K=20 2.70 ± 0.05 nats "
+        "ahead of Adam's."
     )
     assert "no significant change from plain Adam (the difference, -0.01 ± 0.04 nats, is within 2 standard" in text
     runs["Adam"][1] = None
@@ -137,6 +137,14 @@ def test_the_conclusion_decides_each_reading_from_the_numbers(tmp_path, monkeypa
     assert "so it does not support readings (a) and (d)" in text  # every diagonal model is at the same level
     assert "Reading (b) holds under Adam: the gain grows with the budget (-0.10 at 20, -0.30 at 50, -0.50 at 80" in text
     assert "Reading (c) holds in part: a ten times smaller flow step (Adam, flow step x0.1) gains 0.50 ± " in text
+    assert "its gain stays 2.20 ± " in text  # the paper optimiser's -3.0 against -0.8
+    shrinking = study_runs(tmp_path / "c", {**gains, "Adam @20": -0.9, "Adam @80": -0.1})
+    assert "Reading (b) does not hold under Adam: the gain shrinks as the budget grows (-0.90 at 20" in (
+        study_conclusion(STUDY, shrinking)
+    )
+    monkeypatch.setitem(STUDY, "budgets", {"recipe": "paper's RMSprop", "updates": []})  # no run to compare with
+    assert study_conclusion(STUDY, shrinking) == "*The conclusion of the study waits for its runs.*"
+    monkeypatch.setitem(STUDY, "budgets", {"recipe": "Adam", "updates": [20, 80]})
     slow = study_configs(STUDY)["paper's RMSprop"]  # the paper's optimiser leaves its diagonal model 2 nats behind
     base = 92 + torch.randn(1000, generator=torch.Generator().manual_seed(0))
     runs["paper's RMSprop"] = [fake_run(slow[0], base, tmp_path / "b"), fake_run(slow[1], base - 3.0, tmp_path / "b")]

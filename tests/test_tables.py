@@ -6,7 +6,7 @@ import pytest
 
 from nf.book.chapter_runs import mnist_configs, mnist_evidence
 from nf.book.profiles import PROFILE_NAMES, PROFILES, chapter_parameters
-from nf.report.scorecard import mnist_rows
+from nf.report.scorecard import mnist_rows, mnist_training_note
 from nf.report.tables import markdown_table, profiles_table
 
 
@@ -41,6 +41,7 @@ def test_scorecard_has_a_nice_row_per_paper_value(tmp_path, monkeypatch):
     assert [r["model"] for r in rows if "NICE" in r["model"]] == [f"NICE-perm K={k}" for k in (10, 20, 40, 80)]
     assert [r["model"] for r in rows[:2]] == ["diagonal", "planar K=10"]
     assert all(r["ours"] == "not trained yet" for r in rows)
+    assert mnist_training_note(mnist_evidence()) == "No Table 2 model is trained yet."
 
 
 def _row(energy, family, length, kl, sd=0.01):

@@ -81,3 +81,13 @@ def test_toy_verdicts_without_runs_are_not_tested():
     from nf.report.toy_verdicts import toy_verdicts
 
     assert {r["verdict"] for r in toy_verdicts(None)} == {"not tested"}
+
+
+def test_the_rules_are_written_out_from_the_constants(monkeypatch):
+    import nf.report.verdicts as verdicts
+
+    assert "at most 1 nat above the paper's" in verdicts.verdict_rules()
+    monkeypatch.setattr(verdicts, "CLOSE_NATS", 0.5)
+    monkeypatch.setattr(verdicts, "GAIN_FRACTION", 0.25)
+    text = verdicts.verdict_rules()
+    assert "at most 0.5 nat above the paper's" in text and "at least 25% of the paper's fall" in text

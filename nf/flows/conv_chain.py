@@ -93,6 +93,13 @@ def _softplus(x: Tensor) -> Tensor:
     return torch.log(torch.exp(-x.abs()).add_(1)).add_(F.relu(x))
 
 
+def _read_layout(f_half: int, n_half: int, width: int) -> tuple[slice, slice, slice]:
+    """Where ``Y R_k`` keeps ``rfft(x_B)`` (``f_half`` interleaved frequencies), ``x_A`` (``n_half`` numbers) and
+    the coupling network's first-layer product (``width`` numbers); a padding column may follow."""
+    start = 2 * f_half + n_half
+    return slice(None, 2 * f_half), slice(2 * f_half, start), slice(start, start + width)
+
+
 def _thirds(f_half: int) -> tuple[slice, slice, slice]:
     """Where a coupling network's output ``(a + c, phi, t)`` keeps each part (``f_half`` frequencies each)."""
     return slice(None, f_half), slice(f_half, 2 * f_half), slice(2 * f_half, None)
@@ -138,8 +145,8 @@ class ConvChain(FlowSequence):
         if len({layer.amortized for layer in self.circulars}) != 1 or len({c.n_params for c in self.couplings}) != 1:
             raise ValueError("ConvChain needs every block amortised alike")
         networks = [list(c.network) for c in self.couplings]
-        if len({len(n) for n in networks}) != 1 or len(networks[0]) < 3:
-            raise ValueError("ConvChain needs coupling networks of one depth with a hidden layer")
+        if len({tuple(p.shape for p in c.network.parameters()) for c in self.couplings}) != 1 or len(networks[0]) < 3:
+            raise ValueError("ConvChain needs coupling networks of one shape, with a hidden layer")
         if not all(isinstance(m, nn.ReLU) for n in networks for m in n[1::2]):
             raise ValueError(
                 "ConvChain needs coupling networks with ReLU activations (its backward is written for them)"
@@ -159,7 +166,6 @@ class ConvChain(FlowSequence):
         like = self.couplings[0].network[0].weight
         for name, value in (
             ("_dft", dft),
-            ("_idft", idft),
             ("_idft_half", idft_half),
             ("_reads", torch.stack(reads)),
             ("_read_a", torch.stack([idft[:, a] for a, _ in halves])),
@@ -176,19 +182,22 @@ class ConvChain(FlowSequence):
         """The circular convolutions' raw magnitudes and phases ``(..., K, f)`` and the per-block contexts
         ``(..., K, C)`` (None without context)."""
         n_freq, n_blocks = self.circulars[0].layout.n_freq, len(self.couplings)
-        context = None
+        circular, context = None, None
         if params is not None:
             per_block = params.unflatten(-1, (n_blocks, self.circular_params + self.context))
-            raw, phase, context = per_block.split([n_freq, n_freq, self.context], dim=-1)
-            if self.circular_params == 0:
-                raw = phase = None
-        if params is None or self.circular_params == 0:
+            circular, context = per_block.split([self.circular_params, self.context], dim=-1)
+        if self.circular_params:
+            raw, phase = circular.split([n_freq, n_freq], dim=-1)
+        else:  # the circular convolutions own their spectra
             raw = torch.stack([c.log_magnitude for c in self.circulars])
             phase = torch.stack([c.phase for c in self.circulars])
-        return raw, phase, context
+        return raw, phase, context if self.context else None
 
     def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check_input(z, params)
+        if z.dim() == 1 and (params is None or params.dim() == 1):  # one sample: as a batch of one
+            z_k, log_det = self.forward(z[None], None if params is None else params[None])
+            return z_k[0], log_det[0]
         raw, phase, context = self._circular_parameters(params)
         networks = [list(c.network) for c in self.couplings]
         first = torch.stack([n[0].weight for n in networks])  # (K, H, D/2 + C)
@@ -200,22 +209,23 @@ class ConvChain(FlowSequence):
             hidden += [torch.stack([n[j].weight for n in networks]), torch.stack([n[j].bias for n in networks])]
         last = torch.stack([n[-1].weight for n in networks]) * self._row_mask.unsqueeze(-1)
         last_bias = torch.stack([n[-1].bias for n in networks]) * self._row_mask + self._offset
-        alpha = F.softplus(torch.stack([g.raw_alpha for g in self.gates]))
+        alpha = F.softplus(torch.stack([g.raw_alpha for g in self.gates]))  # LogGate.alpha() of every gate at once
         return _ConvLoop.apply(
             self, torch.is_grad_enabled(), z, raw, phase, alpha, terms, w_z, last, last_bias, *hidden
         )
 
 
 class _ConvLoop(torch.autograd.Function):
-    """``(z_0, spectra, alpha, context terms, coupling weights) -> (z_K, coupling and gate log-determinants)``.
+    """``(z_0, circular spectra, alpha, context terms, coupling weights) -> (z_K, sum of log-determinants)``.
 
     Per block ``k`` (module docstring): ``Y = S_k rfft(z)``; one product of ``Y`` with ``R_k = [irfft then rfft of
     the B half | irfft to the A half | irfft to the A half then W_k']`` gives ``rfft(x_B)``, ``x_A`` and the first
-    layer's ``x_A W_k'`` of the coupling network; ``h_0 = relu(x_A W_k' + t_k)``, ``h_j = relu(h_{j-1} V_jk' +
-    c_jk)``, ``o = h_J L_k' + l_k = (s, phi, t)``; ``x_B <- irfft(W rfft(x_B)) + t`` with ``W = (eps + softplus(s))
-    e^{i phi}``; ``z = sign(x) ln(1 + alpha_k|x|) / alpha_k``.  The backward pass runs, block by block, only the
-    recursion on ``dL/dz`` (through ``R_k'`` in one product); first derivatives only.  Every per-block tensor
-    (inputs, stored results, buffers) is a view made once, before the loop, so each block costs only its arithmetic.
+    layer's ``x_A W_k'`` of the coupling network; ``h_0 = relu(x_A W_k' + u_k)`` (``u_k = W_c c_k + b_1``, the
+    context term), ``h_j = relu(h_{j-1} V_jk' + c_jk)``, ``o = h_J L_k' + l_k = (s, phi, t)``;
+    ``x_B <- irfft(W rfft(x_B)) + t`` with ``W = (eps + softplus(s)) e^{i phi}``;
+    ``z = sign(x) ln(1 + alpha_k|x|) / alpha_k``.  The backward pass runs, block by block, only the recursion on
+    ``dL/dz`` (through ``R_k'`` in one product); first derivatives only.  Every per-block tensor (inputs, stored
+    results, buffers) is a view made once, before the loop, so each block costs only its arithmetic.
     """
 
     @staticmethod
@@ -254,14 +264,15 @@ class _ConvLoop(torch.autograd.Function):
 
         spectrum_in, read, gate_in = stacked(2 * spectra.shape[-1]), stacked(reads.shape[-1]), stacked(chain.dim)
         outputs, magnitudes, levels = stacked(last.shape[1]), stacked(f_half), stacked(chain.dim)
-        activations = [read[..., 2 * f_half + n_half : 2 * f_half + n_half + widths[0]]]
+        at_h_in, at_x_a, at_first = _read_layout(f_half, n_half, widths[0])
+        activations = [read[..., at_first]]
         activations += [stacked(w) for w in widths[1:]]
         product, product_half = z.new_empty(*batch, 2 * spectra.shape[-1]), z.new_empty(*batch, 2 * f_half)
         product_c, product_half_c = _complex(product), _complex(product_half)
         circular = zip(per_block(spectrum_in), per_block(_complex(spectrum_in)), spectra.unbind(-2))
         network = zip(
             per_block(read),
-            per_block(read[..., 2 * f_half : 2 * f_half + n_half]),
+            per_block(read[..., at_x_a]),
             reads.unbind(0),
             terms.unbind(-2),
             zip(*(per_block(h) for h in activations)),
@@ -274,7 +285,7 @@ class _ConvLoop(torch.autograd.Function):
         spectral = zip(
             zip(*(per_block(outputs[..., at]) for at in _thirds(f_half))),
             per_block(magnitudes),
-            per_block(_complex(read[..., : 2 * f_half])),
+            per_block(_complex(read[..., at_h_in])),
         )
         gates = zip(
             _oriented(per_block(gate_in[..., :n_half]), per_block(gate_in[..., n_half:]), chain.swaps),
@@ -336,7 +347,7 @@ class _ConvLoop(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable  # the backward writes into buffers (out=): it cannot itself be differentiated
-    def backward(ctx, grad_z: Tensor, grad_log_det: Tensor):
+    def backward(ctx, grad_z: Tensor, grad_log_det: Tensor) -> tuple[Tensor | None, ...]:
         chain, depth, (z_shape, phase_shape, terms_shape) = ctx.chain, ctx.depth, ctx.shapes
         raw_circular, circular_magnitude, spectra, alpha, terms, w_z, reads, last, *rest = ctx.saved_tensors
         hidden, rest = rest[: 2 * (depth - 1)], rest[2 * (depth - 1) :]
@@ -344,8 +355,7 @@ class _ConvLoop(torch.autograd.Function):
         n_blocks, n_half, f_half, width = w_z.shape[0], chain.dim // 2, chain._half_multiplicity.shape[0], w_z.shape[1]
         batch = gate_in.shape[1:-1]
         g_l = grad_log_det.unsqueeze(-1)  # (..., 1)
-        at_h_in, at_x_a = slice(None, 2 * f_half), slice(2 * f_half, 2 * f_half + n_half)
-        at_first = slice(2 * f_half + n_half, 2 * f_half + n_half + width)
+        at_h_in, at_x_a, at_first = _read_layout(f_half, n_half, width)
         activations = [read[..., at_first], *deeper]
 
         # the pointwise factors of every block at once

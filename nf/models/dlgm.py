@@ -55,10 +55,21 @@ class Maxout(nn.Module):
         return y.view(*y.shape[:-1], self.out_features, self.pool).amax(-1)
 
 
+def fused_chain(family: str, dim: int) -> type[FlowLayer] | None:
+    """The class that runs a layer-by-layer ``family`` flow on ``R^dim`` in fewer operations, if there is one:
+    ``CouplingChain`` for NICE, ``ConvChain`` for the convolutional flow on an even ``dim`` (planar chains are
+    built fused from the start, ``PlanarChain``)."""
+    if family.startswith("nice"):
+        return CouplingChain
+    if family == "conv" and dim % 2 == 0:
+        return ConvChain
+    return None
+
+
 def amortized_flow(family: str, dim: int, length: int, fused: bool = True) -> FlowLayer | None:
     """The amortised posterior flow of a DLGM (module docstring): None for ``length = 0``; by default planar chains
-    fused (``PlanarChain``), NICE flows folded (``CouplingChain``) and the convolutional flow fused (``ConvChain``):
-    the same maths in fewer operations."""
+    fused (``PlanarChain``) and the NICE and convolutional flows run by their ``fused_chain``: the same maths in
+    fewer operations."""
     check_choice("DLGM flow", family, DLGM_FLOWS)
     check_int("flow length", length, minimum=0)
     if family == "none" or length == 0:
@@ -66,9 +77,8 @@ def amortized_flow(family: str, dim: int, length: int, fused: bool = True) -> Fl
     if family == "planar" and fused:
         return PlanarChain(dim, length, amortized=True)
     flow = make_flow(family, dim, length, amortized=True, coupling_hidden=COUPLING_HIDDEN, context=COUPLING_CONTEXT)
-    if fused and family.startswith("nice"):
-        return CouplingChain(flow)
-    return ConvChain(flow) if fused and family == "conv" else flow
+    chain = fused_chain(family, dim) if fused else None
+    return chain(flow) if chain is not None else flow
 
 
 class DLGM(nn.Module):

@@ -18,12 +18,12 @@ PAPER_ROW_PREFIX = {"planar": "DLGM+NF", "nice-perm": "DLGM+NICE"}  # the paper'
 
 
 def paper_key(flow: str, length: int) -> str | None:
-    """The Table 2 row of a model, if the paper reports it (planar and NICE-perm; no radial, scaled or conv rows)."""
+    """The Table 2 row of a model, if the paper reports it (planar and NICE-perm at K = 10, 20, 40, 80; no radial,
+    scaled or conv rows)."""
     if flow == "none" or length == 0:
         return "DLGM diagonal covariance"
-    if flow in PAPER_ROW_PREFIX:
-        return f"{PAPER_ROW_PREFIX[flow]} (k = {length})"
-    return None
+    key = f"{PAPER_ROW_PREFIX[flow]} (k = {length})" if flow in PAPER_ROW_PREFIX else None
+    return key if key in TABLE2_NEG_LOG_LIKELIHOOD else None
 
 
 def model_name(config: dict[str, Any]) -> str:
@@ -367,7 +367,8 @@ def _by_model(runs: list[Run]) -> dict[tuple[str, int], dict[int, Run]]:
 
 def ladder_table(configs: list[dict[str, Any]], runs: list[Run | None]) -> list[dict[str, str]]:
     """Table 2 with paired statistics: per model (seed 0) the bound, ``-ln p(x)`` and KL with standard errors,
-    the gain over the diagonal model on the same test images, and the gain's spread over training seeds."""
+    the gain over the diagonal model on the same test images, and, where there are several training seeds, the
+    spread over seeds of ``-ln p(x)`` and of the gain."""
     groups = _by_model([r for r in runs if r is not None])
     diagonal = groups.get(("none", 0), {})
     rows = []
@@ -415,10 +416,11 @@ def ladder_table(configs: list[dict[str, Any]], runs: list[Run | None]) -> list[
     return rows
 
 
-def plot_ladder(configs: list[dict[str, Any]], runs: list[Run | None], axes=None):
+def plot_ladder(configs: list[dict[str, Any]], runs: list[Run | None], axes: Any = None) -> list[Any]:
     """Fig. 4 on the test set, seed 0: the bound, the KL and ``-ln p(x)`` against K (± 2 s.e. of each model's mean),
     with the paper's ``-ln p(x)`` dashed; and the paired change in ``-ln p(x)`` from the diagonal model (± 2 paired
-    s.e., on the same test images), with the paper's change dashed."""
+    s.e., on the same test images), with the paper's change dashed.  ``axes``: four matplotlib axes, or None for a
+    new 2 x 2 figure; returns the four axes."""
     import matplotlib.pyplot as plt
 
     if axes is None:
@@ -541,7 +543,10 @@ def _budgets(study: dict[str, Any], pairs: dict[str, tuple[Run, Run]]) -> list[s
 
 
 def _ahead(d: tuple[float, float]) -> str:
-    """``0.38 ± 0.03 nats ahead of`` (d < 0: lower -ln p(x)) or ``... behind``."""
+    """``0.38 ± 0.03 nats ahead of`` (d < 0: lower -ln p(x)), ``... behind``, or ``level with`` within
+    ``SIGNIFICANT`` standard errors."""
+    if abs(d[0]) <= SIGNIFICANT * d[1]:
+        return f"level ({d[0]:+.2f} ± {d[1]:.2f} nats) with"
     return f"{abs(d[0]):.2f} ± {d[1]:.2f} nats {'ahead of' if d[0] < 0 else 'behind'}"
 
 
@@ -551,7 +556,8 @@ def _same_budget(study: dict[str, Any], pairs: dict[str, tuple[Run, Run]]) -> st
     if slow_recipe not in pairs:
         return None
     length = pairs[slow_recipe][1].config["updates"]
-    return next((n for n in _budgets(study, pairs) if pairs[n][1].config["updates"] == length), None)
+    same = [n for n in _budgets(study, pairs) if n != slow_recipe and pairs[n][1].config["updates"] == length]
+    return same[0] if same else None
 
 
 def study_reading(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> str:
@@ -560,12 +566,12 @@ def study_reading(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> s
     budget where both were trained to it; the Adam gain at the other budgets.  Two gains differ only if the
     per-image difference of the differences exceeds ``SIGNIFICANT`` standard errors (``gain_difference``).
     """
-    slow_recipe = paper_recipe(study)
+    slow_recipe, budget = paper_recipe(study), study["budgets"]["recipe"]
     first, *others = study["candidates"]
     pairs = _study_pairs(study, runs)
-    budgets = [n for n in runs if n.startswith(f"{study['budgets']['recipe']} @")]
+    budgets = [n for n in runs if n.startswith(f"{budget} @")]
     waiting = [n for n in budgets if n not in pairs]
-    if any(n not in pairs for n in (slow_recipe, first, *others)):
+    if any(n not in pairs for n in (slow_recipe, first, budget, *others)):
         return "*The reading of the study waits for all of its runs.*"
     gain = {n: paired_difference(*pairs[n]) for n in pairs}
     updates = {n: pairs[n][1].config["updates"] for n in pairs}
@@ -579,7 +585,7 @@ def study_reading(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> s
         planar = paired_difference(pairs[same][1], pairs[slow_recipe][1])
         text.append(
             f"At the same {updates[same]:,} updates ({same}), the paper's optimiser's diagonal model is "
-            f"{_ahead(diagonal)} {first}'s, and its planar K=20 {_ahead(planar)} {first}'s."
+            f"{_ahead(diagonal)} {budget}'s, and its planar K=20 {_ahead(planar)} {budget}'s."
         )
     for name in others:
         trend = _gain_compared(pairs, name, first, f"plain {first}")
@@ -588,9 +594,9 @@ def study_reading(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> s
             f"diagonal model: {trend}."
         )
     for name in [n for n in budgets if n in pairs]:
-        trend = _gain_compared(pairs, name, first, f"after {updates[first]:,}")
+        trend = _gain_compared(pairs, name, budget, f"after {updates[budget]:,}")
         text.append(
-            f"With {first} for {updates[name]:,} updates instead of {updates[first]:,} planar K=20 is "
+            f"With {budget} for {updates[name]:,} updates instead of {updates[budget]:,} planar K=20 is "
             f"{_better(gain[name])} than the diagonal model: {trend}."
         )
     text += [f"The budget *{name}* waits for its runs." for name in waiting]
@@ -599,12 +605,12 @@ def study_reading(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> s
 
 def study_conclusion(study: dict[str, Any], runs: dict[str, list[Run | None]]) -> str:
     """What the study says about the chapter's readings (a) to (d), decided from the numbers of ``study_reading``."""
-    slow_recipe = paper_recipe(study)
+    slow_recipe, budget = paper_recipe(study), study["budgets"]["recipe"]
     first, *others = study["candidates"]
     pairs = _study_pairs(study, runs)
     budgets = _budgets(study, pairs)
     same = _same_budget(study, pairs)
-    if same is None or len(budgets) < 2 or any(n not in pairs for n in others):
+    if same is None or len(budgets) < 2 or any(n not in pairs for n in (first, *others)):
         return "*The conclusion of the study waits for its runs.*"
     gain = {n: paired_difference(*pairs[n]) for n in pairs}
     updates = {n: pairs[n][1].config["updates"] for n in pairs}
@@ -613,39 +619,43 @@ def study_conclusion(study: dict[str, Any], runs: dict[str, list[Run | None]]) -
         return abs(d[0]) > SIGNIFICANT * d[1]
 
     text = ["**What the study says.**"]
-    lag = paired_difference(pairs[same][0], pairs[slow_recipe][0])  # paper's optimiser minus Adam, diagonal model
-    extra = gain_difference(pairs[same], pairs[slow_recipe])  # how much larger the paper optimiser's gain is
+    lag = paired_difference(pairs[same][0], pairs[slow_recipe][0])  # the paper optimiser's diagonal model minus ours
+    extra = gain_difference(pairs[same], pairs[slow_recipe])  # the paper optimiser's gain minus ours
     if lag[0] > 0 and significant(lag) and extra[0] < 0 and significant(extra):
         text.append(
             f"Readings (a) and (d) hold together: at {updates[same]:,} updates the paper's optimiser leaves the "
-            f"diagonal model {lag[0]:.2f} ± {lag[1]:.2f} nats behind {first}'s, and its flow gains "
-            f"{abs(extra[0]):.2f} ± {extra[1]:.2f} nats more; against the better-trained diagonal model of {first} "
+            f"diagonal model {lag[0]:.2f} ± {lag[1]:.2f} nats behind {budget}'s, and its flow gains "
+            f"{abs(extra[0]):.2f} ± {extra[1]:.2f} nats more; against the better-trained diagonal model of {budget} "
             f"planar K=20 is {_better(gain[same])}."
         )
     else:
         text.append(
             f"At {updates[same]:,} updates the study does not show a baseline left behind by the paper's optimiser "
-            f"together with a larger gain (diagonal model, paper's optimiser minus {first}: "
-            f"{lag[0]:+.2f} ± {lag[1]:.2f}; gain, paper's minus {first}'s: {extra[0]:+.2f} ± {extra[1]:.2f}), so "
+            f"together with a larger gain (diagonal model, paper's optimiser minus {budget}: "
+            f"{lag[0]:+.2f} ± {lag[1]:.2f}; gain, paper's minus {budget}'s: {extra[0]:+.2f} ± {extra[1]:.2f}), so "
             "it does not support readings (a) and (d)."
         )
-    shortest, longest = budgets[0], budgets[-1]
-    grows = gain_difference(pairs[shortest], pairs[longest])
+    grows = gain_difference(pairs[budgets[0]], pairs[budgets[-1]])  # the longest budget's gain minus the shortest's
     listed = ", ".join(f"{gain[n][0]:+.2f} at {updates[n]:,}" for n in budgets)
     if grows[0] < 0 and significant(grows):
-        text.append(f"Reading (b) holds under {first}: the gain grows with the budget ({listed} updates).")
+        text.append(f"Reading (b) holds under {budget}: the gain grows with the budget ({listed} updates).")
     else:
-        text.append(
-            f"Reading (b) does not hold under {first}: the gain does not grow with the budget ({listed} updates)."
-        )
+        trend = "shrinks as the budget grows" if significant(grows) else "does not grow with the budget"
+        text.append(f"Reading (b) does not hold under {budget}: the gain {trend} ({listed} updates).")
     for name in others:
         faster = gain_difference(pairs[first], pairs[name])
-        if faster[0] < 0 and significant(faster):
-            text.append(
-                f"Reading (c) holds in part: a ten times smaller flow step ({name}) gains {abs(faster[0]):.2f} ± "
-                f"{faster[1]:.2f} nats more than plain {first} at {updates[name]:,} updates, still short of the paper "
-                "optimiser's gain."
-            )
-        else:
+        if not (faster[0] < 0 and significant(faster)):
             text.append(f"Reading (c) finds no support: a ten times smaller flow step ({name}) gains no more.")
+            continue
+        short = gain_difference(pairs[name], pairs[slow_recipe])  # the paper optimiser's gain minus this one's
+        against = (
+            f"its gain stays {abs(short[0]):.2f} ± {short[1]:.2f} nats smaller than the paper optimiser's "
+            f"({updates[slow_recipe]:,} updates)"
+            if short[0] < 0 and significant(short)
+            else f"its gain is not smaller than the paper optimiser's ({updates[slow_recipe]:,} updates)"
+        )
+        text.append(
+            f"Reading (c) holds in part: a ten times smaller flow step ({name}) gains {abs(faster[0]):.2f} ± "
+            f"{faster[1]:.2f} nats more than plain {first} at {updates[name]:,} updates; {against}."
+        )
     return " ".join(text)

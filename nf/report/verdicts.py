@@ -143,3 +143,31 @@ def with_paper_optimiser(report: Verdict, paper_optimiser: Verdict) -> Verdict:
             "partly", f"only under the paper's optimiser ({paper_optimiser.reason}); our recipe: {report.reason}"
         )
     return report
+
+
+def verdict_rules() -> str:
+    """The rules that decide the verdicts, written out from the constants the code uses (a Markdown list)."""
+    return "\n".join(
+        [
+            f"- **A Table 2 number** (MNIST): ours, the importance-sampled $-\\ln p(x)$ on the test set, is "
+            f"*reproduced* if it is at most {CLOSE_NATS:g} nat above the paper's (or below it), *partly* if at most "
+            f"{NEAR_NATS:g} nats above, else *not reproduced*.",
+            f"- **A quantity falls with $K$** (MNIST, from $K = 0$ to 80, or to 20 for the claim about planar "
+            f"$K = 20$ against the diagonal model): *reproduced* if the paired fall exceeds "
+            f"{SIGNIFICANT:g} standard errors, is at least {GAIN_FRACTION:.0%} of the paper's fall where the paper "
+            f"gives one, and no step along the ladder rises by more than {SIGNIFICANT:g} standard errors; *partly* "
+            f"if the fall is significant but one of the other two conditions fails; else *not reproduced*.",
+            f"- **One model beats another** (MNIST and toy): *reproduced* if it is better by more than "
+            f"{SIGNIFICANT:g} standard errors at every length compared, *partly* if at some, *not reproduced* if at "
+            f"none. MNIST differences are paired on the same test images; toy differences are of the mean exact KL "
+            f"over training seeds, with the standard error from the seeds' spread.",
+            "- **Only under the paper's optimiser** (MNIST, planar $K = 20$ against the diagonal model): a claim "
+            "that fails or holds only partly under our recipe but holds with the paper's optimiser (the study's "
+            "runs, validation set) is *partly*, and says so.",
+            "- **Not tested**: a run the rule needs is not trained yet; where the rule compares models at several "
+            "lengths, the comparisons already trained are shown as *so far*.",
+            "- **Signs.** Differences of $-\\ln p(x)$ are paired on the same images and read as *A minus B*: along "
+            "a ladder the longer flow minus the shorter, between two models as the evidence names them (e.g. "
+            "*NICE-perm minus planar*); a negative difference means that A has the lower $-\\ln p(x)$.",
+        ]
+    )
