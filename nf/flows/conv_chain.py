@@ -61,6 +61,7 @@ from torch.autograd.function import once_differentiable
 from nf.flows.base import FlowSequence
 from nf.flows.circular import MIN_MAGNITUDE, UNIT_OFFSET, CircularConvolution, SpectrumLayout
 from nf.flows.conv_coupling import ConvolutionalCoupling, LogGate
+from nf.flows.coupling_chain import layer_rows, layer_weight_grad
 
 
 def real_dft_matrices(layout: SpectrumLayout) -> tuple[Tensor, Tensor]:
@@ -436,12 +437,6 @@ class _ConvLoop(torch.autograd.Function):
             torch.mul(g_y_c, spectrum_conj, out=g_z)
             torch.matmul(g_z_r, dft_t, out=g_before)
 
-        def rows(x: Tensor) -> Tensor:  # (blocks, N, width): each block's rows, batch dimensions flattened
-            return x.reshape(x.shape[0], -1, x.shape[-1])
-
-        def weight_grad(left: Tensor, right: Tensor) -> Tensor:  # sum over rows of left' right, per block
-            return torch.bmm(rows(left).transpose(1, 2), rows(right))
-
         # the circular convolutions: dL/dS to the raw magnitudes and phases (module docstring)
         g_spectra = spectra_grads.movedim(0, -2).sum_to_size(spectra.shape)
         rotated_circular = g_spectra * spectra.conj() / circular_magnitude  # dL/dS e^{-i phi}
@@ -455,17 +450,17 @@ class _ConvLoop(torch.autograd.Function):
         g_alpha = gate_grads * sign * (abs_in * slope - levels / a) / a - g_l * abs_in * slope
         hidden_grads = []
         for j in range(depth - 1):
-            hidden_grads += [weight_grad(errors[j + 1], activations[j]), rows(errors[j + 1]).sum(1)]
+            hidden_grads += [layer_weight_grad(errors[j + 1], activations[j]), layer_rows(errors[j + 1]).sum(1)]
         return (
             None,
             None,
             g_0.sum_to_size(z_shape),
             g_raw_circular.sum_to_size(raw_circular.shape),
             g_phase_circular.sum_to_size(phase_shape),
-            rows(g_alpha).sum(1),
+            layer_rows(g_alpha).sum(1),
             errors[0].movedim(0, -2).sum_to_size(terms_shape),
-            weight_grad(errors[0], read[..., at_x_a]),
-            weight_grad(output_grads, activations[-1]),
-            rows(output_grads).sum(1),
+            layer_weight_grad(errors[0], read[..., at_x_a]),
+            layer_weight_grad(output_grads, activations[-1]),
+            layer_rows(output_grads).sum(1),
             *hidden_grads,
         )

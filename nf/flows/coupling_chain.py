@@ -106,8 +106,9 @@ class CouplingChain(FlowSequence):
                     value = torch.stack([stack[k] for k in group]).to(device, dtype)
                     self.register_buffer(f"{name}{index}", value, persistent=False)
         self.register_buffer("_output", mixing.to(device, dtype), persistent=False)  # z_K = M_K u
-        order = torch.tensor([k for group in self._groups for k in group], device=device)
-        self.register_buffer("_regroup", torch.argsort(order), persistent=False)  # stacked by group -> by coupling
+        if len(self._groups) > 1:  # stacked by group -> by coupling
+            order = torch.tensor([k for group in self._groups for k in group], device=device)
+            self.register_buffer("_regroup", torch.argsort(order), persistent=False)
 
     def _folded_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Stacked over couplings: the first layer's weight on ``u`` (K, H, D) and on the context (K, H, C), the last
@@ -163,6 +164,16 @@ class CouplingChain(FlowSequence):
         return scaling(z_k, params[..., -scaling.n_params :] if scaling.amortized else None)
 
 
+def layer_rows(x: Tensor) -> Tensor:
+    """``(K, N, width)``: each layer's rows of a tensor stacked over ``K`` layers, batch dimensions flattened."""
+    return x.reshape(x.shape[0], -1, x.shape[-1])
+
+
+def layer_weight_grad(left: Tensor, right: Tensor) -> Tensor:
+    """``sum_n left_kn' right_kn`` for every layer ``k`` at once: a linear layer's weight gradient, batched."""
+    return torch.bmm(layer_rows(left).transpose(1, 2), layer_rows(right))
+
+
 class _CouplingLoop(torch.autograd.Function):
     """``u_K`` from ``u_0`` through the folded couplings (module docstring), with a hand-written backward.
 
@@ -212,16 +223,10 @@ class _CouplingLoop(torch.autograd.Function):
                 torch.add(outputs[k], e @ first[k], out=outputs[k - 1])
         g = outputs[0] + errors[0][0] @ first[0]
 
-        def rows(x: Tensor) -> Tensor:  # (K, N, width): coupling k's rows, batch dimensions flattened
-            return x.reshape(n_layers, -1, x.shape[-1])
-
-        def weight_grad(left: Tensor, right: Tensor) -> Tensor:  # sum over rows of left' right, per coupling
-            return torch.bmm(rows(left).transpose(1, 2), rows(right))
-
         hidden_grads = []
         for j in range(depth - 1):
-            hidden_grads += [weight_grad(errors[j + 1], activations[j]), rows(errors[j + 1]).sum(1)]
+            hidden_grads += [layer_weight_grad(errors[j + 1], activations[j]), layer_rows(errors[j + 1]).sum(1)]
         g_terms = errors[0].movedim(0, -2).sum_to_size(terms.shape)
-        g_first = weight_grad(errors[0], inputs)
-        g_last, g_bias = weight_grad(outputs, activations[-1]), rows(outputs).sum(1)
+        g_first = layer_weight_grad(errors[0], inputs)
+        g_last, g_bias = layer_weight_grad(outputs, activations[-1]), layer_rows(outputs).sum(1)
         return g.sum_to_size(ctx.u_shape), g_terms, g_first, g_last, g_bias, *hidden_grads

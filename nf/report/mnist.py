@@ -26,6 +26,17 @@ def paper_key(flow: str, length: int) -> str | None:
     return key if key in TABLE2_NEG_LOG_LIKELIHOOD else None
 
 
+def table2_models() -> list[tuple[str, int, str]]:
+    """``(flow, K, the book's name)`` of every model of the paper's Table 2, in its order (``paper_key`` gives
+    each one's row)."""
+    lengths = (10, 20, 40, 80)
+    return [
+        ("planar", 0, "diagonal"),
+        *[("planar", k, f"planar K={k}") for k in lengths],
+        *[("nice-perm", k, f"NICE-perm K={k}") for k in lengths],
+    ]
+
+
 def model_name(config: dict[str, Any]) -> str:
     return "DLGM diagonal" if config["length"] == 0 else f"DLGM+{config['flow']} K={config['length']}"
 

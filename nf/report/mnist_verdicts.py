@@ -6,7 +6,7 @@ from typing import Any
 
 from nf.experiments.comparisons import metric, paired_difference
 from nf.experiments.mnist_study import paper_recipe
-from nf.report.mnist import paper_key
+from nf.report.mnist import paper_key, table2_models
 from nf.report.paper import TABLE2_NEG_LOG_LIKELIHOOD
 from nf.report.verdicts import Verdict, beats, falls_along, not_tested, table2_number, with_paper_optimiser
 from nf.runs.cache import Run
@@ -63,11 +63,9 @@ def mnist_verdicts(
     def add(claim: str, paper: str, verdict: Verdict) -> None:
         rows.append({"claim": claim, "paper": paper, "verdict": verdict.verdict, "evidence": verdict.reason})
 
-    table2 = [("planar", k, "diagonal" if k == 0 else f"planar K={k}", paper_key("planar", k)) for k in LADDER]
-    table2 += [("nice-perm", k, f"NICE-perm K={k}", paper_key("nice-perm", k)) for k in LADDER[1:]]
-    for flow, k, name, key in table2:
+    for flow, k, name in table2_models():
         run = _seed0(configs, runs, flow, k)
-        paper = TABLE2_NEG_LOG_LIKELIHOOD[key]
+        paper = TABLE2_NEG_LOG_LIKELIHOOD[paper_key(flow, k)]
         add(
             f"Table 2: {name}, −ln p(x)",
             f"{paper:.1f}",

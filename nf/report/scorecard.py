@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from nf.experiments.comparisons import SIGNIFICANT, metric
-from nf.report.mnist import describe_recipe, paper_key
+from nf.report.mnist import describe_recipe, paper_key, table2_models
 from nf.report.mnist_verdicts import mnist_verdicts
 from nf.report.paper import PAPER_TRAINING, TABLE2_NEG_LOG_LIKELIHOOD
 from nf.report.toy_verdicts import toy_verdicts
@@ -22,14 +22,6 @@ PLOT = "bound plotted, no number"
 ToyEvidence = tuple[int, list[dict[str, Any]] | None]  # the longest flow length, its seed-averaged summary or None
 MnistEvidence = tuple[dict[str, Any], dict[str, list[Run | None]], list[dict[str, Any]], list[Run | None]]
 """The study, its runs by recipe, and the report ladder's configs and runs (None where missing)."""
-
-
-def _our_name(paper_model: str) -> str:
-    """The book's name for a Table 2 row: ``diagonal``, ``planar K=10``, ``NICE-perm K=10``."""
-    if paper_model == "DLGM diagonal covariance":
-        return "diagonal"
-    family, k = paper_model.removeprefix("DLGM+").split(" (k = ")
-    return f"{'planar' if family == 'NF' else 'NICE-perm'} K={k.rstrip(')')}"
 
 
 def mnist_rows(evidence: MnistEvidence) -> list[dict[str, str]]:
@@ -48,11 +40,11 @@ def mnist_rows(evidence: MnistEvidence) -> list[dict[str, str]]:
     return [
         {
             "experiment": "MNIST, Table 2",
-            "model": _our_name(model),
-            "paper": f"−ln p(x) ≤ {value:.1f}",
-            "ours": ours.get(model, NOT_RUN),
+            "model": name,
+            "paper": f"−ln p(x) ≤ {TABLE2_NEG_LOG_LIKELIHOOD[paper_key(flow, k)]:.1f}",
+            "ours": ours.get(paper_key(flow, k), NOT_RUN),
         }
-        for model, value in TABLE2_NEG_LOG_LIKELIHOOD.items()
+        for flow, k, name in table2_models()
     ]
 
 
