@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 
 import pytest
@@ -32,20 +33,31 @@ def check_layer(layer, z: torch.Tensor, params: torch.Tensor | None = None, inve
 
 def check_same_as_reference(reference, fused, amortized: bool) -> None:
     """A fused flow gives the reference flow's values, log-determinants and gradients (to z, every parameter and the
-    per-sample params) to 1e-10, on importance samples x batch inputs; without gradients too."""
+    per-sample params) to 1e-10, on importance samples x batch inputs; without gradients too.
+
+    The fused flow is ``type(fused)(reference)``, which stacks the reference's weights; the reference's weight
+    gradients are stacked the same way, by building that type from a copy of the reference holding them as values.
+    """
     g = torch.Generator().manual_seed(1)
     z = torch.randn(3, 4, reference.dim, generator=g, requires_grad=True)
     params = torch.randn(4, reference.n_params, generator=g, requires_grad=True) if amortized else None
     grad_z, grad_ld = torch.randn(3, 4, reference.dim, generator=g), torch.randn(3, 4, generator=g)
-    inputs = [z, *reference.parameters()] + ([params] if amortized else [])
+    extra = [params] if amortized else []
     results = []
     for flow in (reference, fused):
         y, log_det = flow(z, params)
+        inputs = [z, *extra, *flow.parameters()]
         results.append((y, log_det, torch.autograd.grad((y * grad_z).sum() + (log_det * grad_ld).sum(), inputs)))
     (y0, l0, g0), (y1, l1, g1) = results
     torch.testing.assert_close(y1, y0, atol=1e-10, rtol=0)
     torch.testing.assert_close(l1, l0, atol=1e-10, rtol=0)
-    for a, b in zip(g1, g0):
+    gradients = copy.deepcopy(reference)
+    with torch.no_grad():
+        for p, grad in zip(gradients.parameters(), g0[1 + len(extra) :]):
+            p.copy_(grad)
+    expected = [*g0[: 1 + len(extra)], *type(fused)(gradients).parameters()]
+    assert len(g1) == len(expected)
+    for a, b in zip(g1, expected):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
     with torch.no_grad():
         y2, l2 = fused(z, params)

@@ -95,12 +95,16 @@ def test_float32_as_the_model_trains():
     torch.testing.assert_close(log_det.double(), expected[1], atol=1e-3, rtol=1e-5)
 
 
-def test_chain_is_the_reference_flow_in_everything_but_forward():
-    plain = reference(6, 3, True)
-    chain = ConvChain(plain)
-    assert list(chain.state_dict()) == list(plain.state_dict())
-    params = torch.randn(2, plain.n_params)
-    check_layer(chain, torch.randn(2, 6), params)  # its inverse undoes its fused forward; log-det by autograd
+@pytest.mark.parametrize("circular_amortized", [True, False])
+def test_reference_is_the_layer_by_layer_flow_with_the_chains_weights(circular_amortized):
+    chain = ConvChain(blocks(6, 3, circular_amortized, 2))
+    with torch.no_grad():  # the chain's weights move away from those it was built from
+        for p in chain.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    params, z = torch.randn(2, chain.n_params), torch.randn(2, 6)
+    for got, expected in zip(chain.reference()(z, params), chain(z, params)):
+        torch.testing.assert_close(got, expected, atol=1e-10, rtol=0)
+    check_layer(chain, z, params)  # its inverse undoes its fused forward; log-det by autograd
 
 
 def test_other_flows_are_refused():

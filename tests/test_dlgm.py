@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -29,8 +31,18 @@ def test_fused_and_plain_models_give_identical_objectives_and_gradients(flow):
         loss.backward()
         losses.append(loss)
     torch.testing.assert_close(losses[0], losses[1], atol=1e-10, rtol=0)
-    for a, b in zip(models[0].parameters(), models[1].parameters()):
-        torch.testing.assert_close(a.grad, b.grad, atol=1e-10, rtol=1e-9)
+    fused, plain = models
+    outside = [{name: p for name, p in m.named_parameters() if not name.startswith("flow.")} for m in models]
+    assert outside[0].keys() == outside[1].keys()
+    for name, p in outside[0].items():
+        torch.testing.assert_close(p.grad, outside[1][name].grad, atol=1e-10, rtol=1e-9)
+    if flow != "planar":  # the fused flow's stacked weights: stacked as the chain stacks the layer-by-layer ones
+        gradients = copy.deepcopy(plain.flow)
+        with torch.no_grad():
+            for p, q in zip(gradients.parameters(), plain.flow.parameters()):
+                p.copy_(q.grad)
+        for a, b in zip(fused.flow.parameters(), type(fused.flow)(gradients).parameters(), strict=True):
+            torch.testing.assert_close(a.grad, b, atol=1e-10, rtol=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -84,9 +96,10 @@ def test_coupling_flows_are_conditioned_on_the_image(flow):
 
 
 def test_flows_without_a_fused_form_at_that_size_stay_layer_by_layer():
-    from nf.flows import ConvChain, FlowSequence
+    from nf.flows import ConvChain, CouplingChain, FlowSequence
 
-    assert isinstance(DLGM("conv", 2, latent=6, hidden=16).flow, ConvChain)
-    odd = DLGM("conv", 2, latent=5, hidden=16).flow  # equal coupling halves need an even latent size
-    assert type(odd) is FlowSequence
+    for family, chain in (("conv", ConvChain), ("nice-perm", CouplingChain), ("nice-orth+scale", CouplingChain)):
+        assert isinstance(DLGM(family, 2, latent=6, hidden=16).flow, chain)
+        odd = DLGM(family, 2, latent=5, hidden=16).flow  # equal coupling halves need an even latent size
+        assert type(odd) is FlowSequence
     assert type(DLGM("radial", 2, latent=6, hidden=16).flow) is FlowSequence

@@ -43,13 +43,16 @@ alpha|z|) - y sign(z)) / alpha``, and its log-determinant ``-sum ln(1 +
 alpha|z|)`` has ``d/dz = -alpha sign(z) / (1 + alpha|z|)`` and ``d/dalpha =
 -|z| / (1 + alpha|z|)``.
 
-``ConvChain`` holds the reference flow's own layers, so parameters,
-``state_dict`` keys, ``inverse`` and ``trajectory`` are the reference's; only
-``forward`` is the fused computation, tested against it (float64, 1e-10).
+``ConvChain(flow)`` copies the reference flow's weights into stacks over
+blocks (``StackedParameters``: the circular spectra when global, the coupling
+networks, the gates' ``alpha``); ``reference()`` gives the layer-by-layer flow
+back, with the chain's current weights (``inverse`` runs through it).  Tested
+against it in float64 to 1e-10.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -58,10 +61,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from nf.flows.base import FlowSequence
+from nf.flows.base import FlowLayer, FlowSequence
 from nf.flows.circular import MIN_MAGNITUDE, UNIT_OFFSET, CircularConvolution, SpectrumLayout
 from nf.flows.conv_coupling import ConvolutionalCoupling, LogGate
 from nf.flows.coupling_chain import layer_rows, layer_weight_grad
+from nf.flows.stacked import StackedParameters
 
 
 def real_dft_matrices(layout: SpectrumLayout) -> tuple[Tensor, Tensor]:
@@ -116,12 +120,12 @@ def _per_block_tuples(stacks: Sequence[Tensor], n_blocks: int) -> list[tuple[Ten
     return list(zip(*(x.unbind(0) for x in stacks))) if stacks else [()] * n_blocks
 
 
-class ConvChain(FlowSequence):
+class ConvChain(FlowLayer):
     """The convolutional flow (``make_flow("conv", ...)``) with a fused forward pass (module docstring).
 
     Args:
         flow: the reference flow, ``K`` blocks of ``CircularConvolution``, ``ConvolutionalCoupling`` and ``LogGate``
-            on an even dimension; its layers are shared, not copied.
+            on an even dimension; its weights are copied.
 
     Example::
 
@@ -130,32 +134,37 @@ class ConvChain(FlowSequence):
     """
 
     def __init__(self, flow: FlowSequence):
-        super().__init__(flow.layers)
-        layers = list(self.layers)
-        # lists, not re-registered: the layers are already in self.layers
-        self.circulars, self.couplings, self.gates = layers[0::3], layers[1::3], layers[2::3]
+        super().__init__()
+        self.dim, self.n_params, self.amortized = flow.dim, flow.n_params, flow.amortized
+        layers = list(flow.layers)
+        circulars, couplings, gates = layers[0::3], layers[1::3], layers[2::3]
         if (
             len(layers) % 3
-            or not all(isinstance(layer, CircularConvolution) for layer in self.circulars)
-            or not all(isinstance(layer, ConvolutionalCoupling) for layer in self.couplings)
-            or not all(isinstance(layer, LogGate) for layer in self.gates)
+            or not all(isinstance(layer, CircularConvolution) for layer in circulars)
+            or not all(isinstance(layer, ConvolutionalCoupling) for layer in couplings)
+            or not all(isinstance(layer, LogGate) for layer in gates)
         ):
             raise ValueError("ConvChain needs blocks of a circular convolution, a convolutional coupling and a LogGate")
         if self.dim % 2:
             raise ValueError(f"ConvChain needs an even dimension (equal coupling halves), got dim={self.dim}")
-        if len({layer.amortized for layer in self.circulars}) != 1 or len({c.n_params for c in self.couplings}) != 1:
+        if len({layer.amortized for layer in circulars}) != 1 or len({c.n_params for c in couplings}) != 1:
             raise ValueError("ConvChain needs every block amortised alike")
-        networks = [list(c.network) for c in self.couplings]
-        if len({tuple(p.shape for p in c.network.parameters()) for c in self.couplings}) != 1 or len(networks[0]) < 3:
+        networks = [list(c.network) for c in couplings]
+        if len({tuple(p.shape for p in c.network.parameters()) for c in couplings}) != 1 or len(networks[0]) < 3:
             raise ValueError("ConvChain needs coupling networks of one shape, with a hidden layer")
         if not all(isinstance(m, nn.ReLU) for n in networks for m in n[1::2]):
             raise ValueError(
                 "ConvChain needs coupling networks with ReLU activations (its backward is written for them)"
             )
-        self.context = self.couplings[0].n_params
-        self.circular_params = self.circulars[0].n_params
-        self.swaps = [c.swap for c in self.couplings]
-        full, half = self.circulars[0].layout, self.couplings[0].layout
+        self.context, self.circular_params = couplings[0].n_params, circulars[0].n_params
+        self.swaps = [c.swap for c in couplings]
+        self.linear = list(range(0, len(networks[0]), 2))  # where the linear layers of the coupling networks sit
+        self.spectra = None if self.circular_params else StackedParameters(circulars)  # global spectra, if any
+        self.networks = StackedParameters([c.network for c in couplings])
+        self.gates = StackedParameters(gates)
+        self._reference = (flow,)  # a tuple: not registered; it holds the weights at construction
+        full, half = circulars[0].layout, couplings[0].layout
+        self.n_freq = full.n_freq
         n_half, f_half = self.dim // 2, half.n_freq
         # the output layers emit (a + c, phase * mask, t): an offset and a row mask folded into them
         offset = torch.cat([torch.full((f_half,), UNIT_OFFSET), torch.zeros(f_half + n_half)])
@@ -164,7 +173,7 @@ class ConvChain(FlowSequence):
         (dft, idft), (dft_half, idft_half) = real_dft_matrices(full), real_dft_matrices(half)
         halves = [(slice(None, n_half), slice(n_half, None)), (slice(n_half, None), slice(None, n_half))]  # (A, B)
         reads = [torch.cat([idft[:, b] @ dft_half, idft[:, a]], dim=-1) for a, b in halves]
-        like = self.couplings[0].network[0].weight
+        like = self.networks["0.weight"]
         for name, value in (
             ("_dft", dft),
             ("_idft_half", idft_half),
@@ -177,12 +186,28 @@ class ConvChain(FlowSequence):
             ("_free_phase", full.free_phase),
         ):
             self.register_buffer(name, value.to(like.device, like.dtype), persistent=False)
-        self.register_buffer("_swaps", torch.tensor([c.swap for c in self.couplings]).long(), persistent=False)
+        self.register_buffer("_swaps", torch.tensor(self.swaps).long(), persistent=False)
+
+    def reference(self) -> FlowSequence:
+        """The layer-by-layer flow this chain computes: a new ``FlowSequence`` holding copies of the chain's current
+        weights (no gradient reaches the chain through it)."""
+        flow = copy.deepcopy(self._reference[0]).to(self.networks["0.weight"])
+        layers = list(flow.layers)
+        if self.spectra is not None:
+            self.spectra.copy_to(layers[0::3])
+        self.networks.copy_to([layer.network for layer in layers[1::3]])
+        self.gates.copy_to(layers[2::3])
+        return flow
+
+    def inverse(self, y: Tensor, params: Tensor | None = None) -> Tensor:
+        """``f^{-1}(y)``, by the layer-by-layer flow (``reference``)."""
+        self._check_input(y, params)
+        return self.reference().inverse(y, params)
 
     def _circular_parameters(self, params: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         """The circular convolutions' raw magnitudes and phases ``(..., K, f)`` and the per-block contexts
         ``(..., K, C)`` (None without context)."""
-        n_freq, n_blocks = self.circulars[0].layout.n_freq, len(self.couplings)
+        n_freq, n_blocks = self.n_freq, len(self.swaps)
         circular, context = None, None
         if params is not None:
             per_block = params.unflatten(-1, (n_blocks, self.circular_params + self.context))
@@ -190,8 +215,7 @@ class ConvChain(FlowSequence):
         if self.circular_params:
             raw, phase = circular.split([n_freq, n_freq], dim=-1)
         else:  # the circular convolutions own their spectra
-            raw = torch.stack([c.log_magnitude for c in self.circulars])
-            phase = torch.stack([c.phase for c in self.circulars])
+            raw, phase = self.spectra["log_magnitude"], self.spectra["phase"]
         return raw, phase, context if self.context else None
 
     def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -200,17 +224,14 @@ class ConvChain(FlowSequence):
             z_k, log_det = self.forward(z[None], None if params is None else params[None])
             return z_k[0], log_det[0]
         raw, phase, context = self._circular_parameters(params)
-        networks = [list(c.network) for c in self.couplings]
-        first = torch.stack([n[0].weight for n in networks])  # (K, H, D/2 + C)
-        first_bias = torch.stack([n[0].bias for n in networks])
-        w_z, w_c = first.split([self.dim // 2, self.context], dim=-1)
+        out = self.linear[-1]
+        first_bias = self.networks["0.bias"]
+        w_z, w_c = self.networks["0.weight"].split([self.dim // 2, self.context], dim=-1)  # (K, H, D/2), (K, H, C)
         terms = first_bias if context is None else torch.einsum("...kc,khc->...kh", context, w_c) + first_bias
-        hidden = []
-        for j in range(2, len(networks[0]) - 1, 2):  # the hidden linear layers between the ReLUs
-            hidden += [torch.stack([n[j].weight for n in networks]), torch.stack([n[j].bias for n in networks])]
-        last = torch.stack([n[-1].weight for n in networks]) * self._row_mask.unsqueeze(-1)
-        last_bias = torch.stack([n[-1].bias for n in networks]) * self._row_mask + self._offset
-        alpha = F.softplus(torch.stack([g.raw_alpha for g in self.gates]))  # LogGate.alpha() of every gate at once
+        hidden = [self.networks[f"{j}.{kind}"] for j in self.linear[1:-1] for kind in ("weight", "bias")]
+        last = self.networks[f"{out}.weight"] * self._row_mask.unsqueeze(-1)
+        last_bias = self.networks[f"{out}.bias"] * self._row_mask + self._offset
+        alpha = F.softplus(self.gates["raw_alpha"])  # LogGate.alpha() of every gate at once
         return _ConvLoop.apply(
             self, torch.is_grad_enabled(), z, raw, phase, alpha, terms, w_z, last, last_bias, *hidden
         )

@@ -15,27 +15,32 @@ halves), so with the first layer of ``m_k`` taking ``W_z S_A M_k`` and the last
     u  <- u + h (M_k^T S_B^T W_out)^T + M_k^T S_B^T b_out
 
 and ``z_K = M_K u`` at the end, followed by NICE's diagonal scaling if the
-flow has one.  The context terms ``W_c c_k + b_1`` of all ``K`` couplings are
-computed in one batched product.  No split, concatenation, gather or
+flow has one.  The coupling networks' weights are stacked over couplings
+(``StackedParameters``), the context terms ``W_c c_k + b_1`` of all ``K``
+couplings are one batched product, and no split, concatenation, gather or
 log-determinant bookkeeping remains per layer (the couplings and mixings are
-volume preserving: only the scaling contributes ``sum s``), and the loop over
+volume preserving: only the scaling contributes ``sum s``).  The loop over
 couplings is one autograd node with a hand-written backward
 (``_CouplingLoop``).
 
-``CouplingChain`` holds the reference flow's own layers, so parameters,
-``state_dict`` keys, ``inverse`` and ``trajectory`` are the reference's; only
-``forward`` is the folded computation, tested against it.
+``CouplingChain(flow)`` copies the reference flow's coupling weights into its
+stacks and shares its mixings and scaling layer; ``reference()`` gives the
+layer-by-layer flow back, with the chain's current weights (``inverse`` runs
+through it).  Tested against it in float64 to 1e-10.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from nf.flows.base import FlowSequence
+from nf.flows.base import FlowLayer, FlowSequence
 from nf.flows.nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
+from nf.flows.stacked import StackedParameters
 
 
 def _mixing_matrix(layer: Permutation | OrthogonalMixing) -> Tensor:
@@ -45,12 +50,12 @@ def _mixing_matrix(layer: Permutation | OrthogonalMixing) -> Tensor:
     return layer.matrix.detach().cpu().double()
 
 
-class CouplingChain(FlowSequence):
-    """A NICE ``FlowSequence`` (couplings, mixings, optional final scaling) whose forward pass folds the mixings.
+class CouplingChain(FlowLayer):
+    """A NICE flow (couplings, mixings, optional final scaling) with its mixings folded (module docstring).
 
     Args:
-        flow: the reference flow, from ``make_flow("nice-perm" | "nice-orth" [+ "+scale"], ...)``; its layers are
-            shared, not copied.
+        flow: the reference flow, from ``make_flow("nice-perm" | "nice-orth" [+ "+scale"], ...)`` on an even
+            dimension; its coupling weights are copied, its mixings and scaling layer shared.
 
     Example::
 
@@ -59,109 +64,84 @@ class CouplingChain(FlowSequence):
     """
 
     def __init__(self, flow: FlowSequence):
-        super().__init__(flow.layers)
-        layers = list(self.layers)
-        self.scaled = isinstance(layers[-1], DiagonalScaling)
-        if self.scaled:
-            layers.pop()
-        self.couplings = [layer for layer in layers if isinstance(layer, AdditiveCoupling)]  # a list: not re-registered
-        if layers[0::2] != self.couplings or not all(
-            isinstance(m, (Permutation, OrthogonalMixing)) for m in layers[1::2]
-        ):
+        super().__init__()
+        self.dim, self.n_params, self.amortized = flow.dim, flow.n_params, flow.amortized
+        layers = list(flow.layers)
+        self.scaling = layers.pop() if isinstance(layers[-1], DiagonalScaling) else None
+        couplings = [layer for layer in layers if isinstance(layer, AdditiveCoupling)]
+        if layers[0::2] != couplings or not all(isinstance(m, (Permutation, OrthogonalMixing)) for m in layers[1::2]):
             raise ValueError("CouplingChain needs couplings alternating with permutations or orthogonal mixings")
         if not all(
             len(c.coupling) >= 3 and isinstance(c.coupling[0], nn.Linear) and isinstance(c.coupling[-1], nn.Linear)
-            for c in self.couplings
+            for c in couplings
         ):
             raise ValueError("CouplingChain needs coupling networks with a hidden layer, starting and ending linear")
-        if not all(isinstance(m, nn.ReLU) for c in self.couplings for m in list(c.coupling)[1::2]):
+        if not all(isinstance(m, nn.ReLU) for c in couplings for m in list(c.coupling)[1::2]):
             raise ValueError(
                 "CouplingChain needs coupling networks with ReLU activations (its backward is written for them)"
             )
-        if len(layers) != 2 * len(self.couplings) - 1:
+        if len(layers) != 2 * len(couplings) - 1:
             raise ValueError("CouplingChain needs a coupling last (a trailing mixing would be left out of the fold)")
-        self.context = self.couplings[0].n_params
-        n = len(self.couplings)
-        # couplings whose conditioning halves have one size are stacked together: all of them when D is even
-        same_size = len({c.n_cond for c in self.couplings}) == 1
-        self._groups = [list(range(n))] if same_size else [list(range(0, n, 2)), list(range(1, n, 2))]
+        if self.dim % 2:
+            raise ValueError(f"CouplingChain needs an even dimension (equal coupling halves), got dim={self.dim}")
+        self.context, self.swaps = couplings[0].n_params, [c.swap for c in couplings]
+        self.linear = list(range(0, len(couplings[0].coupling), 2))  # where the linear layers of m_k sit
+        self.networks = StackedParameters([c.coupling for c in couplings])
+        self.mixings = nn.ModuleList(layers[1::2])
+        self._reference = (flow,)  # a tuple: not registered; its couplings hold the weights at construction
         self._fold()
         self.register_load_state_dict_post_hook(lambda module, keys: module._fold())  # mixings may have been loaded
 
     def _fold(self) -> None:
         """The fixed matrices of the fold (module docstring), from the current mixings."""
-        layers, dim = list(self.layers), self.dim
-        device, dtype = self.couplings[0].coupling[0].weight.device, self.couplings[0].coupling[0].weight.dtype
-        mixing = torch.eye(dim, dtype=torch.float64)
-        reads, writes = [], []
-        for k, coupling in enumerate(self.couplings):
+        like, half = self.networks["0.weight"], self.dim // 2
+        identity = torch.eye(self.dim, dtype=torch.float64)
+        mixing, reads, writes = identity, [], []
+        for k, swap in enumerate(self.swaps):
             if k > 0:
-                mixing = _mixing_matrix(layers[2 * k - 1]) @ mixing
-            a, b = coupling._split(torch.eye(dim, dtype=torch.float64))  # columns of the identity selecting z_A, z_B
-            reads.append(a.T @ mixing)  # (n_cond, D): x_A = S_A M_k u
-            writes.append(mixing.T @ b)  # (D, n_update): u += M_k^T S_B^T m
-        for index, group in enumerate(self._groups):
-            if group:
-                for name, stack in (("_reads", reads), ("_writes", writes)):
-                    value = torch.stack([stack[k] for k in group]).to(device, dtype)
-                    self.register_buffer(f"{name}{index}", value, persistent=False)
-        self.register_buffer("_output", mixing.to(device, dtype), persistent=False)  # z_K = M_K u
-        if len(self._groups) > 1:  # stacked by group -> by coupling
-            order = torch.tensor([k for group in self._groups for k in group], device=device)
-            self.register_buffer("_regroup", torch.argsort(order), persistent=False)
+                mixing = _mixing_matrix(self.mixings[k - 1]) @ mixing
+            first, second = identity[:, :half], identity[:, half:]
+            a, b = (second, first) if swap else (first, second)  # columns selecting z_A and z_B
+            reads.append(a.T @ mixing)  # (D/2, D): x_A = S_A M_k u
+            writes.append(mixing.T @ b)  # (D, D/2): u += M_k^T S_B^T m
+        for name, value in (("_reads", torch.stack(reads)), ("_writes", torch.stack(writes)), ("_output", mixing)):
+            self.register_buffer(name, value.to(like.device, like.dtype), persistent=False)
 
-    def _folded_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Stacked over couplings: the first layer's weight on ``u`` (K, H, D) and on the context (K, H, C), the last
-        layer's weight (K, D, H) and bias (K, D) onto ``u``.
-
-        Each group's first-layer weights (all couplings when ``D`` is even, else each parity: their ``x_A`` halves
-        differ in size) are stacked whole and then split into their ``x_A`` and context columns: two slices per
-        group rather than two per coupling, in the forward pass and in the backward.
-        """
-        parts = []
-        for index, group in enumerate(self._groups):
-            if not group:
-                continue
-            reads, writes = getattr(self, f"_reads{index}"), getattr(self, f"_writes{index}")
-            n_cond = reads.shape[1]
-            w_in = torch.stack([self.couplings[k].coupling[0].weight for k in group])
-            w_out = torch.stack([self.couplings[k].coupling[-1].weight for k in group])
-            b_out = torch.stack([self.couplings[k].coupling[-1].bias for k in group])
-            parts.append(
-                (
-                    torch.bmm(w_in[..., :n_cond], reads),
-                    w_in[..., n_cond:],
-                    torch.bmm(writes, w_out),
-                    torch.bmm(writes, b_out.unsqueeze(-1)).squeeze(-1),
-                )
-            )
-        if len(parts) == 1:
-            return parts[0]
-        return tuple(torch.cat(stack)[self._regroup] for stack in zip(*parts))
+    def reference(self) -> FlowSequence:
+        """The layer-by-layer flow this chain computes: a new ``FlowSequence`` holding copies of the chain's current
+        weights, mixings and scaling (no gradient reaches the chain through it)."""
+        flow = copy.deepcopy(self._reference[0]).to(self.networks["0.weight"])  # mixings and scaling: shared, current
+        self.networks.copy_to([layer.coupling for layer in flow.layers if isinstance(layer, AdditiveCoupling)])
+        return flow
 
     def _context_terms(self, params: Tensor | None, w_c: Tensor) -> Tensor:
         """``W_c c_k + b_1`` for every coupling, shape (..., K, H) (just ``b_1``, (K, H), without context);
         ``w_c``: the first layers' context columns, (K, H, C)."""
-        biases = torch.stack([c.coupling[0].bias for c in self.couplings])  # (K, H)
+        biases = self.networks["0.bias"]
         if self.context == 0:
             return biases
-        n = len(self.couplings)
+        n = len(self.swaps)
         context = params[..., : n * self.context].reshape(*params.shape[:-1], n, self.context)
         return torch.einsum("...kc,khc->...kh", context, w_c) + biases
 
     def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check_input(z, params)
-        first, w_c, last, bias = self._folded_weights()
-        hidden = []
-        for j in range(2, len(self.couplings[0].coupling) - 1, 2):  # the hidden linear layers between the ReLUs
-            hidden.append(torch.stack([c.coupling[j].weight for c in self.couplings]))
-            hidden.append(torch.stack([c.coupling[j].bias for c in self.couplings]))
+        w_in, out = self.networks["0.weight"], self.linear[-1]
+        w_z, w_c = w_in.split([self.dim // 2, self.context], dim=-1)
+        first = torch.bmm(w_z, self._reads)  # (K, H, D): W_z S_A M_k
+        last = torch.bmm(self._writes, self.networks[f"{out}.weight"])  # (K, D, H): M_k^T S_B^T W_out
+        bias = torch.bmm(self._writes, self.networks[f"{out}.bias"].unsqueeze(-1)).squeeze(-1)
+        hidden = [self.networks[f"{j}.{kind}"] for j in self.linear[1:-1] for kind in ("weight", "bias")]
         u = _CouplingLoop.apply(z, self._context_terms(params, w_c), first, last, bias, *hidden)
         z_k = F.linear(u, self._output)
-        if not self.scaled:
+        if self.scaling is None:
             return z_k, z.new_zeros(z.shape[:-1])
-        scaling = self.layers[-1]
-        return scaling(z_k, params[..., -scaling.n_params :] if scaling.amortized else None)
+        return self.scaling(z_k, params[..., -self.scaling.n_params :] if self.scaling.amortized else None)
+
+    def inverse(self, y: Tensor, params: Tensor | None = None) -> Tensor:
+        """``f^{-1}(y)``, by the layer-by-layer flow (``reference``)."""
+        self._check_input(y, params)
+        return self.reference().inverse(y, params)
 
 
 def layer_rows(x: Tensor) -> Tensor:

@@ -57,13 +57,11 @@ class Maxout(nn.Module):
 
 def fused_chain(family: str, dim: int) -> type[FlowLayer] | None:
     """The class that runs a layer-by-layer ``family`` flow on ``R^dim`` in fewer operations, if there is one:
-    ``CouplingChain`` for NICE, ``ConvChain`` for the convolutional flow on an even ``dim`` (planar chains are
-    built fused from the start, ``PlanarChain``)."""
-    if family.startswith("nice"):
-        return CouplingChain
-    if family == "conv" and dim % 2 == 0:
-        return ConvChain
-    return None
+    ``CouplingChain`` for NICE and ``ConvChain`` for the convolutional flow, both on an even ``dim`` (equal coupling
+    halves; planar chains are built fused from the start, ``PlanarChain``)."""
+    if dim % 2:
+        return None
+    return {"nice": CouplingChain, "conv": ConvChain}.get(family.split("-")[0])
 
 
 def amortized_flow(family: str, dim: int, length: int, fused: bool = True) -> FlowLayer | None:
