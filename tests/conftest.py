@@ -56,8 +56,7 @@ def check_same_as_reference(reference, fused, amortized: bool) -> None:
         for p, grad in zip(gradients.parameters(), g0[1 + len(extra) :]):
             p.copy_(grad)
     expected = [*g0[: 1 + len(extra)], *type(fused)(gradients).parameters()]
-    assert len(g1) == len(expected)
-    for a, b in zip(g1, expected):
+    for a, b in zip(g1, expected, strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
     with torch.no_grad():
         y2, l2 = fused(z, params)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 from conftest import check_layer, check_same_as_reference
@@ -27,16 +29,23 @@ def test_same_values_and_gradients_as_layer_by_layer(family, dim, length, amorti
     check_same_as_reference(plain, CouplingChain(plain), amortized)
 
 
-def test_reference_is_the_layer_by_layer_flow_with_the_chains_weights():
-    chain = CouplingChain(reference("nice-orth+scale", 6, 3, True))
+@pytest.mark.parametrize("family,amortized", [("nice-orth+scale", True), ("nice-perm+scale", False)])
+def test_reference_is_the_layer_by_layer_flow_with_the_chains_weights(family, amortized):
+    plain = reference(family, 6, 3, amortized)
+    chain = CouplingChain(plain)
     with torch.no_grad():  # the chain's weights move away from those it was built from
         for p in chain.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    params, z = torch.randn(2, chain.n_params), torch.randn(2, 6)
+    params = torch.randn(2, chain.n_params) if amortized else None
+    z = torch.randn(2, 6)
     for got, expected in zip(chain.reference()(z, params), chain(z, params)):
         torch.testing.assert_close(got, expected, atol=1e-10, rtol=0)
-    assert chain.n_params == chain.reference().n_params and chain.amortized
+    assert chain.n_params == chain.reference().n_params and chain.amortized == amortized
     check_layer(chain, z, params)  # its inverse undoes its (folded) forward; log-det by autograd
+    for p, q in zip(
+        plain.parameters(), reference(family, 6, 3, amortized).parameters()
+    ):  # the caller's flow: untouched
+        torch.testing.assert_close(p, q, atol=0, rtol=0)
 
 
 def test_loaded_mixings_are_folded_again():
@@ -48,6 +57,9 @@ def test_loaded_mixings_are_folded_again():
     chain.load_state_dict(CouplingChain(other).state_dict())
     z = torch.randn(4, 6)
     torch.testing.assert_close(chain(z)[0], other(z)[0], atol=1e-10, rtol=0)
+    torch.testing.assert_close(chain.reference()(z)[0], other(z)[0], atol=1e-10, rtol=0)
+    copied = pickle.loads(pickle.dumps(chain))  # torch.save of a whole model pickles its chain
+    torch.testing.assert_close(copied(z)[0], other(z)[0], atol=1e-10, rtol=0)
 
 
 def test_other_flows_are_refused():

@@ -111,3 +111,19 @@ def test_first_interrupt_waits_for_the_update_boundary_second_is_immediate():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
     assert signal.getsignal(signal.SIGINT) is previous
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_named_and_kept(tmp_path):
+    from nf.experiments.training import make_optimizer, resume, training_state
+    from nf.runs.checkpoint import Checkpointer
+
+    config = {"optimizer": "adam", "learning_rate": 1e-3, "momentum": 0.9}
+    old = torch.nn.Linear(3, 2)
+    checkpointer = Checkpointer(tmp_path / "run.checkpoint.pt")
+    optimizer = make_optimizer([{"params": list(old.parameters()), "scale": 1.0}], config)
+    checkpointer.save(training_state(config, 10, old, optimizer, [], 1.0))
+    new = torch.nn.Sequential(torch.nn.Linear(3, 2))  # the same weights under other names
+    optimizer = make_optimizer([{"params": list(new.parameters()), "scale": 1.0}], config)
+    with pytest.raises(ValueError, match=r"run\.checkpoint\.pt does not fit this model .*delete it"):
+        resume(checkpointer, config, new, optimizer)
+    assert checkpointer.load()["step"] == 10

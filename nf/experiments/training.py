@@ -29,7 +29,7 @@ def make_optimizer(groups: list[dict[str, Any]], config: dict[str, Any]) -> torc
     Each group is ``{"params": [...], "scale": s}``; its step size is ``s`` times ``config["learning_rate"]``.
     Both update all tensors at once (Adam with PyTorch's fused kernel on CPU and CUDA, RMSprop with its
     ``foreach`` form): the same arithmetic as stepping tensor by tensor (tested in float64), without a round of
-    small operations per tensor, which a flow of 80 NICE couplings (490 tensors) would otherwise pay every update.
+    small operations per tensor (the layer-by-layer NICE flow of 80 couplings has 490 tensors).
     """
     groups = [{**g, "lr": config["learning_rate"] * g["scale"]} for g in groups]
     if config["optimizer"] == "adam":
@@ -68,12 +68,20 @@ def resume(
     """Restore ``model``, ``optimizer`` and the random state from the checkpoint of this ``config``, if there is one.
 
     Returns the checkpoint (for the trainer's own entries: step, history, ...), or None when training starts afresh.
+    A checkpoint of this config whose tensors do not fit the model (written by code with another parameter layout)
+    raises ``ValueError`` naming it: it is kept, not overwritten.
     """
     state = checkpointer.load() if checkpointer is not None else None
     if state is None or state.get("config") != config:
         return None
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise ValueError(
+            f"the checkpoint {checkpointer.path} does not fit this model (written by other code?): "
+            f"{str(error).splitlines()[0]}; move or delete it to train from the start"
+        ) from None
     for group in optimizer.param_groups:  # a saved state brings its own implementation flags: keep this optimiser's
         group.update({flag: optimizer.defaults[flag] for flag in ("fused", "foreach") if flag in optimizer.defaults})
     torch.set_rng_state(state["rng"])

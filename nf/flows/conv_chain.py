@@ -8,7 +8,7 @@ them backwards.  Here:
 
 * everything that does not depend on the running sample is computed for all
   ``K`` blocks at once, outside the loop: the circular convolutions' spectra
-  and log-determinants (from ``params`` or the layers' own parameters), the
+  and log-determinants (from ``params`` or the chain's stacked spectra), the
   couplings' context terms ``W_c c_k + b_1``, the gates' ``alpha_k``;
 * the real FFTs of length ``n = D`` and ``n = D / 2`` are dense products with
   fixed matrices (at these sizes a small matrix product is cheaper than an FFT
@@ -47,12 +47,12 @@ alpha|z|)`` has ``d/dz = -alpha sign(z) / (1 + alpha|z|)`` and ``d/dalpha =
 blocks (``StackedParameters``: the circular spectra when global, the coupling
 networks, the gates' ``alpha``); ``reference()`` gives the layer-by-layer flow
 back, with the chain's current weights (``inverse`` runs through it).  Tested
-against it in float64 to 1e-10.
+against it in float64 to 1e-10.  The dense transforms' fixed matrices are
+rounded to the dtype the chain is built in.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 
@@ -61,11 +61,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from nf.flows.base import FlowLayer, FlowSequence
+from nf.flows.base import FlowSequence
 from nf.flows.circular import MIN_MAGNITUDE, UNIT_OFFSET, CircularConvolution, SpectrumLayout
 from nf.flows.conv_coupling import ConvolutionalCoupling, LogGate
 from nf.flows.coupling_chain import layer_rows, layer_weight_grad
-from nf.flows.stacked import StackedParameters
+from nf.flows.stacked import FusedChain, StackedParameters
 
 
 def real_dft_matrices(layout: SpectrumLayout) -> tuple[Tensor, Tensor]:
@@ -120,12 +120,12 @@ def _per_block_tuples(stacks: Sequence[Tensor], n_blocks: int) -> list[tuple[Ten
     return list(zip(*(x.unbind(0) for x in stacks))) if stacks else [()] * n_blocks
 
 
-class ConvChain(FlowLayer):
+class ConvChain(FusedChain):
     """The convolutional flow (``make_flow("conv", ...)``) with a fused forward pass (module docstring).
 
     Args:
         flow: the reference flow, ``K`` blocks of ``CircularConvolution``, ``ConvolutionalCoupling`` and ``LogGate``
-            on an even dimension; its weights are copied.
+            on an even dimension; copied, not shared.
 
     Example::
 
@@ -135,7 +135,7 @@ class ConvChain(FlowLayer):
 
     def __init__(self, flow: FlowSequence):
         super().__init__()
-        self.dim, self.n_params, self.amortized = flow.dim, flow.n_params, flow.amortized
+        self._keep_reference(flow)
         layers = list(flow.layers)
         circulars, couplings, gates = layers[0::3], layers[1::3], layers[2::3]
         if (
@@ -162,7 +162,6 @@ class ConvChain(FlowLayer):
         self.spectra = None if self.circular_params else StackedParameters(circulars)  # global spectra, if any
         self.networks = StackedParameters([c.network for c in couplings])
         self.gates = StackedParameters(gates)
-        self._reference = (flow,)  # a tuple: not registered; it holds the weights at construction
         full, half = circulars[0].layout, couplings[0].layout
         self.n_freq = full.n_freq
         n_half, f_half = self.dim // 2, half.n_freq
@@ -188,21 +187,13 @@ class ConvChain(FlowLayer):
             self.register_buffer(name, value.to(like.device, like.dtype), persistent=False)
         self.register_buffer("_swaps", torch.tensor(self.swaps).long(), persistent=False)
 
-    def reference(self) -> FlowSequence:
-        """The layer-by-layer flow this chain computes: a new ``FlowSequence`` holding copies of the chain's current
-        weights (no gradient reaches the chain through it)."""
-        flow = copy.deepcopy(self._reference[0]).to(self.networks["0.weight"])
+    def _copy_weights_to(self, flow: FlowSequence) -> None:
+        """Into a copy of the reference flow: the global spectra (if any), the coupling networks and the gates."""
         layers = list(flow.layers)
         if self.spectra is not None:
             self.spectra.copy_to(layers[0::3])
         self.networks.copy_to([layer.network for layer in layers[1::3]])
         self.gates.copy_to(layers[2::3])
-        return flow
-
-    def inverse(self, y: Tensor, params: Tensor | None = None) -> Tensor:
-        """``f^{-1}(y)``, by the layer-by-layer flow (``reference``)."""
-        self._check_input(y, params)
-        return self.reference().inverse(y, params)
 
     def _circular_parameters(self, params: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         """The circular convolutions' raw magnitudes and phases ``(..., K, f)`` and the per-block contexts
@@ -214,7 +205,7 @@ class ConvChain(FlowLayer):
             circular, context = per_block.split([self.circular_params, self.context], dim=-1)
         if self.circular_params:
             raw, phase = circular.split([n_freq, n_freq], dim=-1)
-        else:  # the circular convolutions own their spectra
+        else:  # global spectra: the chain's stacks
             raw, phase = self.spectra["log_magnitude"], self.spectra["phase"]
         return raw, phase, context if self.context else None
 

@@ -23,24 +23,23 @@ volume preserving: only the scaling contributes ``sum s``).  The loop over
 couplings is one autograd node with a hand-written backward
 (``_CouplingLoop``).
 
-``CouplingChain(flow)`` copies the reference flow's coupling weights into its
-stacks and shares its mixings and scaling layer; ``reference()`` gives the
+``CouplingChain(flow)`` copies the reference flow: its coupling weights into
+stacks, its mixings and scaling layer as they are; ``reference()`` gives the
 layer-by-layer flow back, with the chain's current weights (``inverse`` runs
-through it).  Tested against it in float64 to 1e-10.
+through it).  Tested against it in float64 to 1e-10.  The fold's fixed
+matrices are rounded to the dtype the chain is built in.
 """
 
 from __future__ import annotations
-
-import copy
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from nf.flows.base import FlowLayer, FlowSequence
+from nf.flows.base import FlowSequence
 from nf.flows.nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
-from nf.flows.stacked import StackedParameters
+from nf.flows.stacked import FusedChain, StackedParameters
 
 
 def _mixing_matrix(layer: Permutation | OrthogonalMixing) -> Tensor:
@@ -50,12 +49,12 @@ def _mixing_matrix(layer: Permutation | OrthogonalMixing) -> Tensor:
     return layer.matrix.detach().cpu().double()
 
 
-class CouplingChain(FlowLayer):
+class CouplingChain(FusedChain):
     """A NICE flow (couplings, mixings, optional final scaling) with its mixings folded (module docstring).
 
     Args:
         flow: the reference flow, from ``make_flow("nice-perm" | "nice-orth" [+ "+scale"], ...)`` on an even
-            dimension; its coupling weights are copied, its mixings and scaling layer shared.
+            dimension; copied, not shared.
 
     Example::
 
@@ -65,8 +64,8 @@ class CouplingChain(FlowLayer):
 
     def __init__(self, flow: FlowSequence):
         super().__init__()
-        self.dim, self.n_params, self.amortized = flow.dim, flow.n_params, flow.amortized
-        layers = list(flow.layers)
+        self._keep_reference(flow)
+        layers = list(self._reference[0].layers)  # its mixings and scaling are the chain's own (a private copy)
         self.scaling = layers.pop() if isinstance(layers[-1], DiagonalScaling) else None
         couplings = [layer for layer in layers if isinstance(layer, AdditiveCoupling)]
         if layers[0::2] != couplings or not all(isinstance(m, (Permutation, OrthogonalMixing)) for m in layers[1::2]):
@@ -88,9 +87,8 @@ class CouplingChain(FlowLayer):
         self.linear = list(range(0, len(couplings[0].coupling), 2))  # where the linear layers of m_k sit
         self.networks = StackedParameters([c.coupling for c in couplings])
         self.mixings = nn.ModuleList(layers[1::2])
-        self._reference = (flow,)  # a tuple: not registered; its couplings hold the weights at construction
         self._fold()
-        self.register_load_state_dict_post_hook(lambda module, keys: module._fold())  # mixings may have been loaded
+        self.register_load_state_dict_post_hook(_fold_again)  # mixings may have been loaded
 
     def _fold(self) -> None:
         """The fixed matrices of the fold (module docstring), from the current mixings."""
@@ -107,12 +105,10 @@ class CouplingChain(FlowLayer):
         for name, value in (("_reads", torch.stack(reads)), ("_writes", torch.stack(writes)), ("_output", mixing)):
             self.register_buffer(name, value.to(like.device, like.dtype), persistent=False)
 
-    def reference(self) -> FlowSequence:
-        """The layer-by-layer flow this chain computes: a new ``FlowSequence`` holding copies of the chain's current
-        weights, mixings and scaling (no gradient reaches the chain through it)."""
-        flow = copy.deepcopy(self._reference[0]).to(self.networks["0.weight"])  # mixings and scaling: shared, current
+    def _copy_weights_to(self, flow: FlowSequence) -> None:
+        """Into a copy of the reference flow (whose mixings and scaling are copies of the chain's): the couplings'
+        weights."""
         self.networks.copy_to([layer.coupling for layer in flow.layers if isinstance(layer, AdditiveCoupling)])
-        return flow
 
     def _context_terms(self, params: Tensor | None, w_c: Tensor) -> Tensor:
         """``W_c c_k + b_1`` for every coupling, shape (..., K, H) (just ``b_1``, (K, H), without context);
@@ -138,10 +134,10 @@ class CouplingChain(FlowLayer):
             return z_k, z.new_zeros(z.shape[:-1])
         return self.scaling(z_k, params[..., -self.scaling.n_params :] if self.scaling.amortized else None)
 
-    def inverse(self, y: Tensor, params: Tensor | None = None) -> Tensor:
-        """``f^{-1}(y)``, by the layer-by-layer flow (``reference``)."""
-        self._check_input(y, params)
-        return self.reference().inverse(y, params)
+
+def _fold_again(chain: CouplingChain, keys: object) -> None:
+    """After ``load_state_dict``: the fold from the loaded mixings (a function, so that the chain can be pickled)."""
+    chain._fold()
 
 
 def layer_rows(x: Tensor) -> Tensor:

@@ -87,7 +87,7 @@ class DLGM(nn.Module):
         length: number of flow layers ``K`` (0: the diagonal-Gaussian posterior).
         latent, hidden, pool, data_dim: sizes (paper: 40, 400, 4, 784).
         fused: use the fused planar and convolutional chains and the folded NICE chain (same numbers up to rounding,
-            faster).
+            faster); the NICE and convolutional chains need an even ``latent`` (else layer by layer).
     """
 
     def __init__(
