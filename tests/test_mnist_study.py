@@ -9,7 +9,7 @@ import torch
 
 from nf.experiments.comparisons import paired_difference
 from nf.experiments.mnist_study import choose_recipe, report_configs, study_configs
-from nf.report.mnist_verdicts import mnist_verdicts, table2_as_bounds
+from nf.report.mnist_verdicts import mnist_verdicts, seed_check, table2_as_bounds
 from nf.runs.cache import cached_run
 
 STUDY = {
@@ -195,3 +195,24 @@ def test_nice_verdicts_from_the_nice_rungs(tmp_path):
     assert beaten["verdict"] == "not tested"
     assert beaten["evidence"].startswith("so far −ln p(x), NICE-perm minus planar: K=10: +0.50 ± ")
     assert beaten["evidence"].endswith("not trained yet: nice-perm K=40, nice-perm K=80")
+
+
+def test_seed_check_sets_the_smallest_comparison_against_the_spread_over_seeds(tmp_path):
+    nice = [["nice-perm", 20], ["nice-perm+scale", 20]]
+    ladder = {
+        **LADDER,
+        "models": [*LADDER["models"], *nice],
+        "seeded": [["none", 0], ["planar", 20]],
+        "seeds": [0, 1, 2],
+    }
+    configs = report_configs(STUDY, ladder, "Adam")
+    base = 89.5 + torch.randn(1000, generator=torch.Generator().manual_seed(2))
+    shift = {"none": 0.0, "planar": -1.0, "nice-perm": -0.5, "nice-perm+scale": -0.8}
+    made = []
+    for c in configs:
+        planar_seed = 0.1 * c["seed"] if c["flow"] == "planar" and c["length"] == 20 else 0.0  # gains: -1.0, -0.9, -0.8
+        made.append(fake_run(c, base + shift[c["flow"] if c["length"] else "none"] + planar_seed, tmp_path))
+    text = seed_check(configs, made)
+    assert "trained with 3 seeds" in text and "standard deviation of 0.10 nats" in text
+    assert "(NICE-perm K=20 without minus with the scaling: 0.30 nats) is 3 times that spread" in text
+    assert "No pair" in seed_check(configs, [None] * len(configs))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nf.experiments.comparisons import metric, paired_difference
+from nf.experiments.comparisons import metric, paired_difference, seed_spread
 from nf.experiments.mnist_study import paper_recipe
 from nf.report.mnist import paper_key, table2_models
 from nf.report.paper import TABLE2_NEG_LOG_LIKELIHOOD
@@ -160,3 +160,45 @@ def table2_as_bounds(configs: list[dict[str, Any]], runs: list[Run | None]) -> s
         f"**Read as bounds.** If the paper's Table 2 numbers were bounds $\\mathcal F(x)$, our bound would be the "
         f"number to compare; by the same rule our {len(verdicts)} trained Table 2 models would then give: {counts}."
     )
+
+
+def seed_check(configs: list[dict[str, Any]], runs: list[Run | None]) -> str:
+    """How the smallest difference a "beats" verdict rests on (one training seed) compares with the spread over
+    training seeds of a paired gain, measured where there are several seeds (planar K=20 against the diagonal
+    model)."""
+    by_seed: dict[tuple[str, int], dict[int, Run]] = {}
+    for config, run in zip(configs, runs):
+        if run is not None:
+            model = ("none", 0) if config["length"] == 0 else (config["flow"], config["length"])
+            by_seed.setdefault(model, {})[config["seed"]] = run
+    diagonal, planar = by_seed.get(("none", 0), {}), by_seed.get(("planar", 20), {})
+    pairs = [(diagonal[s], planar[s]) for s in sorted(planar) if s in diagonal]
+    if len(pairs) < 2:
+        return "**Training seeds.** No pair of models is trained with several seeds yet."
+    _, spread, n_seeds = seed_spread(pairs)
+    se = paired_difference(*pairs[0])[1]
+    compared = [
+        (f"NICE-perm minus planar at K={k}", _seed0(configs, runs, "nice-perm", k), _seed0(configs, runs, "planar", k))
+        for k in LADDER[1:]
+    ] + [
+        (
+            f"{name} K=20 without minus with the scaling",
+            _seed0(configs, runs, f"{m}+scale", 20),
+            _seed0(configs, runs, m, 20),
+        )
+        for m, name in (("nice-perm", "NICE-perm"), ("nice-orth", "NICE-orth"))
+    ]
+    sizes = [(abs(paired_difference(a, b)[0]), label) for label, a, b in compared if a is not None and b is not None]
+    text = (
+        f"**Training seeds.** The verdicts compare seed-0 runs, and a paired standard error covers the test images, "
+        f"not the training seed. Where a pair of models was trained with {n_seeds} seeds (planar K=20 and the "
+        f"diagonal model), the paired gain varies over seeds with a standard deviation of {spread:.2f} nats, "
+        f"about its paired standard error ({se:.2f})."
+    )
+    if sizes and spread > 0:
+        smallest, label = min(sizes)
+        text += (
+            f" The smallest difference a comparison verdict rests on ({label}: {smallest:.2f} nats) is "
+            f"{smallest / spread:.0f} times that spread, if other pairs of models vary with the seed as much."
+        )
+    return text
