@@ -25,6 +25,8 @@ def test_profiles_table_flattens_the_toy_and_mnist_parts():
     table = profiles_table(PROFILES)
     assert "| nice | `toy.families` |" in table and "| conv | `mnist.models` |" in table
     assert "{'energies'" not in table  # no whole dictionaries in a cell
+    assert "| none 0, planar 10, planar 20," in table  # models as "flow K", without brackets or quotes
+    assert "paper's RMSprop: (optimizer: rmsprop; learning_rate: 1e-05;" in table
 
 
 def test_every_profile_gives_valid_configs_for_the_nice_and_conv_chapters():

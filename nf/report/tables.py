@@ -36,6 +36,20 @@ def _flat(parameters: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def _readable(value: Any) -> str:
+    """A parameter value as short text for a table cell: models ``[flow, K]`` as ``flow K``, other lists and
+    dictionaries without brackets and quotes (a nested dictionary in parentheses)."""
+    if isinstance(value, dict):
+        return "; ".join(
+            f"{k}: ({_readable(v)})" if isinstance(v, dict) else f"{k}: {_readable(v)}" for k, v in value.items()
+        )
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(item, (list, tuple)) for item in value):
+            return ", ".join(" ".join(str(x) for x in item) for item in value)
+        return ", ".join(_readable(item) for item in value)
+    return str(value)
+
+
 def profiles_table(profiles: dict[str, dict[str, dict[str, Any]]]) -> str:
     """Every chapter parameter under each profile (``nf.book.profiles.PROFILES``: profile -> chapter -> parameters)."""
     rows = []
@@ -43,7 +57,7 @@ def profiles_table(profiles: dict[str, dict[str, dict[str, Any]]]) -> str:
         values = {profile: _flat(profiles[profile][chapter]) for profile in profiles}
         for key in values["report"]:
             row = {"chapter": chapter, "parameter": f"`{key}`"}
-            row.update({profile: values[profile][key] for profile in profiles})
+            row.update({profile: _readable(values[profile][key]) for profile in profiles})
             rows.append(row)
     return markdown_table(rows)
 
