@@ -68,6 +68,18 @@ def mnist_evidence(profile: str = "report") -> MnistEvidence:
     return parameters["study"], study_runs, configs, mnist.fit_mnist_runs(configs, train=False)
 
 
+def mnist_verdict(claim_start: str, profile: str = "report") -> dict[str, str]:
+    """The MNIST chapter's verdict row (claim, paper, verdict, evidence) on the claim starting with ``claim_start``,
+    from its cached runs, with ``updates``: the report ladder's budget."""
+    from nf.report.mnist_verdicts import mnist_verdicts
+
+    study, study_runs, configs, runs = mnist_evidence(profile)
+    rows = [r for r in mnist_verdicts(study, study_runs, configs, runs) if r["claim"].startswith(claim_start)]
+    if len(rows) != 1:
+        raise ValueError(f"no single MNIST claim starts with {claim_start!r}")
+    return {**rows[0], "updates": f"{configs[0]['updates']:,}"}
+
+
 def paper_updates() -> dict[str, int]:
     """The number of updates of one run under the ``paper`` profile, per experiment (toy, MNIST)."""
     return {
