@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nf.book.chapter_runs import mnist_configs, mnist_evidence
+from nf.book.chapter_runs import mnist_configs, mnist_evidence, mnist_verdict
 from nf.book.profiles import PROFILE_NAMES, PROFILES, chapter_parameters
 from nf.report.scorecard import mnist_rows, mnist_training_note
 from nf.report.tables import markdown_table, profiles_table
@@ -94,3 +94,11 @@ def test_toy_caveat_names_the_seeds():
     text = toy_caveat([_row("U1", "planar", 2, 1.0), {**_row("U2", "planar", 2, 1.0), "seeds": 5}])
     assert "at least 3 training seeds" in text and "a t-test with 2 to 4 degrees of freedom" in text
     assert toy_caveat(None) == ""
+
+
+def test_one_mnist_verdict_by_the_start_of_its_claim(tmp_path, monkeypatch):
+    monkeypatch.setenv("NF_RESULTS_DIR", str(tmp_path))  # nothing cached: the claim is not tested
+    row = mnist_verdict("NICE's diagonal scaling layer helps")
+    assert row["verdict"] == "not tested" and row["updates"] == "100,000"
+    with pytest.raises(ValueError, match="no single MNIST claim starts with 'Table 2'"):
+        mnist_verdict("Table 2")  # one claim per Table 2 model
