@@ -11,7 +11,7 @@ from typing import Any
 from nf.experiments.comparisons import SIGNIFICANT, gain_difference, metric, paired_difference, per_image, seed_spread
 from nf.experiments.mnist_study import paper_recipe
 from nf.report.paper import TABLE2_NEG_LOG_LIKELIHOOD
-from nf.report.style import family_colour, length_alpha
+from nf.report.style import family_colour, family_marker, length_alpha
 from nf.runs.cache import Run
 
 PAPER_ROW_PREFIX = {"planar": "DLGM+NF", "nice-perm": "DLGM+NICE"}  # the paper's NICE rows: no scaling layer
@@ -446,7 +446,7 @@ def plot_ladder(configs: list[dict[str, Any]], runs: list[Run | None], axes: Any
             continue
         line = ([diagonal] if diagonal else []) + trained
         lengths = [r.config["length"] for r in line]
-        style = dict(marker="o", capsize=3, color=family_colour(flow), label=f"ours, {flow}")
+        style = dict(marker=family_marker(flow), capsize=3, color=family_colour(flow), label=f"ours, {flow}")
         for ax, name in zip(axes, ("bound", "kl", "nll")):
             values = [metric(r, name) for r in line]
             ax.errorbar(lengths, [v for v, _ in values], yerr=[2 * s for _, s in values], **style)

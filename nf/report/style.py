@@ -17,6 +17,16 @@ FAMILY_COLOURS: dict[str, str] = {
     "conv": "#6A3D9A",
 }
 OTHER_COLOUR = "#999999"
+# Markers tell apart families whose points crowd at one flow length (the paper's values are drawn as squares).
+FAMILY_MARKERS = {
+    "planar": "o",
+    "radial": "^",
+    "nice-perm": "D",
+    "nice-perm+scale": "v",
+    "nice-orth": "P",
+    "nice-orth+scale": "X",
+    "conv": "*",
+}
 
 # Sizes for figures shown at the page width (about 8 inches of a 12-inch-wide figure read at 2/3 scale).
 BOOK_RC: dict[str, object] = {
@@ -36,6 +46,11 @@ BOOK_RC: dict[str, object] = {
 def family_colour(family: str) -> str:
     """The colour of a flow family (``none``: the diagonal model) on every page of the book."""
     return FAMILY_COLOURS.get(family, OTHER_COLOUR)
+
+
+def family_marker(family: str) -> str:
+    """The marker of a flow family's own results in plots where several families share a flow length."""
+    return FAMILY_MARKERS.get(family, "o")
 
 
 def length_alpha(rank: int, count: int) -> float:
