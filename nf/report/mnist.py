@@ -368,7 +368,8 @@ def plot_budget_curve(study: dict[str, Any], runs: dict[str, list[Run | None]], 
     return ax
 
 
-def _by_model(runs: list[Run]) -> dict[tuple[str, int], dict[int, Run]]:
+def by_model(runs: list[Run]) -> dict[tuple[str, int], dict[int, Run]]:
+    """Runs by model ``(flow, K)`` (the diagonal model as ``("none", 0)``), then by training seed."""
     groups: dict[tuple[str, int], dict[int, Run]] = {}
     for run in runs:
         c = run.config
@@ -380,7 +381,7 @@ def ladder_table(configs: list[dict[str, Any]], runs: list[Run | None]) -> list[
     """Table 2 with paired statistics: per model (seed 0) the bound, ``-ln p(x)`` and KL with standard errors,
     the gain over the diagonal model on the same test images, and, where there are several training seeds, the
     spread over seeds of ``-ln p(x)`` and of the gain."""
-    groups = _by_model([r for r in runs if r is not None])
+    groups = by_model([r for r in runs if r is not None])
     diagonal = groups.get(("none", 0), {})
     rows = []
     for model in dict.fromkeys(("none", 0) if c["length"] == 0 else (c["flow"], c["length"]) for c in configs):
@@ -437,7 +438,7 @@ def plot_ladder(configs: list[dict[str, Any]], runs: list[Run | None], axes: Any
     if axes is None:
         _, axes = plt.subplots(2, 2, figsize=(11, 7), layout="constrained")
     axes = list(getattr(axes, "flat", axes))
-    groups = _by_model([r for r in runs if r is not None])
+    groups = by_model([r for r in runs if r is not None])
     diagonal = groups.get(("none", 0), {}).get(0)
     paper_flows = []
     for flow in dict.fromkeys(c["flow"] for c in configs if c["length"] > 0):

@@ -6,7 +6,7 @@ from typing import Any
 
 from nf.experiments.comparisons import metric, paired_difference, seed_spread
 from nf.experiments.mnist_study import paper_recipe
-from nf.report.mnist import paper_key, table2_models
+from nf.report.mnist import by_model, paper_key, table2_models
 from nf.report.paper import TABLE2_NEG_LOG_LIKELIHOOD
 from nf.report.verdicts import Verdict, beats, falls_along, not_tested, table2_number, with_paper_optimiser
 from nf.runs.cache import Run
@@ -166,11 +166,7 @@ def seed_check(configs: list[dict[str, Any]], runs: list[Run | None]) -> str:
     """How the smallest difference a "beats" verdict rests on (one training seed) compares with the spread over
     training seeds of a paired gain, measured where there are several seeds (planar K=20 against the diagonal
     model)."""
-    by_seed: dict[tuple[str, int], dict[int, Run]] = {}
-    for config, run in zip(configs, runs):
-        if run is not None:
-            model = ("none", 0) if config["length"] == 0 else (config["flow"], config["length"])
-            by_seed.setdefault(model, {})[config["seed"]] = run
+    by_seed = by_model([run for run in runs if run is not None])
     diagonal, planar = by_seed.get(("none", 0), {}), by_seed.get(("planar", 20), {})
     pairs = [(diagonal[s], planar[s]) for s in sorted(planar) if s in diagonal]
     if len(pairs) < 2:
