@@ -9,7 +9,9 @@ import torch
 
 from nf.experiments.comparisons import paired_difference
 from nf.experiments.mnist_study import choose_recipe, report_configs, study_configs
-from nf.report.mnist_verdicts import mnist_verdicts, seed_check, table2_as_bounds
+from nf.report.conv import conv_ladder_reading, conv_ladder_table
+from nf.report.mnist import ladder_table, seed_table
+from nf.report.mnist_verdicts import mnist_verdicts, seed_check, table2_as_bounds, verdict_sentence
 from nf.runs.cache import cached_run
 
 STUDY = {
@@ -135,11 +137,14 @@ def test_the_conclusion_decides_each_reading_from_the_numbers(tmp_path, monkeypa
     runs = study_runs(tmp_path / "a", gains)
     text = study_conclusion(STUDY, runs)
     assert "so it does not support readings (a) and (d)" in text  # every diagonal model is at the same level
-    assert "Reading (b) holds under Adam: the gain grows with the budget (-0.10 at 20, -0.30 at 50, -0.50 at 80" in text
+    assert (
+        "Reading (b) holds under Adam: the gain grows with the budget (planar K=20 minus the diagonal model in " in text
+    )
+    assert "where the flow is ahead: -0.10 at 20, -0.30 at 50, -0.50 at 80 updates)" in text
     assert "Reading (c) holds in part: a ten times smaller flow step (Adam, flow step x0.1) gains 0.50 ± " in text
     assert "its gain stays 2.20 ± " in text  # the paper optimiser's -3.0 against -0.8
     shrinking = study_runs(tmp_path / "c", {**gains, "Adam @20": -0.9, "Adam @80": -0.1})
-    assert "Reading (b) does not hold under Adam: the gain shrinks as the budget grows (-0.90 at 20" in (
+    assert "Reading (b) does not hold under Adam: the flow's gain is smaller at 80 updates than at 20 (planar" in (
         study_conclusion(STUDY, shrinking)
     )
     monkeypatch.setitem(STUDY, "budgets", {"recipe": "paper's RMSprop", "updates": []})  # no run to compare with
@@ -153,6 +158,7 @@ def test_the_conclusion_decides_each_reading_from_the_numbers(tmp_path, monkeypa
         "**What the study says.** Readings (a) and (d) hold together: at 50 updates the paper's optimiser leaves "
         "the diagonal model 2.00 ± 0.00 nats behind Adam's, and its flow gains 2.70 ± 0.03 nats more"
     )
+    assert "better planar K=20 model (0.70 ± 0.03 nats ahead of Adam's at 50 updates)" in text
     runs["Adam @20"][1] = None
     assert study_conclusion(STUDY, runs).startswith("**What the study says.**")  # two budgets remain
     runs["Adam @80"][1] = None
@@ -181,6 +187,9 @@ def test_nice_verdicts_from_the_nice_rungs(tmp_path):
     assert rows["Table 2: NICE-perm K=40, −ln p(x)"]["verdict"] == "partly"  # about 89.0 against 87.3
     scaling = rows["NICE's diagonal scaling layer helps (an open question of earlier reproductions)"]
     assert scaling["verdict"] == "partly" and "NICE-perm K=20: +0.30" in scaling["evidence"]
+    sentence = verdict_sentence({**scaling, "updates": "50"})
+    assert sentence.startswith("At 50 updates (MNIST chapter, test set) the verdict on \"NICE's diagonal scaling")
+    assert sentence.endswith(f"is *partly*; {scaling['evidence']}.")
     made[configs.index(next(c for c in configs if c["flow"] == "nice-orth"))] = None
     rows = {r["claim"]: r for r in mnist_verdicts(STUDY, runs, configs, made)}
     scaling = rows["NICE's diagonal scaling layer helps (an open question of earlier reproductions)"]
@@ -216,3 +225,66 @@ def test_seed_check_sets_the_smallest_comparison_against_the_spread_over_seeds(t
     assert "trained with 3 seeds" in text and "standard deviation of 0.10 nats" in text
     assert "(NICE-perm K=20 without minus with the scaling: 0.30 nats) is 3 times that spread" in text
     assert "No pair" in seed_check(configs, [None] * len(configs))
+    table = {r["model"]: r for r in seed_table(configs, made)}
+    assert list(table) == ["DLGM diagonal", "DLGM+planar K=20"] and table["DLGM+planar K=20"]["seeds"] == "0, 1, 2"
+    assert table["DLGM+planar K=20"]["gain over diagonal, mean ± sd"] == "-0.90 ± 0.10"
+    assert table["DLGM diagonal"]["gain over diagonal, mean ± sd"] == "—"
+    ladder = {r["model"]: r for r in ladder_table(configs, made)}
+    assert ladder["DLGM+planar K=20"]["gain over diagonal"].startswith("-1.00 ± ")  # seed 0
+    assert (
+        ladder["DLGM+planar K=10"]["paper −ln p(x)"] == "87.5" and ladder["DLGM diagonal"]["gain over diagonal"] == "—"
+    )
+
+
+def test_conv_ladder_table_and_reading_pair_the_families_at_equal_length(tmp_path):
+    families = [["conv", k] for k in (5, 10, 20)] + [[f, k] for f in ("planar", "nice-perm") for k in (10, 20)]
+    ladder = {**LADDER, "models": [["none", 0], *families]}
+    configs = report_configs(STUDY, ladder, "Adam")
+    base = 89.5 + torch.randn(1000, generator=torch.Generator().manual_seed(2))
+    gain = {("conv", 5): -0.6, ("conv", 10): -0.8, ("conv", 20): -0.5, ("planar", 10): -0.3, ("planar", 20): -0.3}
+    gain.update({("nice-perm", 10): -0.8, ("nice-perm", 20): -1.0})
+    made = []
+    for i, c in enumerate(configs):
+        noise = 0.05 * torch.randn(1000, generator=torch.Generator().manual_seed(10 + i))
+        made.append(fake_run(c, base + gain.get((c["flow"], c["length"]), 0.0) + noise, tmp_path))
+    rows = {r["flow"]: r for r in conv_ladder_table(configs, made)}
+    assert list(rows["convolutional"]) == ["flow", "K=5", "K=10", "K=20"]
+    assert rows["convolutional"]["K=10"].startswith("-0.80 ± ") and rows["planar"]["K=5"] == "—"
+    assert rows["radial"]["K=10"] == "—"  # not in this ladder
+    text = conv_ladder_reading(configs, made)
+    assert "At $K = 10$ the convolutional flow is 0.50 ± 0.00 nats ahead of planar; level (" in text
+    assert "nats) with NICE-perm. At $K = 20$ the convolutional flow is 0.20 ± 0.00 nats ahead of planar; " in text
+    assert "0.50 ± 0.00 nats behind NICE-perm." in text
+    assert "From $K = 5$ to $K = 10$ its $-\\ln p(x)$ falls (-0.20" in text
+    assert "From $K = 10$ to $K = 20$ its $-\\ln p(x)$ rises (+0.30" in text
+    made[configs.index(next(c for c in configs if c["flow"] == "conv" and c["length"] == 20))] = None
+    rows = {r["flow"]: r for r in conv_ladder_table(configs, made)}
+    assert rows["convolutional"]["K=20"] == "not trained yet"
+    assert conv_ladder_reading(configs, made).endswith("Not trained yet: the convolutional flow at K=20.")
+    assert conv_ladder_reading(configs, [None] * len(configs)).startswith("No convolutional flow")
+
+
+def test_conv_budget_reading_sets_the_short_runs_against_the_ladder(tmp_path):
+    from types import SimpleNamespace
+
+    from nf.report.conv import conv_budget_reading
+
+    ladder = {**LADDER, "models": [["none", 0], ["conv", 5], ["conv", 10]]}
+    configs = report_configs(STUDY, ladder, "Adam")
+    base = 89.5 + torch.randn(1000, generator=torch.Generator().manual_seed(2))
+    gain = {0: 0.0, 5: -0.6, 10: 0.5}
+    made = [
+        fake_run(
+            c, base + gain[c["length"]] + 0.05 * torch.randn(1000, generator=torch.Generator().manual_seed(i)), tmp_path
+        )
+        for i, c in enumerate(configs)
+    ]
+    short = [
+        SimpleNamespace(config={"flow": f, "length": k, "updates": 10_000}, metrics={"test_nll": v})
+        for f, k, v in (("none", 0, 95.0), ("conv", 5, 94.8), ("conv", 10, 97.8))
+    ]
+    text = conv_budget_reading(short, configs, made)
+    assert text.startswith("From 10,000 to 50 updates the convolutional flow minus the diagonal model goes: $K = 5$")
+    assert "$K = 10$ from +2.80 to +0.50 ± " in text
+    assert text.endswith("at $K = 10$, it stays behind: the gap shrinks with the budget but does not close.")
+    assert conv_budget_reading(short, configs, [None] * len(configs)).startswith("No convolutional flow")

@@ -13,6 +13,7 @@ from nf.report.tables import markdown_table, profiles_table
 def test_markdown_table_without_rows_says_so():
     assert "no runs" in markdown_table([])
     assert markdown_table([{"a": 1, "b": "x"}]).splitlines() == ["| a | b |", "|---|---|", "| 1 | x |"]
+    assert markdown_table([{"a ± b": "1.00 ± 0.20"}]).splitlines()[2] == "| 1.00\u00a0±\u00a00.20 |"
 
 
 def test_a_bar_inside_a_cell_is_escaped_so_the_row_keeps_its_cells():
@@ -58,7 +59,7 @@ def test_toy_reading_is_phrased_from_the_numbers():
     text = toy_reading(rows)
     assert "shrinks by a factor of 16.0 across the 2 targets" in text
     assert "At $K = 32$ planar flows have a lower KL than nice-perm on every target" in text
-    assert "At $K = 8$ NICE is ahead of planar flows in 2 of 2 cases" in text
+    assert "At $K = 8$ NICE is ahead of planar flows in both cases" in text
     assert "largest spread over seeds is 0.50 nats for NICE" in text
 
 
@@ -102,3 +103,53 @@ def test_one_mnist_verdict_by_the_start_of_its_claim(tmp_path, monkeypatch):
     assert row["verdict"] == "not tested" and row["updates"] == "100,000"
     with pytest.raises(ValueError, match="no single MNIST claim starts with 'Table 2'"):
         mnist_verdict("Table 2")  # one claim per Table 2 model
+
+
+def test_verdict_counts_set_apart_the_claims_the_paper_leaves_open():
+    from nf.report.scorecard import verdict_counts
+
+    rows = [
+        {"verdict": "reproduced", "paper": "89.9"},
+        {"verdict": "reproduced", "paper": "not reported"},
+        {"verdict": "not reproduced", "paper": "86.5"},
+    ]
+    assert verdict_counts(rows) == ("2 reproduced (1 of them on a question the paper leaves open), 1 not reproduced")
+
+
+def test_nice_mnist_reading_counts_plainly():
+    from types import SimpleNamespace
+
+    from nf.report.nice import nice_mnist_reading
+
+    nll = {("none", 0): 95.0, ("planar", 10): 94.5, ("planar", 20): 94.0}
+    nll |= {("nice-perm", 10): 94.0, ("nice-perm", 20): 93.5, ("nice-perm+scale", 10): 94.3}
+    runs = [
+        SimpleNamespace(
+            key=f"{flow}{k}",
+            config={"flow": flow, "length": k, "updates": 10_000},
+            metrics={"test_nll": v, "test_nll_se": 0.3, "parameters": 1000 + 100 * k},
+        )
+        for (flow, k), v in nll.items()
+    ]
+    text = nice_mnist_reading(runs)
+    assert "NICE-perm is below the diagonal model's $-\\ln p(x)$ at both lengths and falls steadily" in text
+    assert "at 2% of the paper's updates" in text
+    assert "NICE-perm is ahead of planar flows at both lengths." in text
+    assert "upwards in the one comparison." in text
+
+
+def test_share_says_how_many_plainly():
+    from nf.report.toy import share
+
+    assert share(4, 4, "lengths") == "all 4 lengths" and share(2, 2, "cases") == "both cases"
+    assert share(0, 3, "pairs") == "none of the 3 pairs" and share(1, 3, "pairs") == "1 of the 3 pairs"
+    assert share(1, 1, "comparisons") == "the one comparison" and share(0, 1, "lengths") == "no length"
+
+
+def test_scorecard_marks_the_toy_families_the_paper_does_not_show():
+    from nf.report.scorecard import toy_rows
+
+    summary = [{"energy": "U1", "family": f, "length": 32, "kl": 0.1, "kl_sd": 0.01} for f in ("planar", "radial")]
+    rows = toy_rows((32, summary))
+    assert [r["experiment"] for r in rows] == ["Toy U1, Fig. 3(d)", "Toy U1, ours, not in Fig. 3(d)"]
+    assert [r["paper"] for r in rows] == ["bound plotted, no number", "not in the paper"]

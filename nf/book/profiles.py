@@ -8,7 +8,7 @@
 The MNIST chapter's parameters are a recipe ``study`` (validation split) and
 a report ``ladder`` (test set) trained with the recipe the study chooses
 (``nf.experiments.mnist_study``); the NICE and convolutional-flow chapters still use the
-short ``quick`` protocol of the first book (``MNIST_QUICK``).
+short ``quick`` protocol of the book's first version (``MNIST_QUICK``).
 
 A chapter's parameters are the common ones (seed, device) updated with that
 chapter's entry in the profile.
@@ -58,8 +58,8 @@ TOY_REPORT: dict[str, Any] = {
     "workers": 2,
 }
 
-# The short runs of the first book (protocol ``quick``: 10,000 updates, monitored on test images); the NICE and
-# convolutional-flow chapters still show them, the MNIST chapter no longer does.
+# The short runs of the book's first version (protocol ``quick``: 10,000 updates, monitored on test images); the
+# NICE and convolutional-flow chapters still show them, the MNIST chapter no longer does.
 MNIST_QUICK: dict[str, Any] = {
     "models": [
         ["none", 0],

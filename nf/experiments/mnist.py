@@ -21,7 +21,7 @@ Protocols (``PROTOCOLS``; which images train, which are watched, which score):
   curves come from these runs; they never see the test set.
 * ``test``: trains on all 60,000 training images, logs only the training
   bound, and is scored once on the 10,000 test images.
-* ``quick``: the first book's short runs: trains on all 60,000 images, logs
+* ``quick``: the short runs of the book's first version: trains on all 60,000 images, logs
   the bound on the first 1,000 test images for plots, scored on the test set.
 
 Scoring binarises the scored images once with ``test_seed`` (a fixed

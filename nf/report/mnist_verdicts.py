@@ -12,6 +12,8 @@ from nf.report.verdicts import Verdict, beats, falls_along, not_tested, table2_n
 from nf.runs.cache import Run
 
 LADDER = (0, 10, 20, 40, 80)
+NOT_REPORTED = "not reported"  # the paper column of a claim the paper leaves open
+NICE_MIXINGS = {"nice-perm": "NICE-perm", "nice-orth": "NICE-orth"}  # with and without the scaling layer at K=20
 
 
 def _seed0(configs: list[dict[str, Any]], runs: list[Run | None], flow: str, length: int) -> Run | None:
@@ -31,6 +33,18 @@ def _rungs(configs: list[dict[str, Any]], runs: list[Run | None], flow: str) -> 
     found = [_seed0(configs, runs, flow, k) for k in LADDER]
     missing = ["diagonal" if k == 0 else f"{flow} K={k}" for k, run in zip(LADDER, found) if run is None]
     return [run for run in found if run is not None], missing
+
+
+def _planar_nice_pairs(
+    configs: list[dict[str, Any]], runs: list[Run | None]
+) -> list[tuple[int, Run | None, Run | None]]:
+    """Per flow length of ``LADDER`` (K > 0): ``(K, planar run, NICE-perm run)``, seed 0, None where missing."""
+    return [(k, _seed0(configs, runs, "planar", k), _seed0(configs, runs, "nice-perm", k)) for k in LADDER[1:]]
+
+
+def _scaling_pairs(configs: list[dict[str, Any]], runs: list[Run | None]) -> list[tuple[str, Run | None, Run | None]]:
+    """Per NICE mixing at K=20: ``(flow, run with the scaling layer, run without)``, seed 0, None where missing."""
+    return [(m, _seed0(configs, runs, f"{m}+scale", 20), _seed0(configs, runs, m, 20)) for m in NICE_MIXINGS]
 
 
 def _fall(rungs: list[Run], quantity: str, paper_fall: float | None) -> Verdict:
@@ -109,41 +123,35 @@ def mnist_verdicts(
         TABLE2_NEG_LOG_LIKELIHOOD[f"DLGM+NICE (k = {k})"] - TABLE2_NEG_LOG_LIKELIHOOD[f"DLGM+NF (k = {k})"]
         for k in LADDER[1:]
     ]
-    pairs = [(_seed0(configs, runs, "nice-perm", k), _seed0(configs, runs, "planar", k)) for k in LADDER[1:]]
-    missing = [
-        f"{f} K={k}"
-        for k, pair in zip(LADDER[1:], pairs)
-        for f, run in zip(("nice-perm", "planar"), pair)
-        if run is None
-    ]
+    pairs = _planar_nice_pairs(configs, runs)
+    missing = [f"{f} K={k}" for k, *pair in pairs for f, run in zip(("planar", "nice-perm"), pair) if run is None]
     add(
         "planar flows beat NICE at equal K (Table 2)",
         f"planar ahead by {min(gaps):.1f} to {max(gaps):.1f} nats",
         _beats_so_far(
-            [(f"K={k}", planar, nice) for k, (nice, planar) in zip(LADDER[1:], pairs)],
-            missing,
-            "−ln p(x), NICE-perm minus planar",
+            [(f"K={k}", planar, nice) for k, planar, nice in pairs], missing, "−ln p(x), NICE-perm minus planar"
         ),
     )
-    scaled = [
-        (_seed0(configs, runs, f"{m}+scale", 20), _seed0(configs, runs, m, 20)) for m in ("nice-perm", "nice-orth")
-    ]
-    missing = [
-        f"{m}{s} K=20"
-        for m, pair in zip(("nice-perm", "nice-orth"), scaled)
-        for s, run in zip(("+scale", ""), pair)
-        if run is None
-    ]
+    scaled = _scaling_pairs(configs, runs)
+    missing = [f"{m}{s} K=20" for m, *pair in scaled for s, run in zip(("+scale", ""), pair) if run is None]
     add(
         "NICE's diagonal scaling layer helps (an open question of earlier reproductions)",
-        "not reported",
+        NOT_REPORTED,
         _beats_so_far(
-            [(m, a, b) for m, (a, b) in zip(("NICE-perm K=20", "NICE-orth K=20"), scaled)],
+            [(f"{NICE_MIXINGS[m]} K=20", a, b) for m, a, b in scaled],
             missing,
             "−ln p(x), without minus with the scaling",
         ),
     )
     return rows
+
+
+def verdict_sentence(row: dict[str, str]) -> str:
+    """A verdict row with its budget (``nf.book.chapter_runs.mnist_verdict``) as a sentence for another chapter."""
+    return (
+        f'At {row["updates"]} updates (MNIST chapter, test set) the verdict on "{row["claim"]}" is '
+        f"*{row['verdict']}*; {row['evidence']}."
+    )
 
 
 def table2_as_bounds(configs: list[dict[str, Any]], runs: list[Run | None]) -> str:
@@ -174,15 +182,11 @@ def seed_check(configs: list[dict[str, Any]], runs: list[Run | None]) -> str:
     _, spread, n_seeds = seed_spread(pairs)
     se = paired_difference(*pairs[0])[1]
     compared = [
-        (f"NICE-perm minus planar at K={k}", _seed0(configs, runs, "nice-perm", k), _seed0(configs, runs, "planar", k))
-        for k in LADDER[1:]
-    ] + [
-        (
-            f"{name} K=20 without minus with the scaling",
-            _seed0(configs, runs, f"{m}+scale", 20),
-            _seed0(configs, runs, m, 20),
-        )
-        for m, name in (("nice-perm", "NICE-perm"), ("nice-orth", "NICE-orth"))
+        (f"NICE-perm minus planar at K={k}", planar, nice) for k, planar, nice in _planar_nice_pairs(configs, runs)
+    ]
+    compared += [
+        (f"{NICE_MIXINGS[m]} K=20 without minus with the scaling", scaled, plain)
+        for m, scaled, plain in _scaling_pairs(configs, runs)
     ]
     sizes = [(abs(paired_difference(a, b)[0]), label) for label, a, b in compared if a is not None and b is not None]
     text = (

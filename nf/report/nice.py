@@ -8,7 +8,7 @@ from typing import Any
 from nf.models.dlgm import DLGM
 from nf.report.mnist import flow_parameters, paper_key
 from nf.report.paper import PAPER_TRAINING, TABLE2_NEG_LOG_LIKELIHOOD
-from nf.report.toy import energy_label, parameter_count, value_range
+from nf.report.toy import energy_label, parameter_count, share, value_range
 from nf.runs.cache import Run
 
 NICE = ("nice-perm", "nice-orth")
@@ -44,10 +44,11 @@ def nice_toy_reading(rows: list[dict[str, Any]], runs: list[Run]) -> str:
     if scaled:
         ratios = [a["kl"] / b["kl"] for a, b in scaled]
         within = sum(abs(a["kl"] - b["kl"]) <= 2 * math.hypot(a["kl_sd"], b["kl_sd"]) for a, b in scaled)
+        steady = share(within, len(scaled), "pairs")
         text.append(
             f"The final scaling layer multiplies the KL by {value_range(ratios)} across the {len(scaled)} (target, "
-            f"mixing, $K$) pairs, {sum(r < 1 for r in ratios)} times downwards; in {within} of them the change is "
-            "within two standard deviations of the seeds' spread."
+            f"mixing, $K$) pairs, {sum(r < 1 for r in ratios)} times downwards; in {steady} the change is within two "
+            "standard deviations of the seeds' spread."
         )
     seeds = sorted(
         (r.config["family"], r.config["seed"], r.metrics["kl"])
@@ -76,15 +77,16 @@ def nice_mnist_reading(runs: list[Run]) -> str:
     ]
     ahead = [k for k in lengths if ("planar", k) in nll and nll[("nice-perm", k)][0] < nll[("planar", k)][0]]
     updates = runs[0].config["updates"]
-    share = updates / PAPER_TRAINING["updates"]
+    fraction = updates / PAPER_TRAINING["updates"]
     text = [
         f"With {updates:,} updates NICE-perm is below the diagonal model's $-\\ln p(x)$ at "
-        f"{sum(v < diagonal for v in nice)} of its {len(lengths)} lengths"
+        f"{share(sum(v < diagonal for v in nice), len(lengths), 'lengths')}"
         + (" and falls steadily with $K$" if all(a > b for a, b in zip(nice, nice[1:])) else "")
         + (f"; it ends {value_range(gaps)} nats above the paper's NICE rows" if gaps else "")
-        + f", at {share:.0%} of the paper's updates.",
-        f"NICE-perm is ahead of planar flows at $K$ = {', '.join(map(str, ahead)) or 'none'} "
-        f"(of {', '.join(map(str, lengths))}).",
+        + f", at {fraction:.0%} of the paper's updates.",
+        f"NICE-perm is ahead of planar flows at {share(len(ahead), len(lengths), 'lengths')}"
+        + (f" ($K$ = {', '.join(map(str, ahead))})" if 0 < len(ahead) < len(lengths) else "")
+        + ".",
     ]
     extra = flow_parameters(runs)
     params = {(r.config["flow"], r.config["length"]): extra[r.key] for r in runs}
@@ -119,7 +121,7 @@ def nice_mnist_reading(runs: list[Run]) -> str:
     if scale:
         text.append(
             f"The scaling layer changes $-\\ln p(x)$ by {value_range(scale, '+.2f')} nats, upwards in "
-            f"{sum(d > 0 for d in scale)} of {len(scale)} comparisons."
+            f"{share(sum(d > 0 for d in scale), len(scale), 'comparisons')}."
         )
     if ("nice-orth", 20) in nll and ("nice-perm", 20) in nll:
         (a, sa), (b, sb) = nll[("nice-orth", 20)], nll[("nice-perm", 20)]

@@ -1,4 +1,4 @@
-"""The reproduction scorecard: every number of the paper beside ours, and a verdict on each MNIST claim.
+"""The reproduction scorecard: every toy and MNIST number of the paper beside ours, and a verdict on each claim.
 
 The functions take the evidence (summaries and runs) that ``nf.book.chapter_runs``
 gathers for a profile; they read no files themselves.
@@ -10,7 +10,7 @@ from typing import Any
 
 from nf.experiments.comparisons import SIGNIFICANT, metric
 from nf.report.mnist import describe_recipe, paper_key, table2_models
-from nf.report.mnist_verdicts import mnist_verdicts
+from nf.report.mnist_verdicts import NOT_REPORTED, mnist_verdicts
 from nf.report.paper import PAPER_TRAINING, TABLE2_NEG_LOG_LIKELIHOOD
 from nf.report.toy_verdicts import toy_verdicts
 from nf.report.verdicts import VERDICTS
@@ -18,6 +18,7 @@ from nf.runs.cache import Run
 
 NOT_RUN = "not trained yet"
 PLOT = "bound plotted, no number"
+FIG3D_FAMILIES = ("planar", "nice-orth", "nice-perm")  # the flows of the paper's Fig. 3(d)
 
 ToyEvidence = tuple[int, list[dict[str, Any]] | None]  # the longest flow length, its seed-averaged summary or None
 MnistEvidence = tuple[dict[str, Any], dict[str, list[Run | None]], list[dict[str, Any]], list[Run | None]]
@@ -28,7 +29,7 @@ def mnist_rows(evidence: MnistEvidence) -> list[dict[str, str]]:
     """Table 2: the paper's -ln p(x) beside ours (importance-sampled, S = 200, test set) where the run exists.
 
     Rows come from the MNIST chapter's report ladder (seed 0), with its recipe and budget.  The NICE chapter's
-    runs are short runs of the first book (``quick`` protocol) and are not mixed into this table.
+    runs are short runs of the book's first version (``quick`` protocol) and are not mixed into this table.
     """
     _, _, configs, runs = evidence
     ours = {}
@@ -95,21 +96,30 @@ def toy_caveat(toy_summary: list[dict[str, Any]] | None) -> str:
 
 
 def verdict_counts(rows: list[dict[str, str]]) -> str:
-    """``"3 reproduced, 2 partly, ..."``: how many claims got each verdict, in the order of ``VERDICTS``."""
-    counts = [(v, sum(r["verdict"] == v for r in rows)) for v in VERDICTS]
-    return ", ".join(f"{n} {v}" for v, n in counts if n)
+    """``"3 reproduced (1 of them on a question the paper leaves open), 2 partly, ..."``: how many claims got each
+    verdict, in the order of ``VERDICTS``; a claim whose paper column is ``NOT_REPORTED`` is counted apart."""
+    parts = []
+    for verdict in VERDICTS:
+        group = [r for r in rows if r["verdict"] == verdict]
+        open_questions = sum(r.get("paper") == NOT_REPORTED for r in group)
+        if group:
+            aside = f" ({open_questions} of them on a question the paper leaves open)" if open_questions else ""
+            parts.append(f"{len(group)} {verdict}{aside}")
+    return ", ".join(parts)
 
 
 def toy_rows(evidence: ToyEvidence) -> list[dict[str, str]]:
-    """Fig. 3(d): the paper shows the bound as a plot only; ours as exact KL at the longest flow."""
+    """Fig. 3(d): the paper shows the bound as a plot only; ours as exact KL at the longest flow.  Families the
+    paper's figure does not show (radial flows) are marked as ours, with no paper value."""
     longest, summary = evidence
     if summary is None:
         return [{"experiment": "Toy, Fig. 3(d)", "model": f"all flows, K={longest}", "paper": PLOT, "ours": NOT_RUN}]
     return [
         {
-            "experiment": f"Toy {r['energy']}, Fig. 3(d)",
+            "experiment": f"Toy {r['energy']}, "
+            + ("Fig. 3(d)" if r["family"] in FIG3D_FAMILIES else "ours, not in Fig. 3(d)"),
             "model": f"{r['family']} K={r['length']}",
-            "paper": PLOT,
+            "paper": PLOT if r["family"] in FIG3D_FAMILIES else "not in the paper",
             "ours": f"KL = {r['kl']:.3f} ± {r['kl_sd']:.3f} nats",
         }
         for r in summary

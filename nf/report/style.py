@@ -55,7 +55,13 @@ def family_marker(family: str) -> str:
 
 def length_alpha(rank: int, count: int) -> float:
     """Opacity of the ``rank``-th of ``count`` flow lengths of one family: the longest flow fully opaque."""
-    return 1.0 if count <= 1 else 0.35 + 0.65 * rank / (count - 1)
+    return 1.0 if count <= 1 else 0.5 + 0.5 * rank / (count - 1)
+
+
+def length_linestyle(rank: int, count: int) -> str:
+    """Line style of the ``rank``-th of ``count`` flow lengths of one family: the longest solid, shorter ones dashed,
+    then dotted, so that a pale short flow stays visible under the others."""
+    return ("-", "--", ":")[min(count - 1 - rank, 2)]
 
 
 def use_book_style() -> None:

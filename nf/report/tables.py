@@ -12,7 +12,9 @@ PAGE_WIDTH = 84  # characters of code or text output a page shows without scroll
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Rows with the same keys as a Markdown table (keys as the header, ``|`` escaped); a note if there are no rows."""
+    """Rows with the same keys as a Markdown table (keys as the header, ``|`` escaped); a note if there are no rows.
+    In the body a value and its error (``a ± b``) are joined by non-breaking spaces, so a narrow column never splits
+    them over lines."""
     if not rows:
         return "*(no runs for this table under this profile)*"
     header = list(rows[0])
@@ -21,7 +23,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
 
     lines = [cells(header), "|" + "---|" * len(header)]
-    lines += [cells(row[key] for key in header) for row in rows]
+    lines += [cells(str(row[key]).replace(" ± ", "\u00a0±\u00a0") for key in header) for row in rows]
     return "\n".join(lines)
 
 

@@ -150,6 +150,17 @@ def value_range(values: list[float], fmt: str = ".1f") -> str:
     return f"{low:{fmt}}" if f"{low:{fmt}}" == f"{high:{fmt}}" else f"{low:{fmt}} to {high:{fmt}}"
 
 
+def share(count: int, total: int, things: str) -> str:
+    """How many of ``total`` ``things`` (a plural noun), said plainly: ``"all 4 things"``, ``"both things"``,
+    ``"none of the 4 things"``, ``"3 of the 4 things"``; of one thing, ``"the one thing"`` or ``"no thing"``."""
+    one = things[:-1] if things.endswith("s") else things
+    if total == 1:
+        return f"the one {one}" if count else f"no {one}"
+    if count == total:
+        return f"both {things}" if total == 2 else f"all {total} {things}"
+    return f"none of the {total} {things}" if count == 0 else f"{count} of the {total} {things}"
+
+
 def toy_reading(rows: list[dict[str, Any]], nice: tuple[str, ...] = ("nice-orth", "nice-perm")) -> str:
     """What the toy fits say about the paper's Fig. 3 and 3(d), phrased from the summary ``rows`` (nothing typed).
 
@@ -175,10 +186,8 @@ def toy_reading(rows: list[dict[str, Any]], nice: tuple[str, ...] = ("nice-orth"
             text.append(f"At $K = {k}$ planar flows have a lower KL than {' and '.join(nice)} on every target.")
         else:
             where = ", ".join(f"{f} on {energy_label(e)}" for e, f in behind)
-            text.append(
-                f"At $K = {k}$ NICE is ahead of planar flows in {len(behind)} of "
-                f"{len(energies) * len(nice)} cases ({where})."
-            )
+            cases = share(len(behind), len(energies) * len(nice), "cases")
+            text.append(f"At $K = {k}$ NICE is ahead of planar flows in {cases} ({where}).")
     gains = {(e, f): kl[(e, f, middle)] / kl[(e, f, long)] for e in energies for f in nice}
     halves = [f"{f} on {energy_label(e)}" for (e, f), g in gains.items() if g >= 2]
     text.append(

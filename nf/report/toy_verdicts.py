@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 from nf.experiments.comparisons import SIGNIFICANT
+from nf.report.toy import share
 from nf.report.verdicts import Verdict, beats, not_tested
 
 NICE_FAMILIES = ("nice-perm", "nice-orth")
@@ -51,7 +52,7 @@ def _planar_beats_nice(by: dict[tuple, dict[str, Any]], energies: list[str], len
     labels = [f"{e} {f} K={k}" for e, f, k in pairs]
     better = sum(d > SIGNIFICANT * se for d, se in differences)
     worse = [f"{label} ({d:+.2f} ± {se:.2f})" for (d, se), label in zip(differences, labels) if d < -SIGNIFICANT * se]
-    reason = f"planar significantly lower in {better} of {len(pairs)} (target, NICE family, K) comparisons"
+    reason = f"planar significantly lower in {share(better, len(pairs), '(target, NICE family, K) comparisons')}"
     reason += f", significantly higher in {len(worse)}" + (f": {', '.join(worse)}" if worse else "")
     return Verdict(beats(differences, labels).verdict, f"KL, NICE minus planar: {reason}")
 
