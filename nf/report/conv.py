@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nf.experiments.comparisons import SIGNIFICANT, paired_difference
-from nf.report.mnist import NOT_TRAINED, ahead, by_model, signed
+from nf.report.mnist import NOT_TRAINED, ahead, by_model, planned_models, signed
 from nf.report.toy import energy_label, parameter_count
 from nf.runs.cache import Run
 
@@ -61,7 +61,7 @@ def conv_mnist_reading(runs: list[Run]) -> str:
 def _ladder_models(configs: list[dict[str, Any]], runs: list[Run | None]) -> tuple[list[int], dict, set]:
     """The convolutional flow's lengths in the MNIST report ladder, the seed-0 runs by ``(flow, K)`` (the diagonal
     model as ``("none", 0)``), and the ``(flow, K)`` the ladder plans."""
-    planned = {("none", 0) if c["length"] == 0 else (c["flow"], c["length"]) for c in configs if c["seed"] == 0}
+    planned = set(planned_models([c for c in configs if c["seed"] == 0]))
     seed0 = {model: seeds[0] for model, seeds in by_model([r for r in runs if r is not None]).items() if 0 in seeds}
     return sorted(k for f, k in planned if f == "conv"), seed0, planned
 

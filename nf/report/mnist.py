@@ -381,12 +381,21 @@ def plot_budget_curve(study: dict[str, Any], runs: dict[str, list[Run | None]], 
     return ax
 
 
+def model_key(config: dict[str, Any]) -> tuple[str, int]:
+    """The model a run config trains, as ``(flow, K)``; the diagonal model as ``("none", 0)``."""
+    return ("none", 0) if config["length"] == 0 else (config["flow"], config["length"])
+
+
+def planned_models(configs: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """The models of ``configs`` (``model_key``), each once, in their first order."""
+    return list(dict.fromkeys(map(model_key, configs)))
+
+
 def by_model(runs: list[Run]) -> dict[tuple[str, int], dict[int, Run]]:
-    """Runs by model ``(flow, K)`` (the diagonal model as ``("none", 0)``), then by training seed."""
+    """Runs by model (``model_key``), then by training seed."""
     groups: dict[tuple[str, int], dict[int, Run]] = {}
     for run in runs:
-        c = run.config
-        groups.setdefault(("none", 0) if c["length"] == 0 else (c["flow"], c["length"]), {})[c["seed"]] = run
+        groups.setdefault(model_key(run.config), {})[run.config["seed"]] = run
     return groups
 
 
@@ -396,7 +405,7 @@ def ladder_table(configs: list[dict[str, Any]], runs: list[Run | None]) -> list[
     groups = by_model([r for r in runs if r is not None])
     base = groups.get(("none", 0), {}).get(0)
     rows = []
-    for model in dict.fromkeys(("none", 0) if c["length"] == 0 else (c["flow"], c["length"]) for c in configs):
+    for model in planned_models(configs):
         key = paper_key(*model)
         paper = TABLE2_NEG_LOG_LIKELIHOOD.get(key) if key else None
         run = groups.get(model, {}).get(0)
@@ -420,7 +429,7 @@ def seed_table(configs: list[dict[str, Any]], runs: list[Run | None]) -> list[di
     groups = by_model([r for r in runs if r is not None])
     diagonal = groups.get(("none", 0), {})
     rows = []
-    for model in dict.fromkeys(("none", 0) if c["length"] == 0 else (c["flow"], c["length"]) for c in configs):
+    for model in planned_models(configs):
         seeds = groups.get(model, {})
         if len(seeds) < 2:
             continue
