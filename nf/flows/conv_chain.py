@@ -24,11 +24,15 @@ them backwards.  Here:
   (``irfft`` then ``rfft`` of the updated half), ``x_A`` and the coupling
   network's first-layer product ``x_A W_k'``; the backward pass goes back
   through ``R_k'`` in one product too;
+* the gate's ``1 / alpha_k`` is folded into the next block's ``rfft`` matrix
+  (``z_k A = (sign(x) ln(1 + alpha_k|x|)) diag(1 / alpha_k) A``), so only the
+  last block multiplies by it;
 * the couplings' constant offset ``c`` of the magnitudes and the mask of the
   real frequencies' phases are folded into their output layers, so the network
   emits ``a_k + c`` and the masked phases directly;
 * the loop over blocks is one autograd node (``_ConvLoop``): its forward pass
-  stores what each block computed in tensors stacked over blocks, and its
+  stores what each block computed (among it ``Y = S_k rfft(z)``, the
+  coupling's kernel ``W`` and ``W rfft(x_B)``) in tensors stacked over blocks, and its
   backward pass runs only the recursion on ``dL/dz`` block by block; the
   pointwise factors it needs and all weight gradients are computed for all
   blocks at once, before and after that recursion.
@@ -36,7 +40,10 @@ them backwards.  Here:
 Backward rules, with the convention of complex gradients ``dL/dRe + i dL/dIm``:
 for ``Y = W Z``, ``dL/dZ = dL/dY conj(W)`` and ``dL/dW = dL/dY conj(Z)``; for
 ``W = |W| e^{i phi}``, ``dL/d|W| = Re(dL/dW e^{-i phi})`` and ``dL/dphi =
-|W| Im(dL/dW e^{-i phi})``; ``|W| = eps + softplus(s)`` has slope
+|W| Im(dL/dW e^{-i phi})``, that is ``dL/d|W| = Re(q) / |W|`` and ``dL/dphi =
+Im(q)`` for ``q = dL/dW conj(W) = dL/dY conj(Y)``: the backward pass needs the
+stored products ``Y``, not the phases or the inputs ``Z`` (the same holds for
+the circular spectra ``S_k``); ``|W| = eps + softplus(s)`` has slope
 ``sigmoid(s)``; the gate ``y = sign(z) ln(1 + alpha|z|) / alpha`` has
 ``dy/dz = 1 / (1 + alpha|z|)`` and ``dy/dalpha = sign(z) (|z| / (1 +
 alpha|z|) - y sign(z)) / alpha``, and its log-determinant ``-sum ln(1 +
@@ -92,10 +99,10 @@ def _interleaved(x: Tensor) -> Tensor:
     return torch.view_as_real(x).flatten(-2)
 
 
-def _softplus(x: Tensor) -> Tensor:
-    """``ln(1 + e^x)`` as ``max(x, 0) + ln(1 + e^{-|x|})``: equal to ``F.softplus`` up to rounding, and measured
-    several times faster than it on CPU (PyTorch 2.14) for the magnitudes of all blocks at once."""
-    return torch.log(torch.exp(-x.abs()).add_(1)).add_(F.relu(x))
+def _polar(magnitude: Tensor, phase: Tensor) -> Tensor:
+    """``magnitude e^{i phase}``, as ``torch.polar`` but from vectorised ``cos`` and ``sin``: measured three times
+    faster on CPU (PyTorch 2.14) for the spectra of all blocks at once."""
+    return torch.complex(torch.cos(phase).mul_(magnitude), torch.sin(phase).mul_(magnitude))
 
 
 def _read_layout(f_half: int, n_half: int, width: int) -> tuple[slice, slice, slice]:
@@ -217,8 +224,14 @@ class ConvChain(FusedChain):
         raw, phase, context = self._circular_parameters(params)
         out = self.linear[-1]
         first_bias = self.networks["0.bias"]
+        width = first_bias.shape[-1]
         w_z, w_c = self.networks["0.weight"].split([self.dim // 2, self.context], dim=-1)  # (K, H, D/2), (K, H, C)
-        terms = first_bias if context is None else torch.einsum("...kc,khc->...kh", context, w_c) + first_bias
+        if context is None:
+            terms = first_bias
+        else:  # (K, ..., H): block k's terms are one contiguous slice
+            terms = torch.einsum("...kc,khc->k...h", context, w_c) + first_bias.view(
+                -1, *[1] * (context.dim() - 2), width
+            )
         hidden = [self.networks[f"{j}.{kind}"] for j in self.linear[1:-1] for kind in ("weight", "bias")]
         last = self.networks[f"{out}.weight"] * self._row_mask.unsqueeze(-1)
         last_bias = self.networks[f"{out}.bias"] * self._row_mask + self._offset
@@ -236,9 +249,11 @@ class _ConvLoop(torch.autograd.Function):
     layer's ``x_A W_k'`` of the coupling network; ``h_0 = relu(x_A W_k' + u_k)`` (``u_k = W_c c_k + b_1``, the
     context term), ``h_j = relu(h_{j-1} V_jk' + c_jk)``, ``o = h_J L_k' + l_k = (s, phi, t)``;
     ``x_B <- irfft(W rfft(x_B)) + t`` with ``W = (eps + softplus(s)) e^{i phi}``;
-    ``z = sign(x) ln(1 + alpha_k|x|) / alpha_k``.  The backward pass runs, block by block, only the recursion on
-    ``dL/dz`` (through ``R_k'`` in one product); first derivatives only.  Every per-block tensor (inputs, stored
-    results, buffers) is a view made once, before the loop, so each block costs only its arithmetic.
+    ``z = sign(x) ln(1 + alpha_k|x|) / alpha_k`` (its ``1 / alpha_k`` taken by block ``k + 1``'s ``rfft`` matrix).
+    The backward pass runs, block by block, only the recursion on ``dL/dz`` (through ``R_k'`` in one product); the
+    circular spectra's ``q_k = dL/dS_k conj(S_k) = dL/dY conj(Y)`` waits for the end, for all blocks at once; first
+    derivatives only.  Every per-block tensor (inputs, stored results, buffers) is a view made once, before the
+    loop, so each block costs only its arithmetic.
     """
 
     @staticmethod
@@ -258,16 +273,20 @@ class _ConvLoop(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         n_blocks, n_half, f_half = w_z.shape[0], chain.dim // 2, chain._half_multiplicity.shape[0]
         # the circular convolutions' spectra S_k = |S_k| e^{i phi_k} of all blocks, and their log-determinants
-        circular_magnitude = MIN_MAGNITUDE + _softplus(raw_circular + UNIT_OFFSET)
-        spectra = torch.polar(circular_magnitude, phase_circular * chain._free_phase)
+        circular_magnitude = MIN_MAGNITUDE + F.softplus(raw_circular + UNIT_OFFSET)
+        spectra = _polar(circular_magnitude, phase_circular * chain._free_phase)
         circular_log_det = (torch.log(circular_magnitude) @ chain._multiplicity).sum(-1)
-        batch = torch.broadcast_shapes(z.shape[:-1], spectra.shape[:-2], terms.shape[:-2])
+        batch = torch.broadcast_shapes(z.shape[:-1], spectra.shape[:-2], terms.shape[1:-1])
         widths = [w_z.shape[1], *(w.shape[1] for w in hidden[0::2])]
         z_shape, z = z.shape, z.expand(*batch, chain.dim)
+        terms_shape, terms = terms.shape, terms.view(n_blocks, *[1] * (len(batch) + 2 - terms.dim()), *terms.shape[1:])
         # R_k, (K, 2f, 2 f_B + D/2 + H [+ 1]): padded to an even width, so that rfft(x_B) has a complex view
         first = torch.bmm(chain._read_a[chain._swaps], w_z.transpose(1, 2))
         reads = torch.cat([chain._reads[chain._swaps], first], dim=-1)
         reads = F.pad(reads, (0, reads.shape[-1] % 2))
+        # each block's rfft matrix: the first block's plain, the others' after the previous gate's 1 / alpha
+        inverse_alpha = 1 / alpha
+        dfts = torch.cat([chain._dft[None], inverse_alpha[:-1, :, None] * chain._dft], dim=0)
 
         def stacked(width: int) -> Tensor:  # one slot per block; without gradients one slot reused by every block
             return z.new_empty(n_blocks if keep else 1, *batch, width)
@@ -275,65 +294,77 @@ class _ConvLoop(torch.autograd.Function):
         def per_block(x: Tensor) -> list[Tensor]:
             return list(x.unbind(0)) if keep else [x[0]] * n_blocks
 
-        spectrum_in, read, gate_in = stacked(2 * spectra.shape[-1]), stacked(reads.shape[-1]), stacked(chain.dim)
-        outputs, magnitudes, levels = stacked(last.shape[1]), stacked(f_half), stacked(chain.dim)
+        # per block: Y, what R_k reads, the gate's input, ln(1 + alpha|x|) and the gate's output before 1 / alpha
+        convolved, read, gate_in = stacked(2 * spectra.shape[-1]), stacked(reads.shape[-1]), stacked(chain.dim)
+        levels, signed = stacked(chain.dim), stacked(chain.dim)
+        # the coupling network's output, |W|, W and W rfft(x_B) (complex numbers interleaved)
+        outputs, magnitudes, kernels, products = (
+            stacked(last.shape[1]),
+            stacked(f_half),
+            stacked(2 * f_half),
+            stacked(2 * f_half),
+        )
         at_h_in, at_x_a, at_first = _read_layout(f_half, n_half, widths[0])
         activations = [read[..., at_first]]
         activations += [stacked(w) for w in widths[1:]]
-        product, product_half = z.new_empty(*batch, 2 * spectra.shape[-1]), z.new_empty(*batch, 2 * f_half)
-        product_c, product_half_c = _complex(product), _complex(product_half)
-        circular = zip(per_block(spectrum_in), per_block(_complex(spectrum_in)), spectra.unbind(-2))
+        spectrum = z.new_empty(*batch, 2 * spectra.shape[-1])  # rfft(z), reused by every block
+        spectrum_c = _complex(spectrum)
+        circular = zip(per_block(convolved), per_block(_complex(convolved)), spectra.unbind(-2), dfts.unbind(0))
         network = zip(
             per_block(read),
             per_block(read[..., at_x_a]),
             reads.unbind(0),
-            terms.unbind(-2),
+            terms.unbind(0),
             zip(*(per_block(h) for h in activations)),
-            _per_block_tuples([w.transpose(1, 2) for w in hidden[0::2]], n_blocks),
+            _per_block_tuples([w.transpose(1, 2).contiguous() for w in hidden[0::2]], n_blocks),
             _per_block_tuples(hidden[1::2], n_blocks),
             per_block(outputs),
-            last.transpose(1, 2).unbind(0),
+            last.transpose(1, 2).contiguous().unbind(0),
             last_bias.unbind(0),
         )
         spectral = zip(
             zip(*(per_block(outputs[..., at]) for at in _thirds(f_half))),
             per_block(magnitudes),
+            per_block(_complex(kernels)),
+            per_block(_complex(products)),
+            per_block(products),
             per_block(_complex(read[..., at_h_in])),
         )
         gates = zip(
             _oriented(per_block(gate_in[..., :n_half]), per_block(gate_in[..., n_half:]), chain.swaps),
             per_block(gate_in),
             per_block(levels),
+            per_block(signed),
             alpha.unbind(0),
-            (1 / alpha).unbind(0),
         )
-        dft, idft_half = chain._dft, chain._idft_half
+        idft_half = chain._idft_half
         coupling_log_det, gate_log_det = z.new_zeros(batch), z.new_zeros(batch)
-        for (s_in, s_in_c, spectrum), net, ((raw, phase, shift), magnitude, h_in_c), gate_views in zip(
-            circular, network, spectral, gates
-        ):
+        for (y, y_c, spectrum_k, dft), net, spectral_views, gate_views in zip(circular, network, spectral, gates):
             r, x_a, reads_k, term, hs, ws, bs, o, w_o, b_o = net
-            (gate_a, gate_b), gate, level, a, inv_a = gate_views
+            (raw, phase, shift), magnitude, kernel_c, product_c, product, h_in_c = spectral_views
+            (gate_a, gate_b), gate, level, sign_level, a = gate_views
             # circular convolution Y = S_k rfft(z), read into rfft(x_B), x_A and x_A W_k'
-            torch.matmul(z, dft, out=s_in)
-            torch.mul(s_in_c, spectrum, out=product_c)
-            torch.matmul(product, reads_k, out=r)
+            torch.matmul(z, dft, out=spectrum)
+            torch.mul(spectrum_c, spectrum_k, out=y_c)
+            torch.matmul(y, reads_k, out=r)
             # coupling network: o = (a + c, phi, t) from x_A and the context
             h = hs[0].add_(term).clamp_min_(0)
             for h_next, w, b in zip(hs[1:], ws, bs):
                 h = torch.matmul(h, w, out=h_next).add_(b).clamp_min_(0)
             torch.matmul(h, w_o, out=o).add_(b_o)
             # convolutional coupling: x_B <- irfft(W rfft(x_B)) + t
-            torch.add(F.softplus(raw), MIN_MAGNITUDE, out=magnitude)
-            torch.mul(h_in_c, torch.polar(magnitude, phase), out=product_half_c)
-            torch.matmul(product_half, idft_half, out=gate_b).add_(shift)
+            torch.add(F.softplus(raw.contiguous()), MIN_MAGNITUDE, out=magnitude)  # contiguous: measured faster
+            torch.polar(magnitude, phase, out=kernel_c)
+            torch.mul(h_in_c, kernel_c, out=product_c)
+            torch.matmul(product, idft_half, out=gate_b).add_(shift)
             gate_a.copy_(x_a)
-            # gate: z = sign(x) ln(1 + alpha |x|) / alpha
+            # gate: z = sign(x) ln(1 + alpha |x|) / alpha, the 1 / alpha left to the next block's rfft matrix
             torch.log1p(torch.abs(gate, out=level).mul_(a), out=level)
-            z = torch.copysign(level, gate).mul_(inv_a)
+            z = torch.copysign(level, gate, out=sign_level)
             if not keep:
                 coupling_log_det += torch.log(magnitude) @ chain._half_multiplicity
                 gate_log_det -= level.sum(-1)
+        z = z * inverse_alpha[-1]
         if keep:
             coupling_log_det = (torch.log(magnitudes) @ chain._half_multiplicity).sum(0)
             gate_log_det = -levels.sum((0, -1))
@@ -342,29 +373,32 @@ class _ConvLoop(torch.autograd.Function):
                 circular_magnitude,
                 spectra,
                 alpha,
-                terms,
                 w_z,
                 reads,
                 last,
                 *hidden,
-                spectrum_in,
+                convolved,
                 read,
                 gate_in,
+                levels,
+                signed,
                 outputs,
                 magnitudes,
-                levels,
+                kernels,
+                products,
                 *activations[1:],
             )
-            ctx.chain, ctx.depth, ctx.shapes = chain, len(widths), (z_shape, phase_circular.shape, terms.shape)
+            ctx.chain, ctx.depth = chain, len(widths)
+            ctx.shapes = (z_shape, phase_circular.shape, terms_shape, terms.shape)
         return z, circular_log_det + coupling_log_det + gate_log_det
 
     @staticmethod
     @once_differentiable  # the backward writes into buffers (out=): it cannot itself be differentiated
     def backward(ctx, grad_z: Tensor, grad_log_det: Tensor) -> tuple[Tensor | None, ...]:
-        chain, depth, (z_shape, phase_shape, terms_shape) = ctx.chain, ctx.depth, ctx.shapes
-        raw_circular, circular_magnitude, spectra, alpha, terms, w_z, reads, last, *rest = ctx.saved_tensors
+        chain, depth, (z_shape, phase_shape, terms_shape, padded_terms_shape) = ctx.chain, ctx.depth, ctx.shapes
+        raw_circular, circular_magnitude, spectra, alpha, w_z, reads, last, *rest = ctx.saved_tensors
         hidden, rest = rest[: 2 * (depth - 1)], rest[2 * (depth - 1) :]
-        spectrum_in, read, gate_in, outputs, magnitude, levels, *deeper = rest
+        convolved, read, gate_in, levels, signed, outputs, magnitude, kernels, products, *deeper = rest
         n_blocks, n_half, f_half, width = w_z.shape[0], chain.dim // 2, chain._half_multiplicity.shape[0], w_z.shape[1]
         batch = gate_in.shape[1:-1]
         g_l = grad_log_det.unsqueeze(-1)  # (..., 1)
@@ -373,29 +407,26 @@ class _ConvLoop(torch.autograd.Function):
 
         # the pointwise factors of every block at once
         a = alpha.view(n_blocks, *[1] * len(batch), chain.dim)
-        sign = torch.sign(gate_in)
         slope = torch.exp(-levels)  # 1 / (1 + alpha |x|): the gate's dz/dx
-        through_gate_log_det = -(g_l * a) * sign * slope
-        raw, phase = outputs[..., :f_half], outputs[..., f_half : 2 * f_half]
-        rise = torch.sigmoid(raw)  # d|W|/ds
-        rotation = torch.polar(torch.ones_like(phase), phase)  # e^{i phi}
-        through_log_det = g_l * chain._half_multiplicity / magnitude * rise
-        to_spectrum = torch.conj_physical(_complex(read[..., at_h_in]) * rotation)  # conj(rfft(x_B) e^{i phi})
-        to_input = torch.conj_physical(magnitude * rotation)  # dL/drfft(x_B) = dL/dY conj(W)
-        circular_in, spectra_conj = torch.conj_physical(_complex(spectrum_in)), torch.conj_physical(spectra)
+        through_gate_log_det = torch.copysign(slope, gate_in).mul_(a).mul_(-g_l)  # -alpha sign(x) / (1 + alpha|x|)
+        rise_per_magnitude = torch.sigmoid(outputs[..., :f_half].contiguous()).div_(magnitude)  # (d|W|/ds) / |W|
+        through_log_det = rise_per_magnitude * (g_l * chain._half_multiplicity)
+        to_spectrum = torch.conj_physical(_complex(products))  # dL/dW e^{-i phi} = dL/dY conj(W rfft(x_B)) / |W|
+        to_input = torch.conj_physical(_complex(kernels))  # dL/drfft(x_B) = dL/dY conj(W)
+        spectra_conj = torch.conj_physical(spectra)
 
         gate_grads = grad_z.new_empty(gate_in.shape)  # dL/dz after block k
         gate_grads[-1] = grad_z
         output_grads = grad_z.new_empty(outputs.shape)  # dL/do of block k
-        read_grads = grad_z.new_zeros(read.shape)  # dL/d(rfft(x_B), x_A, x_A W_k'); the padding stays 0
+        read_grads = grad_z.new_empty(read.shape)  # dL/d(rfft(x_B), x_A, x_A W_k'), and a padding column of 0
+        read_grads[..., at_first.stop :].zero_()
         errors = [read_grads[..., at_first], *(grad_z.new_empty(h.shape) for h in deeper)]
-        spectra_grads = torch.empty_like(circular_in)
+        y_grads = torch.empty_like(convolved)  # dL/dY of block k
         g_0 = grad_z.new_empty(*batch, chain.dim)  # dL/dz_0
         # buffers reused by every block, with their complex or interleaved views made once
-        g_x = grad_z.new_empty(*batch, chain.dim)
-        g_y, g_y_half = grad_z.new_empty(*batch, 2 * spectra.shape[-1]), grad_z.new_empty(*batch, 2 * f_half)
-        g_y_c, g_y_half_c = _complex(g_y), _complex(g_y_half)
-        rotated, g_z = torch.empty_like(g_y_half_c), torch.empty_like(g_y_c)
+        g_x, g_y_half = grad_z.new_empty(*batch, chain.dim), grad_z.new_empty(*batch, 2 * f_half)
+        g_y_half_c = _complex(g_y_half)
+        rotated, g_z = torch.empty_like(g_y_half_c), torch.empty_like(_complex(convolved[0]))
         rotated_re, rotated_im, g_z_r = rotated.real, rotated.imag, _interleaved(g_z)
         threshold = torch.ops.aten.threshold_backward.grad_input
         gate = zip(
@@ -405,8 +436,7 @@ class _ConvLoop(torch.autograd.Function):
             to_spectrum.unbind(0),
             zip(*(output_grads[..., at].unbind(0) for at in _thirds(f_half))),
             through_log_det.unbind(0),
-            rise.unbind(0),
-            magnitude.unbind(0),
+            rise_per_magnitude.unbind(0),
             to_input.unbind(0),
         )
         network = zip(
@@ -418,24 +448,25 @@ class _ConvLoop(torch.autograd.Function):
             read_grads.unbind(0),
             _complex(read_grads[..., at_h_in]).unbind(0),
             read_grads[..., at_x_a].unbind(0),
-            reads.transpose(1, 2).unbind(0),
+            reads.transpose(1, 2).contiguous().unbind(0),
         )
-        circular = zip(circular_in.unbind(0), spectra_grads.unbind(0), spectra_conj.unbind(-2))
+        circular = zip(y_grads.unbind(0), _complex(y_grads).unbind(0), spectra_conj.unbind(-2))
         parts = _oriented([g_x[..., :n_half]] * n_blocks, [g_x[..., n_half:]] * n_blocks, chain.swaps)
-        dft_t, idft_half_t = chain._dft.T, chain._idft_half.T
+        dft_t, idft_half_t = chain._dft.T.contiguous(), chain._idft_half.T.contiguous()
         blocks = list(zip(gate, parts, spectral, network, circular))
         for gate_views, (g_x_a, g_x_b), spectral_views, net, circular_views in reversed(blocks):
             g, g_before, via_log_det, gate_slope = gate_views
-            to_w, (g_raw, g_phase, g_shift), via_magnitude, rise_k, magnitude_k, to_z = spectral_views
+            to_w, (g_raw, g_phase, g_shift), via_magnitude, rise_k, to_z = spectral_views
             g_o, w_o, es, hs, ws, g_r, g_h_in, g_x_a_read, reads_t = net
-            circular_k, g_spectrum, spectrum_conj = circular_views
+            g_y, g_y_c, spectrum_conj = circular_views
             # gate, with its log-determinant
             torch.addcmul(via_log_det, g, gate_slope, out=g_x)
-            # convolutional coupling: dL/dW, then dL/do = (dL/ds, dL/dphi, dL/dt) and dL/drfft(x_B)
+            # convolutional coupling: dL/do = (dL/ds, dL/dphi, dL/dt) and dL/drfft(x_B), with
+            # dL/d|W| = Re(q) / |W| and dL/dphi = Im(q) for q = dL/dY conj(W rfft(x_B))
             torch.matmul(g_x_b, idft_half_t, out=g_y_half)
             torch.mul(g_y_half_c, to_w, out=rotated)
             torch.addcmul(via_magnitude, rotated_re, rise_k, out=g_raw)
-            torch.mul(rotated_im, magnitude_k, out=g_phase)
+            g_phase.copy_(rotated_im)
             g_shift.copy_(g_x_b)
             torch.mul(g_y_half_c, to_z, out=g_h_in)
             g_x_a_read.copy_(g_x_a)
@@ -443,23 +474,24 @@ class _ConvLoop(torch.autograd.Function):
             e = threshold(g_o @ w_o, hs[-1], 0, grad_input=es[-1])
             for e_j, h_j, w_j in zip(reversed(es[:-1]), reversed(hs[:-1]), reversed(ws)):
                 e = threshold(e @ w_j, h_j, 0, grad_input=e_j)
-            # back through R_k to Y, then the circular convolution: dL/dS_k and dL/dz before the block
+            # back through R_k to Y, then the circular convolution to dL/dz before the block
             torch.matmul(g_r, reads_t, out=g_y)
-            torch.mul(g_y_c, circular_k, out=g_spectrum)
             torch.mul(g_y_c, spectrum_conj, out=g_z)
             torch.matmul(g_z_r, dft_t, out=g_before)
 
-        # the circular convolutions: dL/dS to the raw magnitudes and phases (module docstring)
-        g_spectra = spectra_grads.movedim(0, -2).sum_to_size(spectra.shape)
-        rotated_circular = g_spectra * spectra.conj() / circular_magnitude  # dL/dS e^{-i phi}
+        # the circular convolutions, every block at once: q = dL/dS conj(S) = dL/dY conj(Y) gives
+        # dL/d|S| = Re(q) / |S| and dL/dphi = Im(q) (module docstring)
+        q = (_complex(y_grads) * torch.conj_physical(_complex(convolved))).movedim(0, -2).sum_to_size(spectra.shape)
         g_circular_log_det = grad_log_det.sum_to_size(spectra.shape[:-2])[..., None, None]
-        g_raw_circular = (rotated_circular.real + g_circular_log_det * chain._multiplicity / circular_magnitude) * (
-            torch.sigmoid(raw_circular + UNIT_OFFSET)
-        )
-        g_phase_circular = circular_magnitude * rotated_circular.imag * chain._free_phase
+        g_raw_circular = (q.real + g_circular_log_det * chain._multiplicity).div_(circular_magnitude)
+        g_raw_circular *= torch.sigmoid(raw_circular + UNIT_OFFSET)
+        g_phase_circular = q.imag * chain._free_phase
 
-        abs_in = gate_in.abs()
-        g_alpha = gate_grads * sign * (abs_in * slope - levels / a) / a - g_l * abs_in * slope
+        # the gates: dL/dalpha = sum over the batch of dL/dz (x / (1 + alpha|x|) - z) / alpha - dL/dlogdet |x| /
+        # (1 + alpha|x|), with z = sign(x) ln(1 + alpha|x|) / alpha
+        shrunk = gate_in * slope  # x / (1 + alpha|x|)
+        g_alpha = layer_rows(gate_grads * torch.addcdiv(shrunk, signed, a, value=-1)).sum(1) / alpha
+        g_alpha -= layer_rows(shrunk.abs_().mul_(g_l)).sum(1)
         hidden_grads = []
         for j in range(depth - 1):
             hidden_grads += [layer_weight_grad(errors[j + 1], activations[j]), layer_rows(errors[j + 1]).sum(1)]
@@ -469,8 +501,8 @@ class _ConvLoop(torch.autograd.Function):
             g_0.sum_to_size(z_shape),
             g_raw_circular.sum_to_size(raw_circular.shape),
             g_phase_circular.sum_to_size(phase_shape),
-            layer_rows(g_alpha).sum(1),
-            errors[0].movedim(0, -2).sum_to_size(terms_shape),
+            g_alpha,
+            errors[0].sum_to_size(padded_terms_shape).view(terms_shape),
             layer_weight_grad(errors[0], read[..., at_x_a]),
             layer_weight_grad(output_grads, activations[-1]),
             layer_rows(output_grads).sum(1),
