@@ -34,6 +34,7 @@ import argparse
 import atexit
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -223,6 +224,21 @@ def time_toy_fits(fits: int) -> None:
         )
 
 
+def cpu_description() -> str:
+    """The CPU's model name and its bfloat16 instructions (from ``/proc/cpuinfo`` where there is one): the ratios
+    depend on the CPU, the bfloat16 line most of all."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return platform.processor() or "CPU unknown"
+    model = re.search(r"^model name\s*:\s*(.+)$", info, re.MULTILINE)
+    flags = re.search(r"^flags\s*:\s*(.+)$", info, re.MULTILINE)
+    bfloat16 = sorted(set(flags.group(1).split()) & {"avx512_bf16", "amx_bf16"}) if flags else []
+    name = model.group(1).strip() if model else platform.processor() or "CPU unknown"
+    return f"{name} (bfloat16 instructions: {', '.join(bfloat16) or 'none'})"
+
+
 class Tee:
     """Write to the terminal and to a file; the file is replaced atomically when closed."""
 
@@ -277,7 +293,7 @@ def main() -> None:
     if args.output:
         sys.stdout = Tee(args.output)
         print(
-            f"code version {code_version()}; {platform.machine()}, {os.cpu_count()} cores; "
+            f"code version {code_version()}; {cpu_description()}, {platform.machine()}, {os.cpu_count()} cores; "
             f"{time.strftime('%Y-%m-%d')}; command: python benchmarks/flow_update.py {' '.join(sys.argv[1:])}"
         )
 
