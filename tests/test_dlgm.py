@@ -17,7 +17,7 @@ def test_maxout_takes_the_max_of_each_pool():
     torch.testing.assert_close(layer(x), expected)
 
 
-@pytest.mark.parametrize("flow", ["planar", "nice-perm", "nice-orth+scale", "conv"])
+@pytest.mark.parametrize("flow", ["planar", "radial", "nice-perm", "nice-orth+scale", "conv"])
 def test_fused_and_plain_models_give_identical_objectives_and_gradients(flow):
     x = torch.bernoulli(torch.rand(8, 784, generator=torch.Generator().manual_seed(0)))
     torch.manual_seed(1)
@@ -26,7 +26,7 @@ def test_fused_and_plain_models_give_identical_objectives_and_gradients(flow):
         for p in plain.flow.parameters():
             p.normal_(std=0.5 / p.shape[-1] ** 0.5)
     fused = copy.deepcopy(plain)
-    if flow == "planar":  # amortised planar layers own no weights
+    if flow in ("planar", "radial"):  # amortised planar and radial layers own no weights
         fused.flow = DLGM(flow, 6, fused=True).flow
     else:
         fused.flow = fused_chain(flow, plain.latent)(plain.flow)
@@ -41,7 +41,7 @@ def test_fused_and_plain_models_give_identical_objectives_and_gradients(flow):
     assert outside[0].keys() == outside[1].keys()
     for name, p in outside[0].items():
         torch.testing.assert_close(p.grad, outside[1][name].grad, atol=1e-10, rtol=1e-9)
-    if flow != "planar":  # the fused flow's stacked weights: stacked as the chain stacks the layer-by-layer ones
+    if flow not in ("planar", "radial"):  # the fused flow's stacked weights, as the chain stacks the layers' ones
         gradients = copy.deepcopy(plain.flow)
         with torch.no_grad():
             for p, q in zip(gradients.parameters(), plain.flow.parameters()):
@@ -102,10 +102,11 @@ def test_coupling_flows_are_conditioned_on_the_image(flow):
 
 
 def test_flows_without_a_fused_form_at_that_size_stay_layer_by_layer():
-    from nf.flows import ConvChain, CouplingChain, FlowSequence
+    from nf.flows import ConvChain, CouplingChain, FlowSequence, RadialChain
 
     for family, chain in (("conv", ConvChain), ("nice-perm", CouplingChain), ("nice-orth+scale", CouplingChain)):
         assert isinstance(DLGM(family, 2, latent=6, hidden=16).flow, chain)
         odd = DLGM(family, 2, latent=5, hidden=16).flow  # equal coupling halves need an even latent size
         assert type(odd) is FlowSequence
-    assert type(DLGM("radial", 2, latent=6, hidden=16).flow) is FlowSequence
+    assert isinstance(DLGM("radial", 2, latent=5, hidden=16).flow, RadialChain)  # any size
+    assert type(DLGM("radial", 2, latent=5, hidden=16, fused=False).flow) is FlowSequence

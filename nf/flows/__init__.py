@@ -10,6 +10,7 @@ from nf.flows.nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, P
 from nf.flows.planar import Planar
 from nf.flows.planar_chain import PlanarChain
 from nf.flows.radial import Radial
+from nf.flows.radial_chain import RadialChain
 
 __all__ = [
     "FLOW_FAMILIES",
@@ -27,5 +28,6 @@ __all__ = [
     "Planar",
     "PlanarChain",
     "Radial",
+    "RadialChain",
     "make_flow",
 ]

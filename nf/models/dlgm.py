@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nf.flows import ConvChain, CouplingChain, FlowLayer, PlanarChain, make_flow
+from nf.flows import ConvChain, CouplingChain, FlowLayer, PlanarChain, RadialChain, make_flow
 from nf.models.distributions import DiagonalGaussian
 from nf.validation import check_choice, check_int
 
@@ -58,22 +58,22 @@ class Maxout(nn.Module):
 def fused_chain(family: str, dim: int) -> type[FlowLayer] | None:
     """The class that runs a layer-by-layer ``family`` flow on ``R^dim`` in fewer operations, if there is one:
     ``CouplingChain`` for NICE and ``ConvChain`` for the convolutional flow, both on an even ``dim`` (equal coupling
-    halves; planar chains are built fused from the start, ``PlanarChain``)."""
+    halves; planar and radial chains are built fused from the start, ``PlanarChain`` and ``RadialChain``)."""
     if dim % 2:
         return None
     return {"nice": CouplingChain, "conv": ConvChain}.get(family.split("-")[0])
 
 
 def amortized_flow(family: str, dim: int, length: int, fused: bool = True) -> FlowLayer | None:
-    """The amortised posterior flow of a DLGM (module docstring): None for ``length = 0``; by default planar chains
-    fused (``PlanarChain``) and the NICE and convolutional flows run by their ``fused_chain``: the same maths in
-    fewer operations."""
+    """The amortised posterior flow of a DLGM (module docstring): None for ``length = 0``; by default planar and
+    radial chains fused (``PlanarChain``, ``RadialChain``) and the NICE and convolutional flows run by their
+    ``fused_chain``: the same maths in fewer operations."""
     check_choice("DLGM flow", family, DLGM_FLOWS)
     check_int("flow length", length, minimum=0)
     if family == "none" or length == 0:
         return None
-    if family == "planar" and fused:
-        return PlanarChain(dim, length, amortized=True)
+    if family in ("planar", "radial") and fused:
+        return {"planar": PlanarChain, "radial": RadialChain}[family](dim, length, amortized=True)
     flow = make_flow(family, dim, length, amortized=True, coupling_hidden=COUPLING_HIDDEN, context=COUPLING_CONTEXT)
     chain = fused_chain(family, dim) if fused else None
     return chain(flow) if chain is not None else flow
@@ -86,8 +86,8 @@ class DLGM(nn.Module):
         flow: one of ``DLGM_FLOWS`` (``none``: the diagonal-Gaussian posterior).
         length: number of flow layers ``K`` (0: the diagonal-Gaussian posterior).
         latent, hidden, pool, data_dim: sizes (paper: 40, 400, 4, 784).
-        fused: use the fused planar and convolutional chains and the folded NICE chain (same numbers up to rounding,
-            faster); the NICE and convolutional chains need an even ``latent`` (else layer by layer).
+        fused: use the fused planar, radial and convolutional chains and the folded NICE chain (same numbers up to
+            rounding, faster); the NICE and convolutional chains need an even ``latent`` (else layer by layer).
     """
 
     def __init__(
