@@ -6,8 +6,9 @@ it (``tests/test_layers.py`` checks this). Bottom to top:
 * ``nf.validation``: argument checks with one-line errors naming the bad value.
 * ``nf.flows``: the flow layers, one family a module (planar, radial, NICE
   couplings, circular and convolutional couplings), the fused chains
-  (``planar_chain``, ``radial_chain``, ``coupling_chain``, ``conv_chain``, with ``stacked``:
-  weights stacked over layers) and their numerical checks.
+  (``planar_chain`` and ``radial_chain``, with ``layer_chain``: what they
+  share; ``coupling_chain`` and ``conv_chain``, with ``stacked``: weights
+  stacked over layers) and their numerical checks.
 * ``nf.models``: what the flows are used in: the Gaussian base density, the
   toy energies U1-U4 and their normalising constants (``quadrature``), exact
   flow densities, and the MNIST DLGM.

@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from nf.flows.base import FlowLayer
+from nf.flows.layer_chain import LayerChain
 from nf.flows.planar import constrained_u, planar_inverse
 
 
@@ -80,7 +80,7 @@ class _PlanarChainFunction(torch.autograd.Function):
         return g_z, grad_u.sum_to_size(u.shape), grad_w.sum_to_size(w.shape), g_a.sum_to_size(ctx.b_shape)
 
 
-class PlanarChain(FlowLayer):
+class PlanarChain(LayerChain):
     """``K`` planar layers (eq. 10-12) fused into one node; same maths and parameter layout as
     ``FlowSequence([Planar(dim, amortized)] * length)``.
 
@@ -97,10 +97,10 @@ class PlanarChain(FlowLayer):
         z_k, log_det = chain(z0, params)   # params: (batch, 80 * 81)
     """
 
+    function = _PlanarChainFunction
+
     def __init__(self, dim: int, length: int, amortized: bool = False):
-        super().__init__()
-        self.dim, self.length, self.amortized = dim, length, amortized
-        self.n_params = length * (2 * dim + 1)
+        super().__init__(dim, length, amortized, layer_size=2 * dim + 1)
         if not amortized:
             bound = 1.0 / dim**0.5
             self.u = torch.nn.Parameter(torch.empty(length, dim).uniform_(-bound, bound))
@@ -112,18 +112,10 @@ class PlanarChain(FlowLayer):
         if params is None:
             u, w, b = self.u, self.w, self.b
         else:
-            d = self.dim
-            per_layer = params.reshape(*params.shape[:-1], self.length, 2 * d + 1)
+            d, per_layer = self.dim, self.per_layer(params)
             u, w, b = per_layer[..., :d], per_layer[..., d : 2 * d], per_layer[..., 2 * d]
         return constrained_u(u, w), w, b
 
-    def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        self._check_input(z, params)
-        return _PlanarChainFunction.apply(z, *self.parameters_constrained(params))
-
-    def inverse(self, y: Tensor, params: Tensor | None = None) -> Tensor:
-        self._check_input(y, params)
-        u, w, b = self.parameters_constrained(params)
-        for k in reversed(range(self.length)):
-            y = planar_inverse(y, u[..., k, :], w[..., k, :], b[..., k, None])
-        return y
+    def inverse_layer(self, y: Tensor, constrained: tuple[Tensor, ...], k: int) -> Tensor:
+        u, w, b = constrained
+        return planar_inverse(y, u[..., k, :], w[..., k, :], b[..., k, None])

@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from nf.flows.base import FlowLayer
+from nf.flows.layer_chain import LayerChain
 from nf.flows.radial import constrained_alpha_beta, radial_inverse
 
 
@@ -92,7 +92,7 @@ class _RadialChainFunction(torch.autograd.Function):
         )
 
 
-class RadialChain(FlowLayer):
+class RadialChain(LayerChain):
     """``K`` radial layers (eq. 13-14) fused into one node; same maths and parameter layout as
     ``FlowSequence([Radial(dim, amortized)] * length)``.
 
@@ -109,10 +109,10 @@ class RadialChain(FlowLayer):
         z_k, log_det = chain(z0, params)   # params: (batch, 80 * 42)
     """
 
+    function = _RadialChainFunction
+
     def __init__(self, dim: int, length: int, amortized: bool = False):
-        super().__init__()
-        self.dim, self.length, self.amortized = dim, length, amortized
-        self.n_params = length * (dim + 2)
+        super().__init__(dim, length, amortized, layer_size=dim + 2)
         if not amortized:
             bound = 1.0 / dim**0.5
             self.z0 = torch.nn.Parameter(torch.empty(length, dim).uniform_(-bound, bound))
@@ -124,18 +124,10 @@ class RadialChain(FlowLayer):
         if params is None:
             z0, a, b = self.z0, self.a, self.b
         else:
-            d = self.dim
-            per_layer = params.reshape(*params.shape[:-1], self.length, d + 2)
+            d, per_layer = self.dim, self.per_layer(params)
             z0, a, b = per_layer[..., :d], per_layer[..., d], per_layer[..., d + 1]
         return (z0, *constrained_alpha_beta(a, b))
 
-    def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        self._check_input(z, params)
-        return _RadialChainFunction.apply(z, *self.parameters_constrained(params))
-
-    def inverse(self, y: Tensor, params: Tensor | None = None) -> Tensor:
-        self._check_input(y, params)
-        z0, alpha, beta = self.parameters_constrained(params)
-        for k in reversed(range(self.length)):
-            y = radial_inverse(y, z0[..., k, :], alpha[..., k, None], beta[..., k, None])
-        return y
+    def inverse_layer(self, y: Tensor, constrained: tuple[Tensor, ...], k: int) -> Tensor:
+        z0, alpha, beta = constrained
+        return radial_inverse(y, z0[..., k, :], alpha[..., k, None], beta[..., k, None])
