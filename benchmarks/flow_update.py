@@ -12,7 +12,7 @@ flow:
 * ``Pyro``: a chain of Pyro's ``ConditionedPlanar`` transforms fed by the same
   amortisation head (optional: needs ``pip install pyro-ppl``).
 
-Prints one line per K: ``K=<k>  <fast/K0>x`` then plain/K0, Pyro/K0 and
+Prints one line per K: ``K=<k>  fast/K0 <ratio>x`` then plain/K0, Pyro/K0 and
 Pyro/fast.  Ratios come from medians over interleaved repetitions in one run,
 so machine load affects all variants alike.  ``--eval`` also times the
 importance-sampled ``-ln p(x)`` (S = 200) over 10,000 images; ``--toy`` times
@@ -315,7 +315,7 @@ def main() -> None:
     k0 = median[("fast", 0)]
     for k in lengths:
         fast = median[("fast", k)]
-        line = f"K={k:<3} {fast / k0:.1f}x fast/K0 | plain/K0 {median[('plain', k)] / k0:.1f}x"
+        line = f"K={k:<3} fast/K0 {fast / k0:.1f}x | plain/K0 {median[('plain', k)] / k0:.1f}x"
         if "pyro" in implementations:
             pyro_time = median[("pyro", k)]
             line += f" | Pyro/K0 {pyro_time / k0:.1f}x | Pyro/fast {pyro_time / fast:.1f}x"

@@ -28,6 +28,7 @@ def test_profiles_table_flattens_the_toy_and_mnist_parts():
     assert "{'energies'" not in table  # no whole dictionaries in a cell
     assert "| none 0, planar 10, planar 20," in table  # models as "flow K", without brackets or quotes
     assert "paper's RMSprop: (optimizer: rmsprop; learning_rate: 1e-05;" in table
+    assert "recipe: paper's RMSprop; updates: none |" in table  # an empty list says so
 
 
 def test_every_profile_gives_valid_configs_for_the_nice_and_conv_chapters():
@@ -153,3 +154,13 @@ def test_scorecard_marks_the_toy_families_the_paper_does_not_show():
     rows = toy_rows((32, summary))
     assert [r["experiment"] for r in rows] == ["Toy U1, Fig. 3(d)", "Toy U1, ours, not in Fig. 3(d)"]
     assert [r["paper"] for r in rows] == ["bound plotted, no number", "not in the paper"]
+
+
+def test_benchmark_lines_wrap_between_entries_not_inside_them():
+    from nf.report.tables import PAGE_WIDTH, _wrapped
+
+    entries = [f"family{i} K=20 1.50x" for i in range(12)]
+    wrapped = _wrapped("update bfloat16/float32: " + " | ".join(entries)).splitlines()
+    assert len(wrapped) > 1 and all(len(line) <= PAGE_WIDTH for line in wrapped)
+    pieces = [p.strip() for line in wrapped for p in line.replace("update bfloat16/float32: ", "").split("|")]
+    assert [p for p in pieces if p] == entries  # every entry whole, in order

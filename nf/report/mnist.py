@@ -78,7 +78,7 @@ def plot_fig4(runs: list[Run], axes=None):
     import matplotlib.pyplot as plt
 
     if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(12, 3.2), layout="constrained")
+        _, axes = plt.subplots(1, 3, figsize=(9.5, 3.2), layout="constrained")
     panels = [("test_bound", "F(x) (bound)"), ("test_kl", "KL(q‖p(z|x))"), ("test_nll", "−ln p(x)")]
     baseline = [r for r in runs if r.config["length"] == 0]
     for flow in sorted({r.config["flow"] for r in runs if r.config["length"] > 0}):
@@ -123,7 +123,7 @@ def plot_versus_parameters(runs: list[Run], ax=None):
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 4), layout="constrained")
+        _, ax = plt.subplots(figsize=(6.5, 3.6), layout="constrained")
     extra = flow_parameters(runs)
     labelled: set[tuple[int, int]] = set()  # (length, parameters): one "K=" label where several flows coincide
     for flow in sorted({r.config["flow"] for r in runs if r.config["length"] > 0}):
@@ -188,7 +188,7 @@ def plot_learning_curves(runs: list[Run], axes=None):
     import matplotlib.pyplot as plt
 
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(12, 3.4), layout="constrained")
+        _, axes = plt.subplots(1, 2, figsize=(9.5, 3.3), layout="constrained")
     for run in runs:
         history = run.metrics["history"]
         steps = [h[0] for h in history]

@@ -40,13 +40,15 @@ def _flat(parameters: dict[str, Any]) -> dict[str, Any]:
 
 def _readable(value: Any) -> str:
     """A parameter value as short text for a table cell: models ``[flow, K]`` as ``flow K``, other lists and
-    dictionaries without brackets and quotes (a nested dictionary in parentheses)."""
+    dictionaries without brackets and quotes (a nested dictionary in parentheses), an empty list as ``none``."""
     if isinstance(value, dict):
         return "; ".join(
             f"{k}: ({_readable(v)})" if isinstance(v, dict) else f"{k}: {_readable(v)}" for k, v in value.items()
         )
     if isinstance(value, (list, tuple)):
-        if value and all(isinstance(item, (list, tuple)) for item in value):
+        if not value:
+            return "none"
+        if all(isinstance(item, (list, tuple)) for item in value):
             return ", ".join(" ".join(str(x) for x in item) for item in value)
         return ", ".join(_readable(item) for item in value)
     return str(value)
@@ -107,14 +109,26 @@ def runs_table(experiment: str, results_dir: str | None = None) -> str:
     return markdown_table(rows) if rows else f"No cached {experiment} runs yet."
 
 
+def _wrapped(line: str) -> str:
+    """A report line wrapped to the page's code width: between its `` | ``-separated entries where it has them, so
+    that no entry is split, else between words; continuation lines indented."""
+    if len(line) <= PAGE_WIDTH or " | " not in line:
+        return textwrap.fill(line, PAGE_WIDTH, subsequent_indent="    ") if line else line
+    lines, current = [], ""
+    for entry in line.split(" | "):
+        if current and len(current) + len(" | ") + len(entry) > PAGE_WIDTH:
+            lines.append(f"{current} |")
+            current = f"    {entry}"
+        else:
+            current = f"{current} | {entry}" if current else entry
+    return "\n".join([*lines, current])
+
+
 def benchmark_report(results_dir: str | None = None) -> str:
     """The last report of ``benchmarks/flow_update.py --output results/benchmarks/flow_update.txt``."""
     path = results_root(results_dir) / "benchmarks" / "flow_update.txt"
-    if path.exists():  # long header lines wrapped to the page's code width
-        return "\n".join(
-            textwrap.fill(line, PAGE_WIDTH, subsequent_indent="    ") if line else line
-            for line in path.read_text().splitlines()
-        )
+    if path.exists():
+        return "\n".join(_wrapped(line) for line in path.read_text().splitlines())
     return "No benchmark report yet: run benchmarks/flow_update.py --output results/benchmarks/flow_update.txt"
 
 
