@@ -55,6 +55,9 @@ class Maxout(nn.Module):
         return y.view(*y.shape[:-1], self.out_features, self.pool).amax(-1)
 
 
+LAYER_CHAINS: dict[str, type[FlowLayer]] = {"planar": PlanarChain, "radial": RadialChain}  # built fused directly
+
+
 def fused_chain(family: str, dim: int) -> type[FlowLayer] | None:
     """The class that runs a layer-by-layer ``family`` flow on ``R^dim`` in fewer operations, if there is one:
     ``CouplingChain`` for NICE and ``ConvChain`` for the convolutional flow, both on an even ``dim`` (equal coupling
@@ -72,8 +75,8 @@ def amortized_flow(family: str, dim: int, length: int, fused: bool = True) -> Fl
     check_int("flow length", length, minimum=0)
     if family == "none" or length == 0:
         return None
-    if family in ("planar", "radial") and fused:
-        return {"planar": PlanarChain, "radial": RadialChain}[family](dim, length, amortized=True)
+    if fused and family in LAYER_CHAINS:
+        return LAYER_CHAINS[family](dim, length, amortized=True)
     flow = make_flow(family, dim, length, amortized=True, coupling_hidden=COUPLING_HIDDEN, context=COUPLING_CONTEXT)
     chain = fused_chain(family, dim) if fused else None
     return chain(flow) if chain is not None else flow
