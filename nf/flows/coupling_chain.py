@@ -110,15 +110,15 @@ class CouplingChain(FusedChain):
         weights."""
         self.networks.copy_to([layer.coupling for layer in flow.layers if isinstance(layer, AdditiveCoupling)])
 
-    def _context_terms(self, params: Tensor | None, w_c: Tensor) -> Tensor:
-        """``W_c c_k + b_1`` for every coupling, shape (..., K, H) (just ``b_1``, (K, H), without context);
-        ``w_c``: the first layers' context columns, (K, H, C)."""
-        biases = self.networks["0.bias"]
+    def _context_terms(self, params: Tensor | None, w_c: Tensor, biases: Tensor) -> Tensor:
+        """``W_c c_k + b_k`` for every coupling, shape (K, ..., H) (``b_k`` alone, (K, 1, H), without context);
+        ``w_c``: the first layers' context columns, (K, H, C); ``biases``: (K, H)."""
+        biases = biases.unsqueeze(1)
         if self.context == 0:
             return biases
-        n = len(self.swaps)
-        context = params[..., : n * self.context].reshape(*params.shape[:-1], n, self.context)
-        return torch.einsum("...kc,khc->...kh", context, w_c) + biases
+        n, batch = len(self.swaps), params.shape[:-1]
+        context = params[..., : n * self.context].reshape(-1, n, self.context).transpose(0, 1)  # (K, B, C)
+        return torch.baddbmm(biases, context, w_c.transpose(1, 2)).reshape(n, *batch, -1)
 
     def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check_input(z, params)
@@ -126,10 +126,14 @@ class CouplingChain(FusedChain):
         w_z, w_c = w_in.split([self.dim // 2, self.context], dim=-1)
         first = torch.bmm(w_z, self._reads)  # (K, H, D): W_z S_A M_k
         last = torch.bmm(self._writes, self.networks[f"{out}.weight"])  # (K, D, H): M_k^T S_B^T W_out
-        bias = torch.bmm(self._writes, self.networks[f"{out}.bias"].unsqueeze(-1)).squeeze(-1)
+        bias = torch.bmm(self._writes, self.networks[f"{out}.bias"].unsqueeze(-1)).squeeze(-1)  # (K, D)
+        # The output biases leave the loop: with C_k = l_0 + ... + l_{k-1}, the loop runs u - C_k, and coupling
+        # k's first layer gets C_k W_k' in its bias (module docstring).
+        offsets = bias.cumsum(0) - bias  # C_k
+        biases = torch.baddbmm(self.networks["0.bias"].unsqueeze(1), offsets.unsqueeze(1), first.transpose(1, 2))
         hidden = [self.networks[f"{j}.{kind}"] for j in self.linear[1:-1] for kind in ("weight", "bias")]
-        u = _CouplingLoop.apply(z, self._context_terms(params, w_c), first, last, bias, *hidden)
-        z_k = F.linear(u, self._output)
+        u = _CouplingLoop.apply(z, self._context_terms(params, w_c, biases.squeeze(1)), first, last, *hidden)
+        z_k = F.linear(u, self._output, self._output @ bias.sum(0))
         if self.scaling is None:
             return z_k, z.new_zeros(z.shape[:-1])
         return self.scaling(z_k, params[..., -self.scaling.n_params :] if self.scaling.amortized else None)
@@ -153,56 +157,73 @@ def layer_weight_grad(left: Tensor, right: Tensor) -> Tensor:
 class _CouplingLoop(torch.autograd.Function):
     """``u_K`` from ``u_0`` through the folded couplings (module docstring), with a hand-written backward.
 
-    Per coupling ``k``: ``h_0 = relu(u W_k' + t_k)``, ``h_j = relu(h_{j-1} V_jk' + c_jk)``,
-    ``u <- u + h_J L_k' + l_k``.  Backward, from ``g = dloss/du`` after coupling ``k``:
-    ``e = (g L_k) * [h_J > 0]`` back through the hidden layers (``e <- (e V_jk) * [h_{j-1} > 0]``),
-    ``dt_k = e`` and ``g <- g + e W_k``.  Only this recursion runs coupling by coupling; the weight gradients
-    ``dL_k = g' h_J``, ``dl_k = sum g``, ``dV_jk = e' h_{j-1}``, ``dc_jk = sum e`` and ``dW_k = e' u_{k-1}`` of all
-    couplings are then batched matrix products (one call each, instead of one per coupling).  Both passes write
-    each coupling's ``u``, ``h``, ``g`` and ``e`` straight into tensors stacked over couplings, so nothing is
-    copied to batch them.  First derivatives only (no gradient of the gradient).
+    Per coupling ``k``: ``h_0 = relu(u W_k' + t_k)``, ``h_j = relu(h_{j-1} V_jk' + c_jk)``, ``u <- u + h_J L_k'``
+    (the output biases are folded into the ``t_k``, ``CouplingChain.forward``).  Backward, from ``g = dloss/du``
+    after coupling ``k``: ``e = (g L_k) * [h_J > 0]`` back through the hidden layers
+    (``e <- (e V_jk) * [h_{j-1} > 0]``), ``dt_k = e`` and ``g <- g + e W_k``.  Only this recursion runs coupling
+    by coupling; the weight gradients ``dL_k = g' h_J``, ``dV_jk = e' h_{j-1}``, ``dc_jk = sum e`` and
+    ``dW_k = e' u_{k-1}`` of all couplings are then batched matrix products (one call each, instead of one per
+    coupling).  Every step is one fused multiply-add (``addmm``) into a tensor stacked over couplings, with a
+    contiguous right operand, so nothing is copied to batch the gradients.  First derivatives only.
     """
 
     @staticmethod
-    def forward(ctx, u: Tensor, terms: Tensor, first: Tensor, last: Tensor, bias: Tensor, *hidden: Tensor) -> Tensor:
-        n_layers, batch = first.shape[0], torch.broadcast_shapes(u.shape[:-1], terms.shape[:-2])
+    def forward(ctx, u: Tensor, terms: Tensor, first: Tensor, last: Tensor, *hidden: Tensor) -> Tensor:
+        n_layers, dim = first.shape[0], u.shape[-1]
+        batch = torch.broadcast_shapes(u.shape[:-1], terms.shape[1:-1])
+        rows, depth = batch.numel(), 1 + len(hidden) // 2
         widths = [first.shape[1], *(w.shape[1] for w in hidden[0::2])]
-        inputs = u.new_empty(n_layers, *batch, u.shape[-1])  # u before coupling k
-        activations = [u.new_empty(n_layers, *batch, width) for width in widths]  # h_j of coupling k
-        inputs[0] = u
-        ctx.u_shape, ctx.depth = u.shape, len(widths)
+        inputs = u.new_empty(n_layers, rows, dim)  # u before coupling k
+        inputs[0] = u.expand(*batch, dim).reshape(rows, dim)
+        # h_j of coupling k; the hidden layers' buffers start as their biases, added to in place
+        activations = [u.new_empty(n_layers, rows, widths[0])]
+        activations += [c.unsqueeze(1).expand(n_layers, rows, c.shape[-1]).clone() for c in hidden[1::2]]
+        u_k, h_k = inputs.unbind(0), [h.unbind(0) for h in activations]
+        aligned = terms.view(n_layers, *[1] * (len(batch) + 2 - terms.dim()), *terms.shape[1:])
+        t_k = aligned.expand(n_layers, *batch, widths[0]).reshape(n_layers, rows, widths[0]).unbind(0)
+        first_k, last_k = _right_operands(first), _right_operands(last)
+        weights_k = [_right_operands(w) for w in hidden[0::2]]
         for k in range(n_layers):
-            h = torch.clamp_min(F.linear(inputs[k], first[k]) + terms[..., k, :], 0, out=activations[0][k])
-            for j, (weight, offset) in enumerate(zip(hidden[0::2], hidden[1::2])):
-                h = torch.clamp_min(F.linear(h, weight[k], offset[k]), 0, out=activations[j + 1][k])
-            step = F.linear(h, last[k], bias[k])
-            u = torch.add(inputs[k], step, out=inputs[k + 1]) if k + 1 < n_layers else inputs[k] + step
-        ctx.save_for_backward(terms, first, last, *hidden, inputs, *activations)
-        return u
+            h = torch.addmm(t_k[k], u_k[k], first_k[k], out=h_k[0][k]).relu_()
+            for j in range(depth - 1):
+                h = h_k[j + 1][k].addmm_(h, weights_k[j][k]).relu_()
+            if k + 1 < n_layers:
+                torch.addmm(u_k[k], h, last_k[k], out=u_k[k + 1])
+        ctx.shapes, ctx.depth = (u.shape, terms.shape, batch), depth
+        ctx.save_for_backward(first, last, *hidden, inputs, *activations)
+        return torch.addmm(u_k[-1], h, last_k[-1]).reshape(*batch, dim)
 
     @staticmethod
     @once_differentiable  # the backward writes into buffers (out=): it cannot itself be differentiated
     def backward(ctx, grad: Tensor):
-        terms, first, last, *rest = ctx.saved_tensors
-        depth = ctx.depth
+        first, last, *rest = ctx.saved_tensors
+        (u_shape, terms_shape, batch), depth = ctx.shapes, ctx.depth
         hidden, inputs, activations = rest[: 2 * (depth - 1)], rest[2 * (depth - 1)], rest[2 * (depth - 1) + 1 :]
-        weights, n_layers = hidden[0::2], first.shape[0]
+        n_layers, rows = inputs.shape[:2]
         outputs = grad.new_empty(inputs.shape)  # g after coupling k
         errors = [grad.new_empty(h.shape) for h in activations]  # e at the pre-activation of h_j of coupling k
-        outputs[-1] = grad
-        threshold = torch.ops.aten.threshold_backward.grad_input
+        outputs[-1] = grad.reshape(rows, -1)
+        g_k, e_k = outputs.unbind(0), [e.unbind(0) for e in errors]
+        masks = [h.sign().unbind(0) for h in activations]  # relu'(.) = [h > 0] = sign(h), as h >= 0
+        first_k, last_k, weights_k = first.unbind(0), last.unbind(0), [w.unbind(0) for w in hidden[0::2]]
         for k in reversed(range(n_layers)):
-            e = threshold(outputs[k] @ last[k], activations[-1][k], 0, grad_input=errors[-1][k])
+            e = torch.mm(g_k[k], last_k[k], out=e_k[-1][k]).mul_(masks[-1][k])
             for j in reversed(range(depth - 1)):
-                e = threshold(e @ weights[j][k], activations[j][k], 0, grad_input=errors[j][k])
+                e = torch.mm(e, weights_k[j][k], out=e_k[j][k]).mul_(masks[j][k])
             if k > 0:
-                torch.add(outputs[k], e @ first[k], out=outputs[k - 1])
-        g = outputs[0] + errors[0][0] @ first[0]
+                torch.addmm(g_k[k], e, first_k[k], out=g_k[k - 1])
+        g = torch.addmm(g_k[0], e, first_k[0]).reshape(*batch, -1)
 
         hidden_grads = []
         for j in range(depth - 1):
-            hidden_grads += [layer_weight_grad(errors[j + 1], activations[j]), layer_rows(errors[j + 1]).sum(1)]
-        g_terms = errors[0].movedim(0, -2).sum_to_size(terms.shape)
+            hidden_grads += [layer_weight_grad(errors[j + 1], activations[j]), errors[j + 1].sum(1)]
+        per_sample = errors[0].reshape(n_layers, *batch, -1).movedim(0, -2)  # (..., K, H): batch dims aligned
+        g_terms = per_sample.sum_to_size(*terms_shape[1:-1], n_layers, terms_shape[-1]).movedim(-2, 0)
         g_first = layer_weight_grad(errors[0], inputs)
-        g_last, g_bias = layer_weight_grad(outputs, activations[-1]), layer_rows(outputs).sum(1)
-        return g.sum_to_size(ctx.u_shape), g_terms, g_first, g_last, g_bias, *hidden_grads
+        g_last = layer_weight_grad(outputs, activations[-1])
+        return g.sum_to_size(u_shape), g_terms, g_first, g_last, *hidden_grads
+
+
+def _right_operands(weights: Tensor) -> tuple[Tensor, ...]:
+    """Each layer's ``W_k'``, contiguous: the right operand of ``x W_k'``."""
+    return weights.transpose(1, 2).contiguous().unbind(0)
