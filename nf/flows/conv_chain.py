@@ -428,7 +428,7 @@ class _ConvLoop(torch.autograd.Function):
         g_y_half_c = _complex(g_y_half)
         rotated, g_z = torch.empty_like(g_y_half_c), torch.empty_like(_complex(convolved[0]))
         rotated_re, rotated_im, g_z_r = rotated.real, rotated.imag, _interleaved(g_z)
-        threshold = torch.ops.aten.threshold_backward.grad_input
+        masks = [h.sign() for h in activations]  # relu'(.) = [h > 0] = sign(h), as h >= 0
         gate = zip(
             gate_grads.unbind(0), [g_0, *gate_grads.unbind(0)[:-1]], through_gate_log_det.unbind(0), slope.unbind(0)
         )
@@ -443,7 +443,7 @@ class _ConvLoop(torch.autograd.Function):
             output_grads.unbind(0),
             last.unbind(0),
             zip(*(e.unbind(0) for e in errors)),
-            zip(*(h.unbind(0) for h in activations)),
+            zip(*(m.unbind(0) for m in masks)),
             _per_block_tuples(hidden[0::2], n_blocks),
             read_grads.unbind(0),
             _complex(read_grads[..., at_h_in]).unbind(0),
@@ -457,7 +457,7 @@ class _ConvLoop(torch.autograd.Function):
         for gate_views, (g_x_a, g_x_b), spectral_views, net, circular_views in reversed(blocks):
             g, g_before, via_log_det, gate_slope = gate_views
             to_w, (g_raw, g_phase, g_shift), via_magnitude, rise_k, to_z = spectral_views
-            g_o, w_o, es, hs, ws, g_r, g_h_in, g_x_a_read, reads_t = net
+            g_o, w_o, es, ms, ws, g_r, g_h_in, g_x_a_read, reads_t = net
             g_y, g_y_c, spectrum_conj = circular_views
             # gate, with its log-determinant
             torch.addcmul(via_log_det, g, gate_slope, out=g_x)
@@ -471,9 +471,9 @@ class _ConvLoop(torch.autograd.Function):
             torch.mul(g_y_half_c, to_z, out=g_h_in)
             g_x_a_read.copy_(g_x_a)
             # coupling network, back to its first layer's pre-activation
-            e = threshold(g_o @ w_o, hs[-1], 0, grad_input=es[-1])
-            for e_j, h_j, w_j in zip(reversed(es[:-1]), reversed(hs[:-1]), reversed(ws)):
-                e = threshold(e @ w_j, h_j, 0, grad_input=e_j)
+            e = torch.mul(g_o @ w_o, ms[-1], out=es[-1])
+            for e_j, m_j, w_j in zip(reversed(es[:-1]), reversed(ms[:-1]), reversed(ws)):
+                e = torch.mul(e @ w_j, m_j, out=e_j)
             # back through R_k to Y, then the circular convolution to dL/dz before the block
             torch.matmul(g_r, reads_t, out=g_y)
             torch.mul(g_y_c, spectrum_conj, out=g_z)

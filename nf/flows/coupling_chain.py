@@ -15,7 +15,11 @@ halves), so with the first layer of ``m_k`` taking ``W_z S_A M_k`` and the last
     u  <- u + h (M_k^T S_B^T W_out)^T + M_k^T S_B^T b_out
 
 and ``z_K = M_K u`` at the end, followed by NICE's diagonal scaling if the
-flow has one.  The coupling networks' weights are stacked over couplings
+flow has one.  The output biases ``l_k = M_k^T S_B^T b_out`` leave the loop:
+with ``C_k = l_0 + ... + l_{k-1}`` the loop runs ``v = u - C_k``, which needs
+no bias (``v <- v + h (M_k^T S_B^T W_out)^T``), since coupling ``k``'s first
+layer gets ``C_k`` in its bias, ``u W' = v W' + C_k W'``; at the end
+``u_K = v_K + C_K``.  The coupling networks' weights are stacked over couplings
 (``StackedParameters``), the context terms ``W_c c_k + b_1`` of all ``K``
 couplings are one batched product, and no split, concatenation, gather or
 log-determinant bookkeeping remains per layer (the couplings and mixings are
@@ -158,7 +162,7 @@ class _CouplingLoop(torch.autograd.Function):
     """``u_K`` from ``u_0`` through the folded couplings (module docstring), with a hand-written backward.
 
     Per coupling ``k``: ``h_0 = relu(u W_k' + t_k)``, ``h_j = relu(h_{j-1} V_jk' + c_jk)``, ``u <- u + h_J L_k'``
-    (the output biases are folded into the ``t_k``, ``CouplingChain.forward``).  Backward, from ``g = dloss/du``
+    (the output biases are folded into the ``t_k``: module docstring).  Backward, from ``g = dloss/du``
     after coupling ``k``: ``e = (g L_k) * [h_J > 0]`` back through the hidden layers
     (``e <- (e V_jk) * [h_{j-1} > 0]``), ``dt_k = e`` and ``g <- g + e W_k``.  Only this recursion runs coupling
     by coupling; the weight gradients ``dL_k = g' h_J``, ``dV_jk = e' h_{j-1}``, ``dc_jk = sum e`` and
