@@ -179,16 +179,17 @@ class _CouplingLoop(torch.autograd.Function):
         widths = [first.shape[1], *(w.shape[1] for w in hidden[0::2])]
         inputs = u.new_empty(n_layers, rows, dim)  # u before coupling k
         inputs[0] = u.expand(*batch, dim).reshape(rows, dim)
-        # h_j of coupling k; the hidden layers' buffers start as their biases, added to in place
-        activations = [u.new_empty(n_layers, rows, widths[0])]
-        activations += [c.unsqueeze(1).expand(n_layers, rows, c.shape[-1]).clone() for c in hidden[1::2]]
+        # h_j of coupling k: each buffer starts as its bias (the context terms for the first), added to in place
+        activations = []
+        for bias, width in zip([terms, *hidden[1::2]], widths):
+            buffer = u.new_empty(n_layers, rows, width)
+            buffer.view(n_layers, *batch, width).copy_(bias.view(_aligned(bias.shape, batch)))
+            activations.append(buffer)
         u_k, h_k = inputs.unbind(0), [h.unbind(0) for h in activations]
-        aligned = terms.view(n_layers, *[1] * (len(batch) + 2 - terms.dim()), *terms.shape[1:])
-        t_k = aligned.expand(n_layers, *batch, widths[0]).reshape(n_layers, rows, widths[0]).unbind(0)
         first_k, last_k = _right_operands(first), _right_operands(last)
         weights_k = [_right_operands(w) for w in hidden[0::2]]
         for k in range(n_layers):
-            h = torch.addmm(t_k[k], u_k[k], first_k[k], out=h_k[0][k]).relu_()
+            h = h_k[0][k].addmm_(u_k[k], first_k[k]).relu_()
             for j in range(depth - 1):
                 h = h_k[j + 1][k].addmm_(h, weights_k[j][k]).relu_()
             if k + 1 < n_layers:
@@ -221,11 +222,16 @@ class _CouplingLoop(torch.autograd.Function):
         hidden_grads = []
         for j in range(depth - 1):
             hidden_grads += [layer_weight_grad(errors[j + 1], activations[j]), errors[j + 1].sum(1)]
-        per_sample = errors[0].reshape(n_layers, *batch, -1).movedim(0, -2)  # (..., K, H): batch dims aligned
-        g_terms = per_sample.sum_to_size(*terms_shape[1:-1], n_layers, terms_shape[-1]).movedim(-2, 0)
+        g_terms = errors[0].view(n_layers, *batch, -1).sum_to_size(_aligned(terms_shape, batch)).view(terms_shape)
         g_first = layer_weight_grad(errors[0], inputs)
         g_last = layer_weight_grad(outputs, activations[-1])
         return g.sum_to_size(u_shape), g_terms, g_first, g_last, *hidden_grads
+
+
+def _aligned(shape: torch.Size, batch: torch.Size) -> torch.Size:
+    """The shape of a ``(K, ..., width)`` stack with ones inserted after ``K``: its batch dimensions lined up with
+    ``batch``'s from the right."""
+    return torch.Size([shape[0], *[1] * (len(batch) + 2 - len(shape)), *shape[1:]])
 
 
 def _right_operands(weights: Tensor) -> tuple[Tensor, ...]:
