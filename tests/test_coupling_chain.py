@@ -72,3 +72,23 @@ def test_other_flows_are_refused():
         CouplingChain(type(flow)([*flow.layers, Permutation(4)]))
     with pytest.raises(ValueError, match="an even dimension"):
         CouplingChain(make_flow("nice-perm", 5, 2))
+
+
+@pytest.mark.parametrize("hidden", [(8,), (8, 8, 8)])
+@pytest.mark.parametrize("length,amortized", [(1, True), (1, False), (3, True)])
+def test_other_network_depths_and_a_single_coupling(hidden, length, amortized):
+    plain = reference("nice-perm+scale", 6, length, amortized, hidden)
+    check_same_as_reference(plain, CouplingChain(plain), amortized)
+
+
+@pytest.mark.parametrize("amortized", [True, False])
+@pytest.mark.parametrize("batch", [(), (0,), (0, 3)])
+def test_one_sample_and_empty_batches_keep_the_reference_shapes(batch, amortized):
+    plain = reference("nice-perm", 6, 3, amortized)
+    z = torch.randn(*batch, 6, requires_grad=True)
+    params = torch.randn(*batch, plain.n_params) if amortized else None
+    y, log_det = CouplingChain(plain)(z, params)
+    for got, expected in zip((y, log_det), plain(z, params)):
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, atol=1e-10, rtol=0)
+    assert torch.autograd.grad(y.sum(), z)[0].shape == z.shape

@@ -12,16 +12,17 @@ halves), so with the first layer of ``m_k`` taking ``W_z S_A M_k`` and the last
 
     h   = relu(u (W_z S_A M_k)^T + W_c c_k + b_1)
     ... (the hidden layers of m_k, unchanged)
-    u  <- u + h (M_k^T S_B^T W_out)^T + M_k^T S_B^T b_out
+    u  <- u + h (M_k^T S_B^T W_out)^T + l_k,    l_k = M_k^T S_B^T b_out
 
 and ``z_K = M_K u`` at the end, followed by NICE's diagonal scaling if the
-flow has one.  The output biases ``l_k = M_k^T S_B^T b_out`` leave the loop:
-with ``C_k = l_0 + ... + l_{k-1}`` the loop runs ``v = u - C_k``, which needs
-no bias (``v <- v + h (M_k^T S_B^T W_out)^T``), since coupling ``k``'s first
-layer gets ``C_k`` in its bias, ``u W' = v W' + C_k W'``; at the end
-``u_K = v_K + C_K``.  The coupling networks' weights are stacked over couplings
-(``StackedParameters``), the context terms ``W_c c_k + b_1`` of all ``K``
-couplings are one batched product, and no split, concatenation, gather or
+flow has one.  The output biases ``l_k`` then leave the loop: with
+``C_k = l_0 + ... + l_{k-1}`` the loop runs ``v = u - C_k``, which needs no
+bias (``v <- v + h (M_k^T S_B^T W_out)^T``) once coupling ``k``'s first layer
+gets ``C_k W_k'`` in its bias (``u W_k' = v W_k' + C_k W_k'``, with ``W_k =
+W_z S_A M_k``); at the end ``u_K = v_K + C_K``, so ``z_K = M_K v_K + M_K C_K``.
+The coupling networks' weights are stacked over couplings
+(``StackedParameters``), the first layers' terms ``W_c c_k + b_1 + C_k W_k'`` of
+all ``K`` couplings are one batched product, and no split, concatenation, gather or
 log-determinant bookkeeping remains per layer (the couplings and mixings are
 volume preserving: only the scaling contributes ``sum s``).  The loop over
 couplings is one autograd node with a hand-written backward
@@ -114,15 +115,15 @@ class CouplingChain(FusedChain):
         weights."""
         self.networks.copy_to([layer.coupling for layer in flow.layers if isinstance(layer, AdditiveCoupling)])
 
-    def _context_terms(self, params: Tensor | None, w_c: Tensor, biases: Tensor) -> Tensor:
-        """``W_c c_k + b_k`` for every coupling, shape (K, ..., H) (``b_k`` alone, (K, 1, H), without context);
-        ``w_c``: the first layers' context columns, (K, H, C); ``biases``: (K, H)."""
-        biases = biases.unsqueeze(1)
+    def _first_terms(self, params: Tensor | None, w_c: Tensor, first_biases: Tensor) -> Tensor:
+        """``W_c c_k + beta_k`` for every coupling, shape (K, ..., H) (``beta_k`` alone, (K, H), without context);
+        ``w_c``: the first layers' context columns, (K, H, C); ``first_biases``: the ``beta_k``, (K, H)."""
         if self.context == 0:
-            return biases
+            return first_biases
         n, batch = len(self.swaps), params.shape[:-1]
-        context = params[..., : n * self.context].reshape(-1, n, self.context).transpose(0, 1)  # (K, B, C)
-        return torch.baddbmm(biases, context, w_c.transpose(1, 2)).reshape(n, *batch, -1)
+        context = params[..., : n * self.context].reshape(batch.numel(), n, self.context).transpose(0, 1)
+        terms = torch.baddbmm(first_biases.unsqueeze(1), context, w_c.transpose(1, 2))  # (K, B, H)
+        return terms.view(n, *batch, first_biases.shape[-1])
 
     def forward(self, z: Tensor, params: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check_input(z, params)
@@ -130,14 +131,13 @@ class CouplingChain(FusedChain):
         w_z, w_c = w_in.split([self.dim // 2, self.context], dim=-1)
         first = torch.bmm(w_z, self._reads)  # (K, H, D): W_z S_A M_k
         last = torch.bmm(self._writes, self.networks[f"{out}.weight"])  # (K, D, H): M_k^T S_B^T W_out
-        bias = torch.bmm(self._writes, self.networks[f"{out}.bias"].unsqueeze(-1)).squeeze(-1)  # (K, D)
-        # The output biases leave the loop: with C_k = l_0 + ... + l_{k-1}, the loop runs u - C_k, and coupling
-        # k's first layer gets C_k W_k' in its bias (module docstring).
-        offsets = bias.cumsum(0) - bias  # C_k
-        biases = torch.baddbmm(self.networks["0.bias"].unsqueeze(1), offsets.unsqueeze(1), first.transpose(1, 2))
+        out_biases = torch.bmm(self._writes, self.networks[f"{out}.bias"].unsqueeze(-1)).squeeze(-1)  # (K, D): l_k
+        # the output biases leave the loop (module docstring): coupling k's first layer gets C_k W_k' in its bias
+        offsets = out_biases.cumsum(0) - out_biases  # C_k = l_0 + ... + l_{k-1}
+        first_biases = self.networks["0.bias"] + torch.bmm(offsets.unsqueeze(1), first.transpose(1, 2)).squeeze(1)
         hidden = [self.networks[f"{j}.{kind}"] for j in self.linear[1:-1] for kind in ("weight", "bias")]
-        u = _CouplingLoop.apply(z, self._context_terms(params, w_c, biases.squeeze(1)), first, last, *hidden)
-        z_k = F.linear(u, self._output, self._output @ bias.sum(0))
+        v = _CouplingLoop.apply(z, self._first_terms(params, w_c, first_biases), first, last, *hidden)
+        z_k = F.linear(v, self._output, self._output @ out_biases.sum(0))  # M_K v_K + M_K C_K
         if self.scaling is None:
             return z_k, z.new_zeros(z.shape[:-1])
         return self.scaling(z_k, params[..., -self.scaling.n_params :] if self.scaling.amortized else None)
@@ -159,57 +159,61 @@ def layer_weight_grad(left: Tensor, right: Tensor) -> Tensor:
 
 
 class _CouplingLoop(torch.autograd.Function):
-    """``u_K`` from ``u_0`` through the folded couplings (module docstring), with a hand-written backward.
+    """``v_K`` from ``v_0 = u_0`` through the folded couplings without output biases (module docstring), with a
+    hand-written backward.
 
-    Per coupling ``k``: ``h_0 = relu(u W_k' + t_k)``, ``h_j = relu(h_{j-1} V_jk' + c_jk)``, ``u <- u + h_J L_k'``
-    (the output biases are folded into the ``t_k``: module docstring).  Backward, from ``g = dloss/du``
-    after coupling ``k``: ``e = (g L_k) * [h_J > 0]`` back through the hidden layers
-    (``e <- (e V_jk) * [h_{j-1} > 0]``), ``dt_k = e`` and ``g <- g + e W_k``.  Only this recursion runs coupling
-    by coupling; the weight gradients ``dL_k = g' h_J``, ``dV_jk = e' h_{j-1}``, ``dc_jk = sum e`` and
-    ``dW_k = e' u_{k-1}`` of all couplings are then batched matrix products (one call each, instead of one per
-    coupling).  Every step is one fused multiply-add (``addmm``) into a tensor stacked over couplings, with a
-    contiguous right operand, so nothing is copied to batch the gradients.  First derivatives only.
+    Per coupling ``k``: ``h_0 = relu(v W_k' + t_k)``, ``h_j = relu(h_{j-1} V_jk' + c_jk)``, ``v <- v + h_J L_k'``,
+    with ``t_k`` the first layer's terms (context, bias and the output biases folded in).  Backward, from ``g =
+    dloss/dv`` after coupling ``k``: ``e = (g L_k) * [h_J > 0]`` back through the hidden layers (``e <- (e V_jk) *
+    [h_{j-1} > 0]``), ``dt_k = e`` and ``g <- g + e W_k``.  Only this recursion runs coupling by coupling; the
+    weight gradients ``dL_k = g' h_J``, ``dV_jk = e' h_{j-1}``, ``dc_jk = sum e`` and ``dW_k = e' v_{k-1}`` of all
+    couplings are then batched matrix products (one call each, instead of one per coupling).  Each forward step is
+    one fused multiply-add (``addmm``) into a tensor stacked over couplings, with a contiguous right operand, and
+    each backward step a matrix product and a product with the stored ``[h > 0]``, so nothing is copied to batch
+    the gradients.  First derivatives only.
     """
 
     @staticmethod
-    def forward(ctx, u: Tensor, terms: Tensor, first: Tensor, last: Tensor, *hidden: Tensor) -> Tensor:
-        n_layers, dim = first.shape[0], u.shape[-1]
-        batch = torch.broadcast_shapes(u.shape[:-1], terms.shape[1:-1])
+    def forward(ctx, v: Tensor, terms: Tensor, first: Tensor, last: Tensor, *hidden: Tensor) -> Tensor:
+        n_layers, dim = first.shape[0], v.shape[-1]
+        batch = torch.broadcast_shapes(v.shape[:-1], terms.shape[1:-1])
         rows, depth = batch.numel(), 1 + len(hidden) // 2
         widths = [first.shape[1], *(w.shape[1] for w in hidden[0::2])]
-        inputs = u.new_empty(n_layers, rows, dim)  # u before coupling k
-        inputs[0] = u.expand(*batch, dim).reshape(rows, dim)
-        # h_j of coupling k: each buffer starts as its bias (the context terms for the first), added to in place
+        inputs = v.new_empty(n_layers, rows, dim)  # v before coupling k
+        inputs[0] = v.expand(*batch, dim).reshape(rows, dim)
+        # h_j of coupling k: each buffer starts as its bias (the terms t_k for the first), added to in place
         activations = []
         for bias, width in zip([terms, *hidden[1::2]], widths):
-            buffer = u.new_empty(n_layers, rows, width)
+            buffer = v.new_empty(n_layers, rows, width)
             buffer.view(n_layers, *batch, width).copy_(bias.view(_aligned(bias.shape, batch)))
             activations.append(buffer)
-        u_k, h_k = inputs.unbind(0), [h.unbind(0) for h in activations]
+        v_k, h_k = inputs.unbind(0), [h.unbind(0) for h in activations]
         first_k, last_k = _right_operands(first), _right_operands(last)
         weights_k = [_right_operands(w) for w in hidden[0::2]]
         for k in range(n_layers):
-            h = h_k[0][k].addmm_(u_k[k], first_k[k]).relu_()
+            h = h_k[0][k].addmm_(v_k[k], first_k[k]).relu_()
             for j in range(depth - 1):
                 h = h_k[j + 1][k].addmm_(h, weights_k[j][k]).relu_()
             if k + 1 < n_layers:
-                torch.addmm(u_k[k], h, last_k[k], out=u_k[k + 1])
-        ctx.shapes, ctx.depth = (u.shape, terms.shape, batch), depth
+                torch.addmm(v_k[k], h, last_k[k], out=v_k[k + 1])
+        ctx.shapes, ctx.depth = (v.shape, terms.shape, batch), depth
         ctx.save_for_backward(first, last, *hidden, inputs, *activations)
-        return torch.addmm(u_k[-1], h, last_k[-1]).reshape(*batch, dim)
+        return torch.addmm(v_k[-1], h, last_k[-1]).reshape(*batch, dim)
 
     @staticmethod
     @once_differentiable  # the backward writes into buffers (out=): it cannot itself be differentiated
     def backward(ctx, grad: Tensor):
         first, last, *rest = ctx.saved_tensors
-        (u_shape, terms_shape, batch), depth = ctx.shapes, ctx.depth
+        (v_shape, terms_shape, batch), depth = ctx.shapes, ctx.depth
         hidden, inputs, activations = rest[: 2 * (depth - 1)], rest[2 * (depth - 1)], rest[2 * (depth - 1) + 1 :]
-        n_layers, rows = inputs.shape[:2]
+        n_layers, rows, dim = inputs.shape
         outputs = grad.new_empty(inputs.shape)  # g after coupling k
         errors = [grad.new_empty(h.shape) for h in activations]  # e at the pre-activation of h_j of coupling k
-        outputs[-1] = grad.reshape(rows, -1)
+        outputs[-1] = grad.reshape(rows, dim)
         g_k, e_k = outputs.unbind(0), [e.unbind(0) for e in errors]
-        masks = [h.sign().unbind(0) for h in activations]  # relu'(.) = [h > 0] = sign(h), as h >= 0
+        # relu' = [h > 0] = sign(h), as h >= 0 (a product with it, unlike threshold_backward, turns an infinite
+        # gradient at an inactive unit into NaN rather than 0)
+        masks = [h.sign().unbind(0) for h in activations]
         first_k, last_k, weights_k = first.unbind(0), last.unbind(0), [w.unbind(0) for w in hidden[0::2]]
         for k in reversed(range(n_layers)):
             e = torch.mm(g_k[k], last_k[k], out=e_k[-1][k]).mul_(masks[-1][k])
@@ -217,15 +221,16 @@ class _CouplingLoop(torch.autograd.Function):
                 e = torch.mm(e, weights_k[j][k], out=e_k[j][k]).mul_(masks[j][k])
             if k > 0:
                 torch.addmm(g_k[k], e, first_k[k], out=g_k[k - 1])
-        g = torch.addmm(g_k[0], e, first_k[0]).reshape(*batch, -1)
+        g = torch.addmm(g_k[0], e, first_k[0]).reshape(*batch, dim)
 
         hidden_grads = []
         for j in range(depth - 1):
             hidden_grads += [layer_weight_grad(errors[j + 1], activations[j]), errors[j + 1].sum(1)]
-        g_terms = errors[0].view(n_layers, *batch, -1).sum_to_size(_aligned(terms_shape, batch)).view(terms_shape)
+        per_sample = errors[0].view(n_layers, *batch, terms_shape[-1])
+        g_terms = per_sample.sum_to_size(_aligned(terms_shape, batch)).view(terms_shape)
         g_first = layer_weight_grad(errors[0], inputs)
         g_last = layer_weight_grad(outputs, activations[-1])
-        return g.sum_to_size(u_shape), g_terms, g_first, g_last, *hidden_grads
+        return g.sum_to_size(v_shape), g_terms, g_first, g_last, *hidden_grads
 
 
 def _aligned(shape: torch.Size, batch: torch.Size) -> torch.Size:
