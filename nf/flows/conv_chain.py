@@ -71,7 +71,7 @@ from torch.autograd.function import once_differentiable
 from nf.flows.base import FlowSequence
 from nf.flows.circular import MIN_MAGNITUDE, UNIT_OFFSET, CircularConvolution, SpectrumLayout
 from nf.flows.conv_coupling import ConvolutionalCoupling, LogGate
-from nf.flows.coupling_chain import layer_rows, layer_weight_grad
+from nf.flows.coupling_chain import layer_rows, layer_weight_grad, relu_masks, right_operands
 from nf.flows.stacked import FusedChain, StackedParameters
 
 
@@ -319,7 +319,7 @@ class _ConvLoop(torch.autograd.Function):
             _per_block_tuples([w.transpose(1, 2).contiguous() for w in hidden[0::2]], n_blocks),
             _per_block_tuples(hidden[1::2], n_blocks),
             per_block(outputs),
-            last.transpose(1, 2).contiguous().unbind(0),
+            right_operands(last),
             last_bias.unbind(0),
         )
         spectral = zip(
@@ -428,7 +428,7 @@ class _ConvLoop(torch.autograd.Function):
         g_y_half_c = _complex(g_y_half)
         rotated, g_z = torch.empty_like(g_y_half_c), torch.empty_like(_complex(convolved[0]))
         rotated_re, rotated_im, g_z_r = rotated.real, rotated.imag, _interleaved(g_z)
-        masks = [h.sign() for h in activations]  # relu'(.) = [h > 0] = sign(h), as h >= 0
+        masks = [relu_masks(h) for h in activations]
         gate = zip(
             gate_grads.unbind(0), [g_0, *gate_grads.unbind(0)[:-1]], through_gate_log_det.unbind(0), slope.unbind(0)
         )
@@ -448,7 +448,7 @@ class _ConvLoop(torch.autograd.Function):
             read_grads.unbind(0),
             _complex(read_grads[..., at_h_in]).unbind(0),
             read_grads[..., at_x_a].unbind(0),
-            reads.transpose(1, 2).contiguous().unbind(0),
+            right_operands(reads),
         )
         circular = zip(y_grads.unbind(0), _complex(y_grads).unbind(0), spectra_conj.unbind(-2))
         parts = _oriented([g_x[..., :n_half]] * n_blocks, [g_x[..., n_half:]] * n_blocks, chain.swaps)
