@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import warnings
 
 import pytest
 import torch
 from conftest import check_layer, check_same_as_reference
+from torch.utils.cpp_extension import is_ninja_available
 
-from nf.flows import CircularConvolution, ConvChain, ConvolutionalCoupling, FlowSequence, LogGate, make_flow
+from nf.flows import CircularConvolution, ConvChain, ConvolutionalCoupling, FlowSequence, LogGate, make_flow, native
 from nf.flows.circular import SpectrumLayout
 from nf.flows.conv_chain import real_dft_matrices
+from nf.flows.conv_loops import PYTHON_LOOPS, block_loops, python_loops
 
 
 def reference(dim, length, amortized, hidden=(64, 64)):
@@ -33,6 +37,28 @@ def test_dense_real_dft_is_the_real_fft(n):
     torch.testing.assert_close(torch.view_as_real(y).flatten(-2) @ inverse, expected, atol=1e-12, rtol=0)
 
 
+@contextlib.contextmanager
+def loops(kind: str, threads: int = 1):
+    """Run ``ConvChain`` on the compiled loops (skipped where they cannot be built) or the Python ones."""
+    if kind == "compiled" and native.conv_loop() is None:
+        pytest.skip("the compiled loops are not built here (no C++ compiler or ninja, or NF_NATIVE=0)")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with python_loops() if kind == "python" else contextlib.nullcontext():
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(shutil.which("c++") is None or not is_ninja_available(), reason="no C++ compiler or ninja")
+def test_compiled_loops_are_built_where_a_compiler_is():
+    assert native.conv_loop() is not None
+    assert block_loops() is not PYTHON_LOOPS
+    with python_loops():
+        assert block_loops() is PYTHON_LOOPS
+
+
 @pytest.mark.parametrize(
     "dim,length,amortized,hidden",
     [
@@ -44,9 +70,31 @@ def test_dense_real_dft_is_the_real_fft(n):
         (40, 80, True, (64, 64)),
     ],
 )
-def test_same_values_and_gradients_as_layer_by_layer(dim, length, amortized, hidden):
+@pytest.mark.parametrize("kind,threads", [("compiled", 1), ("compiled", 2), ("python", 1)])
+def test_same_values_and_gradients_as_layer_by_layer(dim, length, amortized, hidden, kind, threads):
     plain = reference(dim, length, amortized, hidden)
-    check_same_as_reference(plain, ConvChain(plain), amortized)
+    with loops(kind, threads):
+        check_same_as_reference(plain, ConvChain(plain), amortized)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("batch", [(0,), (1,), (7,), (5, 3), (1, 3), (2, 1, 3)])
+def test_compiled_loops_give_the_python_loops_numbers(batch, threads):
+    """Any batch shape (empty, one row, odd rows split between threads, broadcast context): the same values and
+    gradients as the Python loops, to rounding (float64)."""
+    chain = ConvChain(reference(8, 4, True, (16, 16)))
+    z = torch.randn(*batch, 8, requires_grad=True)
+    params = torch.randn(*batch[-1:], chain.n_params, requires_grad=True)  # shared by the leading dimensions
+    results = []
+    for kind in ("compiled", "python"):
+        with loops(kind, threads):
+            y, log_det = chain(z, params)
+            grads = torch.autograd.grad((y.sin().sum() + log_det.sum()), [z, params, *chain.parameters()])
+            with torch.no_grad():
+                results.append((y, log_det, *grads, *chain(z, params)))
+    for got, expected in zip(*results, strict=True):
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-12)
 
 
 def blocks(dim, length, circular_amortized, context, hidden=(16,)):

@@ -61,7 +61,6 @@ rounded to the dtype the chain is built in.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +70,8 @@ from torch.autograd.function import once_differentiable
 from nf.flows.base import FlowSequence
 from nf.flows.circular import MIN_MAGNITUDE, UNIT_OFFSET, CircularConvolution, SpectrumLayout
 from nf.flows.conv_coupling import ConvolutionalCoupling, LogGate
-from nf.flows.coupling_chain import layer_rows, layer_weight_grad, relu_masks, right_operands
+from nf.flows.conv_loops import block_loops, complex_view, read_layout
+from nf.flows.coupling_chain import layer_rows, layer_weight_grad, relu_masks
 from nf.flows.stacked import FusedChain, StackedParameters
 
 
@@ -89,42 +89,16 @@ def real_dft_matrices(layout: SpectrumLayout) -> tuple[Tensor, Tensor]:
     return forward, inverse.reshape(n, 2 * layout.n_freq).T.contiguous()
 
 
-def _complex(x: Tensor) -> Tensor:
-    """Interleaved ``(..., 2 f)`` real numbers as ``(..., f)`` complex ones (a view)."""
-    return torch.view_as_complex(x.unflatten(-1, (-1, 2)))
-
-
-def _interleaved(x: Tensor) -> Tensor:
-    """``(..., f)`` complex numbers as ``(..., 2 f)`` interleaved real ones (a view)."""
-    return torch.view_as_real(x).flatten(-2)
+def _blocks_first(spectra: Tensor, batch_dims: int) -> Tensor:
+    """``(..., K, f)`` spectra as ``(K, ..., f)``, with ones padding their batch dimensions to ``batch_dims``."""
+    x = spectra.movedim(-2, 0)
+    return x.view(x.shape[0], *[1] * (batch_dims + 2 - x.dim()), *x.shape[1:])
 
 
 def _polar(magnitude: Tensor, phase: Tensor) -> Tensor:
     """``magnitude e^{i phase}``, as ``torch.polar`` but from vectorised ``cos`` and ``sin``: measured three times
     faster on CPU (PyTorch 2.14) for the spectra of all blocks at once."""
     return torch.complex(torch.cos(phase).mul_(magnitude), torch.sin(phase).mul_(magnitude))
-
-
-def _read_layout(f_half: int, n_half: int, width: int) -> tuple[slice, slice, slice]:
-    """Where ``Y R_k`` keeps ``rfft(x_B)`` (``f_half`` interleaved frequencies), ``x_A`` (``n_half`` numbers) and
-    the coupling network's first-layer product (``width`` numbers); a padding column may follow."""
-    start = 2 * f_half + n_half
-    return slice(None, 2 * f_half), slice(2 * f_half, start), slice(start, start + width)
-
-
-def _thirds(f_half: int) -> tuple[slice, slice, slice]:
-    """Where a coupling network's output ``(a + c, phi, t)`` keeps each part (``f_half`` frequencies each)."""
-    return slice(None, f_half), slice(f_half, 2 * f_half), slice(2 * f_half, None)
-
-
-def _oriented(first: list[Tensor], second: list[Tensor], swaps: list[bool]) -> list[tuple[Tensor, Tensor]]:
-    """``(A, B)`` per block from its first and second halves: the conditioning half first, the updated one second."""
-    return [(b, a) if swap else (a, b) for a, b, swap in zip(first, second, swaps)]
-
-
-def _per_block_tuples(stacks: Sequence[Tensor], n_blocks: int) -> list[tuple[Tensor, ...]]:
-    """Block ``k``'s slices of several ``(K, ...)`` stacks, as one tuple per block (empty tuples for no stacks)."""
-    return list(zip(*(x.unbind(0) for x in stacks))) if stacks else [()] * n_blocks
 
 
 class ConvChain(FusedChain):
@@ -291,9 +265,6 @@ class _ConvLoop(torch.autograd.Function):
         def stacked(width: int) -> Tensor:  # one slot per block; without gradients one slot reused by every block
             return z.new_empty(n_blocks if keep else 1, *batch, width)
 
-        def per_block(x: Tensor) -> list[Tensor]:
-            return list(x.unbind(0)) if keep else [x[0]] * n_blocks
-
         # per block: Y, what R_k reads, the gate's input, ln(1 + alpha|x|) and the gate's output before 1 / alpha
         convolved, read, gate_in = stacked(2 * spectra.shape[-1]), stacked(reads.shape[-1]), stacked(chain.dim)
         levels, signed = stacked(chain.dim), stacked(chain.dim)
@@ -304,66 +275,35 @@ class _ConvLoop(torch.autograd.Function):
             stacked(2 * f_half),
             stacked(2 * f_half),
         )
-        at_h_in, at_x_a, at_first = _read_layout(f_half, n_half, widths[0])
+        at_h_in, at_x_a, at_first = read_layout(f_half, n_half, widths[0])
         activations = [read[..., at_first]]
         activations += [stacked(w) for w in widths[1:]]
-        spectrum = z.new_empty(*batch, 2 * spectra.shape[-1])  # rfft(z), reused by every block
-        spectrum_c = _complex(spectrum)
-        circular = zip(per_block(convolved), per_block(_complex(convolved)), spectra.unbind(-2), dfts.unbind(0))
-        network = zip(
-            per_block(read),
-            per_block(read[..., at_x_a]),
-            reads.unbind(0),
-            terms.unbind(0),
-            zip(*(per_block(h) for h in activations)),
-            _per_block_tuples([w.transpose(1, 2).contiguous() for w in hidden[0::2]], n_blocks),
-            _per_block_tuples(hidden[1::2], n_blocks),
-            per_block(outputs),
-            right_operands(last),
-            last_bias.unbind(0),
-        )
-        spectral = zip(
-            zip(*(per_block(outputs[..., at]) for at in _thirds(f_half))),
-            per_block(magnitudes),
-            per_block(_complex(kernels)),
-            per_block(_complex(products)),
-            per_block(products),
-            per_block(_complex(read[..., at_h_in])),
-        )
-        gates = zip(
-            _oriented(per_block(gate_in[..., :n_half]), per_block(gate_in[..., n_half:]), chain.swaps),
-            per_block(gate_in),
-            per_block(levels),
-            per_block(signed),
-            alpha.unbind(0),
-        )
-        idft_half = chain._idft_half
+        stored = [convolved, read, gate_in, levels, signed, outputs, magnitudes, kernels, products, *activations[1:]]
         coupling_log_det, gate_log_det = z.new_zeros(batch), z.new_zeros(batch)
-        for (y, y_c, spectrum_k, dft), net, spectral_views, gate_views in zip(circular, network, spectral, gates):
-            r, x_a, reads_k, term, hs, ws, bs, o, w_o, b_o = net
-            (raw, phase, shift), magnitude, kernel_c, product_c, product, h_in_c = spectral_views
-            (gate_a, gate_b), gate, level, sign_level, a = gate_views
-            # circular convolution Y = S_k rfft(z), read into rfft(x_B), x_A and x_A W_k'
-            torch.matmul(z, dft, out=spectrum)
-            torch.mul(spectrum_c, spectrum_k, out=y_c)
-            torch.matmul(y, reads_k, out=r)
-            # coupling network: o = (a + c, phi, t) from x_A and the context
-            h = hs[0].add_(term).clamp_min_(0)
-            for h_next, w, b in zip(hs[1:], ws, bs):
-                h = torch.matmul(h, w, out=h_next).add_(b).clamp_min_(0)
-            torch.matmul(h, w_o, out=o).add_(b_o)
-            # convolutional coupling: x_B <- irfft(W rfft(x_B)) + t
-            torch.add(F.softplus(raw.contiguous()), MIN_MAGNITUDE, out=magnitude)  # contiguous: measured faster
-            torch.polar(magnitude, phase, out=kernel_c)
-            torch.mul(h_in_c, kernel_c, out=product_c)
-            torch.matmul(product, idft_half, out=gate_b).add_(shift)
-            gate_a.copy_(x_a)
-            # gate: z = sign(x) ln(1 + alpha |x|) / alpha, the 1 / alpha left to the next block's rfft matrix
-            torch.log1p(torch.abs(gate, out=level).mul_(a), out=level)
-            z = torch.copysign(level, gate, out=sign_level)
-            if not keep:
-                coupling_log_det += torch.log(magnitude) @ chain._half_multiplicity
-                gate_log_det -= level.sum(-1)
+        block_loops().forward(
+            keep,
+            z,
+            _blocks_first(spectra, len(batch)),
+            dfts,
+            reads,
+            terms,
+            [w.transpose(1, 2).contiguous() for w in hidden[0::2]],
+            list(hidden[1::2]),
+            last.transpose(1, 2).contiguous(),
+            last_bias,
+            chain._idft_half,
+            alpha,
+            chain._half_multiplicity,
+            stored,
+            chain.swaps,
+            n_half,
+            f_half,
+            widths[0],
+            MIN_MAGNITUDE,
+            coupling_log_det,
+            gate_log_det,
+        )
+        z = signed[-1]
         z = z * inverse_alpha[-1]
         if keep:
             coupling_log_det = (torch.log(magnitudes) @ chain._half_multiplicity).sum(0)
@@ -402,7 +342,7 @@ class _ConvLoop(torch.autograd.Function):
         n_blocks, n_half, f_half, width = w_z.shape[0], chain.dim // 2, chain._half_multiplicity.shape[0], w_z.shape[1]
         batch = gate_in.shape[1:-1]
         g_l = grad_log_det.unsqueeze(-1)  # (..., 1)
-        at_h_in, at_x_a, at_first = _read_layout(f_half, n_half, width)
+        at_h_in, at_x_a, at_first = read_layout(f_half, n_half, width)
         activations = [read[..., at_first], *deeper]
 
         # the pointwise factors of every block at once
@@ -411,8 +351,8 @@ class _ConvLoop(torch.autograd.Function):
         through_gate_log_det = torch.copysign(slope, gate_in).mul_(a).mul_(-g_l)  # -alpha sign(x) / (1 + alpha|x|)
         rise_per_magnitude = torch.sigmoid(outputs[..., :f_half].contiguous()).div_(magnitude)  # (d|W|/ds) / |W|
         through_log_det = rise_per_magnitude * (g_l * chain._half_multiplicity)
-        to_spectrum = torch.conj_physical(_complex(products))  # dL/dW e^{-i phi} = dL/dY conj(W rfft(x_B)) / |W|
-        to_input = torch.conj_physical(_complex(kernels))  # dL/drfft(x_B) = dL/dY conj(W)
+        to_spectrum = torch.conj_physical(complex_view(products))  # dL/dW e^{-i phi} = dL/dY conj(W rfft(x_B)) / |W|
+        to_input = torch.conj_physical(complex_view(kernels))  # dL/drfft(x_B) = dL/dY conj(W)
         spectra_conj = torch.conj_physical(spectra)
 
         gate_grads = grad_z.new_empty(gate_in.shape)  # dL/dz after block k
@@ -423,65 +363,36 @@ class _ConvLoop(torch.autograd.Function):
         errors = [read_grads[..., at_first], *(grad_z.new_empty(h.shape) for h in deeper)]
         y_grads = torch.empty_like(convolved)  # dL/dY of block k
         g_0 = grad_z.new_empty(*batch, chain.dim)  # dL/dz_0
-        # buffers reused by every block, with their complex or interleaved views made once
-        g_x, g_y_half = grad_z.new_empty(*batch, chain.dim), grad_z.new_empty(*batch, 2 * f_half)
-        g_y_half_c = _complex(g_y_half)
-        rotated, g_z = torch.empty_like(g_y_half_c), torch.empty_like(_complex(convolved[0]))
-        rotated_re, rotated_im, g_z_r = rotated.real, rotated.imag, _interleaved(g_z)
-        masks = [relu_masks(h) for h in activations]
-        gate = zip(
-            gate_grads.unbind(0), [g_0, *gate_grads.unbind(0)[:-1]], through_gate_log_det.unbind(0), slope.unbind(0)
+        block_loops().backward(
+            gate_grads,
+            g_0,
+            through_gate_log_det,
+            slope,
+            to_spectrum,
+            through_log_det,
+            rise_per_magnitude,
+            to_input,
+            output_grads,
+            last,
+            errors,
+            [relu_masks(h) for h in activations],
+            list(hidden[0::2]),
+            read_grads,
+            reads.transpose(1, 2).contiguous(),
+            y_grads,
+            _blocks_first(spectra_conj, len(batch)),
+            chain._dft.T.contiguous(),
+            chain._idft_half.T.contiguous(),
+            chain.swaps,
+            n_half,
+            f_half,
+            width,
         )
-        spectral = zip(
-            to_spectrum.unbind(0),
-            zip(*(output_grads[..., at].unbind(0) for at in _thirds(f_half))),
-            through_log_det.unbind(0),
-            rise_per_magnitude.unbind(0),
-            to_input.unbind(0),
-        )
-        network = zip(
-            output_grads.unbind(0),
-            last.unbind(0),
-            zip(*(e.unbind(0) for e in errors)),
-            zip(*(m.unbind(0) for m in masks)),
-            _per_block_tuples(hidden[0::2], n_blocks),
-            read_grads.unbind(0),
-            _complex(read_grads[..., at_h_in]).unbind(0),
-            read_grads[..., at_x_a].unbind(0),
-            right_operands(reads),
-        )
-        circular = zip(y_grads.unbind(0), _complex(y_grads).unbind(0), spectra_conj.unbind(-2))
-        parts = _oriented([g_x[..., :n_half]] * n_blocks, [g_x[..., n_half:]] * n_blocks, chain.swaps)
-        dft_t, idft_half_t = chain._dft.T.contiguous(), chain._idft_half.T.contiguous()
-        blocks = list(zip(gate, parts, spectral, network, circular))
-        for gate_views, (g_x_a, g_x_b), spectral_views, net, circular_views in reversed(blocks):
-            g, g_before, via_log_det, gate_slope = gate_views
-            to_w, (g_raw, g_phase, g_shift), via_magnitude, rise_k, to_z = spectral_views
-            g_o, w_o, es, ms, ws, g_r, g_h_in, g_x_a_read, reads_t = net
-            g_y, g_y_c, spectrum_conj = circular_views
-            # gate, with its log-determinant
-            torch.addcmul(via_log_det, g, gate_slope, out=g_x)
-            # convolutional coupling: dL/do = (dL/ds, dL/dphi, dL/dt) and dL/drfft(x_B), with
-            # dL/d|W| = Re(q) / |W| and dL/dphi = Im(q) for q = dL/dY conj(W rfft(x_B))
-            torch.matmul(g_x_b, idft_half_t, out=g_y_half)
-            torch.mul(g_y_half_c, to_w, out=rotated)
-            torch.addcmul(via_magnitude, rotated_re, rise_k, out=g_raw)
-            g_phase.copy_(rotated_im)
-            g_shift.copy_(g_x_b)
-            torch.mul(g_y_half_c, to_z, out=g_h_in)
-            g_x_a_read.copy_(g_x_a)
-            # coupling network, back to its first layer's pre-activation
-            e = torch.mul(g_o @ w_o, ms[-1], out=es[-1])
-            for e_j, m_j, w_j in zip(reversed(es[:-1]), reversed(ms[:-1]), reversed(ws)):
-                e = torch.mul(e @ w_j, m_j, out=e_j)
-            # back through R_k to Y, then the circular convolution to dL/dz before the block
-            torch.matmul(g_r, reads_t, out=g_y)
-            torch.mul(g_y_c, spectrum_conj, out=g_z)
-            torch.matmul(g_z_r, dft_t, out=g_before)
 
         # the circular convolutions, every block at once: q = dL/dS conj(S) = dL/dY conj(Y) gives
         # dL/d|S| = Re(q) / |S| and dL/dphi = Im(q) (module docstring)
-        q = (_complex(y_grads) * torch.conj_physical(_complex(convolved))).movedim(0, -2).sum_to_size(spectra.shape)
+        q = complex_view(y_grads) * torch.conj_physical(complex_view(convolved))
+        q = q.movedim(0, -2).sum_to_size(spectra.shape)
         g_circular_log_det = grad_log_det.sum_to_size(spectra.shape[:-2])[..., None, None]
         g_raw_circular = (q.real + g_circular_log_det * chain._multiplicity).div_(circular_magnitude)
         g_raw_circular *= torch.sigmoid(raw_circular + UNIT_OFFSET)

@@ -1,0 +1,362 @@
+// The block loops of the fused convolutional flow (nf/flows/conv_loops.py), compiled.
+//
+// The same maths as the Python loops (python_forward, python_backward), block by block, with two changes that the
+// Python loops cannot make: every pointwise step of a block (the circular convolution's product with S_k, the
+// ReLUs, the convolutional kernel W = (eps + softplus(s)) e^{i phi} and its product with rfft(x_B), the gate) is one
+// pass over the rows in plain C++, and every matrix product calls BLAS directly (the BLAS PyTorch links), so a
+// block costs its arithmetic and a few BLAS calls instead of about twenty ATen operations each way.  The rows of a
+// batch are independent in every step, so they are split into one range per thread (at::parallel_for).
+//
+// Layout.  Rows are the flattened batch (R rows).  Stacks over blocks are row-major (K or 1, R, width), one slot
+// reused by every block when no gradient is kept.  Complex numbers are interleaved (re, im).  The circular spectra
+// (K, R_s, 2 f) and the context terms (K, R_t, H) may be broadcast over the batch: row r reads their row
+// spectra_rows[r] and terms_rows[r].  The read of block k, Y R_k, has the columns [rfft(x_B) | x_A | x_A W_k' |
+// padding]; the coupling network's output [a + c | phi | t].
+
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+
+// The (n x width) block of rows ld apart at p, as a tensor (no copy): for the vectorised ATen functions.
+template <typename T>
+Tensor view(const T* p, int64_t n, int64_t width, int64_t ld) {
+  const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  return at::from_blob(const_cast<T*>(p), {n, width}, {ld, 1}, options);
+}
+
+// The Fortran BLAS of the BLAS that PyTorch links, when it exports one (weak: null when it does not).
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
+            const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+}
+
+template <typename T>
+struct Blas;
+template <>
+struct Blas<float> {
+  static constexpr auto gemm = &sgemm_;
+};
+template <>
+struct Blas<double> {
+  static constexpr auto gemm = &dgemm_;
+};
+
+// Row-major C (m x n, ldc) = A (m x k, lda) B (k x n, ldb) + beta C.  The column-major BLAS computes C' = B' A';
+// without one, at::addmm on views of the same memory.
+template <typename T>
+void mm(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c,
+        int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (Blas<T>::gemm != nullptr) {
+    const int mi = int(m), ni = int(n), ki = int(k), la = int(lda), lb = int(ldb), lc = int(ldc);
+    const T one = 1;
+    Blas<T>::gemm("N", "N", &ni, &mi, &ki, &one, b, &lb, a, &la, &beta, c, &lc);
+    return;
+  }
+  Tensor a_ = view(a, m, k, lda), b_ = view(b, k, n, ldb), c_ = view(c, m, n, ldc);
+  if (beta == T(0))
+    at::mm_out(c_, a_, b_);
+  else
+    at::addmm_out(c_, c_, a_, b_, beta, 1);
+}
+
+// Each row of the (n x width, ld) block at c set to the vector v.
+template <typename T>
+void fill_rows(T* c, int64_t ld, int64_t n, int64_t width, const T* v) {
+  for (int64_t r = 0; r < n; ++r) std::copy(v, v + width, c + r * ld);
+}
+
+template <typename T>
+void relu_rows(T* c, int64_t ld, int64_t n, int64_t width) {
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t i = 0; i < width; ++i) c[r * ld + i] = std::max(c[r * ld + i], T(0));
+}
+
+// The columns of the read Y R_k and of the coupling network's output (module comment).
+struct Widths {
+  int64_t dim, n_half, f_half, f_full, read, first, output;
+  std::vector<int64_t> hidden;  // the coupling network's layer widths, first layer first
+};
+
+// The offset of the updated half B, and of the conditioning half A, in a sample.
+std::pair<int64_t, int64_t> halves(bool swap, int64_t n_half) {
+  return swap ? std::make_pair(int64_t(0), n_half) : std::make_pair(n_half, int64_t(0));
+}
+
+// Runs body(begin, end) on one range of rows per thread (inline with one thread), gradients off.
+template <typename Body>
+void split_rows(int64_t n, const Body& body) {
+  at::NoGradGuard no_grad;
+  const int64_t threads = at::get_num_threads();
+  if (threads == 1 || n < 2) {
+    body(int64_t(0), n);
+    return;
+  }
+  at::parallel_for(0, n, (n + threads - 1) / threads, [&](int64_t begin, int64_t end) {
+    at::NoGradGuard no_grad_here;
+    body(begin, end);
+  });
+}
+
+template <typename T>
+const T* ptr(const Tensor& t) {
+  return t.data_ptr<T>();
+}
+
+template <typename T>
+T* mut(const Tensor& t) {
+  return t.data_ptr<T>();
+}
+
+template <typename T>
+void forward_rows(int64_t begin, int64_t end, bool keep, const Tensor& z0, const Tensor& spectra,
+                  const int64_t* spectra_rows, const Tensor& dfts, const Tensor& reads, const Tensor& terms,
+                  const int64_t* terms_rows, const std::vector<Tensor>& hidden_weights_t,
+                  const std::vector<Tensor>& hidden_biases, const Tensor& last_t, const Tensor& last_bias,
+                  const Tensor& idft_half, const Tensor& alpha, const Tensor& half_multiplicity,
+                  const std::vector<Tensor>& stored, const std::vector<bool>& swaps, const Widths& w,
+                  T min_magnitude, T* coupling_log_det, T* gate_log_det) {
+  const int64_t n = end - begin, rows = z0.size(0), n_blocks = dfts.size(0), depth = int64_t(w.hidden.size());
+  const int64_t D = w.dim, F = 2 * w.f_full, FH = 2 * w.f_half, NH = w.n_half, O = w.output;
+  // block k's rows [begin, end) of a stack of the given width
+  auto at = [&](const Tensor& stack, int64_t k, int64_t width) {
+    return mut<T>(stack) + ((keep ? k : 0) * rows + begin) * width;
+  };
+  std::vector<T> spectrum(n * F);
+  const T* z = ptr<T>(z0) + begin * D;
+  for (int64_t k = 0; k < n_blocks; ++k) {
+    // circular convolution: Y = S_k rfft(z)
+    T* y = at(stored[0], k, F);
+    mm<T>(n, F, D, z, D, ptr<T>(dfts) + k * D * F, F, T(0), spectrum.data(), F);
+    const T* s_k = ptr<T>(spectra) + k * spectra.size(1) * F;
+    for (int64_t r = 0; r < n; ++r) {
+      const T *x = spectrum.data() + r * F, *s = s_k + spectra_rows[begin + r] * F;
+      T* out = y + r * F;
+      for (int64_t j = 0; j < F; j += 2) {
+        out[j] = x[j] * s[j] - x[j + 1] * s[j + 1];
+        out[j + 1] = x[j] * s[j + 1] + x[j + 1] * s[j];
+      }
+    }
+    // read rfft(x_B), x_A and x_A W_k'
+    T* read = at(stored[1], k, w.read);
+    mm<T>(n, w.read, F, y, F, ptr<T>(reads) + k * F * w.read, w.read, T(0), read, w.read);
+    // coupling network: h_0 = relu(x_A W_k' + u_k), h_j = relu(h_{j-1} V_jk' + c_jk), o = h_J L_k' + l_k
+    T* h = read + w.first;
+    int64_t ld_h = w.read, width = w.hidden[0];
+    const T* t_k = ptr<T>(terms) + k * terms.size(1) * width;
+    for (int64_t r = 0; r < n; ++r) {
+      const T* t = t_k + terms_rows[begin + r] * width;
+      for (int64_t i = 0; i < width; ++i) h[r * ld_h + i] = std::max(h[r * ld_h + i] + t[i], T(0));
+    }
+    for (int64_t j = 1; j < depth; ++j) {
+      const int64_t next = w.hidden[j];
+      T* h_next = at(stored[8 + j], k, next);
+      fill_rows(h_next, next, n, next, ptr<T>(hidden_biases[j - 1]) + k * next);
+      mm<T>(n, next, width, h, ld_h, ptr<T>(hidden_weights_t[j - 1]) + k * width * next, next, T(1), h_next, next);
+      relu_rows(h_next, next, n, next);
+      h = h_next, ld_h = next, width = next;
+    }
+    T* o = at(stored[5], k, O);
+    fill_rows(o, O, n, O, ptr<T>(last_bias) + k * O);
+    mm<T>(n, O, width, h, ld_h, ptr<T>(last_t) + k * width * O, O, T(1), o, O);
+    // convolutional coupling: W = (eps + softplus(a + c)) e^{i phi}, W rfft(x_B)
+    T *magnitude = at(stored[6], k, w.f_half), *kernel = at(stored[7], k, FH), *product = at(stored[8], k, FH);
+    for (int64_t r = 0; r < n; ++r) std::copy(o + r * O, o + r * O + w.f_half, magnitude + r * w.f_half);
+    Tensor magnitude_k = view(magnitude, n, w.f_half, w.f_half);  // contiguous: softplus vectorised over all rows
+    at::softplus_out(magnitude_k, magnitude_k, 1, 20).add_(min_magnitude);
+    for (int64_t r = 0; r < n; ++r) {
+      const T *o_r = o + r * O, *x = read + r * w.read;
+      for (int64_t j = 0; j < w.f_half; ++j) {
+        const T m = magnitude[r * w.f_half + j], phi = o_r[w.f_half + j];
+        const T re = m * std::cos(phi), im = m * std::sin(phi);
+        kernel[r * FH + 2 * j] = re, kernel[r * FH + 2 * j + 1] = im;
+        product[r * FH + 2 * j] = x[2 * j] * re - x[2 * j + 1] * im;
+        product[r * FH + 2 * j + 1] = x[2 * j] * im + x[2 * j + 1] * re;
+      }
+    }
+    // x_B <- irfft(W rfft(x_B)) + t, x_A unchanged
+    T* gate = at(stored[2], k, D);
+    const auto [b, a] = halves(swaps[k], NH);
+    for (int64_t r = 0; r < n; ++r) {
+      std::copy(o + r * O + 2 * w.f_half, o + r * O + 2 * w.f_half + NH, gate + r * D + b);
+      std::copy(read + r * w.read + FH, read + r * w.read + FH + NH, gate + r * D + a);
+    }
+    mm<T>(n, NH, FH, product, FH, ptr<T>(idft_half), NH, T(1), gate + b, D);
+    // gate: z = sign(x) ln(1 + alpha |x|) (its 1 / alpha left to the next block's rfft matrix)
+    T *level = at(stored[3], k, D), *signed_level = at(stored[4], k, D);
+    const T* alpha_k = ptr<T>(alpha) + k * D;
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t i = 0; i < D; ++i) level[r * D + i] = std::abs(gate[r * D + i]) * alpha_k[i];
+    view(level, n, D, D).log1p_();
+    for (int64_t i = 0; i < n * D; ++i) signed_level[i] = std::copysign(level[i], gate[i]);
+    if (!keep) {
+      const T* multiplicity = ptr<T>(half_multiplicity);
+      for (int64_t r = 0; r < n; ++r) {
+        T coupling = 0, gates = 0;
+        for (int64_t j = 0; j < w.f_half; ++j) coupling += std::log(magnitude[r * w.f_half + j]) * multiplicity[j];
+        for (int64_t i = 0; i < D; ++i) gates += level[r * D + i];
+        coupling_log_det[begin + r] += coupling;
+        gate_log_det[begin + r] -= gates;
+      }
+    }
+    z = signed_level;
+  }
+}
+
+template <typename T>
+void backward_rows(int64_t begin, int64_t end, const Tensor& gate_grads, const Tensor& g_0,
+                   const Tensor& through_gate_log_det, const Tensor& slope, const Tensor& to_spectrum,
+                   const Tensor& through_log_det, const Tensor& rise_per_magnitude, const Tensor& to_input,
+                   const Tensor& output_grads, const Tensor& last, const std::vector<Tensor>& deeper_errors,
+                   const std::vector<Tensor>& masks, const std::vector<Tensor>& hidden_weights,
+                   const Tensor& read_grads, const Tensor& reads_t, const Tensor& y_grads, const Tensor& spectra_conj,
+                   const int64_t* spectra_rows, const Tensor& dft_t, const Tensor& idft_half_t,
+                   const std::vector<bool>& swaps, const Widths& w) {
+  const int64_t n = end - begin, rows = g_0.size(0), n_blocks = gate_grads.size(0), depth = int64_t(w.hidden.size());
+  const int64_t D = w.dim, F = 2 * w.f_full, FH = 2 * w.f_half, NH = w.n_half, O = w.output;
+  auto at = [&](const Tensor& stack, int64_t k, int64_t width) { return mut<T>(stack) + (k * rows + begin) * width; };
+  std::vector<T> g_x(n * D), g_y_half(n * FH), g_z(n * F);
+  for (int64_t k = n_blocks - 1; k >= 0; --k) {
+    // gate, with its log-determinant: dL/dx = dL/dlogdet d(logdet)/dx + dL/dz dz/dx
+    const T *g = at(gate_grads, k, D), *via = at(through_gate_log_det, k, D), *sl = at(slope, k, D);
+    for (int64_t i = 0; i < n * D; ++i) g_x[i] = via[i] + g[i] * sl[i];
+    // convolutional coupling: dL/do = (dL/ds, dL/dphi, dL/dt) and dL/drfft(x_B), with q = dL/dY conj(W rfft(x_B)):
+    // dL/ds = Re(q) sigmoid(s) / |W| (+ the log-determinant's), dL/dphi = Im(q); dL/drfft(x_B) = dL/dY conj(W)
+    const auto [b, a] = halves(swaps[k], NH);
+    mm<T>(n, FH, NH, g_x.data() + b, D, ptr<T>(idft_half_t), FH, T(0), g_y_half.data(), FH);
+    T *g_o = at(output_grads, k, O), *g_r = at(read_grads, k, w.read);
+    const T *to_w = at(to_spectrum, k, FH), *to_z = at(to_input, k, FH);
+    const T *via_magnitude = at(through_log_det, k, w.f_half), *rise = at(rise_per_magnitude, k, w.f_half);
+    for (int64_t r = 0; r < n; ++r) {
+      const T* gy = g_y_half.data() + r * FH;
+      T *o_r = g_o + r * O, *read_r = g_r + r * w.read;
+      for (int64_t j = 0; j < w.f_half; ++j) {
+        const T re = gy[2 * j], im = gy[2 * j + 1], wr = to_w[r * FH + 2 * j], wi = to_w[r * FH + 2 * j + 1];
+        const T zr = to_z[r * FH + 2 * j], zi = to_z[r * FH + 2 * j + 1];
+        o_r[j] = via_magnitude[r * w.f_half + j] + (re * wr - im * wi) * rise[r * w.f_half + j];
+        o_r[w.f_half + j] = re * wi + im * wr;
+        read_r[2 * j] = re * zr - im * zi;
+        read_r[2 * j + 1] = re * zi + im * zr;
+      }
+      std::copy(g_x.data() + r * D + b, g_x.data() + r * D + b + NH, o_r + 2 * w.f_half);
+      std::copy(g_x.data() + r * D + a, g_x.data() + r * D + a + NH, read_r + FH);
+    }
+    // coupling network, back to its first layer's pre-activation: e = (e_next V) * relu'
+    T* e = depth > 1 ? at(deeper_errors[depth - 2], k, w.hidden[depth - 1]) : g_r + w.first;
+    int64_t ld_e = depth > 1 ? w.hidden[depth - 1] : w.read;
+    mm<T>(n, w.hidden[depth - 1], O, g_o, O, ptr<T>(last) + k * O * w.hidden[depth - 1], w.hidden[depth - 1], T(0),
+          e, ld_e);
+    for (int64_t j = depth - 1; j >= 0; --j) {
+      const int64_t width = w.hidden[j];
+      const T* m = at(masks[j], k, width);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t i = 0; i < width; ++i) e[r * ld_e + i] *= m[r * width + i];
+      if (j == 0) break;
+      T* e_prev = j > 1 ? at(deeper_errors[j - 2], k, w.hidden[j - 1]) : g_r + w.first;
+      const int64_t ld_prev = j > 1 ? w.hidden[j - 1] : w.read;
+      mm<T>(n, w.hidden[j - 1], width, e, ld_e, ptr<T>(hidden_weights[j - 1]) + k * width * w.hidden[j - 1],
+            w.hidden[j - 1], T(0), e_prev, ld_prev);
+      e = e_prev, ld_e = ld_prev;
+    }
+    // back through R_k to Y, then the circular convolution to dL/dz before the block
+    T* g_y = at(y_grads, k, F);
+    mm<T>(n, F, w.read, g_r, w.read, ptr<T>(reads_t) + k * w.read * F, F, T(0), g_y, F);
+    const T* s_k = ptr<T>(spectra_conj) + k * spectra_conj.size(1) * F;
+    for (int64_t r = 0; r < n; ++r) {
+      const T *x = g_y + r * F, *s = s_k + spectra_rows[begin + r] * F;
+      T* out = g_z.data() + r * F;
+      for (int64_t j = 0; j < F; j += 2) {
+        out[j] = x[j] * s[j] - x[j + 1] * s[j + 1];
+        out[j + 1] = x[j] * s[j + 1] + x[j + 1] * s[j];
+      }
+    }
+    T* g_before = k == 0 ? mut<T>(g_0) + begin * D : at(gate_grads, k - 1, D);
+    mm<T>(n, D, F, g_z.data(), F, ptr<T>(dft_t), D, T(0), g_before, D);
+  }
+}
+
+Widths widths(int64_t dim, int64_t f_full, int64_t f_half, int64_t read, int64_t output,
+              const std::vector<int64_t>& hidden) {
+  const int64_t n_half = dim / 2;
+  return Widths{dim, n_half, f_half, f_full, read, 2 * f_half + n_half, output, hidden};
+}
+
+std::vector<Tensor> contiguous(const std::vector<Tensor>& tensors) {
+  std::vector<Tensor> out;
+  for (const auto& t : tensors) out.push_back(t.contiguous());
+  return out;
+}
+
+}  // namespace
+
+// The forward loop (python_forward), on rows: z (R, D); spectra (K, R_s, 2 f) and terms (K, R_t, H) read at the
+// rows spectra_rows and terms_rows; stored = convolved, read, gate_in, levels, signed, outputs, magnitudes,
+// kernels, products, the deeper activations, as (K or 1, R, width); the log-determinants (R,) when keep is false.
+void conv_forward(bool keep, const Tensor& z, const Tensor& spectra, const Tensor& spectra_rows, const Tensor& dfts,
+                  const Tensor& reads, const Tensor& terms, const Tensor& terms_rows,
+                  const std::vector<Tensor>& hidden_weights_t, const std::vector<Tensor>& hidden_biases,
+                  const Tensor& last_t, const Tensor& last_bias, const Tensor& idft_half, const Tensor& alpha,
+                  const Tensor& half_multiplicity, const std::vector<Tensor>& stored, const std::vector<bool>& swaps,
+                  const std::vector<int64_t>& hidden, double min_magnitude, const Tensor& coupling_log_det,
+                  const Tensor& gate_log_det) {
+  for (const auto& t : stored) TORCH_CHECK(t.is_contiguous(), "conv_forward: stored tensors must be contiguous");
+  const Widths w = widths(z.size(1), spectra.size(2) / 2, stored[7].size(-1) / 2, stored[1].size(-1),
+                          stored[5].size(-1), hidden);
+  const Tensor z_c = z.contiguous(), s = spectra.contiguous(), t = terms.contiguous();
+  const Tensor s_rows = spectra_rows.contiguous(), t_rows = terms_rows.contiguous();
+  const auto hw = contiguous(hidden_weights_t), hb = contiguous(hidden_biases);
+  const Tensor d = dfts.contiguous(), r = reads.contiguous(), l = last_t.contiguous(), lb = last_bias.contiguous();
+  const Tensor ih = idft_half.contiguous(), al = alpha.contiguous(), hm = half_multiplicity.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "conv_forward", [&] {
+    scalar_t* cld = keep ? nullptr : coupling_log_det.data_ptr<scalar_t>();
+    scalar_t* gld = keep ? nullptr : gate_log_det.data_ptr<scalar_t>();
+    split_rows(z.size(0), [&](int64_t begin, int64_t end) {
+      forward_rows<scalar_t>(begin, end, keep, z_c, s, s_rows.data_ptr<int64_t>(), d, r, t,
+                             t_rows.data_ptr<int64_t>(), hw, hb, l, lb, ih, al, hm, stored, swaps, w,
+                             scalar_t(min_magnitude), cld, gld);
+    });
+  });
+}
+
+// The backward recursion (python_backward), on rows: every stack (K, R, width); to_spectrum and to_input
+// interleaved complex numbers; deeper_errors the coupling networks' errors after the first layer's (which is a
+// view of read_grads).
+void conv_backward(const Tensor& gate_grads, const Tensor& g_0, const Tensor& through_gate_log_det,
+                   const Tensor& slope, const Tensor& to_spectrum, const Tensor& through_log_det,
+                   const Tensor& rise_per_magnitude, const Tensor& to_input, const Tensor& output_grads,
+                   const Tensor& last, const std::vector<Tensor>& deeper_errors, const std::vector<Tensor>& masks,
+                   const std::vector<Tensor>& hidden_weights, const Tensor& read_grads, const Tensor& reads_t,
+                   const Tensor& y_grads, const Tensor& spectra_conj, const Tensor& spectra_rows, const Tensor& dft_t,
+                   const Tensor& idft_half_t, const std::vector<bool>& swaps, const std::vector<int64_t>& hidden) {
+  for (const auto& t : {gate_grads, g_0, output_grads, read_grads, y_grads})
+    TORCH_CHECK(t.is_contiguous(), "conv_backward: written tensors must be contiguous");
+  for (const auto& t : deeper_errors) TORCH_CHECK(t.is_contiguous(), "conv_backward: errors must be contiguous");
+  const Widths w = widths(g_0.size(1), spectra_conj.size(2) / 2, to_spectrum.size(-1) / 2, read_grads.size(-1),
+                          output_grads.size(-1), hidden);
+  const Tensor tg = through_gate_log_det.contiguous(), sl = slope.contiguous(), ts = to_spectrum.contiguous();
+  const Tensor tl = through_log_det.contiguous(), ri = rise_per_magnitude.contiguous(), ti = to_input.contiguous();
+  const Tensor la = last.contiguous(), rt = reads_t.contiguous(), sc = spectra_conj.contiguous();
+  const Tensor s_rows = spectra_rows.contiguous(), dt = dft_t.contiguous(), iht = idft_half_t.contiguous();
+  const auto ms = contiguous(masks), hw = contiguous(hidden_weights);
+  AT_DISPATCH_FLOATING_TYPES(g_0.scalar_type(), "conv_backward", [&] {
+    split_rows(g_0.size(0), [&](int64_t begin, int64_t end) {
+      backward_rows<scalar_t>(begin, end, gate_grads, g_0, tg, sl, ts, tl, ri, ti, output_grads, la, deeper_errors,
+                              ms, hw, read_grads, rt, y_grads, sc, s_rows.data_ptr<int64_t>(), dt, iht, swaps, w);
+    });
+  });
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("conv_forward", &conv_forward, "The fused convolutional flow's forward loop over blocks, on rows");
+  m.def("conv_backward", &conv_backward, "The fused convolutional flow's backward recursion over blocks, on rows");
+}
