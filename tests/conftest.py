@@ -2,13 +2,49 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 
 import pytest
 import torch
 
+from nf.flows import native
 from nf.flows.checks import autograd_log_abs_det
+
+# how a fused chain runs its loop: compiled on one or two threads (split rows), or the Python reference
+LOOP_KINDS = [("compiled", 1), ("compiled", 2), ("python", 1)]
+
+
+@contextlib.contextmanager
+def running_loops(kind: str, threads: int = 1):
+    """Fused chains run their compiled loops (skipped where they cannot be built) or their Python ones, on
+    ``threads`` threads."""
+    if kind == "compiled" and native.loops() is None:
+        pytest.skip("the compiled loops are not built here (no C++ compiler or ninja, or NF_NATIVE=0)")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with native.python_loops() if kind == "python" else contextlib.nullcontext():
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def compiled_and_python_loops_agree(chain, z: torch.Tensor, params: torch.Tensor | None, threads: int) -> None:
+    """A fused chain's compiled loops give the values, log-determinants and gradients of its Python loops, to
+    rounding (float64), with and without gradients."""
+    results = []
+    for kind in ("compiled", "python"):
+        with running_loops(kind, threads):
+            y, log_det = chain(z, params)
+            inputs = [z, *([] if params is None else [params]), *chain.parameters()]
+            grads = torch.autograd.grad((y.sin().sum() + log_det.sum()), inputs)
+            with torch.no_grad():
+                results.append((y, log_det, *grads, *chain(z, params)))
+    for got, expected in zip(*results, strict=True):
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-12)
 
 
 @pytest.fixture(autouse=True)

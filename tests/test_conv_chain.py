@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import warnings
 
 import pytest
 import torch
-from conftest import check_layer, check_same_as_reference
+from conftest import LOOP_KINDS, check_layer, check_same_as_reference, compiled_and_python_loops_agree, running_loops
 from torch.utils.cpp_extension import is_ninja_available
 
 from nf.flows import CircularConvolution, ConvChain, ConvolutionalCoupling, FlowSequence, LogGate, make_flow, native
 from nf.flows.circular import SpectrumLayout
 from nf.flows.conv_chain import real_dft_matrices
-from nf.flows.conv_loops import PYTHON_LOOPS, block_loops, python_loops
+from nf.flows.conv_loops import PYTHON_LOOPS, block_loops
+from nf.flows.native import python_loops
 
 
 def reference(dim, length, amortized, hidden=(64, 64)):
@@ -37,23 +37,9 @@ def test_dense_real_dft_is_the_real_fft(n):
     torch.testing.assert_close(torch.view_as_real(y).flatten(-2) @ inverse, expected, atol=1e-12, rtol=0)
 
 
-@contextlib.contextmanager
-def loops(kind: str, threads: int = 1):
-    """Run ``ConvChain`` on the compiled loops (skipped where they cannot be built) or the Python ones."""
-    if kind == "compiled" and native.conv_loop() is None:
-        pytest.skip("the compiled loops are not built here (no C++ compiler or ninja, or NF_NATIVE=0)")
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with python_loops() if kind == "python" else contextlib.nullcontext():
-            yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.mark.skipif(shutil.which("c++") is None or not is_ninja_available(), reason="no C++ compiler or ninja")
 def test_compiled_loops_are_built_where_a_compiler_is():
-    assert native.conv_loop() is not None
+    assert native.loops() is not None
     assert block_loops() is not PYTHON_LOOPS
     with python_loops():
         assert block_loops() is PYTHON_LOOPS
@@ -70,10 +56,10 @@ def test_compiled_loops_are_built_where_a_compiler_is():
         (40, 80, True, (64, 64)),
     ],
 )
-@pytest.mark.parametrize("kind,threads", [("compiled", 1), ("compiled", 2), ("python", 1)])
+@pytest.mark.parametrize("kind,threads", LOOP_KINDS)
 def test_same_values_and_gradients_as_layer_by_layer(dim, length, amortized, hidden, kind, threads):
     plain = reference(dim, length, amortized, hidden)
-    with loops(kind, threads):
+    with running_loops(kind, threads):
         check_same_as_reference(plain, ConvChain(plain), amortized)
 
 
@@ -85,16 +71,7 @@ def test_compiled_loops_give_the_python_loops_numbers(batch, threads):
     chain = ConvChain(reference(8, 4, True, (16, 16)))
     z = torch.randn(*batch, 8, requires_grad=True)
     params = torch.randn(*batch[-1:], chain.n_params, requires_grad=True)  # shared by the leading dimensions
-    results = []
-    for kind in ("compiled", "python"):
-        with loops(kind, threads):
-            y, log_det = chain(z, params)
-            grads = torch.autograd.grad((y.sin().sum() + log_det.sum()), [z, params, *chain.parameters()])
-            with torch.no_grad():
-                results.append((y, log_det, *grads, *chain(z, params)))
-    for got, expected in zip(*results, strict=True):
-        assert got.shape == expected.shape
-        torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-12)
+    compiled_and_python_loops_agree(chain, z, params, threads)
 
 
 def blocks(dim, length, circular_amortized, context, hidden=(16,)):

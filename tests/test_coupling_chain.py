@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import check_layer, check_same_as_reference
+from conftest import LOOP_KINDS, check_layer, check_same_as_reference, compiled_and_python_loops_agree, running_loops
 
 from nf.flows import CouplingChain, Permutation, make_flow
 
@@ -24,9 +24,23 @@ def reference(family, dim, length, amortized, hidden=(64, 64)):
 @pytest.mark.parametrize(
     "dim,length,amortized", [(2, 1, False), (6, 4, True), (8, 3, False), (40, 10, True), (40, 40, True), (40, 80, True)]
 )
-def test_same_values_and_gradients_as_layer_by_layer(family, dim, length, amortized):
+@pytest.mark.parametrize("kind,threads", LOOP_KINDS)
+def test_same_values_and_gradients_as_layer_by_layer(family, dim, length, amortized, kind, threads):
     plain = reference(family, dim, length, amortized)
-    check_same_as_reference(plain, CouplingChain(plain), amortized)
+    with running_loops(kind, threads):
+        check_same_as_reference(plain, CouplingChain(plain), amortized)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("batch", [(0,), (1,), (7,), (5, 3), (1, 3), (2, 1, 3)])
+@pytest.mark.parametrize("amortized", [True, False])
+def test_compiled_loops_give_the_python_loops_numbers(batch, threads, amortized):
+    """Any batch shape (empty, one row, odd rows split between threads, context shared by leading dimensions): the
+    same values and gradients as the Python loops, to rounding (float64)."""
+    chain = CouplingChain(reference("nice-perm+scale", 8, 4, amortized, hidden=(16, 16)))
+    z = torch.randn(*batch, 8, requires_grad=True)
+    params = torch.randn(*batch[-1:], chain.n_params, requires_grad=True) if amortized else None
+    compiled_and_python_loops_agree(chain, z, params, threads)
 
 
 @pytest.mark.parametrize("family,amortized", [("nice-orth+scale", True), ("nice-perm+scale", False)])

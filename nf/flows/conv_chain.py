@@ -71,7 +71,7 @@ from nf.flows.base import FlowSequence
 from nf.flows.circular import MIN_MAGNITUDE, UNIT_OFFSET, CircularConvolution, SpectrumLayout
 from nf.flows.conv_coupling import ConvolutionalCoupling, LogGate
 from nf.flows.conv_loops import block_loops, complex_view, read_layout
-from nf.flows.coupling_chain import layer_rows, layer_weight_grad, relu_masks
+from nf.flows.coupling_chain import layer_rows, layer_weight_grad, relu_masks, right_operand
 from nf.flows.stacked import FusedChain, StackedParameters
 
 
@@ -287,9 +287,9 @@ class _ConvLoop(torch.autograd.Function):
             dfts,
             reads,
             terms,
-            [w.transpose(1, 2).contiguous() for w in hidden[0::2]],
+            [right_operand(w) for w in hidden[0::2]],
             list(hidden[1::2]),
-            last.transpose(1, 2).contiguous(),
+            right_operand(last),
             last_bias,
             chain._idft_half,
             alpha,
@@ -378,7 +378,7 @@ class _ConvLoop(torch.autograd.Function):
             [relu_masks(h) for h in activations],
             list(hidden[0::2]),
             read_grads,
-            reads.transpose(1, 2).contiguous(),
+            right_operand(reads),
             y_grads,
             _blocks_first(spectra_conj, len(batch)),
             chain._dft.T.contiguous(),

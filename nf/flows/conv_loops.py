@@ -9,8 +9,8 @@ exist twice, with one signature:
   the cost of a Python call each) and run on one range of rows per thread, the rows of a batch being independent in
   every operation of the loop.  It is built on first use by the local C++ compiler (``nf.flows.native``).
 
-``block_loops()`` gives the compiled loops when they are built and allowed, else these; ``python_loops()`` forces
-these for a while (tests compare the two; the benchmark measures both).  Tensors follow one layout: stacks over
+``block_loops()`` gives the compiled loops when they are built and allowed, else these; ``native.python_loops()``
+forces these for a while (tests compare the two; the benchmark measures both).  Tensors follow one layout: stacks over
 blocks come first, ``(K, *batch, width)`` (with one slot, ``(1, *batch, width)``, reused by every block when no
 gradient is kept); the circular spectra and the coupling networks' context terms are aligned on the batch
 dimensions and may broadcast over them.
@@ -18,9 +18,8 @@ dimensions and may broadcast over them.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from types import ModuleType, SimpleNamespace
 
 import torch
@@ -327,21 +326,9 @@ def _compiled_loops(module: ModuleType) -> SimpleNamespace:
 
 
 PYTHON_LOOPS = SimpleNamespace(forward=python_forward, backward=python_backward)
-_forced_python = 0
 
 
 def block_loops() -> SimpleNamespace:
     """The loops to run: the compiled ones when built and allowed (``nf.flows.native``), else the Python ones."""
-    compiled = None if _forced_python else native.conv_loop()
+    compiled = native.loops()
     return PYTHON_LOOPS if compiled is None else _compiled_loops(compiled)
-
-
-@contextlib.contextmanager
-def python_loops() -> Iterator[None]:
-    """Within this block, ``ConvChain`` runs the Python loops (the reference), compiled or not."""
-    global _forced_python
-    _forced_python += 1
-    try:
-        yield
-    finally:
-        _forced_python -= 1

@@ -37,11 +37,14 @@ matrices are rounded to the dtype the chain is built in.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from nf.flows import native
 from nf.flows.base import FlowSequence
 from nf.flows.nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
 from nf.flows.stacked import FusedChain, StackedParameters
@@ -153,10 +156,10 @@ def layer_rows(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1, x.shape[-1])
 
 
-def right_operands(weights: Tensor) -> tuple[Tensor, ...]:
-    """Each layer's ``W_k'`` from a ``(K, out, in)`` stack, contiguous: the right operand of ``x W_k'`` (a contiguous
-    right operand measured faster than a transposed one in the small products of the fused chains)."""
-    return weights.transpose(1, 2).contiguous().unbind(0)
+def right_operand(weights: Tensor) -> Tensor:
+    """``W_k'`` of every layer of a ``(K, out, in)`` stack, contiguous: the right operands of ``x W_k'`` (a
+    contiguous right operand measured faster than a transposed one in the small products of the fused chains)."""
+    return weights.transpose(1, 2).contiguous()
 
 
 def relu_masks(activations: Tensor) -> Tensor:
@@ -169,6 +172,48 @@ def relu_masks(activations: Tensor) -> Tensor:
 def layer_weight_grad(left: Tensor, right: Tensor) -> Tensor:
     """``sum_n left_kn' right_kn`` for every layer ``k`` at once: a linear layer's weight gradient, batched."""
     return torch.bmm(layer_rows(left).transpose(1, 2), layer_rows(right))
+
+
+def python_coupling_forward(
+    inputs: Tensor, activations: list[Tensor], first_t: Tensor, hidden_t: list[Tensor], last_t: Tensor, out: Tensor
+) -> None:
+    """The forward loop of ``_CouplingLoop`` (the compiled one's reference, ``nf.flows.native``): ``inputs[0]``
+    holds ``v_0`` and each activation stack its biases (the first layer's terms ``t_k``); fills ``inputs[k]`` (``v``
+    before coupling ``k``) and the activations, and writes ``v_K`` into ``out``.  Stacks are ``(K, rows, width)``;
+    ``*_t`` are right operands (transposed weights), stacked over couplings.
+
+    Each step is one fused multiply-add (``addmm``) into a stored stack, with a contiguous right operand."""
+    v_k, h_k = inputs.unbind(0), [h.unbind(0) for h in activations]
+    first_k, last_k, weights_k = first_t.unbind(0), last_t.unbind(0), [w.unbind(0) for w in hidden_t]
+    for k in range(len(v_k)):
+        h = h_k[0][k].addmm_(v_k[k], first_k[k]).relu_()
+        for j, weights in enumerate(weights_k):
+            h = h_k[j + 1][k].addmm_(h, weights[k]).relu_()
+        torch.addmm(v_k[k], h, last_k[k], out=v_k[k + 1] if k + 1 < len(v_k) else out)
+
+
+def python_coupling_backward(
+    outputs: Tensor,
+    errors: list[Tensor],
+    masks: list[Tensor],
+    first: Tensor,
+    hidden: list[Tensor],
+    last: Tensor,
+    grad_in: Tensor,
+) -> None:
+    """The backward recursion of ``_CouplingLoop`` (the compiled one's reference): from ``g = dL/dv_K`` in the last
+    slot of ``outputs``, fills the other slots (``g`` after each coupling) and the ``errors`` at every
+    pre-activation, and writes ``dL/dv_0`` into ``grad_in``; ``masks`` are the stored ``[h > 0]``."""
+    g_k, e_k, m_k = outputs.unbind(0), [e.unbind(0) for e in errors], [m.unbind(0) for m in masks]
+    first_k, last_k, weights_k = first.unbind(0), last.unbind(0), [w.unbind(0) for w in hidden]
+    for k in reversed(range(len(g_k))):
+        e = torch.mm(g_k[k], last_k[k], out=e_k[-1][k]).mul_(m_k[-1][k])
+        for j in reversed(range(len(weights_k))):
+            e = torch.mm(e, weights_k[j][k], out=e_k[j][k]).mul_(m_k[j][k])
+        torch.addmm(g_k[k], e, first_k[k], out=g_k[k - 1] if k > 0 else grad_in)
+
+
+PYTHON_LOOPS = SimpleNamespace(coupling_forward=python_coupling_forward, coupling_backward=python_coupling_backward)
 
 
 class _CouplingLoop(torch.autograd.Function):
@@ -200,18 +245,19 @@ class _CouplingLoop(torch.autograd.Function):
             buffer = v.new_empty(n_layers, rows, width)
             buffer.view(n_layers, *batch, width).copy_(bias.view(_aligned(bias.shape, batch)))
             activations.append(buffer)
-        v_k, h_k = inputs.unbind(0), [h.unbind(0) for h in activations]
-        first_k, last_k = right_operands(first), right_operands(last)
-        weights_k = [right_operands(w) for w in hidden[0::2]]
-        for k in range(n_layers):
-            h = h_k[0][k].addmm_(v_k[k], first_k[k]).relu_()
-            for j in range(depth - 1):
-                h = h_k[j + 1][k].addmm_(h, weights_k[j][k]).relu_()
-            if k + 1 < n_layers:
-                torch.addmm(v_k[k], h, last_k[k], out=v_k[k + 1])
+        out = v.new_empty(rows, dim)
+        loops = native.loops() or PYTHON_LOOPS
+        loops.coupling_forward(
+            inputs,
+            activations,
+            right_operand(first),
+            [right_operand(w) for w in hidden[0::2]],
+            right_operand(last),
+            out,
+        )
         ctx.shapes, ctx.depth = (v.shape, terms.shape, batch), depth
         ctx.save_for_backward(first, last, *hidden, inputs, *activations)
-        return torch.addmm(v_k[-1], h, last_k[-1]).reshape(*batch, dim)
+        return out.view(*batch, dim)
 
     @staticmethod
     @once_differentiable  # the backward writes into buffers (out=): it cannot itself be differentiated
@@ -223,16 +269,11 @@ class _CouplingLoop(torch.autograd.Function):
         outputs = grad.new_empty(inputs.shape)  # g after coupling k
         errors = [grad.new_empty(h.shape) for h in activations]  # e at the pre-activation of h_j of coupling k
         outputs[-1] = grad.reshape(rows, dim)
-        g_k, e_k = outputs.unbind(0), [e.unbind(0) for e in errors]
-        masks = [relu_masks(h).unbind(0) for h in activations]
-        first_k, last_k, weights_k = first.unbind(0), last.unbind(0), [w.unbind(0) for w in hidden[0::2]]
-        for k in reversed(range(n_layers)):
-            e = torch.mm(g_k[k], last_k[k], out=e_k[-1][k]).mul_(masks[-1][k])
-            for j in reversed(range(depth - 1)):
-                e = torch.mm(e, weights_k[j][k], out=e_k[j][k]).mul_(masks[j][k])
-            if k > 0:
-                torch.addmm(g_k[k], e, first_k[k], out=g_k[k - 1])
-        g = torch.addmm(g_k[0], e, first_k[0]).reshape(*batch, dim)
+        g = grad.new_empty(rows, dim)  # dL/dv_0
+        loops = native.loops() or PYTHON_LOOPS
+        masks = [relu_masks(h) for h in activations]
+        loops.coupling_backward(outputs, errors, masks, first, list(hidden[0::2]), last, g)
+        g = g.view(*batch, dim)
 
         hidden_grads = []
         for j in range(depth - 1):

@@ -13,74 +13,13 @@
 // spectra_rows[r] and terms_rows[r].  The read of block k, Y R_k, has the columns [rfft(x_B) | x_A | x_A W_k' |
 // padding]; the coupling network's output [a + c | phi | t].
 
-#include <torch/extension.h>
-
-#include <ATen/Parallel.h>
-
-#include <algorithm>
 #include <cmath>
-#include <vector>
 
+#include "loops.h"
+#include "rows.h"
+
+namespace nf_native {
 namespace {
-
-using at::Tensor;
-
-// The (n x width) block of rows ld apart at p, as a tensor (no copy): for the vectorised ATen functions.
-template <typename T>
-Tensor view(const T* p, int64_t n, int64_t width, int64_t ld) {
-  const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
-  return at::from_blob(const_cast<T*>(p), {n, width}, {ld, 1}, options);
-}
-
-// The Fortran BLAS of the BLAS that PyTorch links, when it exports one (weak: null when it does not).
-extern "C" {
-void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
-            const float*, const int*, const float*, float*, const int*) __attribute__((weak));
-void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
-            const double*, const int*, const double*, double*, const int*) __attribute__((weak));
-}
-
-template <typename T>
-struct Blas;
-template <>
-struct Blas<float> {
-  static constexpr auto gemm = &sgemm_;
-};
-template <>
-struct Blas<double> {
-  static constexpr auto gemm = &dgemm_;
-};
-
-// Row-major C (m x n, ldc) = A (m x k, lda) B (k x n, ldb) + beta C.  The column-major BLAS computes C' = B' A';
-// without one, at::addmm on views of the same memory.
-template <typename T>
-void mm(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c,
-        int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  if (Blas<T>::gemm != nullptr) {
-    const int mi = int(m), ni = int(n), ki = int(k), la = int(lda), lb = int(ldb), lc = int(ldc);
-    const T one = 1;
-    Blas<T>::gemm("N", "N", &ni, &mi, &ki, &one, b, &lb, a, &la, &beta, c, &lc);
-    return;
-  }
-  Tensor a_ = view(a, m, k, lda), b_ = view(b, k, n, ldb), c_ = view(c, m, n, ldc);
-  if (beta == T(0))
-    at::mm_out(c_, a_, b_);
-  else
-    at::addmm_out(c_, c_, a_, b_, beta, 1);
-}
-
-// Each row of the (n x width, ld) block at c set to the vector v.
-template <typename T>
-void fill_rows(T* c, int64_t ld, int64_t n, int64_t width, const T* v) {
-  for (int64_t r = 0; r < n; ++r) std::copy(v, v + width, c + r * ld);
-}
-
-template <typename T>
-void relu_rows(T* c, int64_t ld, int64_t n, int64_t width) {
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t i = 0; i < width; ++i) c[r * ld + i] = std::max(c[r * ld + i], T(0));
-}
 
 // The columns of the read Y R_k and of the coupling network's output (module comment).
 struct Widths {
@@ -91,21 +30,6 @@ struct Widths {
 // The offset of the updated half B, and of the conditioning half A, in a sample.
 std::pair<int64_t, int64_t> halves(bool swap, int64_t n_half) {
   return swap ? std::make_pair(int64_t(0), n_half) : std::make_pair(n_half, int64_t(0));
-}
-
-// Runs body(begin, end) on one range of rows per thread (inline with one thread), gradients off.
-template <typename Body>
-void split_rows(int64_t n, const Body& body) {
-  at::NoGradGuard no_grad;
-  const int64_t threads = at::get_num_threads();
-  if (threads == 1 || n < 2) {
-    body(int64_t(0), n);
-    return;
-  }
-  at::parallel_for(0, n, (n + threads - 1) / threads, [&](int64_t begin, int64_t end) {
-    at::NoGradGuard no_grad_here;
-    body(begin, end);
-  });
 }
 
 template <typename T>
@@ -356,7 +280,4 @@ void conv_backward(const Tensor& gate_grads, const Tensor& g_0, const Tensor& th
   });
 }
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("conv_forward", &conv_forward, "The fused convolutional flow's forward loop over blocks, on rows");
-  m.def("conv_backward", &conv_backward, "The fused convolutional flow's backward recursion over blocks, on rows");
-}
+}  // namespace nf_native
