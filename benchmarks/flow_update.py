@@ -21,7 +21,9 @@ with every DLGM flow family (planar, radial, NICE, convolutional) at the same ``
 against ``K = 0``, as training runs it (planar and radial chains fused,
 ``PlanarChain`` and ``RadialChain``; NICE folded, ``CouplingChain``; the
 convolutional flow fused, ``ConvChain``) and layer by layer (``plain``), at
-each thread count of ``--family-threads``;
+each thread count of ``--family-threads``; the NICE and convolutional
+chains run their compiled loops (``nf.flows.native``) and, on the
+``python loops`` lines, their Python loops;
 ``--circular`` times a circular convolution with its
 log-determinant (real FFTs, O(D log D)) against a dense D x D linear map
 with ``slogdet`` (O(D^3)); ``--bfloat16`` times an update with the encoder
@@ -45,7 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from nf.experiments.training import checked_step, make_optimizer
-from nf.flows import CircularConvolution
+from nf.flows import CircularConvolution, native
 from nf.models.dlgm import DLGM
 from nf.runs.cache import code_version
 
@@ -117,6 +119,19 @@ def time_updates(
     return interleaved_medians(steps, repetitions, updates)
 
 
+COMPILED_LOOPS = ("nice-perm", "nice-perm+scale", "conv")  # families whose fused chains have compiled loops
+
+
+def on_python_loops(step):
+    """``step`` with the fused chains on their Python loops (``nf.flows.native.python_loops``)."""
+
+    def run() -> None:
+        with native.python_loops():
+            step()
+
+    return run
+
+
 def time_families(
     lengths: list[int], families: list[str], repetitions: int, updates: int, batch: int, optimizer: str
 ) -> None:
@@ -124,25 +139,28 @@ def time_families(
 
     Every family is timed twice: as the book trains it (``amortized_flow``: the planar and radial chains and the
     convolutional flow one fused node each, NICE with its mixings folded into the coupling networks) and layer by
-    layer (``<family> plain``, the reference implementation).
+    layer (``<family> plain``, the reference implementation); the chains with compiled loops also on their Python
+    loops (``<family> python loops``).
     """
     x = torch.bernoulli(torch.rand(batch, 784, generator=torch.Generator().manual_seed(0)))
-    models = {("none", 0): DLGM("none", 0)}
+    steps = {("none", 0): update_step(DLGM("none", 0), x, optimizer)}
     rows = []
     for family in families:
-        variants = [(family, True), (f"{family} plain", False)]
-        for label, fused in variants:
+        variants = [(family, True, False)]
+        if family in COMPILED_LOOPS and native.loops() is not None:
+            variants.append((f"{family} python loops", True, True))
+        variants.append((f"{family} plain", False, False))
+        for label, fused, python in variants:
             rows.append(label)
             for k in lengths:
                 torch.manual_seed(0)
-                models[(label, k)] = DLGM(family, k, fused=fused)
-    median = interleaved_medians(
-        {key: update_step(model, x, optimizer) for key, model in models.items()}, repetitions, updates
-    )
+                step = update_step(DLGM(family, k, fused=fused), x, optimizer)
+                steps[(label, k)] = on_python_loops(step) if python else step
+    median = interleaved_medians(steps, repetitions, updates)
     k0 = median[("none", 0)]
     for label in rows:
         cells = [f"K={k} {median[(label, k)] / k0:.1f}x" for k in lengths]
-        print(f"update/K0 {label:<22} " + " | ".join(cells), flush=True)
+        print(f"update/K0 {label:<29} " + " | ".join(cells), flush=True)
 
 
 class Autocast(nn.Module):
@@ -305,6 +323,7 @@ def main() -> None:
         implementations.append("pyro")
     except ImportError:
         print("Pyro not installed (pip install pyro-ppl): its column is skipped")
+    print(f"compiled loops: {'built' if native.loops() is not None else 'unavailable, the Python loops run'}")
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.optimizer} "
         f"({'fused' if args.optimizer == 'adam' else 'foreach'}), "

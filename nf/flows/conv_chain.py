@@ -35,7 +35,10 @@ them backwards.  Here:
   coupling's kernel ``W`` and ``W rfft(x_B)``) in tensors stacked over blocks, and its
   backward pass runs only the recursion on ``dL/dz`` block by block; the
   pointwise factors it needs and all weight gradients are computed for all
-  blocks at once, before and after that recursion.
+  blocks at once, before and after that recursion;
+* the loop and the recursion run compiled where a C++ compiler is found
+  (``nf.flows.native``), else in Python (``nf.flows.conv_loops``, their
+  reference).
 
 Backward rules, with the convention of complex gradients ``dL/dRe + i dL/dIm``:
 for ``Y = W Z``, ``dL/dZ = dL/dY conj(W)`` and ``dL/dW = dL/dY conj(Z)``; for

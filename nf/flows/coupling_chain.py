@@ -26,7 +26,9 @@ all ``K`` couplings are one batched product, and no split, concatenation, gather
 log-determinant bookkeeping remains per layer (the couplings and mixings are
 volume preserving: only the scaling contributes ``sum s``).  The loop over
 couplings is one autograd node with a hand-written backward
-(``_CouplingLoop``).
+(``_CouplingLoop``), whose loops run compiled where a C++ compiler is found
+(``nf.flows.native``), else in Python (``python_coupling_forward`` and
+``python_coupling_backward``, their reference).
 
 ``CouplingChain(flow)`` copies the reference flow: its coupling weights into
 stacks, its mixings and scaling layer as they are; ``reference()`` gives the
