@@ -119,7 +119,7 @@ def time_updates(
     return interleaved_medians(steps, repetitions, updates)
 
 
-COMPILED_LOOPS = ("nice-perm", "nice-perm+scale", "conv")  # families whose fused chains have compiled loops
+COMPILED_LOOPS = ("nice", "conv")  # the families (by prefix) whose fused chains have compiled loops
 
 
 def on_python_loops(step):
@@ -147,7 +147,7 @@ def time_families(
     rows = []
     for family in families:
         variants = [(family, True, False)]
-        if family in COMPILED_LOOPS and native.loops() is not None:
+        if family.split("-")[0] in COMPILED_LOOPS and native.loops() is not None:
             variants.append((f"{family} python loops", True, True))
         variants.append((f"{family} plain", False, False))
         for label, fused, python in variants:

@@ -31,9 +31,11 @@ def running_loops(kind: str, threads: int = 1):
         torch.set_num_threads(before)
 
 
-def compiled_and_python_loops_agree(chain, z: torch.Tensor, params: torch.Tensor | None, threads: int) -> None:
+def compiled_and_python_loops_agree(
+    chain, z: torch.Tensor, params: torch.Tensor | None, threads: int, tolerance: float = 1e-12
+) -> None:
     """A fused chain's compiled loops give the values, log-determinants and gradients of its Python loops, to
-    rounding (float64), with and without gradients."""
+    rounding (``tolerance``: relative and absolute), with and without gradients."""
     results = []
     for kind in ("compiled", "python"):
         with running_loops(kind, threads):
@@ -44,7 +46,7 @@ def compiled_and_python_loops_agree(chain, z: torch.Tensor, params: torch.Tensor
                 results.append((y, log_det, *grads, *chain(z, params)))
     for got, expected in zip(*results, strict=True):
         assert got.shape == expected.shape
-        torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-12)
+        torch.testing.assert_close(got, expected, atol=tolerance, rtol=tolerance)
 
 
 @pytest.fixture(autouse=True)

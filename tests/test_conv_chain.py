@@ -38,11 +38,14 @@ def test_dense_real_dft_is_the_real_fft(n):
 
 
 @pytest.mark.skipif(shutil.which("c++") is None or not is_ninja_available(), reason="no C++ compiler or ninja")
-def test_compiled_loops_are_built_where_a_compiler_is():
-    assert native.loops() is not None
-    assert block_loops() is not PYTHON_LOOPS
+def test_compiled_loops_are_built_where_a_compiler_is(monkeypatch):
+    monkeypatch.delenv(native.SWITCH, raising=False)
+    assert native.loops() is not None and native.loops().check_blas()
+    like = torch.zeros(1)
+    assert block_loops(like) is not PYTHON_LOOPS
     with python_loops():
-        assert block_loops() is PYTHON_LOOPS
+        assert block_loops(like) is PYTHON_LOOPS
+    assert block_loops(like.to(torch.bfloat16)) is PYTHON_LOOPS
 
 
 @pytest.mark.parametrize(
@@ -150,3 +153,11 @@ def test_other_flows_are_refused():
     tanh.layers[1].network[1] = torch.nn.Tanh()
     with pytest.raises(ValueError, match="ReLU activations"):
         ConvChain(tanh)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_loops_in_float32_as_the_model_trains(threads):
+    chain = ConvChain(reference(40, 10, True)).float()
+    z = torch.randn(3, 5, 40, dtype=torch.float32, requires_grad=True)
+    params = torch.randn(5, chain.n_params, dtype=torch.float32, requires_grad=True)
+    compiled_and_python_loops_agree(chain, z, params, threads, tolerance=1e-4)

@@ -106,3 +106,11 @@ def test_one_sample_and_empty_batches_keep_the_reference_shapes(batch, amortized
         assert got.shape == expected.shape
         torch.testing.assert_close(got, expected, atol=1e-10, rtol=0)
     assert torch.autograd.grad(y.sum(), z)[0].shape == z.shape
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_loops_in_float32_as_the_model_trains(threads):
+    chain = CouplingChain(reference("nice-perm+scale", 40, 10, True)).float()
+    z = torch.randn(3, 5, 40, dtype=torch.float32, requires_grad=True)
+    params = torch.randn(5, chain.n_params, dtype=torch.float32, requires_grad=True)
+    compiled_and_python_loops_agree(chain, z, params, threads, tolerance=1e-4)

@@ -25,6 +25,21 @@ def test_the_switch_chooses_the_python_loops(monkeypatch):
     assert native.loops() is None
 
 
+def test_not_for_gpus_or_other_dtypes(monkeypatch):
+    monkeypatch.setattr(native, "_build", lambda: "built")
+    assert native.loops(torch.zeros(1)) == native.loops(torch.zeros(1, dtype=torch.float32)) == "built"
+    assert native.loops(torch.zeros(1, dtype=torch.bfloat16)) is None
+    assert native.loops(torch.zeros(1, device="meta")) is None
+
+
+def test_the_build_name_follows_the_sources(tmp_path):
+    source = tmp_path / "a.cpp"
+    source.write_text("int a;")
+    before = native._build_name([source])
+    source.write_text("int b;")
+    assert native._build_name([source]) != before and before.startswith("nf_loops_")
+
+
 def test_python_loops_is_scoped():
     with native.python_loops():
         with native.python_loops():
@@ -34,6 +49,8 @@ def test_python_loops_is_scoped():
 
 
 def test_a_failed_build_warns_once_and_the_python_loops_give_the_numbers(fresh_build):
+    fresh_build.delenv(native.SWITCH, raising=False)
+
     def no_compiler(*args, **kwargs):
         raise RuntimeError("Error building extension 'nf_loops': c++: command not found")
 

@@ -229,8 +229,7 @@ class _ConvLoop(torch.autograd.Function):
     ``z = sign(x) ln(1 + alpha_k|x|) / alpha_k`` (its ``1 / alpha_k`` taken by block ``k + 1``'s ``rfft`` matrix).
     The backward pass runs, block by block, only the recursion on ``dL/dz`` (through ``R_k'`` in one product); the
     circular spectra's ``q_k = dL/dS_k conj(S_k) = dL/dY conj(Y)`` waits for the end, for all blocks at once; first
-    derivatives only.  Every per-block tensor (inputs, stored results, buffers) is a view made once, before the
-    loop, so each block costs only its arithmetic.
+    derivatives only.  The loop and the recursion are ``nf.flows.conv_loops``' (compiled, or in Python).
     """
 
     @staticmethod
@@ -283,7 +282,7 @@ class _ConvLoop(torch.autograd.Function):
         activations += [stacked(w) for w in widths[1:]]
         stored = [convolved, read, gate_in, levels, signed, outputs, magnitudes, kernels, products, *activations[1:]]
         coupling_log_det, gate_log_det = z.new_zeros(batch), z.new_zeros(batch)
-        block_loops().forward(
+        block_loops(z).forward(
             keep,
             z,
             _blocks_first(spectra, len(batch)),
@@ -366,7 +365,7 @@ class _ConvLoop(torch.autograd.Function):
         errors = [read_grads[..., at_first], *(grad_z.new_empty(h.shape) for h in deeper)]
         y_grads = torch.empty_like(convolved)  # dL/dY of block k
         g_0 = grad_z.new_empty(*batch, chain.dim)  # dL/dz_0
-        block_loops().backward(
+        block_loops(grad_z).backward(
             gate_grads,
             g_0,
             through_gate_log_det,

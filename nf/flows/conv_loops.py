@@ -5,15 +5,17 @@ blocks at once; what is left is a loop over blocks, forward, and a recursion on 
 exist twice, with one signature:
 
 * here, in Python: the readable reference;
-* in ``nf/flows/native/conv_loop.cpp``: the same ATen operations in the same order, called from C++ (a fraction of
-  the cost of a Python call each) and run on one range of rows per thread, the rows of a batch being independent in
-  every operation of the loop.  It is built on first use by the local C++ compiler (``nf.flows.native``).
+* in ``nf/flows/native/conv_loop.cpp``: the same steps on the same stored tensors, each matrix product one BLAS
+  call and each run of pointwise steps one pass over the rows in plain C++, on one range of rows per thread (the
+  rows of a batch are independent in every step).  It is built on first use by the local C++ compiler
+  (``nf.flows.native``) and rounds differently in float32 (the biases enter the products).
 
-``block_loops()`` gives the compiled loops when they are built and allowed, else these; ``native.python_loops()``
-forces these for a while (tests compare the two; the benchmark measures both).  Tensors follow one layout: stacks over
-blocks come first, ``(K, *batch, width)`` (with one slot, ``(1, *batch, width)``, reused by every block when no
-gradient is kept); the circular spectra and the coupling networks' context terms are aligned on the batch
-dimensions and may broadcast over them.
+``block_loops(like)`` gives the compiled loops when they are built and allowed for tensors like ``like``, else
+these; ``native.python_loops()`` forces these for a while (tests compare the two; the benchmark measures both).
+
+Tensors follow one layout: stacks over blocks come first, ``(K, *batch, width)`` (with one slot, ``(1, *batch,
+width)``, reused by every block when no gradient is kept); the circular spectra and the coupling networks' context
+terms are aligned on the batch dimensions and may broadcast over them.
 """
 
 from __future__ import annotations
@@ -252,6 +254,11 @@ def _on_rows(x: Tensor, batch: torch.Size) -> tuple[Tensor, Tensor]:
     return x.reshape(x.shape[0], n, x.shape[-1]), index
 
 
+def _stack_rows(x: Tensor) -> Tensor:
+    """A ``(K, *batch, width)`` stack as ``(K, rows, width)``: a view, so the compiled loops write into it."""
+    return x.view(x.shape[0], -1, x.shape[-1])
+
+
 def _interleaved(x: Tensor) -> Tensor:
     """``(..., f)`` complex numbers as ``(..., 2 f)`` interleaved real ones."""
     return torch.view_as_real(x).flatten(-2)
@@ -284,7 +291,7 @@ def _compiled_loops(module: ModuleType) -> SimpleNamespace:
             idft_half,
             alpha,
             half_multiplicity,
-            stored,
+            [_stack_rows(x) for x in stored],
             swaps,
             widths,
             min_magnitude,
@@ -297,19 +304,23 @@ def _compiled_loops(module: ModuleType) -> SimpleNamespace:
         reads_t, y_grads, spectra_conj, dft_t, idft_half_t, swaps, n_half, f_half, width = rest
         batch = g_0.shape[:-1]
         spectra_conj, spectra_rows = _on_rows(_interleaved(spectra_conj), batch)
+        stacks = [gate_grads, through_gate_log_det, slope, _interleaved(to_spectrum), through_log_det]
+        stacks += [rise_per_magnitude, _interleaved(to_input), output_grads, read_grads, y_grads]
+        gate_grads, through_gate_log_det, slope, to_spectrum, through_log_det, *stacks = map(_stack_rows, stacks)
+        rise_per_magnitude, to_input, output_grads, read_grads, y_grads = stacks
         module.conv_backward(
             gate_grads,
             g_0.view(-1, g_0.shape[-1]),
             through_gate_log_det,
             slope,
-            _interleaved(to_spectrum),
+            to_spectrum,
             through_log_det,
             rise_per_magnitude,
-            _interleaved(to_input),
+            to_input,
             output_grads,
             last,
-            errors[1:],
-            masks,
+            [_stack_rows(e) for e in errors[1:]],
+            [_stack_rows(m) for m in masks],
             hidden_weights,
             read_grads,
             reads_t,
@@ -328,7 +339,8 @@ def _compiled_loops(module: ModuleType) -> SimpleNamespace:
 PYTHON_LOOPS = SimpleNamespace(forward=python_forward, backward=python_backward)
 
 
-def block_loops() -> SimpleNamespace:
-    """The loops to run: the compiled ones when built and allowed (``nf.flows.native``), else the Python ones."""
-    compiled = native.loops()
+def block_loops(like: Tensor) -> SimpleNamespace:
+    """The loops to run on tensors like ``like``: the compiled ones when built and allowed for them
+    (``nf.flows.native``), else the Python ones."""
+    compiled = native.loops(like)
     return PYTHON_LOOPS if compiled is None else _compiled_loops(compiled)

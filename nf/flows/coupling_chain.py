@@ -228,9 +228,10 @@ class _CouplingLoop(torch.autograd.Function):
     [h_{j-1} > 0]``), ``dt_k = e`` and ``g <- g + e W_k``.  Only this recursion runs coupling by coupling; the
     weight gradients ``dL_k = g' h_J``, ``dV_jk = e' h_{j-1}``, ``dc_jk = sum e`` and ``dW_k = e' v_{k-1}`` of all
     couplings are then batched matrix products (one call each, instead of one per coupling).  Each forward step is
-    one fused multiply-add (``addmm``) into a tensor stacked over couplings, with a contiguous right operand, and
-    each backward step a matrix product and a product with the stored ``[h > 0]``, so nothing is copied to batch
-    the gradients.  First derivatives only.
+    one multiply-add into a tensor stacked over couplings, and each backward step a matrix product and a product
+    with the stored ``[h > 0]``, so nothing is copied to batch the gradients; the steps run compiled
+    (``nf.flows.native``) or in Python (``python_coupling_forward``, ``python_coupling_backward``).  First
+    derivatives only.
     """
 
     @staticmethod
@@ -248,7 +249,7 @@ class _CouplingLoop(torch.autograd.Function):
             buffer.view(n_layers, *batch, width).copy_(bias.view(_aligned(bias.shape, batch)))
             activations.append(buffer)
         out = v.new_empty(rows, dim)
-        loops = native.loops() or PYTHON_LOOPS
+        loops = native.loops(v) or PYTHON_LOOPS
         loops.coupling_forward(
             inputs,
             activations,
@@ -272,7 +273,7 @@ class _CouplingLoop(torch.autograd.Function):
         errors = [grad.new_empty(h.shape) for h in activations]  # e at the pre-activation of h_j of coupling k
         outputs[-1] = grad.reshape(rows, dim)
         g = grad.new_empty(rows, dim)  # dL/dv_0
-        loops = native.loops() or PYTHON_LOOPS
+        loops = native.loops(grad) or PYTHON_LOOPS
         masks = [relu_masks(h) for h in activations]
         loops.coupling_backward(outputs, errors, masks, first, list(hidden[0::2]), last, g)
         g = g.view(*batch, dim)

@@ -33,12 +33,7 @@ std::pair<int64_t, int64_t> halves(bool swap, int64_t n_half) {
 }
 
 template <typename T>
-const T* ptr(const Tensor& t) {
-  return t.data_ptr<T>();
-}
-
-template <typename T>
-T* mut(const Tensor& t) {
+T* data(const Tensor& t) {
   return t.data_ptr<T>();
 }
 
@@ -54,15 +49,15 @@ void forward_rows(int64_t begin, int64_t end, bool keep, const Tensor& z0, const
   const int64_t D = w.dim, F = 2 * w.f_full, FH = 2 * w.f_half, NH = w.n_half, O = w.output;
   // block k's rows [begin, end) of a stack of the given width
   auto at = [&](const Tensor& stack, int64_t k, int64_t width) {
-    return mut<T>(stack) + ((keep ? k : 0) * rows + begin) * width;
+    return data<T>(stack) + ((keep ? k : 0) * rows + begin) * width;
   };
   std::vector<T> spectrum(n * F);
-  const T* z = ptr<T>(z0) + begin * D;
+  const T* z = data<T>(z0) + begin * D;
   for (int64_t k = 0; k < n_blocks; ++k) {
     // circular convolution: Y = S_k rfft(z)
     T* y = at(stored[0], k, F);
-    mm<T>(n, F, D, z, D, ptr<T>(dfts) + k * D * F, F, T(0), spectrum.data(), F);
-    const T* s_k = ptr<T>(spectra) + k * spectra.size(1) * F;
+    mm<T>(n, F, D, z, D, data<T>(dfts) + k * D * F, F, T(0), spectrum.data(), F);
+    const T* s_k = data<T>(spectra) + k * spectra.size(1) * F;
     for (int64_t r = 0; r < n; ++r) {
       const T *x = spectrum.data() + r * F, *s = s_k + spectra_rows[begin + r] * F;
       T* out = y + r * F;
@@ -73,11 +68,11 @@ void forward_rows(int64_t begin, int64_t end, bool keep, const Tensor& z0, const
     }
     // read rfft(x_B), x_A and x_A W_k'
     T* read = at(stored[1], k, w.read);
-    mm<T>(n, w.read, F, y, F, ptr<T>(reads) + k * F * w.read, w.read, T(0), read, w.read);
+    mm<T>(n, w.read, F, y, F, data<T>(reads) + k * F * w.read, w.read, T(0), read, w.read);
     // coupling network: h_0 = relu(x_A W_k' + u_k), h_j = relu(h_{j-1} V_jk' + c_jk), o = h_J L_k' + l_k
     T* h = read + w.first;
     int64_t ld_h = w.read, width = w.hidden[0];
-    const T* t_k = ptr<T>(terms) + k * terms.size(1) * width;
+    const T* t_k = data<T>(terms) + k * terms.size(1) * width;
     for (int64_t r = 0; r < n; ++r) {
       const T* t = t_k + terms_rows[begin + r] * width;
       for (int64_t i = 0; i < width; ++i) h[r * ld_h + i] = std::max(h[r * ld_h + i] + t[i], T(0));
@@ -85,14 +80,14 @@ void forward_rows(int64_t begin, int64_t end, bool keep, const Tensor& z0, const
     for (int64_t j = 1; j < depth; ++j) {
       const int64_t next = w.hidden[j];
       T* h_next = at(stored[8 + j], k, next);
-      fill_rows(h_next, next, n, next, ptr<T>(hidden_biases[j - 1]) + k * next);
-      mm<T>(n, next, width, h, ld_h, ptr<T>(hidden_weights_t[j - 1]) + k * width * next, next, T(1), h_next, next);
+      fill_rows(h_next, next, n, next, data<T>(hidden_biases[j - 1]) + k * next);
+      mm<T>(n, next, width, h, ld_h, data<T>(hidden_weights_t[j - 1]) + k * width * next, next, T(1), h_next, next);
       relu_rows(h_next, next, n, next);
       h = h_next, ld_h = next, width = next;
     }
     T* o = at(stored[5], k, O);
-    fill_rows(o, O, n, O, ptr<T>(last_bias) + k * O);
-    mm<T>(n, O, width, h, ld_h, ptr<T>(last_t) + k * width * O, O, T(1), o, O);
+    fill_rows(o, O, n, O, data<T>(last_bias) + k * O);
+    mm<T>(n, O, width, h, ld_h, data<T>(last_t) + k * width * O, O, T(1), o, O);
     // convolutional coupling: W = (eps + softplus(a + c)) e^{i phi}, W rfft(x_B)
     T *magnitude = at(stored[6], k, w.f_half), *kernel = at(stored[7], k, FH), *product = at(stored[8], k, FH);
     for (int64_t r = 0; r < n; ++r) std::copy(o + r * O, o + r * O + w.f_half, magnitude + r * w.f_half);
@@ -115,16 +110,16 @@ void forward_rows(int64_t begin, int64_t end, bool keep, const Tensor& z0, const
       std::copy(o + r * O + 2 * w.f_half, o + r * O + 2 * w.f_half + NH, gate + r * D + b);
       std::copy(read + r * w.read + FH, read + r * w.read + FH + NH, gate + r * D + a);
     }
-    mm<T>(n, NH, FH, product, FH, ptr<T>(idft_half), NH, T(1), gate + b, D);
+    mm<T>(n, NH, FH, product, FH, data<T>(idft_half), NH, T(1), gate + b, D);
     // gate: z = sign(x) ln(1 + alpha |x|) (its 1 / alpha left to the next block's rfft matrix)
     T *level = at(stored[3], k, D), *signed_level = at(stored[4], k, D);
-    const T* alpha_k = ptr<T>(alpha) + k * D;
+    const T* alpha_k = data<T>(alpha) + k * D;
     for (int64_t r = 0; r < n; ++r)
       for (int64_t i = 0; i < D; ++i) level[r * D + i] = std::abs(gate[r * D + i]) * alpha_k[i];
     view(level, n, D, D).log1p_();
     for (int64_t i = 0; i < n * D; ++i) signed_level[i] = std::copysign(level[i], gate[i]);
     if (!keep) {
-      const T* multiplicity = ptr<T>(half_multiplicity);
+      const T* multiplicity = data<T>(half_multiplicity);
       for (int64_t r = 0; r < n; ++r) {
         T coupling = 0, gates = 0;
         for (int64_t j = 0; j < w.f_half; ++j) coupling += std::log(magnitude[r * w.f_half + j]) * multiplicity[j];
@@ -148,7 +143,7 @@ void backward_rows(int64_t begin, int64_t end, const Tensor& gate_grads, const T
                    const std::vector<bool>& swaps, const Widths& w) {
   const int64_t n = end - begin, rows = g_0.size(0), n_blocks = gate_grads.size(0), depth = int64_t(w.hidden.size());
   const int64_t D = w.dim, F = 2 * w.f_full, FH = 2 * w.f_half, NH = w.n_half, O = w.output;
-  auto at = [&](const Tensor& stack, int64_t k, int64_t width) { return mut<T>(stack) + (k * rows + begin) * width; };
+  auto at = [&](const Tensor& stack, int64_t k, int64_t width) { return data<T>(stack) + (k * rows + begin) * width; };
   std::vector<T> g_x(n * D), g_y_half(n * FH), g_z(n * F);
   for (int64_t k = n_blocks - 1; k >= 0; --k) {
     // gate, with its log-determinant: dL/dx = dL/dlogdet d(logdet)/dx + dL/dz dz/dx
@@ -157,7 +152,7 @@ void backward_rows(int64_t begin, int64_t end, const Tensor& gate_grads, const T
     // convolutional coupling: dL/do = (dL/ds, dL/dphi, dL/dt) and dL/drfft(x_B), with q = dL/dY conj(W rfft(x_B)):
     // dL/ds = Re(q) sigmoid(s) / |W| (+ the log-determinant's), dL/dphi = Im(q); dL/drfft(x_B) = dL/dY conj(W)
     const auto [b, a] = halves(swaps[k], NH);
-    mm<T>(n, FH, NH, g_x.data() + b, D, ptr<T>(idft_half_t), FH, T(0), g_y_half.data(), FH);
+    mm<T>(n, FH, NH, g_x.data() + b, D, data<T>(idft_half_t), FH, T(0), g_y_half.data(), FH);
     T *g_o = at(output_grads, k, O), *g_r = at(read_grads, k, w.read);
     const T *to_w = at(to_spectrum, k, FH), *to_z = at(to_input, k, FH);
     const T *via_magnitude = at(through_log_det, k, w.f_half), *rise = at(rise_per_magnitude, k, w.f_half);
@@ -178,7 +173,7 @@ void backward_rows(int64_t begin, int64_t end, const Tensor& gate_grads, const T
     // coupling network, back to its first layer's pre-activation: e = (e_next V) * relu'
     T* e = depth > 1 ? at(deeper_errors[depth - 2], k, w.hidden[depth - 1]) : g_r + w.first;
     int64_t ld_e = depth > 1 ? w.hidden[depth - 1] : w.read;
-    mm<T>(n, w.hidden[depth - 1], O, g_o, O, ptr<T>(last) + k * O * w.hidden[depth - 1], w.hidden[depth - 1], T(0),
+    mm<T>(n, w.hidden[depth - 1], O, g_o, O, data<T>(last) + k * O * w.hidden[depth - 1], w.hidden[depth - 1], T(0),
           e, ld_e);
     for (int64_t j = depth - 1; j >= 0; --j) {
       const int64_t width = w.hidden[j];
@@ -188,14 +183,14 @@ void backward_rows(int64_t begin, int64_t end, const Tensor& gate_grads, const T
       if (j == 0) break;
       T* e_prev = j > 1 ? at(deeper_errors[j - 2], k, w.hidden[j - 1]) : g_r + w.first;
       const int64_t ld_prev = j > 1 ? w.hidden[j - 1] : w.read;
-      mm<T>(n, w.hidden[j - 1], width, e, ld_e, ptr<T>(hidden_weights[j - 1]) + k * width * w.hidden[j - 1],
+      mm<T>(n, w.hidden[j - 1], width, e, ld_e, data<T>(hidden_weights[j - 1]) + k * width * w.hidden[j - 1],
             w.hidden[j - 1], T(0), e_prev, ld_prev);
       e = e_prev, ld_e = ld_prev;
     }
     // back through R_k to Y, then the circular convolution to dL/dz before the block
     T* g_y = at(y_grads, k, F);
-    mm<T>(n, F, w.read, g_r, w.read, ptr<T>(reads_t) + k * w.read * F, F, T(0), g_y, F);
-    const T* s_k = ptr<T>(spectra_conj) + k * spectra_conj.size(1) * F;
+    mm<T>(n, F, w.read, g_r, w.read, data<T>(reads_t) + k * w.read * F, F, T(0), g_y, F);
+    const T* s_k = data<T>(spectra_conj) + k * spectra_conj.size(1) * F;
     for (int64_t r = 0; r < n; ++r) {
       const T *x = g_y + r * F, *s = s_k + spectra_rows[begin + r] * F;
       T* out = g_z.data() + r * F;
@@ -204,8 +199,8 @@ void backward_rows(int64_t begin, int64_t end, const Tensor& gate_grads, const T
         out[j + 1] = x[j] * s[j + 1] + x[j + 1] * s[j];
       }
     }
-    T* g_before = k == 0 ? mut<T>(g_0) + begin * D : at(gate_grads, k - 1, D);
-    mm<T>(n, D, F, g_z.data(), F, ptr<T>(dft_t), D, T(0), g_before, D);
+    T* g_before = k == 0 ? data<T>(g_0) + begin * D : at(gate_grads, k - 1, D);
+    mm<T>(n, D, F, g_z.data(), F, data<T>(dft_t), D, T(0), g_before, D);
   }
 }
 
@@ -215,10 +210,19 @@ Widths widths(int64_t dim, int64_t f_full, int64_t f_half, int64_t read, int64_t
   return Widths{dim, n_half, f_half, f_full, read, 2 * f_half + n_half, output, hidden};
 }
 
-std::vector<Tensor> contiguous(const std::vector<Tensor>& tensors) {
-  std::vector<Tensor> out;
-  for (const auto& t : tensors) out.push_back(t.contiguous());
-  return out;
+// The row maps: one int64 index per row, into a stack of rows_available rows.
+void check_row_map(const Tensor& map, int64_t rows, int64_t rows_available, const char* where) {
+  TORCH_CHECK(map.device().is_cpu() && map.scalar_type() == at::kLong && map.dim() == 1 && map.size(0) == rows,
+              where, ": a row map needs one int64 index per row");
+  TORCH_CHECK(rows == 0 || (map.min().item<int64_t>() >= 0 && map.max().item<int64_t>() < rows_available), where,
+              ": a row map points outside its stack");
+}
+
+// Stacks over blocks: (blocks, rows, width) each.
+void check_stacks(const std::vector<Tensor>& stacks, int64_t blocks, int64_t rows, const char* where) {
+  for (const auto& t : stacks)
+    TORCH_CHECK(t.dim() == 3 && t.size(0) == blocks && t.size(1) == rows, where, ": a stack of shape (", blocks,
+                ", ", rows, ", width) expected, got ", t.sizes());
 }
 
 }  // namespace
@@ -233,14 +237,28 @@ void conv_forward(bool keep, const Tensor& z, const Tensor& spectra, const Tenso
                   const Tensor& half_multiplicity, const std::vector<Tensor>& stored, const std::vector<bool>& swaps,
                   const std::vector<int64_t>& hidden, double min_magnitude, const Tensor& coupling_log_det,
                   const Tensor& gate_log_det) {
-  for (const auto& t : stored) TORCH_CHECK(t.is_contiguous(), "conv_forward: stored tensors must be contiguous");
-  const Widths w = widths(z.size(1), spectra.size(2) / 2, stored[7].size(-1) / 2, stored[1].size(-1),
-                          stored[5].size(-1), hidden);
-  const Tensor z_c = z.contiguous(), s = spectra.contiguous(), t = terms.contiguous();
+  const char* where = "conv_forward";
+  const auto dtype = z.scalar_type();
+  const int64_t n_blocks = dfts.size(0), rows = z.size(0), depth = int64_t(hidden.size());
+  TORCH_CHECK(z.dim() == 2 && depth >= 1 && int64_t(stored.size()) == 8 + depth && int64_t(swaps.size()) == n_blocks,
+              where, ": z (rows, D), a coupling network with a hidden layer, 8 + depth stored stacks, a swap a block");
+  check_written(stored, dtype, where);
+  check_stacks(stored, keep ? n_blocks : 1, rows, where);
+  if (!keep) check_written({coupling_log_det.view({rows}), gate_log_det.view({rows})}, dtype, where);
+  const auto in = readable({z, spectra, dfts, reads, terms, last_t, last_bias, idft_half, alpha, half_multiplicity},
+                           dtype, where);
+  const auto hw = readable(hidden_weights_t, dtype, where), hb = readable(hidden_biases, dtype, where);
+  const Tensor &z_c = in[0], &s = in[1], &d = in[2], &r = in[3], &t = in[4], &l = in[5], &lb = in[6];
+  const Tensor &ih = in[7], &al = in[8], &hm = in[9];
+  check_stacks({s}, n_blocks, s.size(1), where);
+  check_stacks({t}, n_blocks, t.size(1), where);
+  check_row_map(spectra_rows, rows, s.size(1), where);
+  check_row_map(terms_rows, rows, t.size(1), where);
+  const Widths w = widths(z.size(1), s.size(2) / 2, stored[7].size(-1) / 2, stored[1].size(-1), stored[5].size(-1),
+                          hidden);
+  TORCH_CHECK(t.size(2) == hidden[0] && d.size(2) == s.size(2) && r.size(2) == w.read && w.first + hidden[0] <= w.read,
+              where, ": widths of the terms, Fourier matrices and reads disagree");
   const Tensor s_rows = spectra_rows.contiguous(), t_rows = terms_rows.contiguous();
-  const auto hw = contiguous(hidden_weights_t), hb = contiguous(hidden_biases);
-  const Tensor d = dfts.contiguous(), r = reads.contiguous(), l = last_t.contiguous(), lb = last_bias.contiguous();
-  const Tensor ih = idft_half.contiguous(), al = alpha.contiguous(), hm = half_multiplicity.contiguous();
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "conv_forward", [&] {
     scalar_t* cld = keep ? nullptr : coupling_log_det.data_ptr<scalar_t>();
     scalar_t* gld = keep ? nullptr : gate_log_det.data_ptr<scalar_t>();
@@ -262,16 +280,29 @@ void conv_backward(const Tensor& gate_grads, const Tensor& g_0, const Tensor& th
                    const std::vector<Tensor>& hidden_weights, const Tensor& read_grads, const Tensor& reads_t,
                    const Tensor& y_grads, const Tensor& spectra_conj, const Tensor& spectra_rows, const Tensor& dft_t,
                    const Tensor& idft_half_t, const std::vector<bool>& swaps, const std::vector<int64_t>& hidden) {
-  for (const auto& t : {gate_grads, g_0, output_grads, read_grads, y_grads})
-    TORCH_CHECK(t.is_contiguous(), "conv_backward: written tensors must be contiguous");
-  for (const auto& t : deeper_errors) TORCH_CHECK(t.is_contiguous(), "conv_backward: errors must be contiguous");
-  const Widths w = widths(g_0.size(1), spectra_conj.size(2) / 2, to_spectrum.size(-1) / 2, read_grads.size(-1),
-                          output_grads.size(-1), hidden);
-  const Tensor tg = through_gate_log_det.contiguous(), sl = slope.contiguous(), ts = to_spectrum.contiguous();
-  const Tensor tl = through_log_det.contiguous(), ri = rise_per_magnitude.contiguous(), ti = to_input.contiguous();
-  const Tensor la = last.contiguous(), rt = reads_t.contiguous(), sc = spectra_conj.contiguous();
-  const Tensor s_rows = spectra_rows.contiguous(), dt = dft_t.contiguous(), iht = idft_half_t.contiguous();
-  const auto ms = contiguous(masks), hw = contiguous(hidden_weights);
+  const char* where = "conv_backward";
+  const auto dtype = g_0.scalar_type();
+  const int64_t n_blocks = gate_grads.size(0), rows = g_0.size(0), depth = int64_t(hidden.size());
+  TORCH_CHECK(g_0.dim() == 2 && depth >= 1 && int64_t(deeper_errors.size()) == depth - 1 &&
+                  int64_t(masks.size()) == depth && int64_t(swaps.size()) == n_blocks,
+              where, ": dL/dz_0 (rows, D), one mask a layer, errors after the first layer, a swap a block");
+  check_written({gate_grads, g_0, output_grads, read_grads, y_grads}, dtype, where);
+  check_written(deeper_errors, dtype, where);
+  check_stacks({gate_grads, output_grads, read_grads, y_grads}, n_blocks, rows, where);
+  check_stacks(deeper_errors, n_blocks, rows, where);
+  const auto in = readable({through_gate_log_det, slope, to_spectrum, through_log_det, rise_per_magnitude, to_input,
+                            last, reads_t, spectra_conj, dft_t, idft_half_t},
+                           dtype, where);
+  const auto ms = readable(masks, dtype, where), hw = readable(hidden_weights, dtype, where);
+  const Tensor &tg = in[0], &sl = in[1], &ts = in[2], &tl = in[3], &ri = in[4], &ti = in[5], &la = in[6];
+  const Tensor &rt = in[7], &sc = in[8], &dt = in[9], &iht = in[10];
+  check_stacks({tg, sl, ts, tl, ri, ti}, n_blocks, rows, where);
+  check_stacks(ms, n_blocks, rows, where);
+  check_stacks({sc}, n_blocks, sc.size(1), where);
+  check_row_map(spectra_rows, rows, sc.size(1), where);
+  const Widths w = widths(g_0.size(1), sc.size(2) / 2, ts.size(-1) / 2, read_grads.size(-1), output_grads.size(-1),
+                          hidden);
+  const Tensor s_rows = spectra_rows.contiguous();
   AT_DISPATCH_FLOATING_TYPES(g_0.scalar_type(), "conv_backward", [&] {
     split_rows(g_0.size(0), [&](int64_t begin, int64_t end) {
       backward_rows<scalar_t>(begin, end, gate_grads, g_0, tg, sl, ts, tl, ri, ti, output_grads, la, deeper_errors,

@@ -8,13 +8,13 @@
 #include <ATen/core/grad_mode.h>
 
 #include <algorithm>
+#include <climits>
 #include <initializer_list>
 #include <vector>
 
 namespace nf_native {
 
 using at::Tensor;
-
 
 // The (n x width) block of rows ld apart at p, as a tensor (no copy): for the vectorised ATen functions.
 template <typename T>
@@ -42,13 +42,19 @@ struct Blas<double> {
   static constexpr auto gemm = &dgemm_;
 };
 
-// Row-major C (m x n, ldc) = A (m x k, lda) B (k x n, ldb) + beta C.  The column-major BLAS computes C' = B' A';
-// without one, at::addmm on views of the same memory.
+// Whether products call the Fortran BLAS above (set by check_blas when the module loads).
+inline bool& blas_enabled() {
+  static bool enabled = true;
+  return enabled;
+}
+
+// Row-major C (m x n, ldc) = A (m x k, lda) B (k x n, ldb) + beta C.  The column-major BLAS computes C' = B' A'
+// (32-bit sizes: the LP64 interface, which check_blas verifies); without it, at::addmm on views of the same memory.
 template <typename T>
 void mm(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c,
         int64_t ldc) {
   if (m == 0 || n == 0) return;
-  if (Blas<T>::gemm != nullptr) {
+  if (Blas<T>::gemm != nullptr && blas_enabled() && std::max({m, n, k, lda, ldb, ldc}) <= INT_MAX) {
     const int mi = int(m), ni = int(n), ki = int(k), la = int(lda), lb = int(ldb), lc = int(ldc);
     const T one = 1;
     Blas<T>::gemm("N", "N", &ni, &mi, &ki, &one, b, &lb, a, &la, &beta, c, &lc);
@@ -59,6 +65,26 @@ void mm(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, in
     at::mm_out(c_, a_, b_);
   else
     at::addmm_out(c_, c_, a_, b_, beta, 1);
+}
+
+// Compares the BLAS products with at::mm on small matrices, in float32 and float64, and leaves the BLAS on only if
+// they agree (an ILP64 or otherwise unexpected BLAS behind the symbols falls back to at::mm, not to garbage).
+inline bool check_blas() {
+  blas_enabled() = true;
+  bool agree = Blas<float>::gemm != nullptr && Blas<double>::gemm != nullptr;
+  for (auto dtype : {at::kFloat, at::kDouble}) {
+    if (!agree) break;
+    const Tensor a = at::arange(6, dtype).reshape({2, 3}).add(1), b = at::arange(12, dtype).reshape({3, 4}).sub(5);
+    Tensor c = at::full({2, 4}, 0.5, dtype);
+    const Tensor expected = at::addmm(c, a, b, 2, 1);
+    AT_DISPATCH_FLOATING_TYPES(dtype, "check_blas", [&] {
+      mm<scalar_t>(2, 4, 3, a.data_ptr<scalar_t>(), 3, b.data_ptr<scalar_t>(), 4, scalar_t(2), c.data_ptr<scalar_t>(),
+                   4);
+    });
+    agree = at::equal(c, expected);
+  }
+  blas_enabled() = agree;
+  return agree;
 }
 
 // Each row of the (n x width, ld) block at c set to the vector v.
@@ -88,12 +114,22 @@ void split_rows(int64_t n, const Body& body) {
   });
 }
 
-inline void check_contiguous(std::initializer_list<Tensor> tensors, const char* where) {
-  for (const auto& t : tensors) TORCH_CHECK(t.is_contiguous(), where, ": tensors must be contiguous");
+// Tensors a loop writes into: on the CPU, of the loop's dtype, contiguous (their rows are addressed directly).
+inline void check_written(const std::vector<Tensor>& tensors, at::ScalarType dtype, const char* where) {
+  for (const auto& t : tensors) {
+    TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == dtype, where, ": every tensor on the CPU, of one dtype");
+    TORCH_CHECK(t.is_contiguous(), where, ": the tensors it writes must be contiguous");
+  }
 }
 
-inline void check_contiguous(const std::vector<Tensor>& tensors, const char* where) {
-  for (const auto& t : tensors) TORCH_CHECK(t.is_contiguous(), where, ": tensors must be contiguous");
+// Tensors a loop reads: on the CPU, of the loop's dtype, made contiguous (a copy only if they are not).
+inline std::vector<Tensor> readable(const std::vector<Tensor>& tensors, at::ScalarType dtype, const char* where) {
+  std::vector<Tensor> out;
+  for (const auto& t : tensors) {
+    TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == dtype, where, ": every tensor on the CPU, of one dtype");
+    out.push_back(t.contiguous());
+  }
+  return out;
 }
 
 }  // namespace nf_native
