@@ -29,9 +29,7 @@ void coupling_forward(const Tensor& inputs, const std::vector<Tensor>& activatio
     using T = scalar_t;
     split_rows(rows, [&](int64_t begin, int64_t end) {
       const int64_t n = end - begin;
-      auto at = [&](const Tensor& stack, int64_t k) {
-        return stack.data_ptr<T>() + (k * rows + begin) * stack.size(2);
-      };
+      auto at = [&](const Tensor& stack, int64_t k) { return slot_rows<T>(stack, k, begin); };
       for (int64_t k = 0; k < n_layers; ++k) {
         // h_0 = relu(v W_k' + t_k), h_j = relu(h_{j-1} V_jk' + c_jk)
         const T* h = at(inputs, k);
@@ -76,9 +74,7 @@ void coupling_backward(const Tensor& outputs, const std::vector<Tensor>& errors,
     using T = scalar_t;
     split_rows(rows, [&](int64_t begin, int64_t end) {
       const int64_t n = end - begin;
-      auto at = [&](const Tensor& stack, int64_t k) {
-        return stack.data_ptr<T>() + (k * rows + begin) * stack.size(2);
-      };
+      auto at = [&](const Tensor& stack, int64_t k) { return slot_rows<T>(stack, k, begin); };
       for (int64_t k = n_layers - 1; k >= 0; --k) {
         // e = (g L_k) * [h_J > 0], then e <- (e V_jk) * [h_{j-1} > 0]
         const T* g = at(outputs, k);

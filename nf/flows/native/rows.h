@@ -87,6 +87,12 @@ inline bool check_blas() {
   return agree;
 }
 
+// Slot k of a row-major (slots, rows, width) stack, from its row begin on.
+template <typename T>
+T* slot_rows(const Tensor& stack, int64_t k, int64_t begin) {
+  return stack.data_ptr<T>() + (k * stack.size(1) + begin) * stack.size(2);
+}
+
 // Each row of the (n x width, ld) block at c set to the vector v.
 template <typename T>
 inline void fill_rows(T* c, int64_t ld, int64_t n, int64_t width, const T* v) {
