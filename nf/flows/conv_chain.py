@@ -74,7 +74,7 @@ from nf.flows.base import FlowSequence
 from nf.flows.circular import MIN_MAGNITUDE, UNIT_OFFSET, CircularConvolution, SpectrumLayout
 from nf.flows.conv_coupling import ConvolutionalCoupling, LogGate
 from nf.flows.conv_loops import block_loops, complex_view, read_layout
-from nf.flows.coupling_chain import layer_rows, layer_weight_grad, relu_masks, right_operand
+from nf.flows.coupling_chain import aligned_shape, layer_rows, layer_weight_grad, relu_masks, right_operand
 from nf.flows.stacked import FusedChain, StackedParameters
 
 
@@ -92,10 +92,10 @@ def real_dft_matrices(layout: SpectrumLayout) -> tuple[Tensor, Tensor]:
     return forward, inverse.reshape(n, 2 * layout.n_freq).T.contiguous()
 
 
-def _blocks_first(spectra: Tensor, batch_dims: int) -> Tensor:
-    """``(..., K, f)`` spectra as ``(K, ..., f)``, with ones padding their batch dimensions to ``batch_dims``."""
+def _blocks_first(spectra: Tensor, batch: torch.Size) -> Tensor:
+    """``(..., K, f)`` spectra as ``(K, ..., f)``, their batch dimensions lined up with ``batch``'s."""
     x = spectra.movedim(-2, 0)
-    return x.view(x.shape[0], *[1] * (batch_dims + 2 - x.dim()), *x.shape[1:])
+    return x.view(aligned_shape(x.shape, batch))
 
 
 def _polar(magnitude: Tensor, phase: Tensor) -> Tensor:
@@ -159,7 +159,9 @@ class ConvChain(FusedChain):
         like = self.networks["0.weight"]
         for name, value in (
             ("_dft", dft),
+            ("_dft_t", dft.T.contiguous()),
             ("_idft_half", idft_half),
+            ("_idft_half_t", idft_half.T.contiguous()),
             ("_reads", torch.stack(reads)),
             ("_read_a", torch.stack([idft[:, a] for a, _ in halves])),
             ("_offset", offset),
@@ -255,7 +257,7 @@ class _ConvLoop(torch.autograd.Function):
         batch = torch.broadcast_shapes(z.shape[:-1], spectra.shape[:-2], terms.shape[1:-1])
         widths = [w_z.shape[1], *(w.shape[1] for w in hidden[0::2])]
         z_shape, z = z.shape, z.expand(*batch, chain.dim)
-        terms_shape, terms = terms.shape, terms.view(n_blocks, *[1] * (len(batch) + 2 - terms.dim()), *terms.shape[1:])
+        terms_shape, terms = terms.shape, terms.view(aligned_shape(terms.shape, batch))
         # R_k, (K, 2f, 2 f_B + D/2 + H [+ 1]): padded to an even width, so that rfft(x_B) has a complex view
         first = torch.bmm(chain._read_a[chain._swaps], w_z.transpose(1, 2))
         reads = torch.cat([chain._reads[chain._swaps], first], dim=-1)
@@ -277,15 +279,13 @@ class _ConvLoop(torch.autograd.Function):
             stacked(2 * f_half),
             stacked(2 * f_half),
         )
-        at_h_in, at_x_a, at_first = read_layout(f_half, n_half, widths[0])
-        activations = [read[..., at_first]]
-        activations += [stacked(w) for w in widths[1:]]
-        stored = [convolved, read, gate_in, levels, signed, outputs, magnitudes, kernels, products, *activations[1:]]
+        deeper = [stacked(w) for w in widths[1:]]  # the coupling network's activations after the first layer's
+        stored = [convolved, read, gate_in, levels, signed, outputs, magnitudes, kernels, products, *deeper]
         coupling_log_det, gate_log_det = z.new_zeros(batch), z.new_zeros(batch)
         block_loops(z).forward(
             keep,
             z,
-            _blocks_first(spectra, len(batch)),
+            _blocks_first(spectra, batch),
             dfts,
             reads,
             terms,
@@ -305,8 +305,7 @@ class _ConvLoop(torch.autograd.Function):
             coupling_log_det,
             gate_log_det,
         )
-        z = signed[-1]
-        z = z * inverse_alpha[-1]
+        z = signed[-1] * inverse_alpha[-1]
         if keep:
             coupling_log_det = (torch.log(magnitudes) @ chain._half_multiplicity).sum(0)
             gate_log_det = -levels.sum((0, -1))
@@ -319,16 +318,7 @@ class _ConvLoop(torch.autograd.Function):
                 reads,
                 last,
                 *hidden,
-                convolved,
-                read,
-                gate_in,
-                levels,
-                signed,
-                outputs,
-                magnitudes,
-                kernels,
-                products,
-                *activations[1:],
+                *stored,
             )
             ctx.chain, ctx.depth = chain, len(widths)
             ctx.shapes = (z_shape, phase_circular.shape, terms_shape, terms.shape)
@@ -344,7 +334,7 @@ class _ConvLoop(torch.autograd.Function):
         n_blocks, n_half, f_half, width = w_z.shape[0], chain.dim // 2, chain._half_multiplicity.shape[0], w_z.shape[1]
         batch = gate_in.shape[1:-1]
         g_l = grad_log_det.unsqueeze(-1)  # (..., 1)
-        at_h_in, at_x_a, at_first = read_layout(f_half, n_half, width)
+        _, at_x_a, at_first = read_layout(f_half, n_half, width)
         activations = [read[..., at_first], *deeper]
 
         # the pointwise factors of every block at once
@@ -382,9 +372,9 @@ class _ConvLoop(torch.autograd.Function):
             read_grads,
             right_operand(reads),
             y_grads,
-            _blocks_first(spectra_conj, len(batch)),
-            chain._dft.T.contiguous(),
-            chain._idft_half.T.contiguous(),
+            _blocks_first(spectra_conj, batch),
+            chain._dft_t,
+            chain._idft_half_t,
             chain.swaps,
             n_half,
             f_half,

@@ -246,7 +246,7 @@ class _CouplingLoop(torch.autograd.Function):
         activations = []
         for bias, width in zip([terms, *hidden[1::2]], widths):
             buffer = v.new_empty(n_layers, rows, width)
-            buffer.view(n_layers, *batch, width).copy_(bias.view(_aligned(bias.shape, batch)))
+            buffer.view(n_layers, *batch, width).copy_(bias.view(aligned_shape(bias.shape, batch)))
             activations.append(buffer)
         out = v.new_empty(rows, dim)
         loops = native.loops(v) or PYTHON_LOOPS
@@ -282,13 +282,13 @@ class _CouplingLoop(torch.autograd.Function):
         for j in range(depth - 1):
             hidden_grads += [layer_weight_grad(errors[j + 1], activations[j]), errors[j + 1].sum(1)]
         per_sample = errors[0].view(n_layers, *batch, terms_shape[-1])
-        g_terms = per_sample.sum_to_size(_aligned(terms_shape, batch)).view(terms_shape)
+        g_terms = per_sample.sum_to_size(aligned_shape(terms_shape, batch)).view(terms_shape)
         g_first = layer_weight_grad(errors[0], inputs)
         g_last = layer_weight_grad(outputs, activations[-1])
         return g.sum_to_size(v_shape), g_terms, g_first, g_last, *hidden_grads
 
 
-def _aligned(shape: torch.Size, batch: torch.Size) -> torch.Size:
+def aligned_shape(shape: torch.Size, batch: torch.Size) -> torch.Size:
     """The shape of a ``(K, ..., width)`` stack with ones inserted after ``K``: its batch dimensions lined up with
     ``batch``'s from the right."""
     return torch.Size([shape[0], *[1] * (len(batch) + 2 - len(shape)), *shape[1:]])

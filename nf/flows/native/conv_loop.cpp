@@ -45,17 +45,15 @@ void forward_rows(int64_t begin, int64_t end, bool keep, const Tensor& z0, const
                   const Tensor& idft_half, const Tensor& alpha, const Tensor& half_multiplicity,
                   const std::vector<Tensor>& stored, const std::vector<bool>& swaps, const Widths& w,
                   T min_magnitude, T* coupling_log_det, T* gate_log_det) {
-  const int64_t n = end - begin, rows = z0.size(0), n_blocks = dfts.size(0), depth = int64_t(w.hidden.size());
+  const int64_t n = end - begin, n_blocks = dfts.size(0), depth = int64_t(w.hidden.size());
   const int64_t D = w.dim, F = 2 * w.f_full, FH = 2 * w.f_half, NH = w.n_half, O = w.output;
-  // block k's rows [begin, end) of a stack of the given width
-  auto at = [&](const Tensor& stack, int64_t k, int64_t width) {
-    return data<T>(stack) + ((keep ? k : 0) * rows + begin) * width;
-  };
+  // block k's rows [begin, end) of a stack (its one slot when no gradient is kept)
+  auto at = [&](const Tensor& stack, int64_t k) { return slot_rows<T>(stack, keep ? k : 0, begin); };
   std::vector<T> spectrum(n * F);
   const T* z = data<T>(z0) + begin * D;
   for (int64_t k = 0; k < n_blocks; ++k) {
     // circular convolution: Y = S_k rfft(z)
-    T* y = at(stored[0], k, F);
+    T* y = at(stored[0], k);
     mm<T>(n, F, D, z, D, data<T>(dfts) + k * D * F, F, T(0), spectrum.data(), F);
     const T* s_k = data<T>(spectra) + k * spectra.size(1) * F;
     for (int64_t r = 0; r < n; ++r) {
@@ -67,7 +65,7 @@ void forward_rows(int64_t begin, int64_t end, bool keep, const Tensor& z0, const
       }
     }
     // read rfft(x_B), x_A and x_A W_k'
-    T* read = at(stored[1], k, w.read);
+    T* read = at(stored[1], k);
     mm<T>(n, w.read, F, y, F, data<T>(reads) + k * F * w.read, w.read, T(0), read, w.read);
     // coupling network: h_0 = relu(x_A W_k' + u_k), h_j = relu(h_{j-1} V_jk' + c_jk), o = h_J L_k' + l_k
     T* h = read + w.first;
@@ -79,17 +77,17 @@ void forward_rows(int64_t begin, int64_t end, bool keep, const Tensor& z0, const
     }
     for (int64_t j = 1; j < depth; ++j) {
       const int64_t next = w.hidden[j];
-      T* h_next = at(stored[8 + j], k, next);
+      T* h_next = at(stored[8 + j], k);
       fill_rows(h_next, next, n, next, data<T>(hidden_biases[j - 1]) + k * next);
       mm<T>(n, next, width, h, ld_h, data<T>(hidden_weights_t[j - 1]) + k * width * next, next, T(1), h_next, next);
       relu_rows(h_next, next, n, next);
       h = h_next, ld_h = next, width = next;
     }
-    T* o = at(stored[5], k, O);
+    T* o = at(stored[5], k);
     fill_rows(o, O, n, O, data<T>(last_bias) + k * O);
     mm<T>(n, O, width, h, ld_h, data<T>(last_t) + k * width * O, O, T(1), o, O);
     // convolutional coupling: W = (eps + softplus(a + c)) e^{i phi}, W rfft(x_B)
-    T *magnitude = at(stored[6], k, w.f_half), *kernel = at(stored[7], k, FH), *product = at(stored[8], k, FH);
+    T *magnitude = at(stored[6], k), *kernel = at(stored[7], k), *product = at(stored[8], k);
     for (int64_t r = 0; r < n; ++r) std::copy(o + r * O, o + r * O + w.f_half, magnitude + r * w.f_half);
     Tensor magnitude_k = view(magnitude, n, w.f_half, w.f_half);  // contiguous: softplus vectorised over all rows
     at::softplus_out(magnitude_k, magnitude_k, 1, 20).add_(min_magnitude);
@@ -104,7 +102,7 @@ void forward_rows(int64_t begin, int64_t end, bool keep, const Tensor& z0, const
       }
     }
     // x_B <- irfft(W rfft(x_B)) + t, x_A unchanged
-    T* gate = at(stored[2], k, D);
+    T* gate = at(stored[2], k);
     const auto [b, a] = halves(swaps[k], NH);
     for (int64_t r = 0; r < n; ++r) {
       std::copy(o + r * O + 2 * w.f_half, o + r * O + 2 * w.f_half + NH, gate + r * D + b);
@@ -112,7 +110,7 @@ void forward_rows(int64_t begin, int64_t end, bool keep, const Tensor& z0, const
     }
     mm<T>(n, NH, FH, product, FH, data<T>(idft_half), NH, T(1), gate + b, D);
     // gate: z = sign(x) ln(1 + alpha |x|) (its 1 / alpha left to the next block's rfft matrix)
-    T *level = at(stored[3], k, D), *signed_level = at(stored[4], k, D);
+    T *level = at(stored[3], k), *signed_level = at(stored[4], k);
     const T* alpha_k = data<T>(alpha) + k * D;
     for (int64_t r = 0; r < n; ++r)
       for (int64_t i = 0; i < D; ++i) level[r * D + i] = std::abs(gate[r * D + i]) * alpha_k[i];
@@ -141,21 +139,21 @@ void backward_rows(int64_t begin, int64_t end, const Tensor& gate_grads, const T
                    const Tensor& read_grads, const Tensor& reads_t, const Tensor& y_grads, const Tensor& spectra_conj,
                    const int64_t* spectra_rows, const Tensor& dft_t, const Tensor& idft_half_t,
                    const std::vector<bool>& swaps, const Widths& w) {
-  const int64_t n = end - begin, rows = g_0.size(0), n_blocks = gate_grads.size(0), depth = int64_t(w.hidden.size());
+  const int64_t n = end - begin, n_blocks = gate_grads.size(0), depth = int64_t(w.hidden.size());
   const int64_t D = w.dim, F = 2 * w.f_full, FH = 2 * w.f_half, NH = w.n_half, O = w.output;
-  auto at = [&](const Tensor& stack, int64_t k, int64_t width) { return data<T>(stack) + (k * rows + begin) * width; };
+  auto at = [&](const Tensor& stack, int64_t k) { return slot_rows<T>(stack, k, begin); };
   std::vector<T> g_x(n * D), g_y_half(n * FH), g_z(n * F);
   for (int64_t k = n_blocks - 1; k >= 0; --k) {
     // gate, with its log-determinant: dL/dx = dL/dlogdet d(logdet)/dx + dL/dz dz/dx
-    const T *g = at(gate_grads, k, D), *via = at(through_gate_log_det, k, D), *sl = at(slope, k, D);
+    const T *g = at(gate_grads, k), *via = at(through_gate_log_det, k), *sl = at(slope, k);
     for (int64_t i = 0; i < n * D; ++i) g_x[i] = via[i] + g[i] * sl[i];
     // convolutional coupling: dL/do = (dL/ds, dL/dphi, dL/dt) and dL/drfft(x_B), with q = dL/dY conj(W rfft(x_B)):
     // dL/ds = Re(q) sigmoid(s) / |W| (+ the log-determinant's), dL/dphi = Im(q); dL/drfft(x_B) = dL/dY conj(W)
     const auto [b, a] = halves(swaps[k], NH);
     mm<T>(n, FH, NH, g_x.data() + b, D, data<T>(idft_half_t), FH, T(0), g_y_half.data(), FH);
-    T *g_o = at(output_grads, k, O), *g_r = at(read_grads, k, w.read);
-    const T *to_w = at(to_spectrum, k, FH), *to_z = at(to_input, k, FH);
-    const T *via_magnitude = at(through_log_det, k, w.f_half), *rise = at(rise_per_magnitude, k, w.f_half);
+    T *g_o = at(output_grads, k), *g_r = at(read_grads, k);
+    const T *to_w = at(to_spectrum, k), *to_z = at(to_input, k);
+    const T *via_magnitude = at(through_log_det, k), *rise = at(rise_per_magnitude, k);
     for (int64_t r = 0; r < n; ++r) {
       const T* gy = g_y_half.data() + r * FH;
       T *o_r = g_o + r * O, *read_r = g_r + r * w.read;
@@ -171,24 +169,24 @@ void backward_rows(int64_t begin, int64_t end, const Tensor& gate_grads, const T
       std::copy(g_x.data() + r * D + a, g_x.data() + r * D + a + NH, read_r + FH);
     }
     // coupling network, back to its first layer's pre-activation: e = (e_next V) * relu'
-    T* e = depth > 1 ? at(deeper_errors[depth - 2], k, w.hidden[depth - 1]) : g_r + w.first;
+    T* e = depth > 1 ? at(deeper_errors[depth - 2], k) : g_r + w.first;
     int64_t ld_e = depth > 1 ? w.hidden[depth - 1] : w.read;
     mm<T>(n, w.hidden[depth - 1], O, g_o, O, data<T>(last) + k * O * w.hidden[depth - 1], w.hidden[depth - 1], T(0),
           e, ld_e);
     for (int64_t j = depth - 1; j >= 0; --j) {
       const int64_t width = w.hidden[j];
-      const T* m = at(masks[j], k, width);
+      const T* m = at(masks[j], k);
       for (int64_t r = 0; r < n; ++r)
         for (int64_t i = 0; i < width; ++i) e[r * ld_e + i] *= m[r * width + i];
       if (j == 0) break;
-      T* e_prev = j > 1 ? at(deeper_errors[j - 2], k, w.hidden[j - 1]) : g_r + w.first;
+      T* e_prev = j > 1 ? at(deeper_errors[j - 2], k) : g_r + w.first;
       const int64_t ld_prev = j > 1 ? w.hidden[j - 1] : w.read;
       mm<T>(n, w.hidden[j - 1], width, e, ld_e, data<T>(hidden_weights[j - 1]) + k * width * w.hidden[j - 1],
             w.hidden[j - 1], T(0), e_prev, ld_prev);
       e = e_prev, ld_e = ld_prev;
     }
     // back through R_k to Y, then the circular convolution to dL/dz before the block
-    T* g_y = at(y_grads, k, F);
+    T* g_y = at(y_grads, k);
     mm<T>(n, F, w.read, g_r, w.read, data<T>(reads_t) + k * w.read * F, F, T(0), g_y, F);
     const T* s_k = data<T>(spectra_conj) + k * spectra_conj.size(1) * F;
     for (int64_t r = 0; r < n; ++r) {
@@ -199,7 +197,7 @@ void backward_rows(int64_t begin, int64_t end, const Tensor& gate_grads, const T
         out[j + 1] = x[j] * s[j + 1] + x[j + 1] * s[j];
       }
     }
-    T* g_before = k == 0 ? data<T>(g_0) + begin * D : at(gate_grads, k - 1, D);
+    T* g_before = k == 0 ? data<T>(g_0) + begin * D : at(gate_grads, k - 1);
     mm<T>(n, D, F, g_z.data(), F, data<T>(dft_t), D, T(0), g_before, D);
   }
 }
@@ -216,13 +214,6 @@ void check_row_map(const Tensor& map, int64_t rows, int64_t rows_available, cons
               where, ": a row map needs one int64 index per row");
   TORCH_CHECK(rows == 0 || (map.min().item<int64_t>() >= 0 && map.max().item<int64_t>() < rows_available), where,
               ": a row map points outside its stack");
-}
-
-// Stacks over blocks: (blocks, rows, width) each.
-void check_stacks(const std::vector<Tensor>& stacks, int64_t blocks, int64_t rows, const char* where) {
-  for (const auto& t : stacks)
-    TORCH_CHECK(t.dim() == 3 && t.size(0) == blocks && t.size(1) == rows, where, ": a stack of shape (", blocks,
-                ", ", rows, ", width) expected, got ", t.sizes());
 }
 
 }  // namespace

@@ -23,8 +23,7 @@ void coupling_forward(const Tensor& inputs, const std::vector<Tensor>& activatio
   check_written(activations, dtype, where);
   const auto weights = readable({first_t, last_t}, dtype, where);
   const auto hidden = readable(hidden_t, dtype, where);
-  for (const auto& a : activations)
-    TORCH_CHECK(a.dim() == 3 && a.size(0) == n_layers && a.size(1) == rows, where, ": activations (K, rows, width)");
+  check_stacks(activations, n_layers, rows, where);
   AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "coupling_forward", [&] {
     using T = scalar_t;
     split_rows(rows, [&](int64_t begin, int64_t end) {
@@ -68,8 +67,8 @@ void coupling_backward(const Tensor& outputs, const std::vector<Tensor>& errors,
   check_written(errors, dtype, where);
   const auto weights = readable({first, last}, dtype, where);
   const auto masks_c = readable(masks, dtype, where), hidden_c = readable(hidden, dtype, where);
-  for (const auto& e : errors)
-    TORCH_CHECK(e.dim() == 3 && e.size(0) == n_layers && e.size(1) == rows, where, ": errors (K, rows, width)");
+  check_stacks(errors, n_layers, rows, where);
+  check_stacks(masks_c, n_layers, rows, where);
   AT_DISPATCH_FLOATING_TYPES(outputs.scalar_type(), "coupling_backward", [&] {
     using T = scalar_t;
     split_rows(rows, [&](int64_t begin, int64_t end) {

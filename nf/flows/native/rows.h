@@ -138,4 +138,11 @@ inline std::vector<Tensor> readable(const std::vector<Tensor>& tensors, at::Scal
   return out;
 }
 
+// Stacks over blocks or layers: (blocks, rows, width) each.
+inline void check_stacks(const std::vector<Tensor>& stacks, int64_t blocks, int64_t rows, const char* where) {
+  for (const auto& t : stacks)
+    TORCH_CHECK(t.dim() == 3 && t.size(0) == blocks && t.size(1) == rows, where, ": a stack of shape (", blocks,
+                ", ", rows, ", width) expected, got ", t.sizes());
+}
+
 }  // namespace nf_native
