@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
 import nf.experiments.mnist
+from nf.experiments.data import BinarizedMNIST
 from nf.experiments.mnist import fit_mnist, mnist_config
+from nf.runs.cache import lookup
 
 TINY = dict(flow="planar", length=2, updates=30, anneal_updates=10, eval_every=10, eval_samples=4)
 
@@ -121,3 +125,91 @@ def test_paired_and_parameter_summaries(tmp_path):
     assert [r["paper -ln p(x)"] for r in table2(runs)] == ["89.9", "—", "—"]  # the paper has no NICE K=2 row
     ax = plot_versus_parameters(runs)
     assert len(ax.lines) >= 1
+
+
+def test_budget_points_need_a_constant_learning_rate_and_history_rows_on_them(monkeypatch):
+    monkeypatch.setattr(nf.experiments.mnist, "BUDGET_EVERY", 10)
+    settings = dict(TINY, anneal_updates=5)
+    assert nf.experiments.mnist.budget_points(mnist_config(**settings)) == [10, 20]
+    assert nf.experiments.mnist.budget_points(mnist_config(**dict(settings, anneal_updates=10))) == [20]  # beta < 1
+    assert nf.experiments.mnist.budget_points(mnist_config(**settings, final_learning_rate=1e-4)) == []
+    assert nf.experiments.mnist.budget_points(mnist_config(**dict(settings, eval_every=3))) == []
+    with pytest.raises(ValueError, match=r"15 updates is not a budget point of this run \(its points: \[10, 20\]\)"):
+        nf.experiments.mnist.budget_config(mnist_config(**settings), 15)
+
+
+def _same_run(a, b):
+    """Two runs with the same scores, per image, and the same history."""
+    assert a.load_json("metrics.json")["history"] == b.load_json("metrics.json")["history"]
+    for name, values in a.load_tensors("scores.pt").items():
+        assert torch.equal(values, b.load_tensors("scores.pt")[name]), name
+
+
+@pytest.mark.slow
+def test_a_long_run_stores_the_runs_of_its_budget_points(tmp_path, monkeypatch):
+    """With a constant learning rate, the budget points a 30-update run stores on its way are the runs of 10 and 20
+    updates, score for score; runs that long keep their parameters, and the stored model scores as the run did."""
+    monkeypatch.setattr(nf.experiments.mnist, "BUDGET_EVERY", 10)
+    monkeypatch.setattr(nf.experiments.mnist, "KEEP_PARAMETERS_FROM", 20)
+    settings = dict(TINY, protocol="test", anneal_updates=5)
+    long = fit_mnist(tmp_path / "long", **settings)
+    for updates in (10, 20):
+        point = lookup("mnist", mnist_config(**dict(settings, updates=updates)), tmp_path / "long")
+        assert point is not None and point.metrics["history"][-1][0] == updates
+        _same_run(point, fit_mnist(tmp_path / f"short{updates}", **dict(settings, updates=updates)))
+        assert (point.path / "parameters.pt").exists() == (updates >= 20)
+    model = nf.experiments.mnist.trained_model(long)
+    assert sum(p.numel() for p in model.parameters()) == long.metrics["parameters"]
+    test_images = BinarizedMNIST("test", "fixed", seed=0).images()
+    rescored = nf.experiments.mnist.score_images(model, test_images, TINY["eval_samples"])["nll"].mean().item()
+    assert rescored == pytest.approx(long.metrics["test_nll"], abs=0.5)  # an untrained model is 400 nats away
+    with pytest.raises(ValueError, match="has no stored parameters: only runs of at least 20 updates keep them"):
+        nf.experiments.mnist.trained_model(
+            lookup("mnist", mnist_config(**dict(settings, updates=10)), tmp_path / "long")
+        )
+
+
+class _InterruptAt:
+    """Stands in for ``interrupt_between_updates``: a SIGINT arrives before the given updates (counted across runs)."""
+
+    def __init__(self, steps):
+        self.steps, self.checks = set(steps), 0
+
+    def __call__(self):
+        outer = self
+
+        class Flag:
+            def check(self):
+                outer.checks += 1
+                if outer.checks in outer.steps:
+                    raise KeyboardInterrupt
+
+        return contextlib.nullcontext(Flag())
+
+
+@pytest.mark.slow
+def test_a_run_interrupted_several_times_resumes_where_it_stopped_to_the_same_numbers(tmp_path, monkeypatch):
+    """SIGINT saves the run at the update where it stops, between checkpoints and evaluation rows: three interrupts,
+    three resumes, no update done twice, and the numbers (and budget points) of a run that never stopped."""
+    monkeypatch.setattr(nf.experiments.mnist, "BUDGET_EVERY", 10)
+    settings = dict(TINY, protocol="test", anneal_updates=5)
+    reference = fit_mnist(tmp_path / "a", **settings)
+    steps = {"n": 0}
+    real_step = torch.optim.Adam.step
+
+    def counting_step(self, *args, **kwargs):
+        steps["n"] += 1
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counting_step)
+    # the n-th check of the flag comes before update n - 1 of the run (counting over the resumed runs too)
+    monkeypatch.setattr(nf.experiments.mnist, "interrupt_between_updates", _InterruptAt([8, 16, 27]))
+    for _ in range(3):
+        with pytest.raises(KeyboardInterrupt):
+            fit_mnist(tmp_path / "b", **settings)
+    resumed = fit_mnist(tmp_path / "b", **settings)
+    assert steps["n"] == 30  # every update once: each resume started where the interrupt stopped the run
+    _same_run(resumed, reference)
+    for updates in (10, 20):
+        config = mnist_config(**dict(settings, updates=updates))
+        _same_run(lookup("mnist", config, tmp_path / "b"), lookup("mnist", config, tmp_path / "a"))

@@ -95,7 +95,11 @@ class TrainRuns(submitit.helpers.Checkpointable):
                 cached_runs("toy", [toy_config(**config)], trainer, self.results_dir)
             else:
                 trainer = partial(
-                    train_mnist, device=self.device, data_root=self.data_root, checkpoint_every=self.checkpoint_every
+                    train_mnist,
+                    device=self.device,
+                    data_root=self.data_root,
+                    checkpoint_every=self.checkpoint_every,
+                    results_dir=self.results_dir,
                 )
                 cached_runs("mnist", [mnist_config(**config)], trainer, self.results_dir)
         return [config_hash(experiment, config) for experiment, config in runs]

@@ -10,7 +10,18 @@ or, with ``final_learning_rate``, decays exponentially from
 ``learning_rate`` to ``final_learning_rate`` over the run; the flow (its
 amortisation head and its own networks) may take ``flow_lr_scale`` times the
 learning rate.  The state is checkpointed so an interrupted run resumes to
-the same numbers.
+the same numbers; an interrupt (SIGINT) saves it at the update boundary where the run stops.
+
+**Budget points.**  With a constant learning rate the first ``b`` updates of
+a run *are* the run of ``b`` updates (the annealing depends on
+``anneal_updates`` only), so a long run stores, on its way, the run of every
+multiple of ``BUDGET_EVERY`` updates (``budget_points``) in the run cache,
+scored exactly as that shorter run would be: one run of the paper's 500,000
+updates gives its budget curve at 100,000, 200,000, ... updates, each point a
+cached run of its own that lands while the long run goes on.  Runs of at
+least ``KEEP_PARAMETERS_FROM`` updates, too costly to retrain for a later
+analysis, also store their trained parameters (``parameters.pt``;
+``trained_model`` loads them).
 
 Protocols (``PROTOCOLS``; which images train, which are watched, which score):
 
@@ -54,7 +65,7 @@ from tqdm import tqdm
 from nf.experiments.data import BinarizedMNIST
 from nf.experiments.training import checked_step, inverse_temperature, make_optimizer, resume, training_state
 from nf.models.dlgm import DLGM, DLGM_FLOWS, log_mean_exp
-from nf.runs.cache import Run, cached_run, cached_runs
+from nf.runs.cache import Run, cached_run, cached_runs, code_version, lookup, store_run
 from nf.runs.checkpoint import Checkpointer, interrupt_between_updates
 from nf.runs.config import check_training, merge_defaults
 from nf.runs.devices import resolve_device
@@ -63,6 +74,8 @@ from nf.validation import check_choice, check_int, check_positive
 HELD_OUT = 1000
 VALIDATION = 10_000  # the last training images, held out by the validation protocol
 PROTOCOLS = ("validation", "test", "quick")
+BUDGET_EVERY = 100_000  # a run with a constant learning rate stores the run of every multiple of this many updates
+KEEP_PARAMETERS_FROM = 500_000  # runs of at least this many updates store their trained parameters
 
 DEFAULT_MNIST_CONFIG: dict[str, Any] = {
     "flow": "planar",
@@ -113,6 +126,36 @@ def learning_rate_at(config: dict[str, Any], step: int) -> float:
     config = full_config(config)
     start, final = config["learning_rate"], config["final_learning_rate"]
     return start if final is None else start * (final / start) ** (step / config["updates"])
+
+
+def budget_points(config: dict[str, Any]) -> list[int]:
+    """The budgets below ``config["updates"]`` whose runs a run of ``config`` stores on its way (module docstring):
+    every multiple of ``BUDGET_EVERY`` after the annealing ends, if the learning rate is constant and the rows of
+    the history fall on those multiples (``eval_every`` divides ``BUDGET_EVERY``: a budget point's history is the
+    shorter run's)."""
+    config = full_config(config)
+    if config["final_learning_rate"] is not None or BUDGET_EVERY % config["eval_every"]:
+        return []
+    return [b for b in range(BUDGET_EVERY, config["updates"], BUDGET_EVERY) if b > config["anneal_updates"]]
+
+
+def budget_config(config: dict[str, Any], updates: int) -> dict[str, Any]:
+    """The config of the run of ``updates`` updates that a longer constant-rate run of ``config`` passes through."""
+    if updates not in budget_points(config):
+        raise ValueError(f"{updates} updates is not a budget point of this run (its points: {budget_points(config)})")
+    return mnist_config(**{**config, "updates": updates})
+
+
+def trained_model(run: Run) -> DLGM:
+    """The DLGM of a run that stored its parameters (runs of at least ``KEEP_PARAMETERS_FROM`` updates)."""
+    if not (run.path / "parameters.pt").exists():
+        raise ValueError(
+            f"the run {run.key} ({run.config['flow']} K={run.config['length']}, {run.config['updates']:,} updates) "
+            f"has no stored parameters: only runs of at least {KEEP_PARAMETERS_FROM:,} updates keep them"
+        )
+    model = DLGM(run.config["flow"], run.config["length"])
+    model.load_state_dict(run.load_tensors("parameters.pt"))
+    return model.eval()
 
 
 def _optimizer(model: DLGM, config: dict[str, Any]) -> torch.optim.Optimizer:
@@ -177,11 +220,14 @@ def train_mnist(
     data_root: str | None = None,
     checkpoint_seconds: float = 180.0,
     checkpoint_every: int | None = None,
+    results_dir: str | Path | None = None,
 ) -> None:
     """Train one DLGM and write ``metrics.json``, ``scores.pt`` (per-image scores) and ``images.pt`` into ``folder``.
 
     ``history`` rows are ``[update, beta, mean training F since the last row]``, followed by the held-out bound
-    (``quick`` and ``validation`` protocols) and the held-out ``-ln p(x)`` (``validation``).
+    (``quick`` and ``validation`` protocols) and the held-out ``-ln p(x)`` (``validation``).  The runs of its
+    ``budget_points`` are stored in the cache at ``results_dir`` (default: ``nf.runs.cache.results_root``) as
+    the run passes them.
     """
     protocol = full_config(config)["protocol"]
     device_ = resolve_device(device)
@@ -194,12 +240,16 @@ def train_mnist(
     optimizer = _optimizer(model, full_config(config))
     checkpointer = None if checkpoint is None else Checkpointer(checkpoint, checkpoint_every, checkpoint_seconds)
     step, elapsed, history, order, position = 0, 0.0, [], torch.randperm(len(train_pixels)), 0
+    running: list[float] = []
     state = resume(checkpointer, config, model, optimizer)
     if state is not None:
         step, elapsed, history, order, position = (
             state[k] for k in ("step", "elapsed", "history", "order", "position")
         )
-    running, last_finite = [], (step - 1, float("nan"))
+        running = state.get("running", [])
+    budgets = [b for b in budget_points(config) if b > step]
+    version = code_version() if budgets else None  # the code that trains, recorded with each budget point
+    last_finite = (step - 1, float("nan"))
     progress = tqdm(
         total=config["updates"],
         initial=step,
@@ -208,22 +258,25 @@ def train_mnist(
         disable=not sys.stderr.isatty(),
     )  # a bar in a terminal, silence in a notebook
     start = time.perf_counter()
+
+    def save() -> None:
+        seconds = elapsed + time.perf_counter() - start
+        checkpointer.save(
+            training_state(
+                config, step, model, optimizer, history, seconds, order=order, position=position, running=running
+            )
+        )
+
     with interrupt_between_updates() as interrupt:
         while step < config["updates"]:
-            interrupt.check()
-            if checkpointer is not None and checkpointer.due(step) and running == []:
-                checkpointer.save(
-                    training_state(
-                        config,
-                        step,
-                        model,
-                        optimizer,
-                        history,
-                        elapsed + time.perf_counter() - start,
-                        order=order,
-                        position=position,
-                    )
-                )
+            try:
+                interrupt.check()
+            except KeyboardInterrupt:
+                if checkpointer is not None:
+                    save()  # at an update boundary: the run resumes exactly here
+                raise
+            if checkpointer is not None and checkpointer.due(step):
+                save()
             if position + config["batch_size"] > len(order):
                 order, position = torch.randperm(len(train_pixels)), 0
             x = torch.bernoulli(train_pixels[order[position : position + config["batch_size"]].to(device_)])
@@ -242,8 +295,44 @@ def train_mnist(
             if step % config["eval_every"] == 0 or step == config["updates"]:
                 history.append([step, beta, sum(running) / len(running), *_watch(model, held_out, protocol, config)])
                 running = []
+            if budgets and step == budgets[0]:
+                budgets.pop(0)
+                point = budget_config(config, step)
+                scoring = time.perf_counter()
+                seconds = elapsed + scoring - start
+                _store_budget_point(model, point, scored, history, seconds, results_dir, version)
+                start += time.perf_counter() - scoring  # the training time leaves out the budget point's scoring
     progress.close()
-    seconds = elapsed + time.perf_counter() - start
+    _write_run(model, config, scored, history, elapsed + time.perf_counter() - start, folder)
+
+
+def _store_budget_point(
+    model: DLGM,
+    config: dict[str, Any],
+    scored: torch.Tensor,
+    history: list,
+    seconds: float,
+    results_dir: str | Path | None,
+    version: str | None,
+) -> None:
+    """Store the run of ``config`` (a budget point) from the model as it is now, unless the cache has it already.
+
+    Its scores draw the random numbers the shorter run would draw after its last update; the long run goes on
+    with its own random state untouched."""
+    if lookup("mnist", config, results_dir) is not None:
+        return
+    devices = [scored.device] if scored.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        write = partial(_write_run, model, config, scored, list(history), seconds)
+        store_run("mnist", config, write, results_dir, version, earlier_seconds=seconds)
+    model.train()
+
+
+def _write_run(
+    model: DLGM, config: dict[str, Any], scored: torch.Tensor, history: list, seconds: float, folder: Path
+) -> None:
+    """Score the trained ``model`` and write a run's files into ``folder`` (``train_mnist``)."""
+    protocol = full_config(config)["protocol"]
     model.eval()
     scores = score_images(model, scored, config["eval_samples"])
     metrics = {
@@ -253,8 +342,10 @@ def train_mnist(
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     with torch.no_grad():
-        generator = torch.Generator(device=device_).manual_seed(1)
-        prior_samples = torch.sigmoid(model.decoder(torch.randn(64, model.latent, generator=generator, device=device_)))
+        generator = torch.Generator(device=scored.device).manual_seed(1)
+        prior_samples = torch.sigmoid(
+            model.decoder(torch.randn(64, model.latent, generator=generator, device=scored.device))
+        )
         originals = scored[:16]
         _, zk, _ = model.sample_posterior(originals)
         reconstructions = torch.sigmoid(model.decoder(zk))
@@ -263,6 +354,8 @@ def train_mnist(
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
     images = {"samples": prior_samples, "originals": originals, "reconstructions": reconstructions}
     torch.save({k: (v.cpu() * 255).round().to(torch.uint8) for k, v in images.items()}, folder / "images.pt")
+    if config["updates"] >= KEEP_PARAMETERS_FROM:
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, folder / "parameters.pt")
 
 
 @torch.no_grad()
@@ -286,7 +379,7 @@ def fit_mnist(
     ``device`` and ``data_root`` say where to compute and read data; they are
     not part of the config, so a run made on a GPU is found on a CPU.
     """
-    train = partial(train_mnist, device=device, data_root=data_root)
+    train = partial(train_mnist, device=device, data_root=data_root, results_dir=results_dir)
     return cached_run("mnist", mnist_config(**overrides), train, results_dir)
 
 
@@ -304,7 +397,7 @@ def fit_mnist_runs(
     Returns the runs in the order of ``configs``.
     """
     check_int("workers", workers)
-    trainer = partial(train_mnist, device=device, data_root=data_root) if train else None
+    trainer = partial(train_mnist, device=device, data_root=data_root, results_dir=results_dir) if train else None
     return cached_runs("mnist", [mnist_config(**c) for c in configs], trainer, results_dir, workers)
 
 

@@ -214,6 +214,27 @@ def cached_run(
     found = lookup(experiment, config, results_dir)
     if found is not None:
         return found
+    checkpoint = checkpoint_path(experiment, config, results_dir)
+    run = store_run(experiment, config, lambda folder: train(config, folder, checkpoint), results_dir, version)
+    checkpoint.unlink(missing_ok=True)
+    return run
+
+
+def store_run(
+    experiment: str,
+    config: Mapping[str, Any],
+    write: Callable[[Path], None],
+    results_dir: str | os.PathLike | None = None,
+    version: str | None = None,
+    earlier_seconds: float = 0.0,
+) -> Run:
+    """Store the run of ``config`` whose files ``write(folder)`` writes, atomically (module docstring).
+
+    ``cached_run`` stores a run this way when it is trained; a trainer stores the runs it passes on its way (a
+    budget point of a longer run with a constant learning rate) this way too.  The recorded wall time is the
+    time ``write`` takes plus ``earlier_seconds`` (time spent before it, such as the training up to a budget).
+    """
+    config = json.loads(json.dumps(dict(config)))
     key = config_hash(experiment, config)
     parent = results_root(results_dir) / experiment
     try:
@@ -223,12 +244,11 @@ def cached_run(
     except OSError as error:
         raise OSError(f"cannot write to the results folder {parent}: {error.strerror or error}") from None
     final = parent / key
-    checkpoint = checkpoint_path(experiment, config, results_dir)
     version = version or code_version()
     try:
         start = time.perf_counter()
-        train(config, work, checkpoint)
-        wall_time = time.perf_counter() - start
+        write(work)
+        wall_time = earlier_seconds + time.perf_counter() - start
         checksums = {p.name: _sha256(p) for p in sorted(work.iterdir())}
         provenance = {
             "experiment": experiment,
@@ -251,7 +271,6 @@ def cached_run(
             os.rename(work, final)
         except OSError:
             pass  # another process finished the same run first; keep its entry
-        checkpoint.unlink(missing_ok=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     run = lookup(experiment, config, results_dir)
