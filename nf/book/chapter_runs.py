@@ -14,6 +14,7 @@ from nf.experiments.mnist_study import (
     choose_recipe,
     distinct_configs,
     recipe_decided,
+    regime_configs,
     report_configs,
     study_configs,
 )
@@ -92,8 +93,9 @@ def chapter_configs(
     chapter: str, profile: str = "report", overrides: dict[str, Any] | None = None
 ) -> list[tuple[str, dict[str, Any]]]:
     """Every run a chapter asks for under ``profile`` (with papermill-style ``overrides``), as
-    ``(experiment, config)``.  For the MNIST chapter: the recipe study, then the report ladder with the recipe
-    that the cached study runs choose (the first candidate while the study is incomplete)."""
+    ``(experiment, config)``.  For the MNIST chapter: the recipe study, the report ladder with the recipe
+    that the cached study runs choose (the first candidate while the study is incomplete), and the paper's-regime
+    runs."""
     from nf.book.execute import apply_overrides
 
     p = apply_overrides(chapter_parameters(chapter, profile), overrides or {})
@@ -104,17 +106,19 @@ def chapter_configs(
             ("mnist", c) for c in mnist_configs({**p["mnist"], "seed": p["seed"]})
         ]
     if chapter == "mnist":
-        study, ladder, _ = _mnist_runs(p)
-        return study + ladder
+        study, ladder, regime, _ = _mnist_runs(p)
+        return study + ladder + regime
     return []
 
 
-def _mnist_runs(parameters: dict[str, Any]) -> tuple[list, list, bool]:
-    """The MNIST chapter's study runs and ladder runs as ``(experiment, config)``, and whether the ladder's recipe
-    is decided (``recipe_decided``)."""
+def _mnist_runs(parameters: dict[str, Any]) -> tuple[list, list, list, bool]:
+    """The MNIST chapter's study runs, report ladder runs and paper's-regime runs (those not in the report ladder)
+    as ``(experiment, config)``, and whether the report ladder's recipe is decided (``recipe_decided``)."""
     study_runs, ladder = _ladder(parameters)
     study = [("mnist", c) for c in distinct_configs(study_configs(parameters["study"], parameters["seed"]))]
-    return study, [("mnist", c) for c in ladder], recipe_decided(parameters["study"], study_runs)
+    regime = regime_configs(parameters["study"], parameters["paper_regime"])
+    regime = [("mnist", c) for c in regime if c not in ladder]
+    return study, [("mnist", c) for c in ladder], regime, recipe_decided(parameters["study"], study_runs)
 
 
 def configs_to_train(
@@ -123,16 +127,17 @@ def configs_to_train(
     """The chapter's runs whose configs are settled now, and why the others wait (None if none do).
 
     The MNIST report ladder's recipe is chosen from the recipe study's runs (``choose_recipe``), so until the
-    candidates' runs are cached only the study is settled.
+    candidates' runs are cached only the study and the paper's-regime runs (the paper's recipe) are settled.
     """
     if chapter != "mnist":
         return chapter_configs(chapter, profile, overrides), None
     from nf.book.execute import apply_overrides
 
-    study, ladder, decided = _mnist_runs(apply_overrides(chapter_parameters(chapter, profile), overrides or {}))
+    parameters = apply_overrides(chapter_parameters(chapter, profile), overrides or {})
+    study, ladder, regime, decided = _mnist_runs(parameters)
     if decided:
-        return study + ladder, None
-    return study, (
+        return study + ladder + regime, None
+    return study + regime, (
         f"the report ladder ({len(ladder)} runs) waits for the recipe study: "
         "its recipe is chosen from the candidates' runs; run this command again when they are cached"
     )

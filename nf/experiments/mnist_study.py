@@ -14,6 +14,12 @@ than ``SIGNIFICANT`` paired standard errors on the 10,000 validation images.
 The report models then train on all 60,000 training images with that recipe
 for ``report["updates"]`` updates (protocol ``test``) and are scored once on
 the test set.
+
+**The paper's own regime** (``regime_configs``): the same test protocol with
+the study's paper recipe (RMSprop, constant learning rate) for the paper's
+500,000 updates; each such run stores its budget points on its way
+(``nf.experiments.mnist.budget_points``), so ``regime_runs`` finds every
+budget a run has passed, before the run ends.
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ from __future__ import annotations
 from typing import Any
 
 from nf.experiments.comparisons import SIGNIFICANT, paired_difference
-from nf.experiments.mnist import fit_mnist_runs, run_configs
-from nf.runs.cache import Run, config_hash
+from nf.experiments.mnist import budget_config, budget_points, fit_mnist_runs, run_configs
+from nf.runs.cache import Run, config_hash, lookup
 
 RECIPE_KEYS = ("optimizer", "learning_rate", "final_learning_rate", "momentum", "clip_grad_norm", "flow_lr_scale")
 
@@ -108,3 +114,23 @@ def obtain_study(study: dict[str, Any], train: bool, seed: int = 0, **where: Any
     flat = distinct_configs(by_recipe)
     found = dict(zip((config_hash("mnist", c) for c in flat), fit_mnist_runs(flat, train=train, **where)))
     return {name: [found[config_hash("mnist", c)] for c in configs] for name, configs in by_recipe.items()}
+
+
+def regime_configs(study: dict[str, Any], regime: dict[str, Any]) -> list[dict[str, Any]]:
+    """The paper's-regime ladder: ``regime["models"]`` (seed 0) with ``regime["common"]`` settings and the study's
+    paper recipe (module docstring)."""
+    recipe = paper_recipe(study)
+    if recipe is None:
+        raise ValueError(f"the study has no recipe with the paper's optimiser (rmsprop): {sorted(study['recipes'])}")
+    return run_configs(regime["models"], seed=0, **{**regime["common"], **recipe_settings(study, recipe)})
+
+
+def regime_runs(configs: list[dict[str, Any]], results_dir: str | None = None) -> list[dict[int, Run]]:
+    """For each config of ``regime_configs``, its cached runs by number of updates: the budget points it has
+    stored so far and, once it has ended, the run itself (never trains)."""
+    found = []
+    for config in configs:
+        points = {b: lookup("mnist", budget_config(config, b), results_dir) for b in budget_points(config)}
+        points[config["updates"]] = lookup("mnist", config, results_dir)
+        found.append({b: run for b, run in points.items() if run is not None})
+    return found

@@ -1,0 +1,80 @@
+"""Table 2 in the paper's own regime: budget points found, shown and judged (made-up per-image scores, no training)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_mnist_study import STUDY, fake_run
+
+from nf.experiments.mnist import budget_config
+from nf.experiments.mnist_study import regime_configs, regime_runs
+from nf.report.paper_regime import ACROSS, across_recipes, regime_table, regime_verdicts, verdicts_across_recipes
+
+REGIME = {
+    "models": [["none", 0], *[["planar", k] for k in (10, 20, 40, 80)]],
+    "common": {"protocol": "test", "updates": 300_000, "anneal_updates": 10_000, "eval_every": 2500},
+}
+BASE = 90 + torch.randn(1000, generator=torch.Generator().manual_seed(0))
+
+
+def _store(config, updates, gain, tmp_path):
+    """The run of ``config`` at ``updates`` (a budget point, or the run itself): ``gain`` nats from BASE per image."""
+    point = config if updates == config["updates"] else budget_config(config, updates)
+    return fake_run(point, BASE + gain, tmp_path)
+
+
+def test_regime_runs_use_the_paper_recipe_and_find_every_budget_point(tmp_path):
+    configs = regime_configs(STUDY, REGIME)
+    assert {(c["optimizer"], c["learning_rate"], c["protocol"]) for c in configs} == {("rmsprop", 1e-5, "test")}
+    for updates in (100_000, 200_000, 300_000):
+        _store(configs[0], updates, 0.0, tmp_path)
+    for updates in (100_000, 200_000):
+        _store(configs[2], updates, -1.0, tmp_path)
+    found = regime_runs(configs, tmp_path)
+    assert [sorted(points) for points in found] == [[100_000, 200_000, 300_000], [], [100_000, 200_000], [], []]
+
+    rows = {row["model"]: row for row in regime_table(configs, found)}
+    assert rows["DLGM diagonal"]["updates"] == "300,000"
+    assert rows["DLGM+planar K=20"]["updates"] == "200,000 so far"  # a run still training says so
+    assert rows["DLGM+planar K=20"]["gain over diagonal (at updates)"] == "-1.00 ± 0.00 (200,000)"
+    assert rows["DLGM+planar K=20"]["paper gain"] == "-3.4"
+    assert rows["DLGM+planar K=10"]["updates"] == "not trained yet"
+
+    verdicts = {row["claim"]: row for row in regime_verdicts(configs, found, seed_sd=0.1)}
+    assert verdicts["Table 2: diagonal, −ln p(x)"]["verdict"] == "reproduced"
+    planar = verdicts["Table 2: planar K=20, −ln p(x)"]
+    assert planar["verdict"] == "not tested"  # a budget point is evidence so far, never the verdict
+    assert planar["evidence"].startswith("so far at 200,000 updates ours 89.")
+    assert "to 300,000 updates" in planar["evidence"]
+    assert verdicts["planar K=20 gives a lower −ln p(x) than the diagonal model (Table 2)"]["verdict"] == "not tested"
+
+
+@pytest.mark.parametrize(
+    "seed_sd,verdict,reason",
+    [
+        (0.6, "not reproduced", "-1.00 ± 0.60 (paper -3.4): no significant fall"),
+        (0.3, "partly", "-1.00 ± 0.30 (paper -3.4); less than 50% of the paper's fall"),
+    ],
+)
+def test_a_gain_of_one_seed_per_model_is_judged_against_the_spread_over_seeds(tmp_path, seed_sd, verdict, reason):
+    """A gain of exactly 1 nat on every image has no paired error at all; retraining noise decides."""
+    configs = regime_configs(STUDY, REGIME)
+    for config, gain in zip(configs, (0.0, -0.5, -1.0, -1.5, -2.0)):
+        _store(config, 300_000, gain, tmp_path)
+    rows = {row["claim"]: row for row in regime_verdicts(configs, regime_runs(configs, tmp_path), seed_sd)}
+    claim = rows["planar K=20 gives a lower −ln p(x) than the diagonal model (Table 2)"]
+    assert (claim["verdict"], claim["evidence"]) == (verdict, f"K=0 to 20: {reason}")
+
+
+def test_two_recipes_read_together():
+    assert across_recipes("reproduced", "reproduced") == ACROSS[0] == "reproduced under both"
+    assert across_recipes("not reproduced", "reproduced") == "only in the paper's regime"
+    assert across_recipes("reproduced", "not reproduced") == "only under our recipe"
+    assert across_recipes("not reproduced", "not reproduced") == "in neither"
+    assert across_recipes("partly", "reproduced") == "paper's regime: reproduced; our recipe: partly"
+    assert across_recipes("reproduced", "not tested") == "not tested in the paper's regime yet"
+    (row,) = verdicts_across_recipes(
+        [{"claim": "c", "verdict": "not reproduced"}],
+        [{"claim": "c", "paper": "1", "verdict": "reproduced", "evidence": "e"}],
+    )
+    assert row["reading"] == "only in the paper's regime" and row["our recipe"] == "not reproduced"
