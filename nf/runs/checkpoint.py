@@ -43,14 +43,29 @@ def save_atomically(state: dict[str, Any], path: Path) -> None:
         raise
 
 
+class UnreadableCheckpoint(RuntimeError):
+    """A checkpoint that exists but cannot be read; the message names it.  It is kept, never silently replaced."""
+
+
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The checkpoint at ``path``, or None if there is none or it cannot be read."""
+    """The checkpoint at ``path``, or None if there is none.
+
+    Only tensors and plain containers are unpickled (``weights_only=True``): a file planted in a shared results
+    folder cannot run code in the jobs that read it.  A checkpoint that cannot be read (damaged, written by an
+    incompatible version, or holding other objects) raises ``UnreadableCheckpoint``: hours of training are never
+    thrown away without a word.
+    """
+    path = Path(path)
     if not path.exists():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # a checkpoint from an incompatible version, or damaged: start over
-        return None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [""])[0]
+        raise UnreadableCheckpoint(
+            f"the checkpoint {path} cannot be read ({type(error).__name__}: {reason}); it is kept: "
+            "move or delete it to train this run from the start"
+        ) from None
 
 
 class Checkpointer:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nf.runs.cache import checkpoint_path, config_hash, lookup
-from nf.runs.checkpoint import load_checkpoint
+from nf.runs.checkpoint import UnreadableCheckpoint, load_checkpoint
 
 LIVE_SECONDS = 600.0  # a few checkpoint intervals (2-3 minutes each)
 STATES = ("cached", "running", "interrupted", "missing")
@@ -27,7 +27,10 @@ def run_state(
     if lookup(experiment, config, results_dir) is not None:
         return "cached", ""
     checkpoint = checkpoint_path(experiment, config, results_dir)
-    state = load_checkpoint(checkpoint)
+    try:
+        state = load_checkpoint(checkpoint)
+    except UnreadableCheckpoint:
+        return "interrupted", f"checkpoint cannot be read: move or delete {checkpoint.name} to start over"
     if state is None:
         return "missing", ""
     age = (time.time() if now is None else now) - checkpoint.stat().st_mtime

@@ -1,0 +1,70 @@
+"""Checkpoints are read safely: tensors and plain containers only, and a file that cannot be read is named, kept."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nf.runs.cache import checkpoint_path
+from nf.runs.checkpoint import UnreadableCheckpoint, load_checkpoint, save_atomically
+from nf.runs.status import run_state
+
+
+class _Planted:
+    """An object whose unpickling would run code: it writes a file."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_a_training_state_round_trips_through_the_safe_loader(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-5, momentum=0.9, foreach=True)
+    model(torch.ones(4, 3)).sum().backward()
+    optimizer.step()
+    state = {
+        "config": {"flow": "planar", "length": 2, "final_learning_rate": None},
+        "step": 7,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": torch.get_rng_state(),
+        "cuda_rng": None,
+        "history": [[5, 0.5, 90.1]],
+        "running": [1.0, 2.0],
+        "order": torch.randperm(10),
+        "elapsed": 1.5,
+    }
+    save_atomically(state, tmp_path / "c.pt")
+    loaded = load_checkpoint(tmp_path / "c.pt")
+    assert loaded["step"] == 7 and loaded["history"] == state["history"]
+    assert torch.equal(loaded["order"], state["order"])
+    assert loaded["optimizer"]["param_groups"] == state["optimizer"]["param_groups"]
+
+
+def test_a_planted_checkpoint_runs_no_code_and_is_refused_by_name(tmp_path):
+    target, planted = tmp_path / "owned", tmp_path / ".abc.checkpoint.pt"
+    torch.save({"step": 3, "payload": _Planted(target)}, planted)
+    with pytest.raises(UnreadableCheckpoint, match=r"\.abc\.checkpoint\.pt cannot be read .*move or delete it"):
+        load_checkpoint(planted)
+    assert not target.exists() and planted.exists()  # nothing ran, nothing was deleted
+
+
+def test_a_damaged_checkpoint_stops_the_run_instead_of_starting_it_over(tmp_path):
+    damaged = tmp_path / "c.pt"
+    save_atomically({"step": 3, "model": {"w": torch.zeros(1000)}}, damaged)
+    damaged.write_bytes(damaged.read_bytes()[:2000])  # cut short, as by a full disk under another writer
+    with pytest.raises(UnreadableCheckpoint, match="c.pt cannot be read"):
+        load_checkpoint(damaged)
+    assert load_checkpoint(tmp_path / "none.pt") is None
+
+
+def test_the_status_of_a_run_with_an_unreadable_checkpoint_says_so(tmp_path):
+    config = {"energy": "U1", "family": "planar", "length": 2, "updates": 30}
+    path = checkpoint_path("toy", config, tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a checkpoint")
+    state, detail = run_state("toy", config, tmp_path)
+    assert state == "interrupted" and detail == f"checkpoint cannot be read: move or delete {path.name} to start over"
