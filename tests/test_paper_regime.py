@@ -78,3 +78,20 @@ def test_two_recipes_read_together():
         [{"claim": "c", "paper": "1", "verdict": "reproduced", "evidence": "e"}],
     )
     assert row["reading"] == "only in the paper's regime" and row["our recipe"] == "not reproduced"
+
+
+def test_the_scorecard_shows_the_paper_regime_beside_our_recipe(tmp_path):
+    from nf.report.scorecard import REGIME_COLUMN, claims, claims_at_a_glance, mnist_rows
+
+    configs = regime_configs(STUDY, REGIME)
+    _store(configs[0], 300_000, 0.0, tmp_path)
+    _store(configs[2], 100_000, -1.0, tmp_path)
+    regime = (configs, regime_runs(configs, tmp_path), 0.1)
+    mnist = (STUDY, {name: [None, None] for name in STUDY["recipes"]}, [], [])
+    rows = {row["model"]: row for row in mnist_rows(mnist, regime)}
+    assert rows["diagonal"][f"ours, {REGIME_COLUMN}"].endswith("(300,000 updates)")
+    assert rows["planar K=20"][f"ours, {REGIME_COLUMN}"].endswith("(100,000 updates so far)")
+    assert rows["planar K=40"][f"ours, {REGIME_COLUMN}"] == "not trained yet"
+    glance = {row["claim"]: row for row in claims_at_a_glance(claims(None, mnist, regime))}
+    assert glance["Table 2: diagonal, −ln p(x)"][REGIME_COLUMN] == "paper's regime: reproduced; our recipe: not tested"
+    assert glance["Table 2: planar K=20, −ln p(x)"][REGIME_COLUMN] == "not tested in the paper's regime yet"

@@ -15,10 +15,12 @@ from nf.experiments.mnist_study import (
     distinct_configs,
     recipe_decided,
     regime_configs,
+    regime_runs,
     report_configs,
     study_configs,
 )
-from nf.report.scorecard import MnistEvidence, ToyEvidence
+from nf.report.paper_regime import report_seed_spread
+from nf.report.scorecard import MnistEvidence, RegimeEvidence, ToyEvidence
 from nf.report.toy import summarize
 
 
@@ -67,6 +69,15 @@ def mnist_evidence(profile: str = "report") -> MnistEvidence:
     parameters = chapter_parameters("mnist", profile)
     study_runs, configs = _ladder(parameters)
     return parameters["study"], study_runs, configs, mnist.fit_mnist_runs(configs, train=False)
+
+
+def regime_evidence(profile: str = "report") -> RegimeEvidence:
+    """The MNIST chapter's paper's-regime configs, the budget points each has stored, and the report ladder's
+    spread over training seeds (``nf.report.paper_regime``)."""
+    parameters = chapter_parameters("mnist", profile)
+    configs = regime_configs(parameters["study"], parameters["paper_regime"])
+    _, _, ladder, runs = mnist_evidence(profile)
+    return configs, regime_runs(configs), report_seed_spread(ladder, runs)
 
 
 def mnist_verdict(claim_start: str, profile: str = "report") -> dict[str, str]:

@@ -12,6 +12,7 @@ from nf.experiments.comparisons import SIGNIFICANT, metric
 from nf.report.mnist import describe_recipe, paper_key, table2_models
 from nf.report.mnist_verdicts import NOT_REPORTED, mnist_verdicts
 from nf.report.paper import PAPER_TRAINING, TABLE2_NEG_LOG_LIKELIHOOD
+from nf.report.paper_regime import regime_verdicts, verdicts_across_recipes
 from nf.report.toy_verdicts import toy_verdicts
 from nf.report.verdicts import VERDICTS
 from nf.runs.cache import Run
@@ -23,13 +24,18 @@ FIG3D_FAMILIES = ("planar", "nice-orth", "nice-perm")  # the flows of the paper'
 ToyEvidence = tuple[int, list[dict[str, Any]] | None]  # the longest flow length, its seed-averaged summary or None
 MnistEvidence = tuple[dict[str, Any], dict[str, list[Run | None]], list[dict[str, Any]], list[Run | None]]
 """The study, its runs by recipe, and the report ladder's configs and runs (None where missing)."""
+RegimeEvidence = tuple[list[dict[str, Any]], list[dict[int, Run]], float | None]
+"""The paper's-regime configs, the budget points each has stored, and the report ladder's seed spread."""
+REGIME_COLUMN = "paper's regime"
 
 
-def mnist_rows(evidence: MnistEvidence) -> list[dict[str, str]]:
+def mnist_rows(evidence: MnistEvidence, regime: RegimeEvidence | None = None) -> list[dict[str, str]]:
     """Table 2: the paper's -ln p(x) beside ours (importance-sampled, S = 200, test set) where the run exists.
 
-    Rows come from the MNIST chapter's report ladder (seed 0), with its recipe and budget.  The NICE chapter's
-    runs are short runs of the book's first version (``quick`` protocol) and are not mixed into this table.
+    Rows come from the MNIST chapter's report ladder (seed 0), with its recipe and budget, and, given ``regime``,
+    from its runs in the paper's regime at the furthest budget reached ("so far" while a run trains).  The NICE
+    chapter's runs are short runs of the book's first version (``quick`` protocol) and are not mixed into this
+    table.
     """
     _, _, configs, runs = evidence
     ours = {}
@@ -38,15 +44,27 @@ def mnist_rows(evidence: MnistEvidence) -> list[dict[str, str]]:
         if run is not None and key is not None and config["seed"] == 0:
             nll, se = metric(run, "nll")
             ours[key] = f"−ln p(x) = {nll:.2f} ± {se:.2f} ({describe_recipe(config)}; {config['updates']:,} updates)"
-    return [
-        {
+    in_regime = {}
+    for config, points in zip(*regime[:2]) if regime is not None else ():
+        key = paper_key(config["flow"], config["length"])
+        if points and key is not None:
+            updates = max(points)
+            nll, se = metric(points[updates], "nll")
+            so_far = "" if updates == config["updates"] else " so far"
+            in_regime[key] = f"−ln p(x) = {nll:.2f} ± {se:.2f} ({updates:,} updates{so_far})"
+    rows = []
+    for flow, k, name in table2_models():
+        key = paper_key(flow, k)
+        row = {
             "experiment": "MNIST, Table 2",
             "model": name,
-            "paper": f"−ln p(x) ≤ {TABLE2_NEG_LOG_LIKELIHOOD[paper_key(flow, k)]:.1f}",
-            "ours": ours.get(paper_key(flow, k), NOT_RUN),
+            "paper": f"−ln p(x) ≤ {TABLE2_NEG_LOG_LIKELIHOOD[key]:.1f}",
+            "ours": ours.get(key, NOT_RUN),
         }
-        for flow, k, name in table2_models()
-    ]
+        if regime is not None:
+            row[f"ours, {REGIME_COLUMN}"] = in_regime.get(key, NOT_RUN)
+        rows.append(row)
+    return rows
 
 
 def mnist_training_note(evidence: MnistEvidence) -> str:
@@ -68,15 +86,29 @@ def mnist_claims(evidence: MnistEvidence) -> list[dict[str, str]]:
     return mnist_verdicts(*evidence)
 
 
-def claims(toy_summary: list[dict[str, Any]] | None, mnist: MnistEvidence) -> list[dict[str, str]]:
-    """Every claim of the paper with its verdict: the toy densities (``nf.report.toy_verdicts``), then MNIST."""
+def claims(
+    toy_summary: list[dict[str, Any]] | None, mnist: MnistEvidence, regime: RegimeEvidence | None = None
+) -> list[dict[str, str]]:
+    """Every claim of the paper with its verdict: the toy densities (``nf.report.toy_verdicts``), then MNIST; given
+    ``regime``, a column with the MNIST claims read across our recipe and the paper's regime
+    (``nf.report.paper_regime.across_recipes``)."""
     rows = [{"experiment": "toy densities", **row} for row in toy_verdicts(toy_summary)]
-    return rows + [{"experiment": "MNIST", **row} for row in mnist_claims(mnist)]
+    rows += [{"experiment": "MNIST", **row} for row in mnist_claims(mnist)]
+    if regime is None:
+        return rows
+    configs, found, seed_sd = regime
+    ours = [row for row in rows if row["experiment"] == "MNIST"]
+    readings = {
+        row["claim"]: row["reading"]
+        for row in verdicts_across_recipes(ours, regime_verdicts(configs, found, seed_sd or 0.0))
+    }
+    return [{**row, REGIME_COLUMN: readings.get(row["claim"], "—")} for row in rows]
 
 
 def claims_at_a_glance(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     """The claims table without its paper and evidence columns, for the intro."""
-    return [{k: r[k] for k in ("experiment", "claim", "verdict")} for r in rows]
+    keys = ("experiment", "claim", "verdict", REGIME_COLUMN)
+    return [{k: r[k] for k in keys if k in r} for r in rows]
 
 
 def toy_caveat(toy_summary: list[dict[str, Any]] | None) -> str:
@@ -126,9 +158,15 @@ def toy_rows(evidence: ToyEvidence) -> list[dict[str, str]]:
     ]
 
 
-def scorecard_rows(toy: ToyEvidence, mnist: MnistEvidence) -> list[dict[str, str]]:
-    """One row per result the paper reports, with ours where the experiment has been run."""
-    return toy_rows(toy) + mnist_rows(mnist)
+def scorecard_rows(
+    toy: ToyEvidence, mnist: MnistEvidence, regime: RegimeEvidence | None = None
+) -> list[dict[str, str]]:
+    """One row per result the paper reports, with ours where the experiment has been run (and, given ``regime``,
+    ours in the paper's regime: ``mnist_rows``)."""
+    mnist_table = mnist_rows(mnist, regime)
+    if regime is None:
+        return toy_rows(toy) + mnist_table
+    return [{**row, f"ours, {REGIME_COLUMN}": "—"} for row in toy_rows(toy)] + mnist_table
 
 
 def toy_glance(evidence: ToyEvidence) -> list[dict[str, str]]:
