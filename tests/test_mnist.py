@@ -179,9 +179,11 @@ class _InterruptAt:
         outer = self
 
         class Flag:
-            def check(self):
+            def check(self, save=None):
                 outer.checks += 1
                 if outer.checks in outer.steps:
+                    if save is not None:
+                        save()
                     raise KeyboardInterrupt
 
         return contextlib.nullcontext(Flag())

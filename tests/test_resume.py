@@ -127,3 +127,34 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_named_and_kept(tmp_path):
     with pytest.raises(ValueError, match=r"run\.checkpoint\.pt does not fit this model .*delete it"):
         resume(checkpointer, config, new, optimizer)
     assert checkpointer.load()["step"] == 10
+
+
+REQUEUE_SCRIPT = (
+    "import signal, sys, torch\n"
+    "from pathlib import Path\n"
+    "from nf.experiments.toy import fit_toy\n"
+    "from nf.runs.checkpoint import load_checkpoint\n"
+    "def requeue(signum, frame):  # as submitit's: the job is requeued, then this process ends\n"
+    "    saved = sorted(Path(sys.argv[1], 'toy').glob('*.checkpoint.pt'))\n"
+    "    Path(sys.argv[1], 'requeued').write_text(str(load_checkpoint(saved[0])['step']))\n"
+    "    sys.exit(3)\n"
+    "signal.signal(signal.SIGUSR2, requeue)\n"
+    f"fit_toy(sys.argv[1], checkpoint_every=1000, **{SETTINGS!r})\n"
+)
+
+
+def test_a_scheduler_signal_waits_for_the_run_to_save_then_requeues_it(tmp_path, uninterrupted):
+    """SIGUSR2 (submitit's time limit or preemption) is held to the next update boundary: the run saves there, and
+    only then does the waiting handler run (and end the process); the resumed run loses no update."""
+    process = subprocess.Popen([sys.executable, "-c", REQUEUE_SCRIPT, str(tmp_path)], stderr=subprocess.PIPE, text=True)
+    wait_for_checkpoint(tmp_path, process)
+    process.send_signal(signal.SIGUSR2)
+    assert process.wait(timeout=60) == 3, process.stderr.read()
+    (checkpoint,) = (tmp_path / "toy").glob("*.checkpoint.pt")
+    saved_at = torch.load(checkpoint, weights_only=True)["step"]
+    assert int((tmp_path / "requeued").read_text()) == saved_at  # saved before the handler ran
+    assert saved_at % 1000 != 0  # not a routine checkpoint: the save the signal asked for
+    rerun = start(tmp_path)
+    assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
+    resumed = lookup("toy", toy_config(**SETTINGS), tmp_path)
+    assert resumed.load_json("metrics.json")["free_energy"] == uninterrupted.load_json("metrics.json")["free_energy"]

@@ -69,8 +69,10 @@ def job_batches(runs: Runs, toy_batch: int = TOY_BATCH) -> list[list[tuple[str, 
 class TrainRuns(submitit.helpers.Checkpointable):
     """A job's body: train (or resume, or find cached) each run, one after another; return their cache keys.
 
-    Checkpointable: when the scheduler signals a time limit or a preemption, submitit requeues the job with the
-    same runs, and each run resumes from its own checkpoint (``nf.runs.checkpoint``).  ``checkpoint_every``
+    Checkpointable: when the scheduler signals a time limit or a preemption, the run being trained saves at its
+    next update boundary, and only then does submitit requeue the job with the same runs
+    (``nf.runs.checkpoint.interrupt_between_updates`` holds the signal till then); each run resumes from its own
+    checkpoint, the one in progress exactly where it stopped.  ``checkpoint_every``
     saves a run checkpoint at the first evaluation boundary after every that many updates, as well as every few
     minutes.
     """

@@ -269,12 +269,7 @@ def train_mnist(
 
     with interrupt_between_updates() as interrupt:
         while step < config["updates"]:
-            try:
-                interrupt.check()
-            except KeyboardInterrupt:
-                if checkpointer is not None:
-                    save()  # at an update boundary: the run resumes exactly here
-                raise
+            interrupt.check(save if checkpointer is not None else None)  # saved here, resumed exactly here
             if checkpointer is not None and checkpointer.due(step):
                 save()
             if position + config["batch_size"] > len(order):

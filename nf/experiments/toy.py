@@ -130,11 +130,14 @@ def _train_toy(config: dict[str, Any], folder: Path, checkpointer: Checkpointer 
     start = time.perf_counter()
     with interrupt_between_updates() as interrupt:
         for step in range(first_step, config["updates"]):
-            interrupt.check()
+
+            def save() -> None:
+                seconds = elapsed + time.perf_counter() - start
+                checkpointer.save(training_state(config, step, model, optimizer, history, seconds))
+
+            interrupt.check(save if checkpointer is not None and step > first_step else None)
             if checkpointer is not None and step > first_step and checkpointer.due(step):
-                checkpointer.save(
-                    training_state(config, step, model, optimizer, history, elapsed + time.perf_counter() - start)
-                )
+                save()
             beta = inverse_temperature(step, config["anneal_updates"])
             zk, log_q = model.sample(config["batch_size"])
             loss = (log_q + beta * energy(zk)).mean()

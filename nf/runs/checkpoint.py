@@ -7,10 +7,14 @@ the update counter and the history logged so far.  It is written atomically
 previous checkpoint intact.
 
 ``interrupt_between_updates`` turns a first Ctrl-C (SIGINT) into a
-``KeyboardInterrupt`` raised by ``check()`` at the next update boundary, so
-an interrupt always stops a run at a well-defined point; Python's own
-handler can lose a ``KeyboardInterrupt`` raised inside a finaliser.  A
-second Ctrl-C interrupts at once.
+``KeyboardInterrupt`` raised by ``check(save)`` at the next update boundary,
+after ``save()`` has saved the run there, so an interrupt always stops a run
+at a well-defined point and loses no update; Python's own handler can lose a
+``KeyboardInterrupt`` raised inside a finaliser.  A second Ctrl-C interrupts
+at once.  A scheduler's signal that a handler is already waiting for
+(SIGUSR1 or SIGUSR2: submitit's requeue on a time limit or a preemption) is
+held the same way: the run saves at the next boundary, and only then does
+that handler run (and requeue the job, which resumes where the run stopped).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -90,25 +94,50 @@ class Checkpointer:
         return load_checkpoint(self.path)
 
 
+DEFERRED_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # held until an update boundary when a handler awaits them
+
+
 class InterruptFlag:
-    """Set by the first SIGINT; ``check()`` raises ``KeyboardInterrupt`` once it is set."""
+    """Set by the first SIGINT (or a held scheduler signal); ``check(save)`` saves and stops the run once it is set."""
 
     def __init__(self) -> None:
-        self.requested = False
+        self.signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def handle(self, signum: int, frame: Any) -> None:
-        if self.requested:  # a second Ctrl-C: stop now
+        if signum == signal.SIGINT and self.signum == signal.SIGINT:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
-        self.requested = True
+        if self.signum is None or signum == signal.SIGINT:
+            self.signum = signum
 
-    def check(self) -> None:
-        if self.requested:
+    def check(self, save: Callable[[], None] | None = None) -> None:
+        """At an update boundary: if a signal arrived, call ``save`` (if given), then stop the run
+        (``KeyboardInterrupt`` for SIGINT, ``HeldSignal`` for a scheduler's signal)."""
+        if self.signum is None:
+            return
+        if save is not None:
+            save()
+        if self.signum == signal.SIGINT:
             raise KeyboardInterrupt
+        raise HeldSignal(self.signum)
+
+
+class HeldSignal(BaseException):
+    """A scheduler's signal, held until the run saved at an update boundary; ``interrupt_between_updates`` then
+    hands it to the handler that was waiting for it."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signal.Signals(signum).name} at an update boundary")
+        self.signum = signum
 
 
 @contextmanager
 def interrupt_between_updates() -> Iterator[InterruptFlag]:
-    """Within the block, SIGINT sets a flag that the training loop checks between updates (module docstring).
+    """Within the block, SIGINT (and SIGUSR1/SIGUSR2 where a Python handler awaits them) set a flag that the
+    training loop checks between updates (module docstring).
 
     Outside the main thread, where handlers cannot be installed, the flag is
     never set and Python's own handling applies.
@@ -117,8 +146,15 @@ def interrupt_between_updates() -> Iterator[InterruptFlag]:
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
-    previous = signal.signal(signal.SIGINT, flag.handle)
+    awaited = [s for s in DEFERRED_SIGNALS if callable(signal.getsignal(s))]
+    previous = {s: signal.signal(s, flag.handle) for s in (signal.SIGINT, *awaited)}
     try:
         yield flag
+    except HeldSignal as held:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        previous[held.signum](held.signum, None)  # e.g. submitit's checkpoint and requeue, after the run saved
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(held.signum).name}") from None
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
