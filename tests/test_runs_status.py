@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 from nf.book.chapter_runs import chapter_configs
 from nf.experiments.toy import fit_toys
-from nf.runs.cache import checkpoint_path
+from nf.runs.cache import _host, checkpoint_path, config_hash
 from nf.runs.checkpoint import save_atomically
 from nf.runs.status import LIVE_SECONDS, status_rows, status_summary
 
@@ -23,6 +25,7 @@ def test_status_follows_the_cache_and_the_checkpoints(tmp_path):
     live, stale = (checkpoint_path("toy", config, tmp_path) for _, config in runs[1:3])
     for path in (live, stale):
         save_atomically({"step": 12}, path)
+    _hold(tmp_path, runs[1][1], _host(), os.getpid())  # this process trains run 1
     old = time.time() - 2 * LIVE_SECONDS
     os.utime(stale, (old, old))
 
@@ -30,6 +33,32 @@ def test_status_follows_the_cache_and_the_checkpoints(tmp_path):
     assert [r["state"] for r in rows] == ["cached", "running", "interrupted", "missing"]
     assert rows[1]["detail"].startswith("update 12 of 30")
     assert status_summary(rows) == "4 runs: 1 cached, 1 running, 1 interrupted, 1 missing"
+
+
+def _hold(results, config, host, pid):
+    """A temporary run folder as ``store_run`` names it: the run is being trained by ``pid`` on ``host``."""
+    key = config_hash("toy", config)
+    (results / "toy" / f".{key}.{host}.{pid}.abc123.tmp").mkdir(parents=True)
+
+
+def test_a_cancelled_run_is_interrupted_at_once_and_another_machines_run_by_its_checkpoints_age(tmp_path):
+    """A run whose process here is dead (a cancelled job) is interrupted however fresh its checkpoint; a run of
+    another machine, whose process cannot be checked, is running while its checkpoint is fresh."""
+    runs = chapter_configs("toy", "ci", SMALL)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    cancelled, other, other_stale, starting = (config for _, config in runs)
+    for config in (cancelled, other, other_stale):
+        save_atomically({"step": 12}, checkpoint_path("toy", config, tmp_path))
+    old = time.time() - 2 * LIVE_SECONDS
+    os.utime(checkpoint_path("toy", other_stale, tmp_path), (old, old))
+    _hold(tmp_path, cancelled, _host(), dead.pid)
+    _hold(tmp_path, other, "node-7", 4242)
+    _hold(tmp_path, other_stale, "node-7", 4243)
+    _hold(tmp_path, starting, _host(), os.getpid())
+    rows = status_rows(runs, tmp_path)
+    assert [r["state"] for r in rows] == ["interrupted", "running", "interrupted", "running"]
+    assert rows[3]["detail"] == "started, no checkpoint yet"
 
 
 def test_the_mnist_chapter_lists_its_study_and_its_ladder():

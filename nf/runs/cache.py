@@ -167,19 +167,42 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9-]", "-", platform.node() or "localhost")
 
 
-def _remove_abandoned_work(parent: Path, key: str) -> None:
-    """Delete temporary folders of ``key`` left by processes of *this* machine that no longer exist (killed
-    mid-run).  A folder is named ``.<key>.<host>.<pid>.<random>.tmp``; another machine's folders (a results
-    folder shared by cluster nodes) are never touched, since their processes cannot be checked from here.
-    """
+def _work_folders(parent: Path, key: str) -> list[tuple[Path, str, int]]:
+    """The temporary folders of runs of ``key`` being (or once) trained, as ``(folder, host, pid)``: a folder is
+    named ``.<key>.<host>.<pid>.<random>.tmp`` (``store_run``)."""
+    found = []
     for path in parent.glob(f".{key}.*.tmp"):
         parts = path.name.split(".")  # ["", key, host, pid, random, "tmp"]
         try:
-            host, pid = parts[2], int(parts[3])
+            found.append((path, parts[2], int(parts[3])))
         except (IndexError, ValueError):
             continue
+    return found
+
+
+def _remove_abandoned_work(parent: Path, key: str) -> None:
+    """Delete temporary folders of ``key`` left by processes of *this* machine that no longer exist (killed
+    mid-run).  Another machine's folders (a results folder shared by cluster nodes) are never touched, since their
+    processes cannot be checked from here.
+    """
+    for path, host, pid in _work_folders(parent, key):
         if host == _host() and pid != os.getpid() and not _pid_alive(pid):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def trainers(
+    experiment: str, config: Mapping[str, Any], results_dir: str | os.PathLike | None = None
+) -> tuple[bool, bool]:
+    """Who is training the run of ``config`` now, as far as this machine can tell: ``(alive here, elsewhere)``.
+
+    ``alive here``: a process of this machine that is alive holds a temporary folder of the run; ``elsewhere``:
+    another machine's process holds one (whether it is alive cannot be checked from here).  A process that was
+    killed (a cancelled job) leaves its folder, but is not alive.
+    """
+    parent = results_root(results_dir) / experiment
+    folders = _work_folders(parent, config_hash(experiment, config)) if parent.is_dir() else []
+    here = any(host == _host() and _pid_alive(pid) for _, host, pid in folders)
+    return here, any(host != _host() for _, host, _ in folders)
 
 
 def checkpoint_path(experiment: str, config: Mapping[str, Any], results_dir: str | os.PathLike | None = None) -> Path:

@@ -1,8 +1,11 @@
 """Where each run of a set stands: cached, being trained now, interrupted (a checkpoint left behind), or missing.
 
-A run being trained saves its checkpoint at ``<results>/<experiment>/.<key>.checkpoint.pt`` every few
-minutes (``nf.runs.checkpoint``); a checkpoint older than ``LIVE_SECONDS`` belongs to a run that stopped
-(killed, preempted, or its machine shut down) and resumes when the same run is asked for again.
+A run being trained holds a temporary folder named after its machine and process (``nf.runs.cache``) and
+saves its checkpoint at ``<results>/<experiment>/.<key>.checkpoint.pt`` every few minutes
+(``nf.runs.checkpoint``).  It is *running* while a process of this machine that holds its folder is alive: a
+killed or cancelled job's run is *interrupted* at once, and resumes when the same run is asked for again.  A
+run held by another machine (a results folder shared by cluster nodes), whose process cannot be checked from
+here, counts as running while its checkpoint is younger than ``LIVE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nf.runs.cache import checkpoint_path, config_hash, lookup
+from nf.runs.cache import checkpoint_path, config_hash, lookup, trainers
 from nf.runs.checkpoint import UnreadableCheckpoint, load_checkpoint
 
 LIVE_SECONDS = 600.0  # a few checkpoint intervals (2-3 minutes each)
@@ -27,15 +30,17 @@ def run_state(
     if lookup(experiment, config, results_dir) is not None:
         return "cached", ""
     checkpoint = checkpoint_path(experiment, config, results_dir)
+    here, elsewhere = trainers(experiment, config, results_dir)
     try:
         state = load_checkpoint(checkpoint)
     except UnreadableCheckpoint:
         return "interrupted", f"checkpoint cannot be read: move or delete {checkpoint.name} to start over"
     if state is None:
-        return "missing", ""
+        return ("running", "started, no checkpoint yet") if here else ("missing", "")
     age = (time.time() if now is None else now) - checkpoint.stat().st_mtime
     detail = f"update {state['step']:,} of {config['updates']:,}, checkpoint {age / 60:.0f} min old"
-    return ("running" if age <= LIVE_SECONDS else "interrupted"), detail
+    running = here or (elsewhere and age <= LIVE_SECONDS)
+    return ("running" if running else "interrupted"), detail
 
 
 def status_rows(
