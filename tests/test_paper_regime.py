@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from test_mnist_study import STUDY, fake_run
@@ -95,3 +97,18 @@ def test_the_scorecard_shows_the_paper_regime_beside_our_recipe(tmp_path):
     glance = {row["claim"]: row for row in claims_at_a_glance(claims(None, mnist, regime))}
     assert glance["Table 2: diagonal, −ln p(x)"][REGIME_COLUMN] == "paper's regime: reproduced; our recipe: not tested"
     assert glance["Table 2: planar K=20, −ln p(x)"][REGIME_COLUMN] == "not tested in the paper's regime yet"
+
+
+def test_the_cost_of_the_regime_comes_from_the_budget_points(tmp_path):
+    from nf.report.paper_regime import regime_cost
+
+    configs = regime_configs(STUDY, REGIME)
+    run = _store(configs[0], 100_000, 0.0, tmp_path)
+    metrics = {**run.metrics, "seconds_per_update": 0.036}  # fake runs store no timing: give the one this needs
+    (run.path / "metrics.json").write_text(json.dumps(metrics))
+    rows = regime_cost(
+        configs, [{100_000: type(run)(run.experiment, run.key, run.path, run.provenance)}, {}, {}, {}, {}]
+    )
+    assert rows[0]["trained to"] == "100,000 so far" and rows[0]["hours so far"] == "1.0"
+    assert rows[0]["hours for 300,000 (projected)"] == "3.0" and rows[1]["trained to"] == "not trained yet"
+    assert rows[-1]["hours so far"] == "1.0" and rows[-1]["run"].endswith("(core-hours)")

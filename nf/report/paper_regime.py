@@ -236,3 +236,33 @@ def report_seed_spread(configs: list[dict[str, Any]], runs: list[Run | None]) ->
     diagonal, planar = groups.get(DIAGONAL, {}), groups.get(("planar", 20), {})
     pairs = [(diagonal[s], planar[s]) for s in sorted(planar) if s in diagonal]
     return seed_spread(pairs)[1] if len(pairs) > 1 else None
+
+
+def regime_cost(configs: list[dict[str, Any]], found: list[dict[int, Run]]) -> list[dict[str, str]]:
+    """What the paper's regime costs here: per run, the training time its furthest budget point measured (one
+    thread, the runs sharing the machine two at a time), the time per 100,000 updates, and the full budget's time
+    projected from it; a last row sums the core-hours of the runs trained so far."""
+    full = f"hours for {configs[0]['updates']:,} (projected)" if configs else "projected hours"
+    rows, spent, projected = [], 0.0, 0.0
+    for config, points in zip(configs, found):
+        model = model_key(config)
+        row = {"run": model_name({"flow": model[0], "length": model[1]}), "trained to": NOT_TRAINED}
+        row.update({"hours so far": "—", "hours per 100,000": "—", full: "—"})
+        if points:
+            updates, run = max(points.items())
+            per_update = run.metrics["seconds_per_update"]
+            spent += per_update * updates / 3600
+            projected += per_update * config["updates"] / 3600
+            row.update(
+                {
+                    "trained to": _trained_to(updates, config["updates"]),
+                    "hours so far": f"{per_update * updates / 3600:.1f}",
+                    "hours per 100,000": f"{per_update * 100_000 / 3600:.2f}",
+                    full: f"{per_update * config['updates'] / 3600:.1f}",
+                }
+            )
+        rows.append(row)
+    if spent:
+        total = {"run": "the runs trained so far (core-hours)", "trained to": "—", "hours so far": f"{spent:.1f}"}
+        rows.append({**total, "hours per 100,000": "—", full: f"{projected:.1f}"})
+    return rows
