@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nf.runs.cache import checkpoint_path
-from nf.runs.checkpoint import UnreadableCheckpoint, load_checkpoint, save_atomically
+from nf.runs.checkpoint import Checkpointer, UnreadableCheckpoint, load_checkpoint, save_atomically
 from nf.runs.status import run_state
 
 
@@ -44,20 +44,26 @@ def test_a_training_state_round_trips_through_the_safe_loader(tmp_path):
     assert loaded["optimizer"]["param_groups"] == state["optimizer"]["param_groups"]
 
 
-def test_a_planted_checkpoint_runs_no_code_and_is_refused_by_name(tmp_path):
+def test_a_planted_checkpoint_runs_no_code_and_is_moved_aside_by_name(tmp_path):
     target, planted = tmp_path / "owned", tmp_path / ".abc.checkpoint.pt"
     torch.save({"step": 3, "payload": _Planted(target)}, planted)
-    with pytest.raises(UnreadableCheckpoint, match=r"\.abc\.checkpoint\.pt cannot be read .*move or delete it"):
+    with pytest.raises(UnreadableCheckpoint, match=r"\.abc\.checkpoint\.pt cannot be read \(UnpicklingError"):
         load_checkpoint(planted)
-    assert not target.exists() and planted.exists()  # nothing ran, nothing was deleted
+    assert not target.exists() and planted.exists()  # nothing ran; reading alone moves nothing
+    with pytest.warns(UserWarning, match=r"moved aside to \.abc\.checkpoint\.pt\.unreadable, and this run starts"):
+        assert load_checkpoint(planted, move_aside=True) is None
+    assert not target.exists() and not planted.exists() and (tmp_path / ".abc.checkpoint.pt.unreadable").exists()
 
 
-def test_a_damaged_checkpoint_stops_the_run_instead_of_starting_it_over(tmp_path):
+def test_a_damaged_checkpoint_is_kept_aside_and_the_run_starts_over(tmp_path):
     damaged = tmp_path / "c.pt"
     save_atomically({"step": 3, "model": {"w": torch.zeros(1000)}}, damaged)
     damaged.write_bytes(damaged.read_bytes()[:2000])  # cut short, as by a full disk under another writer
     with pytest.raises(UnreadableCheckpoint, match="c.pt cannot be read"):
         load_checkpoint(damaged)
+    with pytest.warns(UserWarning, match="c.pt cannot be read"):
+        assert Checkpointer(damaged).load() is None  # what a trainer does: starts over, the file kept aside
+    assert (tmp_path / "c.pt.unreadable").exists()
     assert load_checkpoint(tmp_path / "none.pt") is None
 
 
@@ -67,4 +73,8 @@ def test_the_status_of_a_run_with_an_unreadable_checkpoint_says_so(tmp_path):
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a checkpoint")
     state, detail = run_state("toy", config, tmp_path)
-    assert state == "interrupted" and detail == f"checkpoint cannot be read: move or delete {path.name} to start over"
+    assert (state, detail) == (
+        "interrupted",
+        "checkpoint cannot be read: it will be moved aside and the run started over",
+    )
+    assert path.exists()  # status only reads

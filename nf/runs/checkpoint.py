@@ -24,6 +24,7 @@ import signal
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,17 +48,21 @@ def save_atomically(state: dict[str, Any], path: Path) -> None:
         raise
 
 
+UNREADABLE = ".unreadable"  # the suffix of a checkpoint moved aside because it could not be read
+
+
 class UnreadableCheckpoint(RuntimeError):
-    """A checkpoint that exists but cannot be read; the message names it.  It is kept, never silently replaced."""
+    """A checkpoint that exists but cannot be read; the message names it."""
 
 
-def load_checkpoint(path: Path) -> dict[str, Any] | None:
+def load_checkpoint(path: Path, move_aside: bool = False) -> dict[str, Any] | None:
     """The checkpoint at ``path``, or None if there is none.
 
     Only tensors and plain containers are unpickled (``weights_only=True``): a file planted in a shared results
     folder cannot run code in the jobs that read it.  A checkpoint that cannot be read (damaged, written by an
-    incompatible version, or holding other objects) raises ``UnreadableCheckpoint``: hours of training are never
-    thrown away without a word.
+    incompatible version, or holding other objects) is never silently dropped: it raises ``UnreadableCheckpoint``
+    naming it, or, with ``move_aside`` (a trainer about to start the run over), is renamed to
+    ``<name>.unreadable`` with a warning that names both, and None is returned.
     """
     path = Path(path)
     if not path.exists():
@@ -65,11 +70,16 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        reason = (str(error).strip().splitlines() or [""])[0]
-        raise UnreadableCheckpoint(
-            f"the checkpoint {path} cannot be read ({type(error).__name__}: {reason}); it is kept: "
-            "move or delete it to train this run from the start"
-        ) from None
+        reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+        if not move_aside:
+            raise UnreadableCheckpoint(f"the checkpoint {path} cannot be read ({reason})") from None
+    aside = path.with_name(path.name + UNREADABLE)
+    os.replace(path, aside)
+    warnings.warn(
+        f"the checkpoint {path} cannot be read ({reason}); moved aside to {aside.name}, and this run starts over",
+        stacklevel=2,
+    )
+    return None
 
 
 class Checkpointer:
@@ -91,7 +101,7 @@ class Checkpointer:
         self._last_save = time.monotonic()
 
     def load(self) -> dict[str, Any] | None:
-        return load_checkpoint(self.path)
+        return load_checkpoint(self.path, move_aside=True)
 
 
 DEFERRED_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # held until an update boundary when a handler awaits them

@@ -34,7 +34,7 @@ def run_state(
     try:
         state = load_checkpoint(checkpoint)
     except UnreadableCheckpoint:
-        return "interrupted", f"checkpoint cannot be read: move or delete {checkpoint.name} to start over"
+        return "interrupted", "checkpoint cannot be read: it will be moved aside and the run started over"
     if state is None:
         return ("running", "started, no checkpoint yet") if here else ("missing", "")
     age = (time.time() if now is None else now) - checkpoint.stat().st_mtime
