@@ -58,11 +58,11 @@ def test_corrupt_entry_is_detected_and_recomputed(tmp_path):
 
 
 def test_concurrent_runs_of_one_config_do_not_clobber(tmp_path):
-    barrier = threading.Barrier(2)
+    calls = []
 
     def train(config, folder, checkpoint):
+        calls.append(1)
         write_metrics(config, folder)
-        barrier.wait(timeout=10)  # both finish training before either stores
 
     runs = []
     threads = [
@@ -72,6 +72,7 @@ def test_concurrent_runs_of_one_config_do_not_clobber(tmp_path):
         t.start()
     for t in threads:
         t.join()
+    assert len(calls) == 1  # the second waited for the first and loaded its entry
     assert len(runs) == 2 and runs[0].path == runs[1].path
     assert runs[0].load_json("metrics.json") == {"value": 10}
     assert len(list_runs("exp", tmp_path)) == 1
@@ -104,3 +105,34 @@ def test_only_this_machines_abandoned_work_is_removed(tmp_path):
         folder.mkdir(parents=True)
     run = cached_run("exp", {"x": 1}, lambda config, folder, checkpoint: (folder / "a.txt").write_text("1"), tmp_path)
     assert run is not None and not mine.exists() and theirs.exists() and alive.exists()
+
+
+def test_a_run_asked_for_twice_at_once_is_trained_once(tmp_path):
+    """A second process (here a thread) asking for a run that is being trained waits for the first and loads its
+    entry; while the first trains, the run's lock shows it as being trained."""
+    import threading
+
+    from nf.runs.cache import run_is_locked
+
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def slow(config, folder, checkpoint):
+        calls.append(threading.current_thread().name)
+        started.set()
+        release.wait(timeout=30)
+        (folder / "a.txt").write_text("1")
+
+    results = {}
+    first = threading.Thread(target=lambda: results.setdefault("first", cached_run("exp", {"x": 1}, slow, tmp_path)))
+    first.start()
+    assert started.wait(timeout=30)
+    assert run_is_locked("exp", {"x": 1}, tmp_path)
+    second = threading.Thread(target=lambda: results.setdefault("second", cached_run("exp", {"x": 1}, slow, tmp_path)))
+    second.start()
+    second.join(timeout=0.5)
+    assert second.is_alive()  # waiting for the first
+    release.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert len(calls) == 1 and results["first"].key == results["second"].key
+    assert not run_is_locked("exp", {"x": 1}, tmp_path)

@@ -12,6 +12,14 @@ same config do not clobber each other (the first to finish wins; the other
 keeps the winner's entry).  An entry whose files do not match their checksums
 is treated as missing and recomputed.
 
+A process trains a run only while it holds the run's lock
+(``<results>/<experiment>/.<hash>.lock``, an exclusive ``flock`` that the
+operating system releases when the process ends, however it ends): a second
+process asking for the same run waits for the first and then loads its
+entry, or, if the first died (a cancelled job), takes over from its
+checkpoint.  No run is trained twice at once, and ``run_is_locked`` tells
+whether a live process is training it now.
+
 A trainer may save its state to ``<results>/<experiment>/.<hash>.checkpoint.pt``
 (the path it is given); running the same config again after an interrupt or
 a crash resumes from there.  The checkpoint is removed once the run is stored.
@@ -22,6 +30,7 @@ a crash resumes from there.  The checkpoint is removed once the run is stored.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -31,7 +40,8 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
@@ -205,6 +215,51 @@ def trainers(
     return here, any(host != _host() for _, host, _ in folders)
 
 
+def _lock_path(experiment: str, config: Mapping[str, Any], results_dir: str | os.PathLike | None) -> Path:
+    return results_root(results_dir) / experiment / f".{config_hash(experiment, config)}.lock"
+
+
+@contextmanager
+def _training_lock(path: Path) -> Iterator[None]:
+    """Hold the run's lock (module docstring), waiting while another live process holds it; the lock file records
+    who holds it (host, process, SLURM job) and is removed when it is released."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            f = open(path, "a+")
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:  # the holder before us removes the file as it releases it: lock the file that is there now
+                if os.fstat(f.fileno()).st_ino == os.stat(path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            f.close()
+    except OSError as error:
+        raise OSError(f"cannot write to the results folder {path.parent}: {error.strerror or error}") from None
+    try:
+        f.write(json.dumps({"host": _host(), "pid": os.getpid(), "slurm_job": os.environ.get("SLURM_JOB_ID")}))
+        f.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        f.close()  # releases the lock
+
+
+def run_is_locked(experiment: str, config: Mapping[str, Any], results_dir: str | os.PathLike | None = None) -> bool:
+    """Whether a live process holds the lock of the run of ``config`` (is training it now)."""
+    path = _lock_path(experiment, config, results_dir)
+    try:
+        with open(path) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+    except FileNotFoundError:
+        return False
+
+
 def checkpoint_path(experiment: str, config: Mapping[str, Any], results_dir: str | os.PathLike | None = None) -> Path:
     """Where a run of ``config`` keeps its checkpoint while it trains (removed once the run is stored)."""
     return results_root(results_dir) / experiment / f".{config_hash(experiment, config)}.checkpoint.pt"
@@ -237,9 +292,13 @@ def cached_run(
     found = lookup(experiment, config, results_dir)
     if found is not None:
         return found
-    checkpoint = checkpoint_path(experiment, config, results_dir)
-    run = store_run(experiment, config, lambda folder: train(config, folder, checkpoint), results_dir, version)
-    checkpoint.unlink(missing_ok=True)
+    with _training_lock(_lock_path(experiment, config, results_dir)):
+        found = lookup(experiment, config, results_dir)  # the process this one waited for may have stored it
+        if found is not None:
+            return found
+        checkpoint = checkpoint_path(experiment, config, results_dir)
+        run = store_run(experiment, config, lambda folder: train(config, folder, checkpoint), results_dir, version)
+        checkpoint.unlink(missing_ok=True)
     return run
 
 

@@ -1,8 +1,8 @@
 """Where each run of a set stands: cached, being trained now, interrupted (a checkpoint left behind), or missing.
 
-A run being trained holds a temporary folder named after its machine and process (``nf.runs.cache``) and
-saves its checkpoint at ``<results>/<experiment>/.<key>.checkpoint.pt`` every few minutes
-(``nf.runs.checkpoint``).  It is *running* while a process of this machine that holds its folder is alive: a
+A run being trained holds its lock and a temporary folder named after its machine and process
+(``nf.runs.cache``) and saves its checkpoint at ``<results>/<experiment>/.<key>.checkpoint.pt`` every few minutes
+(``nf.runs.checkpoint``).  It is *running* while a live process holds its lock (or, on this machine, its folder): a
 killed or cancelled job's run is *interrupted* at once, and resumes when the same run is asked for again.  A
 run held by another machine (a results folder shared by cluster nodes), whose process cannot be checked from
 here, counts as running while its checkpoint is younger than ``LIVE_SECONDS``.
@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nf.runs.cache import checkpoint_path, config_hash, lookup, trainers
+from nf.runs.cache import checkpoint_path, config_hash, lookup, run_is_locked, trainers
 from nf.runs.checkpoint import UnreadableCheckpoint, load_checkpoint
 
 LIVE_SECONDS = 600.0  # a few checkpoint intervals (2-3 minutes each)
@@ -31,6 +31,7 @@ def run_state(
         return "cached", ""
     checkpoint = checkpoint_path(experiment, config, results_dir)
     here, elsewhere = trainers(experiment, config, results_dir)
+    here = here or run_is_locked(experiment, config, results_dir)
     try:
         state = load_checkpoint(checkpoint)
     except UnreadableCheckpoint:
