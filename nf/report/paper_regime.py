@@ -171,6 +171,7 @@ def plot_regime(configs: list[dict[str, Any]], found: list[dict[int, Run]], axes
     """Test ``-ln p(x)`` of every model of the regime against the updates trained (± two standard errors), and the
     paired gain over the diagonal model at each budget both have reached; the paper's values at 500,000 dashed."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
@@ -206,6 +207,7 @@ def plot_regime(configs: list[dict[str, Any]], found: list[dict[int, Run]], axes
     for ax in axes:
         ax.set_xlabel("updates")
         ax.set_xlim(0, full * 1.05)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k" if x else "0"))
     axes[0].set_ylabel("test −ln p(x) (nats)")
     axes[1].set_ylabel("minus the diagonal model,\npaired (nats)")
     axes[0].legend(fontsize="small")
