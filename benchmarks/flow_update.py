@@ -225,11 +225,16 @@ def time_evaluation(lengths: list[int], implementations: list[str], images: int,
             )
 
 
-def time_toy_fits(fits: int) -> None:
+def time_toy_fits(fits: int, updates: int = 1000) -> None:
     from nf.experiments.toy import fit_toys, run_configs
 
     configs = run_configs(
-        ["U1", "U2"], ["planar", "radial"], [8], list(range(fits // 4)), updates=1000, anneal_updates=500
+        ["U1", "U2"],
+        ["planar", "radial"],
+        [8],
+        list(range(max(fits // 4, 1))),
+        updates=updates,
+        anneal_updates=updates // 2,
     )
     for workers in (1, 2):
         with tempfile.TemporaryDirectory() as folder:
@@ -237,7 +242,7 @@ def time_toy_fits(fits: int) -> None:
             fit_toys(configs, folder, workers=workers)
             minutes = (time.perf_counter() - start) / 60
         print(
-            f"toy fits (K=8, 1000 updates), {workers} worker(s): {len(configs) / minutes:.1f} fits per minute",
+            f"toy fits (K=8, {updates} updates), {workers} worker(s): {len(configs) / minutes:.1f} fits per minute",
             flush=True,
         )
 
@@ -293,6 +298,8 @@ def main() -> None:
     parser.add_argument("--eval", action="store_true", help="also time importance-sampled -ln p(x)")
     parser.add_argument("--eval-images", type=int, default=10_000)
     parser.add_argument("--toy", action="store_true", help="also time toy fits")
+    parser.add_argument("--toy-fits", type=int, default=8, help="toy fits to time (a multiple of 4)")
+    parser.add_argument("--toy-updates", type=int, default=1000, help="updates per toy fit")
     parser.add_argument("--families", action="store_true", help="also time radial, NICE and convolutional flows")
     parser.add_argument("--circular", action="store_true", help="also time circular convolution against a dense map")
     parser.add_argument("--bfloat16", action="store_true", help="also time bfloat16 autocast against float32")
@@ -361,7 +368,7 @@ def main() -> None:
     if args.eval:
         time_evaluation([0, max(lengths)], implementations[:2], args.eval_images, 200, 100)
     if args.toy:
-        time_toy_fits(8)
+        time_toy_fits(args.toy_fits, args.toy_updates)
 
 
 if __name__ == "__main__":

@@ -113,3 +113,10 @@ def mnist_available():
         if os.environ.get("CI"):
             raise
         pytest.skip(f"MNIST not available here: {error}")
+
+
+@pytest.fixture(scope="session")
+def ci_results(tmp_path_factory):
+    """One temporary run cache for the slow tests that run chapters and commands under the ``ci`` budgets: a run
+    that one of them trains is loaded, not trained again, by the next."""
+    return tmp_path_factory.mktemp("ci-results")

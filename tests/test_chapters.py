@@ -13,8 +13,8 @@ pytestmark = pytest.mark.slow  # subprocesses, chapter runs or a browser
 
 
 @pytest.mark.parametrize("name", chapter_names())
-def test_chapter_runs_under_ci_profile(name, tmp_path, monkeypatch):
-    monkeypatch.setenv(RESULTS_ENV_VAR, str(tmp_path / "results"))  # never touch the committed cache
+def test_chapter_runs_under_ci_profile(name, tmp_path, monkeypatch, ci_results):
+    monkeypatch.setenv(RESULTS_ENV_VAR, str(ci_results))  # never touch the committed cache; shared with later tests
     output = run_chapter(name, profile="ci", output=tmp_path / f"{name}.ipynb", progress_bar=False)
     notebook = nbformat.read(output, as_version=4)
     errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]

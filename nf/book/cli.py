@@ -1,4 +1,4 @@
-"""Command line: ``python -m nf book run [CHAPTER ...] [--profile P] [--device D] [-p NAME VALUE ...]``,
+"""Command line: ``python -m nf book run [CHAPTER ...] [--profile P] [--device D] [-p NAME VALUE ...] [--output F]``,
 ``python -m nf book build``, ``python -m nf runs status CHAPTER [--profile P] [-p NAME VALUE ...]`` and
 ``python -m nf runs train CHAPTER [--profile P] [-p NAME VALUE ...] --executor local|slurm [--jobs N] ...``.
 
@@ -9,6 +9,7 @@ non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -41,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar=("NAME", "VALUE"),
         help="override a chapter parameter (or one key of a dictionary parameter, "
         "e.g. mnist.updates); VALUE is read as YAML, e.g. -p flow_lengths '[2, 8]'",
+    )
+    run.add_argument(
+        "--output",
+        default=None,
+        metavar="FOLDER",
+        help="write the executed chapters to FOLDER/<chapter>.ipynb (default: book/, what the book is built from)",
     )
     build = actions.add_parser("build", help="build the HTML book into _build/html from the executed chapters")
     build.add_argument("--output", default=None, help="folder to build into (default: the repository)")
@@ -183,9 +190,19 @@ def _validate_run(args: argparse.Namespace, device_here: bool = True) -> None:
         resolve_device(args.device)
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-3`` as a number as YAML 1.2 does (PyYAML's YAML 1.1 wants ``1.0e-3``)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
 def _parse_value(key: str, value: str):
+    """A ``-p NAME VALUE`` value read as YAML (``3``, ``1e-3``, ``cpu``, ``[2, 8]``, ``{updates: 60}``)."""
     try:
-        return yaml.safe_load(value)
+        return yaml.load(value, Loader=_YamlLoader)
     except yaml.YAMLError:
         raise ValueError(
             f"cannot read the value {value!r} of parameter {key!r} (YAML, e.g. 3, 1e-3, cpu, [2, 8])"
@@ -204,9 +221,12 @@ def main(argv: list[str] | None = None) -> int:
             from nf.book.execute import run_chapter
 
             overrides = {key: _parse_value(key, value) for key, value in args.parameter}
+            if args.output is not None:
+                Path(args.output).mkdir(parents=True, exist_ok=True)
             for name in execution_order(args.chapters or None):
                 print(f"running chapter {name} (profile {args.profile})", file=sys.stderr)
-                path = run_chapter(name, args.profile, args.device, extra_parameters=overrides)
+                output = None if args.output is None else Path(args.output) / f"{name}.ipynb"
+                path = run_chapter(name, args.profile, args.device, output=output, extra_parameters=overrides)
                 print(f"wrote {path}", file=sys.stderr)
         else:
             from nf.book.build import build_book

@@ -10,7 +10,7 @@ from typing import Any
 import jupytext
 import nbformat
 
-from nf.book.chapters import BOOK_DIR, get_chapter
+from nf.book.chapters import get_chapter
 from nf.book.profiles import chapter_parameters
 
 HIDDEN_TAG = "remove-cell"  # Jupyter Book drops the cell from the HTML
@@ -69,6 +69,8 @@ def run_chapter(
 
     Without ``output`` the chapter's own ``book/<name>.ipynb`` is replaced
     (what the book is built from); with it, the result goes there instead.
+    The kernel runs in the folder of the result, so the files a chapter
+    writes beside itself (the compute appendix's ``runs.csv``) go there too.
     The notebook is executed into a temporary file and moved into place only
     when every cell succeeded, so a failed or interrupted run leaves the
     previous notebook untouched.
@@ -97,7 +99,7 @@ def run_chapter(
             str(scratch),
             parameters=parameters,
             kernel_name="python3",
-            cwd=str(BOOK_DIR),
+            cwd=str(target.parent),  # a chapter's own files (runs.csv) go beside its notebook
             progress_bar=progress_bar,
             request_save_on_cell_execute=False,
             extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no kernel transport warnings on every run
