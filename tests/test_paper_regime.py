@@ -112,3 +112,15 @@ def test_the_cost_of_the_regime_comes_from_the_budget_points(tmp_path):
     assert rows[0]["trained to"] == "100,000 so far" and rows[0]["hours so far"] == "1.0"
     assert rows[0]["hours for 300,000 (projected)"] == "3.0" and rows[1]["trained to"] == "not trained yet"
     assert rows[-1]["hours so far"] == "1.0" and rows[-1]["run"].endswith("(core-hours)")
+
+
+def test_a_regime_of_models_the_paper_does_not_report_is_not_tested_and_still_plotted(tmp_path):
+    from nf.report.paper_regime import plot_regime
+
+    regime = {**REGIME, "models": [["none", 0], ["planar", 2]]}  # the ci profile's
+    configs = regime_configs(STUDY, regime)
+    found = regime_runs(configs, tmp_path)
+    verdicts = {row["claim"]: row["verdict"] for row in regime_verdicts(configs, found, 0.0)}
+    assert set(verdicts.values()) == {"not tested"}
+    axes = plot_regime(configs, found)
+    assert len(axes[0].lines) >= 1  # the paper's diagonal value, with no run yet
