@@ -97,6 +97,7 @@ def test_the_scorecard_shows_the_paper_regime_beside_our_recipe(tmp_path):
     glance = {row["claim"]: row for row in claims_at_a_glance(claims(None, mnist, regime))}
     assert glance["Table 2: diagonal, −ln p(x)"][REGIME_COLUMN] == "paper's regime: reproduced; our recipe: not tested"
     assert glance["Table 2: planar K=20, −ln p(x)"][REGIME_COLUMN] == "not tested in the paper's regime yet"
+    assert glance["Table 2: planar K=20, −ln p(x)"]["verdict, our recipe"] == "not tested"
 
 
 def test_the_cost_of_the_regime_comes_from_the_budget_points(tmp_path):
