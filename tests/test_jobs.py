@@ -215,3 +215,14 @@ def test_a_failed_job_is_reported_by_its_exception(tmp_path):
     errors = run_local_jobs(bad, tmp_path / "jobs", 1, tmp_path / "results", report=lines.append)
     assert len(errors) == 1 and lines[-1] == errors[0]
     assert "ValueError: unknown energy 'U9'" in errors[0] and errors[0].endswith("_log.err")
+
+
+def test_the_progress_hint_keeps_the_overrides_and_an_empty_submission_says_so():
+    from nf.book.cli import status_command, submitted_line
+
+    assert status_command("mnist", "paper", [("ladder.common", "{updates: 2000}")]) == (
+        "python -m nf runs status mnist --profile paper -p ladder.common '{updates: 2000}'"
+    )
+    assert status_command("toy", "report", []) == "python -m nf runs status toy --profile report"
+    assert submitted_line([]) == "submitted no jobs"
+    assert submitted_line(["17", "18"]) == "submitted 2 jobs: 17, 18"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -141,8 +142,8 @@ def _train(args: argparse.Namespace) -> int:
         executor = jobs.make_executor("slurm", folder, parameters)
         threads = given.get("cpus_per_job", 1)
         submitted = jobs.submit_jobs(chosen, executor, device=args.device, toy_batch=toy_batch, threads=threads)
-        print(f"submitted {_count(len(submitted), 'job')}: {', '.join(job.job_id for job in submitted)}")
-        print(f"progress: python -m nf runs status {args.chapter} --profile {args.profile}")
+        print(submitted_line([job.job_id for job in submitted]))
+        print(f"progress: {status_command(args.chapter, args.profile, args.parameter)}")
         return 0
     if args.dry_run or not batches:
         return 0
@@ -197,6 +198,18 @@ class _YamlLoader(yaml.SafeLoader):
 _YamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
 )
+
+
+def submitted_line(job_ids: list[str]) -> str:
+    """``submitted 2 jobs: 17, 18``, or ``submitted no jobs`` when there was nothing to submit."""
+    return f"submitted {_count(len(job_ids), 'job')}: {', '.join(job_ids)}" if job_ids else "submitted no jobs"
+
+
+def status_command(chapter: str, profile: str, parameters: list[tuple[str, str]]) -> str:
+    """The ``runs status`` command that follows the runs submitted with these ``-p`` overrides (quoted for a
+    shell): without them it would show another set of runs."""
+    overrides = "".join(f" -p {shlex.quote(key)} {shlex.quote(value)}" for key, value in parameters)
+    return f"python -m nf runs status {chapter} --profile {profile}{overrides}"
 
 
 def _parse_value(key: str, value: str):
