@@ -73,7 +73,7 @@ class TrainRuns(submitit.helpers.Checkpointable):
     next update boundary, and only then does submitit requeue the job with the same runs
     (``nf.runs.checkpoint.interrupt_between_updates`` holds the signal till then); each run resumes from its own
     checkpoint, the one in progress exactly where it stopped.  ``checkpoint_every``
-    saves a run checkpoint at the first evaluation boundary after every that many updates, as well as every few
+    saves a run checkpoint every that many updates, as well as every few
     minutes.
     """
 
