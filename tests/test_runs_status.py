@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -25,7 +26,7 @@ def test_status_follows_the_cache_and_the_checkpoints(tmp_path):
     live, stale = (checkpoint_path("toy", config, tmp_path) for _, config in runs[1:3])
     for path in (live, stale):
         save_atomically({"step": 12}, path)
-    _hold(tmp_path, runs[1][1], _host(), os.getpid())  # this process trains run 1
+    lock = _lock(tmp_path, runs[1][1])  # this process trains run 1
     old = time.time() - 2 * LIVE_SECONDS
     os.utime(stale, (old, old))
 
@@ -33,6 +34,14 @@ def test_status_follows_the_cache_and_the_checkpoints(tmp_path):
     assert [r["state"] for r in rows] == ["cached", "running", "interrupted", "missing"]
     assert rows[1]["detail"].startswith("update 12 of 30")
     assert status_summary(rows) == "4 runs: 1 cached, 1 running, 1 interrupted, 1 missing"
+    lock.close()
+
+
+def _lock(results, config):
+    """The run's lock held, as ``cached_run`` holds it while it trains (released when the file is closed)."""
+    f = open(results / "toy" / f".{config_hash('toy', config)}.lock", "a+")
+    fcntl.flock(f, fcntl.LOCK_EX)
+    return f
 
 
 def _hold(results, config, host, pid):
@@ -55,10 +64,11 @@ def test_a_cancelled_run_is_interrupted_at_once_and_another_machines_run_by_its_
     _hold(tmp_path, cancelled, _host(), dead.pid)
     _hold(tmp_path, other, "node-7", 4242)
     _hold(tmp_path, other_stale, "node-7", 4243)
-    _hold(tmp_path, starting, _host(), os.getpid())
+    lock = _lock(tmp_path, starting)
     rows = status_rows(runs, tmp_path)
     assert [r["state"] for r in rows] == ["interrupted", "running", "interrupted", "running"]
     assert rows[3]["detail"] == "started, no checkpoint yet"
+    lock.close()
 
 
 def test_the_mnist_chapter_lists_its_study_and_its_ladder():

@@ -71,12 +71,13 @@ def mnist_evidence(profile: str = "report") -> MnistEvidence:
     return parameters["study"], study_runs, configs, mnist.fit_mnist_runs(configs, train=False)
 
 
-def regime_evidence(profile: str = "report") -> RegimeEvidence:
+def regime_evidence(profile: str = "report", mnist: MnistEvidence | None = None) -> RegimeEvidence:
     """The MNIST chapter's paper's-regime configs, the budget points each has stored, and the report ladder's
-    spread over training seeds (``nf.report.paper_regime``)."""
+    spread over training seeds (``nf.report.paper_regime``); ``mnist``: the profile's ``mnist_evidence``, if the
+    caller has it already (it reads and verifies every run of the chapter)."""
     parameters = chapter_parameters("mnist", profile)
     configs = regime_configs(parameters["study"], parameters["paper_regime"])
-    _, _, ladder, runs = mnist_evidence(profile)
+    _, _, ladder, runs = mnist_evidence(profile) if mnist is None else mnist
     return configs, regime_runs(configs), report_seed_spread(ladder, runs)
 
 

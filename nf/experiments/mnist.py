@@ -51,6 +51,7 @@ compared pairwise.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -301,6 +302,11 @@ def train_mnist(
     _write_run(model, config, scored, history, elapsed + time.perf_counter() - start, folder)
 
 
+def _forked_rng(images: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Random numbers drawn inside (scoring ``images``) leave the training run's random state as it was."""
+    return torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else [])
+
+
 def _store_budget_point(
     model: DLGM,
     config: dict[str, Any],
@@ -316,8 +322,7 @@ def _store_budget_point(
     with its own random state untouched."""
     if lookup("mnist", config, results_dir) is not None:
         return
-    devices = [scored.device] if scored.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with _forked_rng(scored):
         write = partial(_write_run, model, config, scored, list(history), seconds)
         store_run("mnist", config, write, results_dir, version, earlier_seconds=seconds)
     model.train()
@@ -359,8 +364,7 @@ def _watch(model: DLGM, held_out: torch.Tensor | None, protocol: str, config: di
     if protocol == "quick":
         return [model.free_energy(held_out).mean().item()]
     if protocol == "validation":
-        devices = [held_out.device] if held_out.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # watching must not change the training run's random numbers
+        with _forked_rng(held_out):  # watching must not change the training run's random numbers
             scores = score_images(model, held_out, config["eval_samples"])
         return [scores["bound"].mean().item(), scores["nll"].mean().item()]
     return []

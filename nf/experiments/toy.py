@@ -129,12 +129,13 @@ def _train_toy(config: dict[str, Any], folder: Path, checkpointer: Checkpointer 
     last_finite = (first_step - 1, history[-1][2] if history else float("nan"))
     start = time.perf_counter()
     with interrupt_between_updates() as interrupt:
+        step = first_step
+
+        def save() -> None:  # the state after ``step`` updates
+            seconds = elapsed + time.perf_counter() - start
+            checkpointer.save(training_state(config, step, model, optimizer, history, seconds))
+
         for step in range(first_step, config["updates"]):
-
-            def save() -> None:
-                seconds = elapsed + time.perf_counter() - start
-                checkpointer.save(training_state(config, step, model, optimizer, history, seconds))
-
             interrupt.check(save if checkpointer is not None and step > first_step else None)
             if checkpointer is not None and step > first_step and checkpointer.due(step):
                 save()

@@ -200,19 +200,12 @@ def _remove_abandoned_work(parent: Path, key: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def trainers(
-    experiment: str, config: Mapping[str, Any], results_dir: str | os.PathLike | None = None
-) -> tuple[bool, bool]:
-    """Who is training the run of ``config`` now, as far as this machine can tell: ``(alive here, elsewhere)``.
-
-    ``alive here``: a process of this machine that is alive holds a temporary folder of the run; ``elsewhere``:
-    another machine's process holds one (whether it is alive cannot be checked from here).  A process that was
-    killed (a cancelled job) leaves its folder, but is not alive.
-    """
+def held_elsewhere(experiment: str, config: Mapping[str, Any], results_dir: str | os.PathLike | None = None) -> bool:
+    """Whether another machine's process holds a temporary folder of the run of ``config`` (a results folder shared
+    by cluster nodes): whether it is alive cannot be checked from here.  On this machine ``run_is_locked`` tells."""
     parent = results_root(results_dir) / experiment
     folders = _work_folders(parent, config_hash(experiment, config)) if parent.is_dir() else []
-    here = any(host == _host() and _pid_alive(pid) for _, host, pid in folders)
-    return here, any(host != _host() for _, host, _ in folders)
+    return any(host != _host() for _, host, _ in folders)
 
 
 def _lock_path(experiment: str, config: Mapping[str, Any], results_dir: str | os.PathLike | None) -> Path:

@@ -158,13 +158,14 @@ def interrupt_between_updates() -> Iterator[InterruptFlag]:
         return
     awaited = [s for s in DEFERRED_SIGNALS if callable(signal.getsignal(s))]
     previous = {s: signal.signal(s, flag.handle) for s in (signal.SIGINT, *awaited)}
+    held = None
     try:
         yield flag
-    except HeldSignal as held:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        previous[held.signum](held.signum, None)  # e.g. submitit's checkpoint and requeue, after the run saved
-        raise KeyboardInterrupt(f"stopped by {signal.Signals(held.signum).name}") from None
+    except HeldSignal as signalled:
+        held = signalled.signum
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    if held is not None:
+        previous[held](held, None)  # e.g. submitit's checkpoint and requeue, after the run saved
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(held).name}")

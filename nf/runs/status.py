@@ -1,11 +1,12 @@
 """Where each run of a set stands: cached, being trained now, interrupted (a checkpoint left behind), or missing.
 
 A run being trained holds its lock and a temporary folder named after its machine and process
-(``nf.runs.cache``) and saves its checkpoint at ``<results>/<experiment>/.<key>.checkpoint.pt`` every few minutes
-(``nf.runs.checkpoint``).  It is *running* while a live process holds its lock (or, on this machine, its folder): a
-killed or cancelled job's run is *interrupted* at once, and resumes when the same run is asked for again.  A
-run held by another machine (a results folder shared by cluster nodes), whose process cannot be checked from
-here, counts as running while its checkpoint is younger than ``LIVE_SECONDS``.
+(``nf.runs.cache``) and saves its checkpoint at ``<results>/<experiment>/.<key>.checkpoint.pt`` every few
+minutes (``nf.runs.checkpoint``).  It is *running* while a live process holds its lock, which the operating
+system releases when the process ends: a killed or cancelled job's run is *interrupted* at once, and resumes
+when the same run is asked for again.  A run held by another machine (a results folder shared by cluster
+nodes), whose process cannot be checked from here, counts as running while its checkpoint is younger than
+``LIVE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nf.runs.cache import checkpoint_path, config_hash, lookup, run_is_locked, trainers
+from nf.runs.cache import checkpoint_path, config_hash, held_elsewhere, lookup, run_is_locked
 from nf.runs.checkpoint import UnreadableCheckpoint, load_checkpoint
 
 LIVE_SECONDS = 600.0  # a few checkpoint intervals (2-3 minutes each)
@@ -30,8 +31,7 @@ def run_state(
     if lookup(experiment, config, results_dir) is not None:
         return "cached", ""
     checkpoint = checkpoint_path(experiment, config, results_dir)
-    here, elsewhere = trainers(experiment, config, results_dir)
-    here = here or run_is_locked(experiment, config, results_dir)
+    here = run_is_locked(experiment, config, results_dir)
     try:
         state = load_checkpoint(checkpoint)
     except UnreadableCheckpoint:
@@ -40,7 +40,7 @@ def run_state(
         return ("running", "started, no checkpoint yet") if here else ("missing", "")
     age = (time.time() if now is None else now) - checkpoint.stat().st_mtime
     detail = f"update {state['step']:,} of {config['updates']:,}, checkpoint {age / 60:.0f} min old"
-    running = here or (elsewhere and age <= LIVE_SECONDS)
+    running = here or (age <= LIVE_SECONDS and held_elsewhere(experiment, config, results_dir))
     return ("running" if running else "interrupted"), detail
 
 
