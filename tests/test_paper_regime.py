@@ -10,6 +10,7 @@ from test_mnist_study import STUDY, fake_run
 
 from nf.experiments.mnist import budget_config
 from nf.experiments.mnist_study import regime_configs, regime_runs
+from nf.report.mnist_verdicts import SeedNoise
 from nf.report.paper_regime import ACROSS, across_recipes, regime_table, regime_verdicts, verdicts_across_recipes
 
 REGIME = {
@@ -17,6 +18,11 @@ REGIME = {
     "common": {"protocol": "test", "updates": 300_000, "anneal_updates": 10_000, "eval_every": 2500},
 }
 BASE = 90 + torch.randn(1000, generator=torch.Generator().manual_seed(0))
+
+
+def _noise(gain: float, level: float = 0.0) -> SeedNoise:
+    """A spread over training seeds of ``gain`` for every paired difference and ``level`` for every model's number."""
+    return SeedNoise(dict.fromkeys(("nll", "bound", "kl"), level), dict.fromkeys(("nll", "bound", "kl"), gain), "x")
 
 
 def _store(config, updates, gain, tmp_path):
@@ -42,7 +48,7 @@ def test_regime_runs_use_the_paper_recipe_and_find_every_budget_point(tmp_path):
     assert rows["DLGM+planar K=20"]["paper gain"] == "-3.4"
     assert rows["DLGM+planar K=10"]["updates"] == "not trained yet"
 
-    verdicts = {row["claim"]: row for row in regime_verdicts(configs, found, seed_sd=0.1)}
+    verdicts = {row["claim"]: row for row in regime_verdicts(configs, found, _noise(0.1, 0.1))}
     assert verdicts["Table 2: diagonal, −ln p(x)"]["verdict"] == "reproduced"
     planar = verdicts["Table 2: planar K=20, −ln p(x)"]
     assert planar["verdict"] == "not tested"  # a budget point is evidence so far, never the verdict
@@ -54,7 +60,7 @@ def test_regime_runs_use_the_paper_recipe_and_find_every_budget_point(tmp_path):
 @pytest.mark.parametrize(
     "seed_sd,verdict,reason",
     [
-        (0.6, "not reproduced", "-1.00 ± 0.60 (paper -3.4): no significant fall"),
+        (0.6, "not established", "-1.00 ± 0.60 (paper -3.4): within 2 uncertainties of no change"),
         (0.3, "partly", "-1.00 ± 0.30 (paper -3.4); less than 50% of the paper's fall"),
     ],
 )
@@ -63,7 +69,7 @@ def test_a_gain_of_one_seed_per_model_is_judged_against_the_spread_over_seeds(tm
     configs = regime_configs(STUDY, REGIME)
     for config, gain in zip(configs, (0.0, -0.5, -1.0, -1.5, -2.0)):
         _store(config, 300_000, gain, tmp_path)
-    rows = {row["claim"]: row for row in regime_verdicts(configs, regime_runs(configs, tmp_path), seed_sd)}
+    rows = {row["claim"]: row for row in regime_verdicts(configs, regime_runs(configs, tmp_path), _noise(seed_sd))}
     claim = rows["planar K=20 gives a lower −ln p(x) than the diagonal model (Table 2)"]
     assert (claim["verdict"], claim["evidence"]) == (verdict, f"K=0 to 20: {reason}")
 
@@ -77,9 +83,11 @@ def test_two_recipes_read_together():
     assert across_recipes("reproduced", "not tested") == "not tested in the paper's regime yet"
     (row,) = verdicts_across_recipes(
         [{"claim": "c", "verdict": "not reproduced"}],
-        [{"claim": "c", "paper": "1", "verdict": "reproduced", "evidence": "e"}],
+        [{"claim": "c", "paper": "1", "verdict": "reproduced", "ours": "-1.00 ± 0.10", "evidence": "e"}],
     )
     assert row["reading"] == "only in the paper's regime" and row["our recipe"] == "not reproduced"
+    assert row["paper's regime, ours"] == "-1.00 ± 0.10"
+    assert across_recipes("not established", "reproduced") == "paper's regime: reproduced; our recipe: not established"
 
 
 def test_the_scorecard_shows_the_paper_regime_beside_our_recipe(tmp_path):
@@ -88,15 +96,26 @@ def test_the_scorecard_shows_the_paper_regime_beside_our_recipe(tmp_path):
     configs = regime_configs(STUDY, REGIME)
     _store(configs[0], 300_000, 0.0, tmp_path)
     _store(configs[2], 100_000, -1.0, tmp_path)
-    regime = (configs, regime_runs(configs, tmp_path), 0.1)
+    regime = (configs, regime_runs(configs, tmp_path), _noise(0.1, 0.1))
     mnist = (STUDY, {name: [None, None] for name in STUDY["recipes"]}, [], [])
     rows = {row["model"]: row for row in mnist_rows(mnist, regime)}
     assert rows["diagonal"][f"ours, {REGIME_COLUMN}"].endswith("(300,000 updates)")
     assert rows["planar K=20"][f"ours, {REGIME_COLUMN}"].endswith("(100,000 updates so far)")
     assert rows["planar K=40"][f"ours, {REGIME_COLUMN}"] == "not trained yet"
     glance = {row["claim"]: row for row in claims_at_a_glance(claims(None, mnist, regime))}
-    assert glance["Table 2: diagonal, −ln p(x)"][REGIME_COLUMN] == "paper's regime: reproduced; our recipe: not tested"
-    assert glance["Table 2: planar K=20, −ln p(x)"][REGIME_COLUMN] == "not tested in the paper's regime yet"
+    diagonal, planar = glance["Table 2: diagonal, −ln p(x)"], glance["Table 2: planar K=20, −ln p(x)"]
+    assert diagonal[REGIME_COLUMN].startswith("paper's regime: reproduced; our recipe: not tested (90.0")
+    assert planar[REGIME_COLUMN].startswith("not tested in the paper's regime yet (89.0")
+    assert planar[REGIME_COLUMN].endswith(" ± 0.14 (100,000 updates so far))")  # u: se 0.1 and seed spread 0.1
+    assert list(diagonal) == [
+        "experiment",
+        "claim",
+        "paper",
+        "ours",
+        "verdict, our recipe",
+        "margin (u)",
+        REGIME_COLUMN,
+    ]
     assert glance["Table 2: planar K=20, −ln p(x)"]["verdict, our recipe"] == "not tested"
 
 
@@ -121,7 +140,7 @@ def test_a_regime_of_models_the_paper_does_not_report_is_not_tested_and_still_pl
     regime = {**REGIME, "models": [["none", 0], ["planar", 2]]}  # the ci profile's
     configs = regime_configs(STUDY, regime)
     found = regime_runs(configs, tmp_path)
-    verdicts = {row["claim"]: row["verdict"] for row in regime_verdicts(configs, found, 0.0)}
+    verdicts = {row["claim"]: row["verdict"] for row in regime_verdicts(configs, found, _noise(0.0))}
     assert set(verdicts.values()) == {"not tested"}
     axes = plot_regime(configs, found)
     assert len(axes[0].lines) >= 1  # the paper's diagonal value, with no run yet

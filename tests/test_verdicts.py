@@ -4,53 +4,118 @@ from __future__ import annotations
 
 import pytest
 
-from nf.report.verdicts import Verdict, beats, falls_along, not_tested, table2_number, with_paper_optimiser
+from nf.report.verdicts import (
+    Verdict,
+    beats,
+    falls_along,
+    margin,
+    not_tested,
+    table2_number,
+    verdict_columns,
+    with_paper_optimiser,
+    with_uncertainty,
+)
 
 
 @pytest.mark.parametrize(
-    "ours,verdict",
-    [(88.0, "reproduced"), (90.9, "reproduced"), (91.5, "partly"), (91.9, "partly"), (92.0, "not reproduced")],
+    "ours,u,verdict",
+    [
+        (88.0, 0.2, "reproduced"),  # below the paper's
+        (90.3, 0.2, "reproduced"),  # 0.4 nats above: 3 uncertainties inside the 1-nat threshold
+        (90.5, 0.2, "not established"),  # 0.6 above: 2 uncertainties from the threshold, not beyond
+        (91.1, 0.2, "not established"),  # just past the threshold, within 2 uncertainties
+        (91.4, 0.2, "partly"),
+        (91.5, 0.2, "not established"),  # 0.4 nats from the 2-nat threshold: exactly 2 uncertainties
+        (92.1, 0.2, "not established"),
+        (92.5, 0.2, "not reproduced"),
+        (90.5, 0.1, "reproduced"),  # the same gap with half the uncertainty decides
+        (91.1, 0.0, "partly"),  # an exact number decides on the number alone
+    ],
 )
-def test_table2_number(ours, verdict):
-    assert table2_number(ours, 89.9).verdict == verdict
+def test_table2_number(ours, u, verdict):
+    assert table2_number(ours, 89.9, u).verdict == verdict
 
 
-def test_a_table2_number_far_below_the_papers_is_flagged():
-    assert (
-        table2_number(88.0, 89.9).reason
-        == "ours 88.00, paper 89.9 (-1.90 nats); better than the paper's by more than 1 nat"
-    )
-    assert table2_number(89.0, 89.9).reason == "ours 89.00, paper 89.9 (-0.90 nats)"
+def test_a_table2_number_carries_its_margin_and_says_what_it_cannot_decide():
+    far = table2_number(88.0, 89.9, 0.25)
+    assert far.reason == "ours 88.00 ± 0.25, paper 89.9 (-1.90 nats); better than the paper's by more than 1 nat"
+    assert far.ours == "88.00 ± 0.25" and far.margin == pytest.approx(2.9 / 0.25)
+    close = table2_number(88.87, 87.9, 0.25)  # planar K=10's case: 0.03 nats inside the 1-nat threshold
+    assert close.verdict == "not established" and close.margin == pytest.approx(0.03 / 0.25)
+    assert close.reason.endswith("within 2 uncertainties of the 1-nat threshold: reproduced or partly")
+
+
+def test_the_uncertainty_adds_the_spread_over_seeds():
+    assert with_uncertainty(0.3, 0.4) == pytest.approx(0.5)
+    assert with_uncertainty(0.3, 0.4, seeds=4) == pytest.approx((0.09 + 0.04) ** 0.5)
+    with pytest.raises(ValueError, match="at least 1, got 0"):
+        with_uncertainty(0.3, 0.4, seeds=0)
+    with pytest.raises(ValueError, match="non-negative number, got -1"):
+        margin(1.0, 0.0, -1.0)
+
+
+def test_a_difference_the_size_of_the_seed_spread_is_not_established():
+    """Planar K=20 with seed 0 against seed 2: 0.12 nats apart, five paired standard errors (0.024) of the test
+    images, but one standard deviation of retraining (0.12): the rule must not call it a difference."""
+    se, seed_sd = 0.024, 0.12
+    assert beats([(0.12, se)], ["K=20"]).verdict == "reproduced"  # the old rule, test images only
+    assert beats([(0.12, with_uncertainty(se, seed_sd))], ["K=20"]).verdict == "not established"
+    assert beats([(0.40, with_uncertainty(se, seed_sd))], ["K=20"]).verdict == "reproduced"
+    assert beats([(0.12, with_uncertainty(se, seed_sd, seeds=4))], ["K=20"]).verdict == "not established"
+    assert beats([(0.12, with_uncertainty(se, seed_sd, seeds=9))], ["K=20"]).verdict == "reproduced"  # a mean
 
 
 def test_fall_along_a_ladder():
     steps = [(-1.0, 0.1), (-0.5, 0.1), (-0.2, 0.1)]
-    assert falls_along(steps, (-1.7, 0.2), paper_fall=-3.0).verdict == "reproduced"
+    fall = falls_along(steps, (-1.7, 0.2), paper_fall=-2.0)
+    assert fall.verdict == "reproduced" and fall.ours == "-1.70 ± 0.20"
+    assert fall.margin == pytest.approx(0.7 / 0.2)  # the closest call: 0.7 nats past half the paper's fall
     small = falls_along(steps, (-1.7, 0.2), paper_fall=-4.8)
     assert small.verdict == "partly" and "less than 50% of the paper's fall" in small.reason
+    assert small.margin == pytest.approx(0.7 / 0.2)
+    near_half = falls_along(steps, (-1.7, 0.2), paper_fall=-3.0)
+    assert near_half.verdict == "not established" and "reproduced or partly" in near_half.reason
     rising = falls_along([(-2.0, 0.1), (0.5, 0.1)], (-1.5, 0.2))
-    assert rising.verdict == "partly" and "rises significantly" in rising.reason
+    assert rising.verdict == "partly" and "rises at step +0.50 ± 0.10" in rising.reason
     assert falls_along([(0.5, 0.1)], (-1.5, 0.2)).verdict == "partly"
-    assert falls_along(steps, (-0.3, 0.2)).verdict == "not reproduced"  # not two standard errors
+    assert falls_along([(0.15, 0.1)], (-1.5, 0.2)).verdict == "reproduced"  # a step within its uncertainty
+    assert falls_along(steps, (-0.3, 0.2)).verdict == "not established"  # not two uncertainties
+    assert falls_along(steps, (-0.41, 0.2)).verdict == "reproduced"
     assert falls_along(steps, (0.6, 0.2)).verdict == "not reproduced"
+    assert falls_along(steps, (0.3, 0.2)).verdict == "not established"
 
 
 def test_beats_at_every_some_or_no_length():
     labels = ["K=10", "K=20"]
-    assert beats([(1.0, 0.1), (0.5, 0.2)], labels).verdict == "reproduced"
+    every = beats([(1.0, 0.1), (0.5, 0.2)], labels)
+    assert every.verdict == "reproduced" and every.margin == pytest.approx(2.5) and every.ours == "+0.50 ± 0.20 (K=20)"
     some = beats([(1.0, 0.1), (0.1, 0.2)], labels)
-    assert some.verdict == "partly" and "significant at K=10 only" in some.reason
+    assert some.verdict == "partly" and "decided at K=10 only" in some.reason and some.margin == pytest.approx(0.5)
     against = beats([(-1.0, 0.1), (0.1, 0.2)], labels, "B minus A")
     assert against.verdict == "not reproduced"
-    assert against.reason == "B minus A: K=10: -1.00 ± 0.10, K=20: +0.10 ± 0.20; significantly the other way at K=10"
+    assert against.reason == "B minus A: K=10: -1.00 ± 0.10, K=20: +0.10 ± 0.20; the other way at K=10"
+    assert beats([(0.39, 0.2), (-0.3, 0.2)], labels).verdict == "not established"
+    assert beats([(0.41, 0.2), (-0.3, 0.2)], labels).verdict == "partly"
 
 
 def test_only_under_the_papers_optimiser():
-    report, paper = Verdict("not reproduced", "a"), Verdict("reproduced", "b")
+    report, paper = Verdict("not reproduced", "a", "x", 3.0), Verdict("reproduced", "b", "y", 5.0)
     qualified = with_paper_optimiser(report, paper)
     assert qualified.verdict == "partly" and qualified.reason.startswith("only under the paper's optimiser")
+    assert qualified.margin == 3.0 and qualified.ours == "x"
+    assert with_paper_optimiser(Verdict("not established", "c", "z", 1.0), paper).verdict == "partly"
     assert with_paper_optimiser(paper, report) == paper
     assert with_paper_optimiser(report, not_tested("x")) == report
+
+
+def test_verdict_columns_show_the_margin():
+    assert verdict_columns(Verdict("partly", "r", "+0.50 ± 0.20", 2.54)) == {
+        "ours": "+0.50 ± 0.20",
+        "verdict": "partly",
+        "margin": "2.5",
+        "evidence": "r",
+    }
+    assert verdict_columns(not_tested("x"))["margin"] == "—"
 
 
 def test_unknown_verdict_is_refused():
@@ -87,6 +152,7 @@ def test_the_rules_are_written_out_from_the_constants(monkeypatch):
     import nf.report.verdicts as verdicts
 
     assert "at most 1 nat above the paper's" in verdicts.verdict_rules()
+    assert "A margin of at most 2 decides" in verdicts.verdict_rules()
     monkeypatch.setattr(verdicts, "CLOSE_NATS", 0.5)
     monkeypatch.setattr(verdicts, "GAIN_FRACTION", 0.25)
     text = verdicts.verdict_rules()

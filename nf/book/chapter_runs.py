@@ -19,7 +19,7 @@ from nf.experiments.mnist_study import (
     report_configs,
     study_configs,
 )
-from nf.report.paper_regime import report_seed_spread
+from nf.report.mnist_verdicts import seed_noise
 from nf.report.scorecard import MnistEvidence, RegimeEvidence, ToyEvidence
 from nf.report.toy import summarize
 
@@ -78,7 +78,7 @@ def regime_evidence(profile: str = "report", mnist: MnistEvidence | None = None)
     parameters = chapter_parameters("mnist", profile)
     configs = regime_configs(parameters["study"], parameters["paper_regime"])
     _, _, ladder, runs = mnist_evidence(profile) if mnist is None else mnist
-    return configs, regime_runs(configs), report_seed_spread(ladder, runs)
+    return configs, regime_runs(configs), seed_noise(ladder, runs)
 
 
 def mnist_verdict(claim_start: str, profile: str = "report") -> dict[str, str]:

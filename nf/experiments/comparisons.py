@@ -61,3 +61,33 @@ def seed_spread(pairs: list[tuple[Run, Run]], quantity: str = "nll") -> tuple[fl
     """Mean and standard deviation over training seeds of the paired difference ``b - a``, and the number of seeds."""
     values = torch.tensor([paired_difference(a, b, quantity)[0] for a, b in pairs], dtype=torch.float64)
     return values.mean().item(), (values.std().item() if len(values) > 1 else float("nan")), len(values)
+
+
+def _quantity(run: Run, quantity: str) -> torch.Tensor:
+    scores = per_image(run)
+    return scores["bound"] - scores["nll"] if quantity == "kl" else scores[quantity]
+
+
+def seed_mean(runs: list[Run], quantity: str = "nll") -> tuple[float, float, int]:
+    """A model trained with several seeds, judged on its mean over them: the mean over images of the seeds' average
+    per-image ``quantity``, its standard error over the images, and the number of seeds."""
+    if not runs:
+        raise ValueError("seed_mean needs at least one run")
+    for run in runs[1:]:
+        paired_difference(runs[0], run)  # refuses runs scored on different images
+    values = torch.stack([_quantity(run, quantity) for run in runs]).mean(0)
+    return values.mean().item(), (values.std() / len(values) ** 0.5).item(), len(runs)
+
+
+def seed_mean_difference(pairs: list[tuple[Run, Run]], quantity: str = "nll") -> tuple[float, float, int]:
+    """Two models trained with the same seeds: the mean over images of the seeds' average per-image difference
+    ``b - a``, its paired standard error over the images, and the number of seeds."""
+    if not pairs:
+        raise ValueError("seed_mean_difference needs at least one pair of runs")
+    differences = []
+    for a, b in pairs:
+        paired_difference(pairs[0][0], a)  # refuses runs scored on different images
+        paired_difference(a, b)
+        differences.append(_quantity(b, quantity) - _quantity(a, quantity))
+    d = torch.stack(differences).mean(0)
+    return d.mean().item(), (d.std() / len(d) ** 0.5).item(), len(pairs)

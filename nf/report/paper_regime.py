@@ -17,12 +17,17 @@ every 100,000 updates of a run is the run of that budget, stored on its way
   paired on the same test images, both at the full budget): one training seed
   per model, so the uncertainty is ``u = sqrt(se^2 + s^2)``, the paired
   standard error ``se`` of the test images together with ``s``, the standard
-  deviation over training seeds of the paired planar ``K = 20`` gain under the
-  report recipe (the one pair of models trained with several seeds; its size is
-  taken as the size of retraining noise for every ``K`` and both recipes).  The
-  claims "planar ``K = 20`` beats the diagonal model" and "longer planar flows
-  give a lower ``-ln p(x)``" are then decided by ``falls_along`` with every
-  standard error replaced by ``u``.
+  deviation over training seeds of a paired gain under the report recipe
+  (``nf.report.mnist_verdicts.seed_noise``; its size is taken as the size of
+  retraining noise for every ``K`` and both recipes).  The claims "planar
+  ``K = 20`` beats the diagonal model" and "longer planar flows give a lower
+  ``-ln p(x)``" are then decided by ``falls_along`` with every standard error
+  replaced by ``u``.
+* **Later, before any run reached the full budget**: the report recipe's
+  rules gained the training seeds' spread, the margin and *not established*
+  (``nf.report.verdicts``); the Table 2 number here is judged with them, its
+  ``u`` combining the test images' standard error with the seed spread of a
+  model's ``-ln p(x)``, and ``s`` above is the largest paired spread measured.
 * **Across the two recipes** (``across_recipes``): *reproduced under both*,
   *only in the paper's regime*, *only under our recipe*, *in neither*; a
   *partly* on either side is named as such; *not tested* until the paper's
@@ -31,14 +36,22 @@ every 100,000 updates of a run is the run of that budget, stored on its way
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from nf.experiments.comparisons import SIGNIFICANT, metric, paired_difference, seed_spread
-from nf.report.mnist import NOT_TRAINED, by_model, model_key, model_name, paper_key, signed, table2_models
+from nf.experiments.comparisons import SIGNIFICANT, metric, paired_difference
+from nf.report.mnist import NOT_TRAINED, model_key, model_name, paper_key, signed, table2_models
+from nf.report.mnist_verdicts import SeedNoise
 from nf.report.paper import TABLE2_NEG_LOG_LIKELIHOOD
 from nf.report.style import family_colour, family_marker
-from nf.report.verdicts import GAIN_FRACTION, Verdict, falls_along, not_tested, table2_number
+from nf.report.verdicts import (
+    GAIN_FRACTION,
+    Verdict,
+    falls_along,
+    not_tested,
+    table2_number,
+    verdict_columns,
+    with_uncertainty,
+)
 from nf.runs.cache import Run
 
 ACROSS = ("reproduced under both", "only in the paper's regime", "only under our recipe", "in neither")
@@ -82,21 +95,24 @@ def regime_table(configs: list[dict[str, Any]], found: list[dict[int, Run]]) -> 
     return rows
 
 
-def _with_seed_noise(difference: tuple[float, float], seed_sd: float) -> tuple[float, float]:
-    d, se = difference
-    return d, math.sqrt(se**2 + seed_sd**2)
-
-
-def regime_verdicts(configs: list[dict[str, Any]], found: list[dict[int, Run]], seed_sd: float) -> list[dict[str, str]]:
-    """The paper's planar Table 2 claims in its own regime, by the rules of the module docstring.
-
-    ``seed_sd``: the spread over training seeds of the report recipe's paired planar ``K = 20`` gain
-    (``nf.experiments.comparisons.seed_spread``)."""
+def regime_verdicts(
+    configs: list[dict[str, Any]], found: list[dict[int, Run]], noise: SeedNoise
+) -> list[dict[str, str]]:
+    """The paper's planar Table 2 claims in its own regime, by the rules of the module docstring; ``noise``: the
+    report ladder's spread over training seeds (``nf.report.mnist_verdicts.seed_noise``)."""
     models = {model_key(c): (c, points) for c, points in zip(configs, found)}
     rows = []
 
     def add(claim: str, paper: str, verdict: Verdict) -> None:
-        rows.append({"claim": claim, "paper": paper, "verdict": verdict.verdict, "evidence": verdict.reason})
+        rows.append({"claim": claim, "paper": paper, **verdict_columns(verdict)})
+
+    def number(run: Run, paper: float) -> Verdict:
+        value, se = metric(run, "nll")
+        return table2_number(value, paper, with_uncertainty(se, noise.level["nll"]))
+
+    def difference(a: Run, b: Run) -> tuple[float, float]:
+        d, se = paired_difference(a, b)
+        return d, with_uncertainty(se, noise.gain["nll"])
 
     claim_names = {paper_key(flow, k): name for flow, k, name in table2_models()}  # as ``mnist_verdicts`` names them
     finished: dict[tuple[str, int], Run] = {}
@@ -109,12 +125,16 @@ def regime_verdicts(configs: list[dict[str, Any]], found: list[dict[int, Run]], 
         furthest = _furthest(points)
         if furthest is not None and furthest[0] == config["updates"]:
             finished[model] = furthest[1]
-            verdict = table2_number(metric(furthest[1], "nll")[0], paper)
+            verdict = number(furthest[1], paper)
+        elif furthest is not None:
+            so_far = number(furthest[1], paper)
+            verdict = not_tested(
+                f"{name} to {config['updates']:,} updates",
+                f"at {furthest[0]:,} updates {so_far.reason}",
+                f"{so_far.ours} ({furthest[0]:,} updates so far)",
+            )
         else:
-            so_far = ""
-            if furthest is not None:
-                so_far = f"at {furthest[0]:,} updates {table2_number(metric(furthest[1], 'nll')[0], paper).reason}"
-            verdict = not_tested(f"{name} to {config['updates']:,} updates", so_far)
+            verdict = not_tested(f"{name} to {config['updates']:,} updates")
         add(f"Table 2: {name}, −ln p(x)", f"{paper:.1f}", verdict)
     paper_diagonal = TABLE2_NEG_LOG_LIKELIHOOD[paper_key(*DIAGONAL)]
     ladder = [m for m in models if (m == DIAGONAL or m[0] == "planar") and paper_key(*m) is not None]
@@ -129,8 +149,8 @@ def regime_verdicts(configs: list[dict[str, Any]], found: list[dict[int, Run]], 
             add(claim, f"{paper_fall:+.1f}", not_tested(", ".join(missing) + " to the full budget"))
             continue
         rungs = [finished[m] for m in models]
-        steps = [_with_seed_noise(paired_difference(a, b), seed_sd) for a, b in zip(rungs, rungs[1:])]
-        whole = _with_seed_noise(paired_difference(rungs[0], rungs[-1]), seed_sd)
+        steps = [difference(a, b) for a, b in zip(rungs, rungs[1:])]
+        whole = difference(rungs[0], rungs[-1])
         add(claim, f"{paper_fall:+.1f}", falls_along(steps, whole, paper_fall, f"K=0 to {last[1]}"))
     return rows
 
@@ -148,21 +168,24 @@ def across_recipes(ours: str, paper_regime: str) -> str:
     return settled.get((ours, paper_regime), f"paper's regime: {paper_regime}; our recipe: {ours}")
 
 
-def regime_rules(seed_sd: float | None) -> str:
+def regime_rules(noise: SeedNoise) -> str:
     """The rules of the module docstring as a Markdown list, from the constants the code uses."""
-    spread = f"{seed_sd:.2f} nats" if seed_sd is not None else "not measured yet"
+    spread = f"{noise.gain['nll']:.2f} nats" if noise.measured_on else "not measured yet"
+    level = f"{noise.level['nll']:.2f} nats" if noise.measured_on else "not measured yet"
     return "\n".join(
         [
             "- **A Table 2 number in the paper's regime**: the report recipe's rule (within 1 nat of the paper's, "
-            "or below it) on the run at the paper's full 500,000 updates; until a run gets there, *not tested*, "
-            "with its furthest budget point as the evidence so far.",
+            "or below it, decided beyond two uncertainties of each threshold) on the run at the paper's full "
+            f"500,000 updates, its uncertainty combining the test images' standard error with the seed spread of a "
+            f"model's $-\\ln p(x)$ under the report recipe ({level}); until a run gets there, *not tested*, with its "
+            "furthest budget point as the evidence so far.",
             f"- **A gain over the diagonal model**: both models at the full budget, paired on the same test images; "
-            f"the uncertainty combines the paired standard error with the spread over training seeds of the "
-            f"report recipe's planar $K = 20$ gain ({spread}), since each model here has one seed. A fall counts "
+            f"the uncertainty combines the paired standard error with the spread over training seeds of a paired "
+            f"gain under the report recipe ({spread}), since each model here has one seed. A fall counts "
             f"if it exceeds {SIGNIFICANT:g} of these uncertainties and is at least {GAIN_FRACTION:.0%} of the "
             f"paper's, with no step along the ladder rising by more than {SIGNIFICANT:g}.",
             "- **Across the two recipes**: *reproduced under both*, *only in the paper's regime*, *only under our "
-            "recipe* or *in neither*; a *partly* on either side is named as such.",
+            "recipe* or *in neither*; a *partly* or *not established* on either side is named as such.",
         ]
     )
 
@@ -225,19 +248,11 @@ def verdicts_across_recipes(ours: list[dict[str, str]], regime: list[dict[str, s
             "our recipe": ours_by_claim.get(row["claim"], "not tested"),
             "paper's regime": row["verdict"],
             "reading": across_recipes(ours_by_claim.get(row["claim"], "not tested"), row["verdict"]),
+            "paper's regime, ours": row["ours"],
             "paper's regime, evidence": row["evidence"],
         }
         for row in regime
     ]
-
-
-def report_seed_spread(configs: list[dict[str, Any]], runs: list[Run | None]) -> float | None:
-    """The standard deviation over training seeds of the report ladder's paired planar ``K = 20`` gain over the
-    diagonal model (the ``s`` of the rules), or None with fewer than two seeds of both."""
-    groups = by_model([run for run in runs if run is not None])
-    diagonal, planar = groups.get(DIAGONAL, {}), groups.get(("planar", 20), {})
-    pairs = [(diagonal[s], planar[s]) for s in sorted(planar) if s in diagonal]
-    return seed_spread(pairs)[1] if len(pairs) > 1 else None
 
 
 def regime_cost(configs: list[dict[str, Any]], found: list[dict[int, Run]]) -> list[dict[str, str]]:

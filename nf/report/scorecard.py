@@ -10,7 +10,7 @@ from typing import Any
 
 from nf.experiments.comparisons import SIGNIFICANT, metric
 from nf.report.mnist import describe_recipe, paper_key, table2_models
-from nf.report.mnist_verdicts import NOT_REPORTED, mnist_verdicts
+from nf.report.mnist_verdicts import NOT_REPORTED, SeedNoise, mnist_verdicts
 from nf.report.paper import PAPER_TRAINING, TABLE2_NEG_LOG_LIKELIHOOD
 from nf.report.paper_regime import regime_verdicts, verdicts_across_recipes
 from nf.report.toy_verdicts import toy_verdicts
@@ -24,8 +24,8 @@ FIG3D_FAMILIES = ("planar", "nice-orth", "nice-perm")  # the flows of the paper'
 ToyEvidence = tuple[int, list[dict[str, Any]] | None]  # the longest flow length, its seed-averaged summary or None
 MnistEvidence = tuple[dict[str, Any], dict[str, list[Run | None]], list[dict[str, Any]], list[Run | None]]
 """The study, its runs by recipe, and the report ladder's configs and runs (None where missing)."""
-RegimeEvidence = tuple[list[dict[str, Any]], list[dict[int, Run]], float | None]
-"""The paper's-regime configs, the budget points each has stored, and the report ladder's seed spread."""
+RegimeEvidence = tuple[list[dict[str, Any]], list[dict[int, Run]], SeedNoise]
+"""The paper's-regime configs, the budget points each has stored, and the report ladder's spread over seeds."""
 REGIME_COLUMN = "paper's regime"
 
 
@@ -96,21 +96,32 @@ def claims(
     rows += [{"experiment": "MNIST", **row} for row in mnist_claims(mnist)]
     if regime is None:
         return rows
-    configs, found, seed_sd = regime
+    configs, found, noise = regime
     ours = [row for row in rows if row["experiment"] == "MNIST"]
-    readings = {
-        row["claim"]: row["reading"]
-        for row in verdicts_across_recipes(ours, regime_verdicts(configs, found, seed_sd or 0.0))
-    }
+    readings = {}
+    for row in verdicts_across_recipes(ours, regime_verdicts(configs, found, noise)):
+        number = row["paper's regime, ours"]
+        readings[row["claim"]] = row["reading"] + (f" ({number})" if number != "—" else "")
     return [{**row, REGIME_COLUMN: readings.get(row["claim"], "—")} for row in rows]
 
 
-def claims_at_a_glance(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The claims table without its paper and evidence columns, for the intro; beside the paper's-regime column,
-    the verdict is headed as our recipe's."""
+def claims_at_a_glance(rows: list[dict[str, str]], evidence: bool = False) -> list[dict[str, str]]:
+    """The claims as one table a reader takes in at a glance: the claim, the paper's number, ours (the number that
+    decided, with its uncertainty), the verdict and its margin (in uncertainties), and, beside the paper's-regime
+    column, the verdict headed as our recipe's; with ``evidence``, the evidence column last."""
     verdict = "verdict, our recipe" if any(REGIME_COLUMN in r for r in rows) else "verdict"
-    keys = ("experiment", "claim", "verdict", REGIME_COLUMN)
-    return [{(verdict if k == "verdict" else k): r[k] for k in keys if k in r} for r in rows]
+    keys = (
+        "experiment",
+        "claim",
+        "paper",
+        "ours",
+        "verdict",
+        "margin",
+        REGIME_COLUMN,
+        *(("evidence",) if evidence else ()),
+    )
+    names = {"verdict": verdict, "margin": "margin (u)"}
+    return [{names.get(k, k): r[k] for k in keys if k in r} for r in rows]
 
 
 def toy_caveat(toy_summary: list[dict[str, Any]] | None) -> str:

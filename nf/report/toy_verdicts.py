@@ -21,7 +21,7 @@ from typing import Any
 
 from nf.experiments.comparisons import SIGNIFICANT
 from nf.report.toy import share
-from nf.report.verdicts import Verdict, beats, not_tested
+from nf.report.verdicts import Verdict, beats, not_tested, verdict_columns
 
 NICE_FAMILIES = ("nice-perm", "nice-orth")
 PAPER = "shown for K = 2, 8, 32"
@@ -41,7 +41,7 @@ def _improves(by: dict[tuple, dict[str, Any]], energies: list[str], lengths: lis
     short, long = lengths[0], lengths[-1]
     differences = [_difference(by[(e, "planar", short)], by[(e, "planar", long)]) for e in energies]
     verdict = beats(differences, [f"{e} K={short}→{long}" for e in energies])
-    return Verdict(verdict.verdict, f"KL drop, {verdict.reason}")
+    return verdict.explained(f"KL drop, {verdict.reason}")
 
 
 def _planar_beats_nice(by: dict[tuple, dict[str, Any]], energies: list[str], lengths: list[int]) -> Verdict:
@@ -54,7 +54,7 @@ def _planar_beats_nice(by: dict[tuple, dict[str, Any]], energies: list[str], len
     worse = [f"{label} ({d:+.2f} ± {se:.2f})" for (d, se), label in zip(differences, labels) if d < -SIGNIFICANT * se]
     reason = f"planar significantly lower in {share(better, len(pairs), '(target, NICE family, K) comparisons')}"
     reason += f", significantly higher in {len(worse)}" + (f": {', '.join(worse)}" if worse else "")
-    return Verdict(beats(differences, labels).verdict, f"KL, NICE minus planar: {reason}")
+    return beats(differences, labels).explained(f"KL, NICE minus planar: {reason}")
 
 
 def toy_verdicts(summary: list[dict[str, Any]] | None) -> list[dict[str, str]]:
@@ -68,6 +68,5 @@ def toy_verdicts(summary: list[dict[str, Any]] | None) -> list[dict[str, str]]:
         lengths = sorted({k for _, f, k in by if f == "planar"})
         verdicts = [_improves(by, energies, lengths), _planar_beats_nice(by, energies, lengths)]
     return [
-        {"claim": claim, "paper": PAPER, "verdict": v.verdict, "evidence": v.reason}
-        for claim, v in zip((IMPROVES, PLANAR_NICE), verdicts)
+        {"claim": claim, "paper": PAPER, **verdict_columns(v)} for claim, v in zip((IMPROVES, PLANAR_NICE), verdicts)
     ]
