@@ -131,7 +131,7 @@ def regime_verdicts(
             verdict = not_tested(
                 f"{name} to {config['updates']:,} updates",
                 f"at {furthest[0]:,} updates {so_far.reason}",
-                f"{so_far.ours} ({furthest[0]:,} updates so far)",
+                f"so far {so_far.ours} at {furthest[0]:,} updates",
             )
         else:
             verdict = not_tested(f"{name} to {config['updates']:,} updates")

@@ -101,7 +101,7 @@ def claims(
     readings = {}
     for row in verdicts_across_recipes(ours, regime_verdicts(configs, found, noise)):
         number = row["paper's regime, ours"]
-        readings[row["claim"]] = row["reading"] + (f" ({number})" if number != "—" else "")
+        readings[row["claim"]] = row["reading"] + (f"; {number}" if number != "—" else "")
     return [{**row, REGIME_COLUMN: readings.get(row["claim"], "—")} for row in rows]
 
 
