@@ -264,7 +264,9 @@ def verdict_rules() -> str:
             f"nothing: the verdict is then *not established*, and says between which verdicts.",
             f"- **A Table 2 number** (MNIST): ours, the importance-sampled $-\\ln p(x)$ on the test set, is "
             f"*reproduced* if it is at most {CLOSE_NATS:g} nat above the paper's (or below it), *partly* if at most "
-            f"{NEAR_NATS:g} nats above, else *not reproduced*.",
+            f"{NEAR_NATS:g} nats above, else *not reproduced*. Its $se$ is the standard error of our mean over the "
+            f"test images: the paper scored the same 10,000 images, but does not say how it binarised them, so "
+            f"their sampling error is not taken to cancel.",
             f"- **A quantity falls with $K$** (MNIST, from $K = 0$ to 80, or to 20 for the claim about planar "
             f"$K = 20$ against the diagonal model): *reproduced* if the paired fall is decided (more than "
             f"{SIGNIFICANT:g} $u$), is at least {GAIN_FRACTION:.0%} of the paper's fall where the paper gives one, "
