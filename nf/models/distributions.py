@@ -38,7 +38,10 @@ class DiagonalGaussian:
     ) -> Tensor:
         """Reparametrised sample ``loc + exp(log_scale) * eps``, shape ``sample_shape + loc.shape``."""
         shape = torch.Size(sample_shape) + self.loc.shape
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device, generator=generator)
+        return self.transform(torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device, generator=generator))
+
+    def transform(self, eps: Tensor) -> Tensor:
+        """``loc + exp(log_scale) * eps``: standard normal draws ``eps`` made draws of this Gaussian."""
         return self.loc + torch.exp(self.log_scale) * eps
 
     def log_prob(self, z: Tensor) -> Tensor:

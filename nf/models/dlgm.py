@@ -131,10 +131,7 @@ class DLGM(nn.Module):
         """``(z_0, z_K, ln q_K(z_K | x))``; with ``samples``, a leading sample dimension."""
         q0, params = self.posterior(x)
         z0 = q0.rsample(() if samples is None else (samples,))
-        if self.flow is None:
-            return z0, z0, q0.log_prob(z0)
-        zk, log_det = self.flow(z0, params)
-        return z0, zk, q0.log_prob(z0) - log_det
+        return (z0, *push_forward(q0, self.flow, params, z0))
 
     def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
         """``ln p(x, z) = ln p(x | z) + ln N(z; 0, I)``; the decoder is fed ``z_K``."""
@@ -161,6 +158,17 @@ class DLGM(nn.Module):
     def importance_log_likelihood(self, x: Tensor, samples: int = 200) -> Tensor:
         """Per-image ``ln p(x) ~ ln (1/S) sum_s p(x, z_s) / q_K(z_s | x)``, ``z_s ~ q_K`` (the paper's estimator)."""
         return log_mean_exp(self.log_importance_weights(x, samples))
+
+
+def push_forward(
+    q0: DiagonalGaussian, flow: FlowLayer | None, params: Tensor | None, z0: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``(z_K, ln q_K(z_K))`` for draws ``z_0`` of ``q_0`` pushed through ``flow`` with per-image ``params`` (eq. 7):
+    ``ln q_K(z_K) = ln q_0(z_0) - sum_k ln|det df_k/dz_{k-1}|``; without a flow, ``(z_0, ln q_0(z_0))``."""
+    if flow is None:
+        return z0, q0.log_prob(z0)
+    zk, log_det = flow(z0, params)
+    return zk, q0.log_prob(z0) - log_det
 
 
 def log_mean_exp(log_w: Tensor) -> Tensor:
