@@ -120,3 +120,34 @@ def ci_results(tmp_path_factory):
     """One temporary run cache for the slow tests that run chapters and commands under the ``ci`` budgets: a run
     that one of them trains is loaded, not trained again, by the next."""
     return tmp_path_factory.mktemp("ci-results")
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A single-node SLURM cluster on this machine (``tests/slurm_cluster.py``) for the session, with
+    ``SLURM_CONF`` set for this process and the jobs; skipped where it cannot run (not root, SLURM not installed),
+    except in CI, where that is a failure."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from slurm_cluster import start_cluster, unavailable
+
+    reason = unavailable()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"no SLURM cluster: {reason}")
+        pytest.skip(reason)
+    folder = Path(tempfile.mkdtemp(prefix="nf-slurm-"))
+    cluster = start_cluster(folder)
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    try:
+        yield cluster
+    finally:
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous
+        cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)

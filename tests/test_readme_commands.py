@@ -38,6 +38,17 @@ NOT_RUN = {  # command -> why this test does not run it
     PIP: "installs packages into the environment (from the network); the tests run in the environment it made",
     "python -m pytest tests book --nbval-lax --nbval-current-env": "the full suite, which holds this test",
 }
+SLURM_SETUP = (  # the README's single-node SLURM cluster; tests/test_slurm.py starts one the same way
+    "apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge",
+    "install -d -o munge -g munge -m 755 /run/munge",
+    "su -s /bin/sh munge -c /usr/sbin/munged",
+    "mkdir -p /var/spool/slurmctld /var/spool/slurmd",
+    "/usr/sbin/slurmctld",
+    "/usr/sbin/slurmd",
+    "sinfo -h -o %T",
+)
+for command in SLURM_SETUP:
+    NOT_RUN[command] = "installs or starts system daemons as root; tests/test_slurm.py starts such a cluster itself"
 if not torch.cuda.is_available():
     NOT_RUN["python -m nf book run toy --profile paper --device cuda"] = "needs a CUDA GPU, and there is none here"
 
