@@ -55,6 +55,7 @@ if not torch.cuda.is_available():
 # python benchmarks/flow_update.py: one repetition of one update per timing, K = 2, 100 images, 2 toy fits
 BENCHMARK_BUDGET = ["--lengths", "0", "2", "--repetitions", "1", "--updates", "1", "--eval-images", "100"]
 BENCHMARK_BUDGET += ["--family-threads", "1", "--toy-fits", "4", "--toy-updates", "50"]
+BENCHMARK_BUDGET += ["--peer-toy-lengths", "2", "--peer-toy-updates", "1"]
 MNIST_CHAPTERS = {"mnist", "nice", "conv"}  # chapters that train or read MNIST models
 
 

@@ -149,3 +149,53 @@ def paper_scale_table(paper_updates: dict[str, int], results_dir: str | None = N
                 }
             )
     return markdown_table(rows) if rows else "No cached runs yet."
+
+
+PEER_COLUMNS = {  # the peers block's columns (benchmarks/flow_update.py --peers) -> the compute appendix's headers
+    "update": "update",
+    "flow": "flow",
+    "K": "K",
+    "ours/K0": "ours / K=0",
+    "ours/s": "ours, updates/s",
+    "ours": "ours",
+    "plain": "ours layer by layer",
+    "pyro": "Pyro",
+    "normflows": "normflows",
+    "zuko": "zuko",
+}
+
+
+def peer_rows(report: str) -> list[dict[str, str]]:
+    """The peers block of a ``benchmarks/flow_update.py --peers`` report as rows for ``markdown_table``: per update
+    (the DLGM's, the toy fit's), flow and K, each library's time per update relative to ours (ours = 1.00), ours
+    against K = 0 and in updates per second; ``-`` where a library has no such flow, ``differs`` where it failed its
+    equivalence check, ``absent`` where it was not installed.  No rows if the report has no peers block.
+
+    The block is the ``peers:`` lines: a header naming the columns, then one line per row."""
+    lines = [line.removeprefix("peers:").split() for line in report.splitlines() if line.startswith("peers:")]
+    header = next((cells for cells in lines if cells[:2] == ["update", "flow"]), None)
+    if header is None:
+        return []
+    unknown = [name for name in header if name not in PEER_COLUMNS]
+    if unknown:
+        raise ValueError(f"the report's peers block has columns this table does not know: {unknown}")
+    rows = [cells for cells in lines if len(cells) == len(header) and cells != header]
+    return [{PEER_COLUMNS[name]: value for name, value in zip(header, cells)} for cells in rows]
+
+
+def peer_versions(report: str) -> str:
+    """The ``peer versions:`` line of a report (torch and each peer's version), without its label; empty if none."""
+    for line in report.splitlines():
+        if line.startswith("peer versions:"):
+            return line.removeprefix("peer versions:").strip()
+    return ""
+
+
+def peers_table(results_dir: str | None = None) -> str:
+    """The committed benchmark report's peers block (``peer_rows``) as a Markdown table, with the versions timed."""
+    path = results_root(results_dir) / "benchmarks" / "flow_update.txt"
+    rows = peer_rows(path.read_text()) if path.exists() else []
+    if not rows:
+        return "No peers in the benchmark report yet: run benchmarks/flow_update.py --peers (see its docstring)."
+    versions = peer_versions(path.read_text())
+    return markdown_table(rows) + (f"\n\nVersions: {versions}." if versions else "")
