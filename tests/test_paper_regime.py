@@ -91,7 +91,7 @@ def test_two_recipes_read_together():
 
 
 def test_the_scorecard_shows_the_paper_regime_beside_our_recipe(tmp_path):
-    from nf.report.scorecard import REGIME_COLUMN, claims, claims_at_a_glance, mnist_rows
+    from nf.report.scorecard import REGIME_COLUMN, claims, claims_at_a_glance, claims_evidence, mnist_rows
 
     configs = regime_configs(STUDY, REGIME)
     _store(configs[0], 300_000, 0.0, tmp_path)
@@ -102,7 +102,10 @@ def test_the_scorecard_shows_the_paper_regime_beside_our_recipe(tmp_path):
     assert rows["diagonal"][f"ours, {REGIME_COLUMN}"].endswith("(300,000 updates)")
     assert rows["planar K=20"][f"ours, {REGIME_COLUMN}"].endswith("(100,000 updates so far)")
     assert rows["planar K=40"][f"ours, {REGIME_COLUMN}"] == "not trained yet"
-    glance = {row["claim"]: row for row in claims_at_a_glance(claims(None, mnist, regime))}
+    rows = claims(None, mnist, regime)
+    glance = {row["claim"]: row for row in claims_at_a_glance(rows)}
+    evidence = {row["claim"]: row["evidence"] for row in claims_evidence(rows)}
+    assert evidence["Table 2: planar K=20, −ln p(x)"] == "not trained yet: planar K=20"
     diagonal, planar = glance["Table 2: diagonal, −ln p(x)"], glance["Table 2: planar K=20, −ln p(x)"]
     assert diagonal[REGIME_COLUMN].startswith("paper's regime: reproduced; our recipe: not tested; 90.0")
     assert planar[REGIME_COLUMN].startswith("not tested in the paper's regime yet; so far 89.0")

@@ -105,23 +105,19 @@ def claims(
     return [{**row, REGIME_COLUMN: readings.get(row["claim"], "—")} for row in rows]
 
 
-def claims_at_a_glance(rows: list[dict[str, str]], evidence: bool = False) -> list[dict[str, str]]:
+def claims_at_a_glance(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     """The claims as one table a reader takes in at a glance: the claim, the paper's number, ours (the number that
     decided, with its uncertainty), the verdict and its margin (in uncertainties), and, beside the paper's-regime
-    column, the verdict headed as our recipe's; with ``evidence``, the evidence column last."""
+    column, the verdict headed as our recipe's."""
     verdict = "verdict, our recipe" if any(REGIME_COLUMN in r for r in rows) else "verdict"
-    keys = (
-        "experiment",
-        "claim",
-        "paper",
-        "ours",
-        "verdict",
-        "margin",
-        REGIME_COLUMN,
-        *(("evidence",) if evidence else ()),
-    )
+    keys = ("experiment", "claim", "paper", "ours", "verdict", "margin", REGIME_COLUMN)
     names = {"verdict": verdict, "margin": "margin (u)"}
     return [{names.get(k, k): r[k] for k in keys if k in r} for r in rows]
+
+
+def claims_evidence(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Each claim with the evidence that decided its verdict (the numbers the rule used), for the scorecard."""
+    return [{"claim": r["claim"], "evidence": r["evidence"]} for r in rows]
 
 
 def toy_caveat(toy_summary: list[dict[str, Any]] | None) -> str:
