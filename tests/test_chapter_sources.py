@@ -28,3 +28,31 @@ def test_every_plotting_cell_is_a_numbered_figure_with_alt_text(name):
     for options, code in cells(name):
         if re.search(r"\bplot_\w+\(|plt\.subplots\(", code) and "import" not in code:
             assert "figure:" in options and "name: fig-" in options and "alt:" in options, code[:200]
+
+
+@pytest.mark.parametrize("name", chapter_names())
+def test_an_executed_chapter_names_no_path_of_the_machine_that_ran_it(name):
+    import nbformat
+
+    notebook = nbformat.read(get_chapter(name).notebook, as_version=4)
+    papermill = notebook.metadata.get("papermill", {})
+    paths = [papermill.get("input_path"), papermill.get("output_path")]
+    assert paths == [f"{name}.nb.md", f"{name}.ipynb"], paths
+
+
+def test_an_executed_notebook_records_the_chapter_not_the_scratch_file(tmp_path):
+    import nbformat
+
+    from nf.book.execute import tidy_executed
+
+    path = tmp_path / ".toy.abc123.ipynb"
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["injected-parameters"]})]
+    )
+    notebook.metadata["papermill"] = {"input_path": str(path), "output_path": str(path)}
+    nbformat.write(notebook, path)
+    tidy_executed(path, "toy.nb.md", "toy.ipynb")
+    tidied = nbformat.read(path, as_version=4)
+    assert tidied.metadata["papermill"]["input_path"] == "toy.nb.md"
+    assert tidied.metadata["papermill"]["output_path"] == "toy.ipynb"
+    assert tidied.cells[0].metadata["tags"] == ["injected-parameters", "remove-cell"]

@@ -108,25 +108,6 @@ def test_runs_in_parallel_workers_match_serial_runs(tmp_path):
         )
 
 
-@pytest.mark.slow
-def test_paired_and_parameter_summaries(tmp_path):
-    from nf.report.mnist import flow_parameters, paired_table, plot_versus_parameters, table2
-
-    configs = [dict(TINY, flow="none", length=0), dict(TINY, flow="nice-perm"), dict(TINY, flow="nice-perm+scale")]
-    runs = nf.experiments.mnist.fit_mnist_runs(configs, tmp_path)
-    extra = flow_parameters(runs)
-    assert extra[runs[0].key] == 0
-    # +scale adds the head's 40 per-image log-scales: 400 weights and 1 bias each
-    assert extra[runs[2].key] - extra[runs[1].key] == 40 * 401
-    (row,) = paired_table(runs, "nice-perm", "nice-perm+scale")
-    metrics = [r.load_json("metrics.json") for r in runs[1:]]
-    assert row["K"] == "2"
-    assert row["change in −ln p(x)"] == f"{metrics[1]['test_nll'] - metrics[0]['test_nll']:+.2f}"
-    assert [r["paper -ln p(x)"] for r in table2(runs)] == ["89.9", "—", "—"]  # the paper has no NICE K=2 row
-    ax = plot_versus_parameters(runs)
-    assert len(ax.lines) >= 1
-
-
 def test_budget_points_need_a_constant_learning_rate_and_history_rows_on_them(monkeypatch):
     monkeypatch.setattr(nf.experiments.mnist, "BUDGET_EVERY", 10)
     settings = dict(TINY, anneal_updates=5)

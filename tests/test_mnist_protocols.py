@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nf.experiments.comparisons import paired_difference, per_image
-from nf.experiments.mnist import _optimizer, fit_mnist, full_config, learning_rate_at, mnist_config
+from nf.experiments.mnist import fit_mnist, full_config, learning_rate_at, mnist_config, mnist_optimizer
 from nf.models.dlgm import DLGM, Maxout
 from nf.runs.cache import REPO_ROOT, config_hash, list_runs
 
@@ -57,7 +57,7 @@ def test_learning_rate_decays_exponentially_to_its_final_value():
 
 def test_flow_parameters_form_their_own_group_with_the_scaled_step():
     model = DLGM("planar", 3, latent=4, hidden=8)
-    optimizer = _optimizer(model, full_config(mnist_config(flow_lr_scale=0.1, learning_rate=1e-3)))
+    optimizer = mnist_optimizer(model, full_config(mnist_config(flow_lr_scale=0.1, learning_rate=1e-3)))
     rest, flow = optimizer.param_groups
     assert flow["lr"] == pytest.approx(1e-4) and rest["lr"] == pytest.approx(1e-3)
     assert {id(p) for p in flow["params"]} == {id(p) for p in model.flow_head.parameters()}
@@ -132,8 +132,8 @@ def test_the_all_at_once_optimisers_step_like_the_tensor_by_tensor_ones(optimize
     start = [p.detach().clone() for p in model.parameters()]
     rate = 1e-3 if optimizer == "adam" else 1e-5  # each recipe's own rate (RMSprop diverges at 1e-3)
     config = {"optimizer": optimizer, "learning_rate": rate, "momentum": 0.9, "flow_lr_scale": 0.1}
-    fast = _optimizer(model, config)
-    groups = [{"params": g["params"], "lr": g["lr"]} for g in _optimizer(twin, config).param_groups]
+    fast = mnist_optimizer(model, config)
+    groups = [{"params": g["params"], "lr": g["lr"]} for g in mnist_optimizer(twin, config).param_groups]
     kind = torch.optim.Adam if optimizer == "adam" else torch.optim.RMSprop
     loop = kind(groups, foreach=False, **({} if optimizer == "adam" else {"momentum": 0.9}))
     x = torch.bernoulli(torch.rand(20, 784, generator=torch.Generator().manual_seed(0))).double()

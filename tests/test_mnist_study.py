@@ -262,7 +262,7 @@ def test_conv_ladder_table_and_reading_pair_the_families_at_equal_length(tmp_pat
     rows = {r["flow"]: r for r in conv_ladder_table(configs, made)}
     assert list(rows["convolutional"]) == ["flow", "K=5", "K=10", "K=20"]
     assert rows["convolutional"]["K=10"].startswith("-0.80 ± ") and rows["planar"]["K=5"] == "—"
-    assert rows["radial"]["K=10"] == "—"  # not in this ladder
+    assert rows["NICE-perm+scale"]["K=10"] == "—"  # not in this ladder
     text = conv_ladder_reading(configs, made)
     assert "At $K = 10$ the convolutional flow is 0.50 ± 0.00 nats ahead of planar; level (" in text
     assert "nats) with NICE-perm. At $K = 20$ the convolutional flow is 0.20 ± 0.00 nats ahead of planar; " in text
@@ -274,29 +274,3 @@ def test_conv_ladder_table_and_reading_pair_the_families_at_equal_length(tmp_pat
     assert rows["convolutional"]["K=20"] == "not trained yet"
     assert conv_ladder_reading(configs, made).endswith("Not trained yet: the convolutional flow at K=20.")
     assert conv_ladder_reading(configs, [None] * len(configs)).startswith("No convolutional flow")
-
-
-def test_conv_budget_reading_sets_the_short_runs_against_the_ladder(tmp_path):
-    from types import SimpleNamespace
-
-    from nf.report.conv import conv_budget_reading
-
-    ladder = {**LADDER, "models": [["none", 0], ["conv", 5], ["conv", 10]]}
-    configs = report_configs(STUDY, ladder, "Adam")
-    base = 89.5 + torch.randn(1000, generator=torch.Generator().manual_seed(2))
-    gain = {0: 0.0, 5: -0.6, 10: 0.5}
-    made = [
-        fake_run(
-            c, base + gain[c["length"]] + 0.05 * torch.randn(1000, generator=torch.Generator().manual_seed(i)), tmp_path
-        )
-        for i, c in enumerate(configs)
-    ]
-    short = [
-        SimpleNamespace(config={"flow": f, "length": k, "updates": 10_000}, metrics={"test_nll": v})
-        for f, k, v in (("none", 0, 95.0), ("conv", 5, 94.8), ("conv", 10, 97.8))
-    ]
-    text = conv_budget_reading(short, configs, made)
-    assert text.startswith("From 10,000 to 50 updates the convolutional flow minus the diagonal model goes: $K = 5$")
-    assert "$K = 10$ from +2.80 to +0.50 ± " in text
-    assert text.endswith("at $K = 10$, it stays behind: the gap shrinks with the budget but does not close.")
-    assert conv_budget_reading(short, configs, [None] * len(configs)).startswith("No convolutional flow")

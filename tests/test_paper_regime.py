@@ -147,3 +147,28 @@ def test_a_regime_of_models_the_paper_does_not_report_is_not_tested_and_still_pl
     assert set(verdicts.values()) == {"not tested"}
     axes = plot_regime(configs, found)
     assert len(axes[0].lines) >= 1  # the paper's diagonal value, with no run yet
+
+
+def test_the_gpu_estimate_is_set_beside_the_cpu_time_measured(tmp_path):
+    from nf.experiments.cost import UpdateWork
+    from nf.report.paper_regime import gpu_reading, regime_gpu_estimate
+
+    configs = regime_configs(STUDY, REGIME)[:2]
+    run = _store(configs[0], 100_000, 0.0, tmp_path)
+    (run.path / "metrics.json").write_text(json.dumps({**run.metrics, "seconds_per_update": 0.02}))
+    found = [{100_000: type(run)(run.experiment, run.key, run.path, run.provenance)}, {}]
+    work = {("none", 0): UpdateWork(kernels=200, flops=1e9), ("planar", 10): UpdateWork(kernels=400, flops=1e9)}
+    rows = regime_gpu_estimate(configs, found, work)
+    assert rows[0]["GPU ms per update (estimate)"] == "2.0" and rows[0]["GPU bound by"] == "launches"  # 200 x 10 µs
+    assert (
+        rows[0]["CPU ms per update (measured)"] == "20.0"
+        and rows[1]["CPU ms per update (measured)"] == "not trained yet"
+    )
+    assert rows[1]["GPU hours for 300,000 (estimate)"] == "0.3"  # 4 ms x 300,000
+    text = gpu_reading(configs, found, work)
+    assert text.startswith("Every model is bound by its kernel launches")
+    assert text.endswith(
+        "the estimate is 10.0 to 10.0 times the speed measured here on one CPU thread, if its assumptions hold."
+    )
+    work[("planar", 10)] = UpdateWork(kernels=1, flops=1e14)
+    assert gpu_reading(configs, found, work).startswith("1 of the 2 models are bound by their kernel launches")

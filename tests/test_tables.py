@@ -117,28 +117,6 @@ def test_verdict_counts_set_apart_the_claims_the_paper_leaves_open():
     assert verdict_counts(rows) == ("2 reproduced (1 of them on a question the paper leaves open), 1 not reproduced")
 
 
-def test_nice_mnist_reading_counts_plainly():
-    from types import SimpleNamespace
-
-    from nf.report.nice import nice_mnist_reading
-
-    nll = {("none", 0): 95.0, ("planar", 10): 94.5, ("planar", 20): 94.0}
-    nll |= {("nice-perm", 10): 94.0, ("nice-perm", 20): 93.5, ("nice-perm+scale", 10): 94.3}
-    runs = [
-        SimpleNamespace(
-            key=f"{flow}{k}",
-            config={"flow": flow, "length": k, "updates": 10_000},
-            metrics={"test_nll": v, "test_nll_se": 0.3, "parameters": 1000 + 100 * k},
-        )
-        for (flow, k), v in nll.items()
-    ]
-    text = nice_mnist_reading(runs)
-    assert "NICE-perm is below the diagonal model's $-\\ln p(x)$ at both lengths and falls steadily" in text
-    assert "at 2% of the paper's updates" in text
-    assert "NICE-perm is ahead of planar flows at both lengths." in text
-    assert "upwards in the one comparison." in text
-
-
 def test_share_says_how_many_plainly():
     from nf.report.toy import share
 
@@ -164,3 +142,53 @@ def test_benchmark_lines_wrap_between_entries_not_inside_them():
     assert len(wrapped) > 1 and all(len(line) <= PAGE_WIDTH for line in wrapped)
     pieces = [p.strip() for line in wrapped for p in line.replace("update bfloat16/float32: ", "").split("|")]
     assert [p for p in pieces if p] == entries  # every entry whole, in order
+
+
+REPORT_WITH_PEERS = """\
+code version abc; Some CPU (bfloat16 instructions: none), x86_64, 2 cores; 2026-12-01; command: python ...
+K=10  fast/K0 1.4x | plain/K0 1.8x | Pyro/K0 3.0x | Pyro/fast 2.1x
+peer versions: torch 2.14.1; pyro-ppl 1.9.2, normflows 1.7.3, zuko 1.6.0
+check Pyro DLGM planar K=10: float64 loss 2e-16, float64 gradients 9e-16, float32 loss 0e+00: agrees
+peer note: zuko 1.6.0 has no planar or radial flow (zuko.flows, zuko.transforms): no zuko column
+peers: update flow    K   ours/K0  ours/s  ours  plain  pyro  normflows  zuko
+peers: DLGM   planar  10  1.40     30.1    1.00  1.29   2.10  -          -
+peers: toy    radial  32  -        120     1.00  -      differs  1.50    -
+toy fits (K=8, 1000 updates), 1 worker(s): 5.4 fits per minute
+"""
+
+
+def test_peer_rows_read_the_peers_block_of_a_benchmark_report():
+    from nf.report.tables import peer_rows, peer_versions
+
+    rows = peer_rows(REPORT_WITH_PEERS)
+    assert [(r["update"], r["flow"], r["K"]) for r in rows] == [("DLGM", "planar", "10"), ("toy", "radial", "32")]
+    assert rows[0] == {
+        "update": "DLGM",
+        "flow": "planar",
+        "K": "10",
+        "ours / K=0": "1.40",
+        "ours, updates/s": "30.1",
+        "ours": "1.00",
+        "ours layer by layer": "1.29",
+        "Pyro": "2.10",
+        "normflows": "-",
+        "zuko": "-",
+    }
+    assert (rows[1]["Pyro"], rows[1]["normflows"]) == ("differs", "1.50")
+    assert markdown_table(rows).splitlines()[0].startswith("| update | flow | K | ours / K=0 |")
+    assert peer_versions(REPORT_WITH_PEERS) == "torch 2.14.1; pyro-ppl 1.9.2, normflows 1.7.3, zuko 1.6.0"
+    assert peer_rows("K=10  fast/K0 1.4x | plain/K0 1.8x") == [] and peer_versions("") == ""
+    with pytest.raises(ValueError, match="columns this table does not know: \\['jax'\\]"):
+        peer_rows("peers: update flow K jax")
+
+
+def test_peers_table_reads_the_committed_report(tmp_path):
+    from nf.report.tables import peers_table
+
+    assert peers_table(tmp_path).startswith("No peers in the benchmark report yet")
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "flow_update.txt").write_text(REPORT_WITH_PEERS)
+    table = peers_table(tmp_path)
+    assert table.count("\n| ") == 2 and table.endswith(
+        "Versions: torch 2.14.1; pyro-ppl 1.9.2, normflows 1.7.3, zuko 1.6.0."
+    )

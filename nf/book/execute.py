@@ -27,9 +27,12 @@ def notebook_from_source(name: str, output: Path | None = None) -> Path:
     return target
 
 
-def hide_injected_parameters(path: Path) -> None:
-    """Tag papermill's injected-parameters cell so the HTML does not show it."""
+def tidy_executed(path: Path, source: str, target: str) -> None:
+    """Tag papermill's injected-parameters cell so the HTML does not show it, and record the notebook's paths as
+    the chapter's ``source`` and ``target`` file names, not the scratch paths of the machine that ran it."""
     notebook = nbformat.read(path, as_version=4)
+    if "papermill" in notebook.metadata:
+        notebook.metadata["papermill"].update(input_path=source, output_path=target)
     for cell in notebook.cells:
         tags = cell.metadata.get("tags", [])
         if "injected-parameters" in tags and HIDDEN_TAG not in tags:
@@ -104,7 +107,7 @@ def run_chapter(
             request_save_on_cell_execute=False,
             extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no kernel transport warnings on every run
         )
-        hide_injected_parameters(scratch)
+        tidy_executed(scratch, get_chapter(name).source.name, target.name)
         os.replace(scratch, target)
     except papermill.PapermillExecutionError as error:
         raise RuntimeError(f"chapter {name} failed in cell {error.exec_count}: {error.ename}: {error.evalue}") from None

@@ -159,7 +159,7 @@ def trained_model(run: Run) -> DLGM:
     return model.eval()
 
 
-def _optimizer(model: DLGM, config: dict[str, Any]) -> torch.optim.Optimizer:
+def mnist_optimizer(model: DLGM, config: dict[str, Any]) -> torch.optim.Optimizer:
     """The optimiser, with the flow's parameters in a second group stepped at ``flow_lr_scale`` times the rate."""
     flow = {id(p) for p in model.flow_parameters()}
     groups = [{"params": [p for p in model.parameters() if id(p) not in flow], "scale": 1.0}]
@@ -238,7 +238,7 @@ def train_mnist(
 
     torch.manual_seed(config["seed"])
     model = DLGM(config["flow"], config["length"]).to(device_)
-    optimizer = _optimizer(model, full_config(config))
+    optimizer = mnist_optimizer(model, full_config(config))
     checkpointer = None if checkpoint is None else Checkpointer(checkpoint, checkpoint_every, checkpoint_seconds)
     step, elapsed, history, order, position = 0, 0.0, [], torch.randperm(len(train_pixels)), 0
     running: list[float] = []

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from nf.experiments.comparisons import SIGNIFICANT, paired_difference
-from nf.report.mnist import NOT_TRAINED, ahead, by_model, planned_models, signed
+from nf.report.mnist import NOT_TRAINED, ahead, by_model, model_name, planned_models, signed
+from nf.report.nice import ladder_subset, seed0_models
+from nf.report.style import family_colour, length_alpha, length_linestyle
 from nf.report.toy import energy_label, parameter_count
 from nf.runs.cache import Run
 
-COMPARED = {"conv": "convolutional", "planar": "planar", "radial": "radial", "nice-perm": "NICE-perm"}
+COMPARED = {"conv": "convolutional", "planar": "planar", "nice-perm": "NICE-perm", "nice-perm+scale": "NICE-perm+scale"}
+CONV_LADDER_FLOWS = tuple(COMPARED)  # the families the chapter shows beside the diagonal model
 
 
 def _targets(energies: list[str]) -> str:
@@ -40,22 +43,94 @@ def conv_toy_reading(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def conv_mnist_reading(runs: list[Run]) -> str:
-    """Convolutional posteriors against the diagonal model on MNIST (the chapter's ``quick`` runs)."""
-    nll = {(r.config["flow"], r.config["length"]): (r.metrics["test_nll"], r.metrics["test_nll_se"]) for r in runs}
-    diagonal, diagonal_se = nll[("none", 0)]
-    lengths = sorted(k for f, k in nll if f == "conv")
-    parts = [
-        f"$K = {k}$: {nll[('conv', k)][0] - diagonal:+.2f} nats (s.e. about "
-        f"{(nll[('conv', k)][1] ** 2 + diagonal_se**2) ** 0.5:.2f}, unpaired)"
-        for k in lengths
-    ]
-    updates = runs[0].config["updates"]
-    return (
-        f"With {updates:,} updates, $-\\ln p(x)$ of the convolutional posteriors minus the diagonal model's: "
-        + "; ".join(parts)
+def conv_ladder(configs: list[dict[str, Any]], runs: list[Run | None]) -> tuple[list[dict[str, Any]], list[Run | None]]:
+    """The models of the MNIST report ladder that the convolutional-flow chapter shows: the diagonal model and the
+    convolutional, planar and NICE-perm flows (with the scaling layer where the ladder has it) at every length the
+    ladder has (``ladder_subset`` with ``CONV_LADDER_FLOWS``)."""
+    return ladder_subset(configs, runs, CONV_LADDER_FLOWS)
+
+
+def _training_bound(run: Run, update: int) -> float:
+    """The training bound (mean over the logging interval) a run logged first at or after ``update``, else its last."""
+    history = run.metrics["history"]
+    return next((h[2] for h in history if h[0] >= update), history[-1][2])
+
+
+def conv_mnist_reading(configs: list[dict[str, Any]], runs: list[Run | None]) -> str:
+    """Convolutional posteriors against the diagonal model in the MNIST report ladder (``configs`` and their ``runs``,
+    None where not trained yet; seed 0, test set): the paired change in ``-ln p(x)`` at each length, and how the
+    training bound's gap to the diagonal model's moves from twice the annealing length to the end of training."""
+    planned, seed0 = seed0_models(configs, runs)
+    diagonal = seed0.get(("none", 0))
+    lengths = sorted(k for f, k in planned if f == "conv")
+    trained = [k for k in lengths if ("conv", k) in seed0]
+    missing = [f"K={k}" for k in lengths if k not in trained]
+    waiting = f" Not trained yet: the convolutional flow at {', '.join(missing)}." if missing else ""
+    if not lengths:
+        return "The MNIST report ladder of this profile has no convolutional flow."
+    if diagonal is None or not trained:
+        return "No convolutional flow of the MNIST report ladder is trained yet (with the diagonal model)." + waiting
+    updates = diagonal.config["updates"]
+    gain = {k: paired_difference(diagonal, seed0[("conv", k)]) for k in trained}
+
+    def verdict(d: tuple[float, float]) -> str:
+        if abs(d[0]) <= SIGNIFICANT * d[1]:
+            return "level with it"
+        return "ahead of it" if d[0] < 0 else "behind it"
+
+    text = (
+        f"With {updates:,} updates (test set, seed 0, paired on the same images), $-\\ln p(x)$ of the convolutional "
+        "posteriors minus the diagonal model's: "
+        + "; ".join(f"$K = {k}$: {signed(gain[k])} nats ({verdict(gain[k])})" for k in trained)
         + "."
     )
+    start = 2 * diagonal.config["anneal_updates"]
+    if start < updates:
+        gaps = [
+            f"$K = {k}$ from {_training_bound(seed0[('conv', k)], start) - _training_bound(diagonal, start):+.2f} to "
+            f"{_training_bound(seed0[('conv', k)], updates) - _training_bound(diagonal, updates):+.2f}"
+            for k in trained
+        ]
+        text += (
+            f" The training bound (mean over the last {diagonal.config['eval_every']:,} updates, on training batches, "
+            f"unpaired) minus the diagonal model's goes from update {start:,} to the end: " + "; ".join(gaps) + " nats."
+        )
+    return text + waiting
+
+
+def plot_training_bound(runs: list[Run], ax: Any = None) -> Any:
+    """The training bound (annealed while ``beta < 1``; mean over each logging interval) against updates, one line per
+    run: the learning curves that runs of the ``test`` protocol keep (they score the test set once, at the end).
+    Within a family the longest flow is solid, shorter ones dashed, then dotted.  ``ax``: a matplotlib axis, or None
+    for a new figure; returns the axis."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.6), layout="constrained")
+    for run in runs:
+        flow = run.config["flow"] if run.config["length"] > 0 else "none"
+        lengths = sorted({r.config["length"] for r in runs if r.config["flow"] == run.config["flow"]})
+        rank = lengths.index(run.config["length"])
+        history = run.metrics["history"]
+        ax.plot(
+            [h[0] for h in history],
+            [h[2] for h in history],
+            color=family_colour(flow),
+            alpha=length_alpha(rank, len(lengths)),
+            linestyle=length_linestyle(rank, len(lengths)),
+            label=model_name(run.config),
+        )
+    if runs:
+        anneal = max(r.config["anneal_updates"] for r in runs)
+        after = [h[2] for r in runs for h in r.metrics["history"] if h[0] > anneal]  # beta = 1
+        if after:
+            ax.set_ylim(min(after) - 1, max(after) + 1)
+        ax.axvspan(0, anneal, color="gray", alpha=0.12, label="annealing (β < 1)")
+    ax.set_xlabel("updates")
+    ax.set_ylabel("training F(x), nats per image")
+    if runs:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
 
 
 def _ladder_models(configs: list[dict[str, Any]], runs: list[Run | None]) -> tuple[list[int], dict, set]:
@@ -71,7 +146,9 @@ def conv_ladder_table(configs: list[dict[str, Any]], runs: list[Run | None]) -> 
     in ``-ln p(x)`` over the diagonal model, paired on the same images, ± its standard error."""
     lengths, seed0, planned = _ladder_models(configs, runs)
     diagonal = seed0.get(("none", 0))
-    rows = []
+    rows: list[dict[str, str]] = []
+    if not lengths:  # a ladder without the convolutional flow: no table
+        return rows
     for flow, name in COMPARED.items():
         row = {"flow": name}
         for k in lengths:
@@ -113,36 +190,3 @@ def conv_ladder_reading(configs: list[dict[str, Any]], runs: list[Run | None]) -
         sentences.append(f"Not trained yet: the convolutional flow at {', '.join(missing)}.")
     updates = seed0[("conv", trained[0])].config["updates"]
     return f"With {updates:,} updates (test set, seed 0, paired on the same images): " + " ".join(sentences)
-
-
-def conv_budget_reading(short_runs: list[Run], configs: list[dict[str, Any]], runs: list[Run | None]) -> str:
-    """How the convolutional flow's difference from the diagonal model in ``-ln p(x)`` changes from the chapter's
-    short (``quick``) runs to the MNIST report ladder, at each length both have: unpaired in the short runs (they
-    store no per-image scores), paired in the ladder; a ladder difference within ``SIGNIFICANT`` standard errors
-    counts as closed."""
-    short = {(r.config["flow"], r.config["length"]): r.metrics["test_nll"] for r in short_runs}
-    lengths, seed0, _ = _ladder_models(configs, runs)
-    both = [k for k in lengths if ("conv", k) in short and ("conv", k) in seed0 and ("none", 0) in seed0]
-    if not both or ("none", 0) not in short:
-        return "No convolutional flow is trained both in the short runs and in the MNIST report ladder yet."
-    ladder_updates, short_updates = seed0[("conv", both[0])].config["updates"], short_runs[0].config["updates"]
-    parts, stays, grows = [], [], []
-    for k in both:
-        before = short[("conv", k)] - short[("none", 0)]
-        d, se = paired_difference(seed0[("none", 0)], seed0[("conv", k)])
-        parts.append(f"$K = {k}$ from {before:+.2f} to {d:+.2f} ± {se:.2f} nats")
-        if before > 0 and d > SIGNIFICANT * se:
-            stays.append(k)
-            if d >= before:
-                grows.append(k)
-    text = (
-        f"From {short_updates:,} to {ladder_updates:,} updates the convolutional flow minus the diagonal model goes: "
-        + "; ".join(parts)
-        + "."
-    )
-    if stays:
-        text += (
-            f" Where the short runs put it behind the diagonal model, at $K = {', '.join(map(str, stays))}$, it stays "
-            + ("behind: the gap shrinks with the budget but does not close." if not grows else "behind.")
-        )
-    return text

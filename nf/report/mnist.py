@@ -11,7 +11,7 @@ from typing import Any
 from nf.experiments.comparisons import SIGNIFICANT, gain_difference, metric, paired_difference, per_image, seed_spread
 from nf.experiments.mnist_study import paper_recipe
 from nf.report.paper import TABLE2_NEG_LOG_LIKELIHOOD
-from nf.report.style import family_colour, family_marker, length_alpha, length_linestyle
+from nf.report.style import family_colour, family_marker
 from nf.runs.cache import Run
 
 PAPER_ROW_PREFIX = {"planar": "DLGM+NF", "nice-perm": "DLGM+NICE"}  # the paper's NICE rows: no scaling layer
@@ -41,27 +41,6 @@ def model_name(config: dict[str, Any]) -> str:
     return "DLGM diagonal" if config["length"] == 0 else f"DLGM+{config['flow']} K={config['length']}"
 
 
-def table2(runs: list[Run]) -> list[dict[str, str]]:
-    """Table 2 side by side: the paper's -ln p(x), ours (importance-sampled, with s.e.), the difference."""
-    rows = []
-    for run in runs:
-        m, c = run.metrics, run.config
-        key = paper_key(c["flow"], c["length"])
-        paper = TABLE2_NEG_LOG_LIKELIHOOD.get(key) if key else None
-        rows.append(
-            {
-                "model": model_name(c),
-                "paper -ln p(x)": f"{paper:.1f}" if paper is not None else "—",
-                "ours -ln p(x)": f"{m['test_nll']:.2f} ± {m['test_nll_se']:.2f}",
-                "ours − paper": f"{m['test_nll'] - paper:+.2f}" if paper is not None else "—",
-                "ours F(x)": f"{m['test_bound']:.2f} ± {m['test_bound_se']:.2f}",
-                "ours KL(q‖p(z|x))": f"{m['test_kl']:.2f} ± {m['test_kl_se']:.2f}",
-                "parameters": f"{m['parameters']:,}",
-            }
-        )
-    return rows
-
-
 def timing(runs: list[Run]) -> list[dict[str, str]]:
     """Milliseconds per training update (held-out evaluations included) on the machine that trained each run."""
     return [
@@ -73,144 +52,9 @@ def timing(runs: list[Run]) -> list[dict[str, str]]:
     ]
 
 
-def plot_fig4(runs: list[Run], axes=None):
-    """Fig. 4: the bound, the KL to the true posterior and -ln p(x) against flow length, with the paper's curve."""
-    import matplotlib.pyplot as plt
-
-    if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(9.5, 3.2), layout="constrained")
-    panels = [("test_bound", "F(x) (bound)"), ("test_kl", "KL(q‖p(z|x))"), ("test_nll", "−ln p(x)")]
-    baseline = [r for r in runs if r.config["length"] == 0]
-    for flow in sorted({r.config["flow"] for r in runs if r.config["length"] > 0}):
-        line = sorted(baseline + [r for r in runs if r.config["flow"] == flow], key=lambda r: r.config["length"])
-        metrics = [r.metrics for r in line]
-        lengths = [r.config["length"] for r in line]
-        for ax, (key, label) in zip(axes, panels):
-            ax.errorbar(
-                lengths,
-                [m[key] for m in metrics],
-                yerr=[m[key + "_se"] for m in metrics],
-                marker="o",
-                capsize=3,
-                color=family_colour(flow),
-                label=f"ours, {flow}",
-            )
-    for flow, style in [("planar", "k--"), ("nice-perm", "k:")]:
-        if any(r.config["flow"] == flow for r in runs):
-            paper = [(k, TABLE2_NEG_LOG_LIKELIHOOD[paper_key(flow, k)]) for k in (0, 10, 20, 40, 80)]
-            axes[2].plot(*zip(*paper), style, marker="s", label=f"paper, {flow} (Table 2)")
-    for ax, (_, label) in zip(axes, panels):
-        ax.set_xlabel("flow length K")
-        ax.set_title(label)
-    axes[2].legend(loc="upper left", bbox_to_anchor=(1.02, 1))
-    return axes
-
-
-def flow_parameters(runs: list[Run]) -> dict[str, int]:
-    """Parameters each model adds to the diagonal DLGM (flow layers plus the head's extra outputs), by run key."""
-    baseline = next(r for r in runs if r.config["length"] == 0).metrics["parameters"]
-    return {r.key: r.metrics["parameters"] - baseline for r in runs}
-
-
-def _count_label(x: float, _position: int | None = None) -> str:
+def count_label(x: float, _position: int | None = None) -> str:
     """A parameter count as a short tick label: ``500k``, ``2M``."""
     return f"{x / 1e6:g}M" if x >= 1e6 else f"{x / 1e3:g}k" if x >= 1e3 else f"{x:g}"
-
-
-def plot_versus_parameters(runs: list[Run], ax=None):
-    """``-ln p(x)`` against the parameters a flow adds to the diagonal model: the equal-parameter comparison."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 3.6), layout="constrained")
-    extra = flow_parameters(runs)
-    labelled: set[tuple[int, int]] = set()  # (length, parameters): one "K=" label where several flows coincide
-    for flow in sorted({r.config["flow"] for r in runs if r.config["length"] > 0}):
-        line = sorted((r for r in runs if r.config["flow"] == flow), key=lambda r: r.config["length"])
-        metrics = [r.metrics for r in line]
-        ax.errorbar(
-            [extra[r.key] for r in line],
-            [m["test_nll"] for m in metrics],
-            yerr=[m["test_nll_se"] for m in metrics],
-            marker="o",
-            capsize=3,
-            color=family_colour(flow),
-            label=flow,
-        )
-        for r, m in zip(line, metrics):
-            if (r.config["length"], extra[r.key]) in labelled:
-                continue
-            labelled.add((r.config["length"], extra[r.key]))
-            ax.annotate(
-                f"K={r.config['length']}",
-                (extra[r.key], m["test_nll"]),
-                fontsize=9,
-                color=family_colour(flow),
-                textcoords="offset points",
-                xytext=(5, 5),
-            )
-    diagonal = next(r for r in runs if r.config["length"] == 0).metrics["test_nll"]
-    ax.axhline(diagonal, color="gray", linestyle="--", linewidth=1, label="diagonal")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))  # 1, 2, 5 per decade: several labels
-    ax.xaxis.set_major_formatter(FuncFormatter(_count_label))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.margins(x=0.12)
-    ax.set_xlabel("parameters added to the diagonal DLGM")
-    ax.set_ylabel("−ln p(x)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
-    return ax
-
-
-def paired_table(runs: list[Run], without: str, with_: str) -> list[dict[str, str]]:
-    """Per flow length: ``-ln p(x)`` and the bound of flow ``without`` beside ``with_`` and their differences."""
-    by = {(r.config["flow"], r.config["length"]): r.metrics for r in runs}
-    rows = []
-    for k in sorted({k for f, k in by if f == without and (with_, k) in by}):
-        a, b = by[(without, k)], by[(with_, k)]
-        rows.append(
-            {
-                "K": str(k),
-                f"{without} −ln p(x)": f"{a['test_nll']:.2f}",
-                f"{with_} −ln p(x)": f"{b['test_nll']:.2f}",
-                "change in −ln p(x)": f"{b['test_nll'] - a['test_nll']:+.2f}",
-                f"{without} F(x)": f"{a['test_bound']:.2f}",
-                f"{with_} F(x)": f"{b['test_bound']:.2f}",
-                "change in F(x)": f"{b['test_bound'] - a['test_bound']:+.2f}",
-            }
-        )
-    return rows
-
-
-def plot_learning_curves(runs: list[Run], axes=None):
-    """Training bound (mean over each logging interval) and held-out bound against updates, one line per model."""
-    import matplotlib.pyplot as plt
-
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(9.5, 3.3), layout="constrained")
-    for run in runs:
-        history = run.metrics["history"]
-        steps = [h[0] for h in history]
-        flow = run.config["flow"] if run.config["length"] > 0 else "none"
-        lengths = sorted({r.config["length"] for r in runs if r.config["flow"] == run.config["flow"]})
-        rank = lengths.index(run.config["length"])
-        style = {
-            "color": family_colour(flow),
-            "alpha": length_alpha(rank, len(lengths)),
-            "linestyle": length_linestyle(rank, len(lengths)),
-        }
-        axes[0].plot(steps, [h[2] for h in history], label=model_name(run.config), **style)
-        axes[1].plot(steps, [h[3] for h in history], label=model_name(run.config), **style)
-    for ax, title in zip(axes, ["training F (annealed)", "held-out F (beta = 1)"]):
-        ax.set_xlabel("updates")
-        ax.set_ylabel("nats per image")
-        ax.set_title(title)
-    lowest = min(h[3] for run in runs for h in run.metrics["history"])
-    axes[0].set_ylim(None, lowest + 60)  # the annealed bound starts far below: beta is small
-    axes[1].set_ylim(lowest - 5, lowest + 60)
-    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1))
-    return axes
 
 
 def plot_images(ax, images, rows: int, title: str | None = None) -> None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 from typing import Any
 
 from nf.experiments.comparisons import SIGNIFICANT, metric, paired_difference
+from nf.experiments.cost import UpdateWork, gpu_seconds_estimate
 from nf.report.mnist import NOT_TRAINED, model_key, model_name, paper_key, signed, table2_models
 from nf.report.mnist_verdicts import SeedNoise
 from nf.report.paper import TABLE2_NEG_LOG_LIKELIHOOD
@@ -283,3 +284,55 @@ def regime_cost(configs: list[dict[str, Any]], found: list[dict[int, Run]]) -> l
         total = {"run": "the runs trained so far (core-hours)", "trained to": "—", "hours so far": f"{spent:.1f}"}
         rows.append({**total, "hours per 100,000": "—", full: f"{projected:.1f}"})
     return rows
+
+
+def regime_gpu_estimate(
+    configs: list[dict[str, Any]], found: list[dict[int, Run]], work: dict[tuple[str, int], UpdateWork]
+) -> list[dict[str, str]]:
+    """What a GPU would make of the paper's regime, estimated (``nf.experiments.cost``), never measured: per model,
+    the kernels and floating-point operations of one update (``work``, by ``model_key``), which bound decides the
+    GPU's time, its seconds per update and hours for the full budget, beside the CPU time measured here so far."""
+    rows = []
+    for config, points in zip(configs, found):
+        model = model_key(config)
+        seconds, bound = gpu_seconds_estimate(work[model])
+        cpu = max(points.items())[1].metrics["seconds_per_update"] if points else None
+        rows.append(
+            {
+                "run": model_name({"flow": model[0], "length": model[1]}),
+                "kernels per update": f"{work[model].kernels:,}",
+                "GFLOP per update": f"{work[model].flops / 1e9:.2f}",
+                "GPU bound by": bound,
+                "GPU ms per update (estimate)": f"{seconds * 1e3:.1f}",
+                "CPU ms per update (measured)": f"{cpu * 1e3:.1f}" if cpu is not None else NOT_TRAINED,
+                f"GPU hours for {config['updates']:,} (estimate)": f"{seconds * config['updates'] / 3600:.1f}",
+            }
+        )
+    return rows
+
+
+def gpu_reading(
+    configs: list[dict[str, Any]], found: list[dict[int, Run]], work: dict[tuple[str, int], UpdateWork]
+) -> str:
+    """What the GPU estimate (``regime_gpu_estimate``) says, in words: which bound decides, and how the estimated
+    time compares with the CPU time measured here, for the runs that have a budget point."""
+    bounds = [gpu_seconds_estimate(w)[1] for w in work.values()]
+    launches = bounds.count("launches")
+    text = (
+        "Every model is bound by its kernel launches: a GPU would spend its time starting kernels, not computing, so "
+        "its cost grows with the number of operators an update runs (the flow's length, less what the fused chains "
+        "save), not with the arithmetic."
+        if launches == len(bounds)
+        else f"{launches} of the {len(bounds)} models are bound by their kernel launches, the rest by arithmetic."
+    )
+    ratios = [
+        max(points.items())[1].metrics["seconds_per_update"] / gpu_seconds_estimate(work[model_key(c)])[0]
+        for c, points in zip(configs, found)
+        if points
+    ]
+    if ratios:
+        text += (
+            f" For the runs trained so far the estimate is {min(ratios):.1f} to {max(ratios):.1f} times the speed "
+            f"measured here on one CPU thread, if its assumptions hold."
+        )
+    return text
