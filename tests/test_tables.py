@@ -192,3 +192,16 @@ def test_peers_table_reads_the_committed_report(tmp_path):
     assert table.count("\n| ") == 2 and table.endswith(
         "Versions: torch 2.14.1; pyro-ppl 1.9.2, normflows 1.7.3, zuko 1.6.0."
     )
+
+
+def test_peers_reading_names_each_peers_multiple_at_the_longest_flow(tmp_path):
+    from nf.report.tables import peers_reading
+
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "flow_update.txt").write_text(REPORT_WITH_PEERS)
+    assert peers_reading(str(tmp_path)) == (
+        "**DLGM**, each peer's time per update as a multiple of ours: planar K=10: Pyro 2.10×. "
+        "**toy**, each peer's time per update as a multiple of ours: radial K=32: normflows 1.50× "
+        "(Pyro: computes something else, not timed)."
+    )
+    assert peers_reading(str(tmp_path / "none")) == "No peer was timed in the committed report."

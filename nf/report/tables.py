@@ -199,3 +199,30 @@ def peers_table(results_dir: str | None = None) -> str:
         return "No peers in the benchmark report yet: run benchmarks/flow_update.py --peers (see its docstring)."
     versions = peer_versions(path.read_text())
     return markdown_table(rows) + (f"\n\nVersions: {versions}." if versions else "")
+
+
+def peers_reading(results_dir: str | None = None) -> str:
+    """One sentence per update kind of the committed report's peers block: at each flow's longest K, each peer's
+    time per update as a multiple of ours (``peer_rows``; a peer that failed its check or is absent is named so)."""
+    path = results_root(results_dir) / "benchmarks" / "flow_update.txt"
+    rows = peer_rows(path.read_text()) if path.exists() else []
+    peers = [PEER_COLUMNS[name] for name in ("pyro", "normflows", "zuko")]
+    sentences = []
+    for update in dict.fromkeys(row["update"] for row in rows):
+        parts = []
+        for flow in dict.fromkeys(row["flow"] for row in rows if row["update"] == update):
+            longest = max(
+                (row for row in rows if row["update"] == update and row["flow"] == flow), key=lambda r: int(r["K"])
+            )
+            timed = [
+                f"{peer} {longest[peer]}×" for peer in peers if longest.get(peer, "-") not in ("-", "absent", "differs")
+            ]
+            failed = [peer for peer in peers if longest.get(peer) == "differs"]
+            if timed or failed:
+                text = f"{flow} K={longest['K']}: " + ", ".join(timed)
+                parts.append(text + (f" ({', '.join(failed)}: computes something else, not timed)" if failed else ""))
+        if parts:
+            sentences.append(
+                f"**{update}**, each peer's time per update as a multiple of ours: " + "; ".join(parts) + "."
+            )
+    return " ".join(sentences) if sentences else "No peer was timed in the committed report."
