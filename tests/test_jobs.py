@@ -26,7 +26,7 @@ from nf.experiments.jobs import (
 from nf.experiments.mnist import mnist_config
 from nf.runs.cache import checkpoint_path, config_hash, lookup
 from nf.runs.checkpoint import load_checkpoint
-from nf.runs.status import status_rows, status_summary
+from nf.runs.status import record_job, status_rows, status_summary
 
 
 @pytest.fixture(autouse=True)
@@ -226,3 +226,25 @@ def test_the_progress_hint_keeps_the_overrides_and_an_empty_submission_says_so()
     assert status_command("toy", "report", []) == "python -m nf runs status toy --profile report"
     assert submitted_line([]) == "submitted no jobs"
     assert submitted_line(["17", "18"]) == "submitted 2 jobs: 17, 18"
+
+
+def test_the_command_leaves_queued_runs_alone_unless_forced(tmp_path, monkeypatch, capsys):
+    """Runs whose recorded SLURM job is still pending are not submitted again (``squeue`` faked); ``--force`` submits
+    them too."""
+    monkeypatch.setenv("NF_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setattr("nf.runs.status.slurm_queue", lambda ids: {job: ("PENDING", "Priority") for job in ids})
+    runs = chapter_configs("toy", "ci")
+    for (experiment, config), job in zip(runs[:2], ["7_0", "7_1"]):
+        record_job(experiment, config, "slurm", job)
+    command = ["runs", "train", "toy", "--profile", "ci", "--executor", "local", "--dry-run", "--toy-batch", "1"]
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    assert "4 runs settled: 2 queued, 2 missing; 2 jobs to submit" in out
+    assert "2 queued runs are left alone" in out and out.count("job: toy run") == 2
+    assert main([*command, "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "4 jobs to submit" in out and "left alone" not in out
+    assert main(["runs", "status", "toy", "--profile", "ci"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("queued ") and lines[0].endswith("(SLURM PENDING (Priority), job 7_0)")
+    assert lines[-1] == "4 runs: 2 queued, 2 missing"

@@ -1,7 +1,8 @@
 """Runs trained as SLURM jobs on a real single-node cluster (``tests/slurm_cluster.py``), through
 ``python -m nf runs train --executor slurm`` and ``nf.experiments.jobs``: a capped job array, a cancelled job
-resubmitted, a job requeued at its time limit, two submissions of one run at once, and ``runs status`` along the
-way.  No mocks.  Skipped where no cluster can be started, except in CI (``conftest.slurm``)."""
+resubmitted, a job requeued at its time limit, two submissions of one run at once, held jobs' runs queued and not
+submitted again, and ``runs status`` along the way.  No mocks.  Skipped where no cluster can be started, except
+in CI (``conftest.slurm``)."""
 
 from __future__ import annotations
 
@@ -114,6 +115,40 @@ def test_two_submissions_of_one_run_at_once_leave_one_good_entry(slurm, tmp_path
     key = config_hash("toy", config)
     assert sorted(path.name for path in (results / "toy").iterdir()) == [key]  # no temporary folder, lock, checkpoint
     assert lookup("toy", config, results) is not None  # its checksums hold
+
+
+def _wait_for_state(slurm, job_id: str, state: str, timeout: float = 60.0) -> None:
+    """Poll the queue until ``job_id`` is in ``state``."""
+    deadline = time.monotonic() + timeout
+    while (job_id, state) not in [(job, found) for job, found, _ in _queue(slurm)]:
+        assert time.monotonic() < deadline, f"job {job_id} not {state} after {timeout:.0f} s: {_queue(slurm)}"
+        time.sleep(0.2)
+
+
+def test_queued_runs_are_shown_with_slurms_state_not_submitted_again_and_trained_once_released(slurm, tmp_path):
+    results = tmp_path / "results"
+    # the whole node busy, so that the jobs wait and can be held before any starts
+    blocker = slurm.run("sbatch", "--parsable", "--exclusive", "--output=/dev/null", "--wrap", "sleep 600").strip()
+    _wait_for_state(slurm, blocker, "RUNNING")
+    out = _runs(slurm, results, "train", "--executor", "slurm", "--toy-batch", "1", overrides=SMALL)
+    jobs = _job_ids(out)
+    array = jobs[0].split("_")[0]
+    slurm.run("scontrol", "uhold", array)  # a user's hold, as a user would
+    slurm.run("scancel", blocker)
+
+    lines = _runs(slurm, results, "status", overrides=SMALL).strip().splitlines()
+    assert lines[-1] == "4 runs: 4 queued"
+    for line, job in zip(lines, jobs):  # one job per run, in the runs' order
+        assert line.startswith("queued ") and line.endswith(f"(SLURM PENDING (JobHeldUser), job {job})"), line
+    again = _runs(slurm, results, "train", "--executor", "slurm", overrides=SMALL)
+    assert "4 runs settled: 4 queued; 0 jobs to submit" in again and "4 queued runs are left alone" in again
+    assert "submitted no jobs" in again
+
+    slurm.run("scontrol", "release", array)
+    _watch(slurm, jobs)
+    assert _runs(slurm, results, "status", overrides=SMALL).strip().endswith("4 runs: 4 cached")
+    keys = sorted(config_hash("toy", config) for _, config in chapter_configs("toy", "ci", SMALL))
+    assert sorted(path.name for path in (results / "toy").iterdir()) == keys  # each job forgot its record
 
 
 @pytest.fixture(scope="module")

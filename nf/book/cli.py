@@ -54,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--output", default=None, help="folder to build into (default: the repository)")
     runs = commands.add_parser("runs", help="the runs behind a chapter")
     run_actions = runs.add_subparsers(dest="action", required=True)
-    status = run_actions.add_parser("status", help="which of a chapter's runs are cached, running or missing")
+    status = run_actions.add_parser(
+        "status", help="which of a chapter's runs are cached, running, queued, interrupted or missing"
+    )
     _chapter_arguments(status)
     train = run_actions.add_parser(
         "train",
@@ -72,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--slurm-gpus-per-job", type=int, default=None, help="GPUs per job (default: 0)")
     train.add_argument("--slurm-time", type=int, default=None, help="time limit per job in minutes (default: 1440)")
     train.add_argument("--slurm-cpus-per-job", type=int, default=None, help="CPUs per job (default: 1)")
-    train.add_argument("--force", action="store_true", help="also submit runs that are being trained")
+    train.add_argument("--force", action="store_true", help="also submit runs that are being trained or queued")
     train.add_argument("--dry-run", action="store_true", help="list the jobs (and the sbatch script); submit nothing")
     return parser
 
@@ -123,11 +125,11 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = {key: _parse_value(key, value) for key, value in args.parameter}
     runs, waiting = configs_to_train(args.chapter, args.profile, overrides)
-    chosen, states = jobs.runs_to_submit(runs, include_running=args.force)
+    chosen, states = jobs.runs_to_submit(runs, force=args.force)
     batches = jobs.job_batches(chosen, toy_batch)
     print(f"{_count(len(runs), 'run')} settled: {', '.join(_counts(states))}; {_count(len(batches), 'job')} to submit")
-    if "running" in states and not args.force:
-        print("runs being trained (a checkpoint in the last ten minutes) are left alone; --force submits them too")
+    if left_alone(states) and not args.force:
+        print(left_alone(states))
     if waiting:
         print(waiting)
     folder = Path(args.log_folder) if args.log_folder else results_root() / ".jobs"
@@ -151,6 +153,17 @@ def _train(args: argparse.Namespace) -> int:
     if errors:
         print(f"{_count(len(errors), 'job')} failed; their runs keep their checkpoints: run again to resume them")
     return 1 if errors else 0
+
+
+def left_alone(states: list[str]) -> str | None:
+    """The line saying which runs ``runs train`` does not submit without ``--force`` (runs being trained, and runs
+    queued in a job still to train them), or None if there are none."""
+    counts = [(states.count(state), state) for state in ("running", "queued") if state in states]
+    if not counts:
+        return None
+    runs = "run is" if sum(n for n, _ in counts) == 1 else "runs are"
+    held = " and ".join(f"{n} {state}" for n, state in counts)
+    return f"{held} {runs} left alone (being trained, or held by a job still to train them); --force submits them too"
 
 
 def _count(n: int, noun: str) -> str:

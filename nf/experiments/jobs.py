@@ -4,7 +4,9 @@ The run cache is the meeting point: a job trains its runs with ``cached_runs``
 (resuming each from its checkpoint, if an earlier job left one) and writes
 each run's folder atomically, so any number of jobs, on any number of
 machines sharing one results folder, can work on one set of runs.  Runs
-already cached are never submitted.  A job that fails or is preempted leaves
+already cached are never submitted, nor runs that a live job is to train
+(``nf.runs.status``: each submitted job is recorded beside its runs, and the
+record is removed once a run is cached).  A job that fails or is preempted leaves
 its checkpoints behind; submitting the same runs again resumes them, and a
 job that reaches its time limit or is preempted is requeued by submitit and
 resumes by itself.
@@ -14,7 +16,7 @@ One MNIST run is one job; toy runs, seconds each, go ``toy_batch`` to a job.
 Example::
 
     runs = [("mnist", config_a), ("mnist", config_b)]
-    todo, _ = runs_to_submit(runs)                                   # not cached, not being trained
+    todo, _ = runs_to_submit(runs)                                   # not cached, not being trained, not queued
     errors = run_local_jobs(todo, folder, parallel_jobs=2)             # waits; [] if every job succeeded
     slurm = make_executor("slurm", folder, slurm_parameters("gpu", gpus_per_job=1))
     jobs = submit_jobs(todo, slurm, device="cuda")                      # returns at once
@@ -38,7 +40,7 @@ import torch
 from nf.experiments.mnist import mnist_config, train_mnist
 from nf.experiments.toy import toy_config, train_toy
 from nf.runs.cache import cached_runs, config_hash, results_root
-from nf.runs.status import run_state
+from nf.runs.status import forget_job, record_job, run_states
 from nf.validation import check_choice, check_int
 
 EXECUTORS = ("local", "slurm")
@@ -49,12 +51,12 @@ Runs = Sequence[tuple[str, dict[str, Any]]]
 
 
 def runs_to_submit(
-    runs: Runs, include_running: bool = False, results_dir: str | os.PathLike | None = None
+    runs: Runs, force: bool = False, results_dir: str | os.PathLike | None = None
 ) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
-    """The runs to submit, missing or interrupted ones (and with ``include_running`` those being trained now), and
-    every run's state (``nf.runs.status.run_state``)."""
-    states = [run_state(experiment, config, results_dir)[0] for experiment, config in runs]
-    wanted = ("missing", "interrupted", "running") if include_running else ("missing", "interrupted")
+    """The runs to submit, missing or interrupted ones (and with ``force`` those being trained now or queued in a
+    job), and every run's state (``nf.runs.status.run_states``)."""
+    states = [state for state, _ in run_states(runs, results_dir)]
+    wanted = ("missing", "interrupted", "running", "queued") if force else ("missing", "interrupted")
     return [run for run, state in zip(runs, states) if state in wanted], states
 
 
@@ -95,6 +97,7 @@ class TrainRuns(submitit.helpers.Checkpointable):
             if experiment == "toy":
                 trainer = partial(train_toy, checkpoint_every=self.checkpoint_every)
                 cached_runs("toy", [toy_config(**config)], trainer, self.results_dir)
+                forget_job("toy", config, self.results_dir)
             else:
                 trainer = partial(
                     train_mnist,
@@ -104,6 +107,7 @@ class TrainRuns(submitit.helpers.Checkpointable):
                     results_dir=self.results_dir,
                 )
                 cached_runs("mnist", [mnist_config(**config)], trainer, self.results_dir)
+                forget_job("mnist", config, self.results_dir)
         return [config_hash(experiment, config) for experiment, config in runs]
 
 
@@ -173,8 +177,8 @@ def submit_jobs(
     threads: int = 1,
     checkpoint_every: int | None = None,
 ) -> list[submitit.Job]:
-    """Submit every batch of ``runs`` (``job_batches``) at once, each job training with ``threads`` threads;
-    return submitit's job handles.
+    """Submit every batch of ``runs`` (``job_batches``) at once, each job training with ``threads`` threads, and
+    record each job beside its runs (``nf.runs.status.record_job``); return submitit's job handles.
 
     On SLURM the jobs form one job array (at most ``array_parallelism`` of them run at once).
     """
@@ -183,8 +187,18 @@ def submit_jobs(
     if isinstance(executor, submitit.SlurmExecutor) and batches:
         with executor.batch():
             jobs = [executor.submit(body, batch) for batch in batches]
-        return jobs
-    return [executor.submit(body, batch) for batch in batches]
+    else:
+        jobs = [executor.submit(body, batch) for batch in batches]
+    for job, batch in zip(jobs, batches):
+        _record(job, batch, results_dir)
+    return jobs
+
+
+def _record(job: submitit.Job, batch: Runs, results_dir: str | os.PathLike | None) -> None:
+    """Record ``job`` as the job of each run of its ``batch`` (a local job by its process id)."""
+    scheduler = "slurm" if isinstance(job, submitit.SlurmJob) else "local"
+    for experiment, config in batch:
+        record_job(experiment, config, scheduler, job.job_id, results_dir)
 
 
 def run_local_jobs(
@@ -213,6 +227,7 @@ def run_local_jobs(
         while waiting and len(running) < parallel_jobs:
             batch = waiting.pop(0)
             running.append((executor.submit(body, batch), batch))
+            _record(running[-1][0], batch, results_dir)
             report(f"job {running[-1][0].job_id} started: {describe(batch)}")
         time.sleep(poll_seconds)
         for job, batch in [(job, batch) for job, batch in running if job.done()]:
