@@ -198,7 +198,8 @@ def peers_table(results_dir: str | None = None) -> str:
     if not rows:
         return "No peers in the benchmark report yet: run benchmarks/flow_update.py --peers (see its docstring)."
     versions = peer_versions(path.read_text())
-    return markdown_table(rows) + (f"\n\nVersions: {versions}." if versions else "")
+    ratios = [{k: v for k, v in row.items() if k != PEER_COLUMNS["ours/s"]} for row in rows]  # ratios only
+    return markdown_table(ratios) + (f"\n\nVersions: {versions}." if versions else "")
 
 
 def peers_reading(results_dir: str | None = None) -> str:
