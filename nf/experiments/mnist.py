@@ -9,7 +9,8 @@ region from which training does not recover.  The learning rate is constant,
 or, with ``final_learning_rate``, decays exponentially from
 ``learning_rate`` to ``final_learning_rate`` over the run; the flow (its
 amortisation head and its own networks) may take ``flow_lr_scale`` times the
-learning rate.  The state is checkpointed so an interrupted run resumes to
+learning rate, and may start at the identity map (``flow_start``;
+``nf.models.flow_start``).  The state is checkpointed so an interrupted run resumes to
 the same numbers; an interrupt (SIGINT) saves it at the update boundary where the run stops.
 
 **Budget points.**  With a constant learning rate the first ``b`` updates of
@@ -66,6 +67,7 @@ from tqdm import tqdm
 from nf.experiments.data import BinarizedMNIST
 from nf.experiments.training import checked_step, inverse_temperature, make_optimizer, resume, training_state
 from nf.models.dlgm import DLGM, DLGM_FLOWS, log_mean_exp
+from nf.models.flow_start import check_flow_start
 from nf.runs.cache import Run, cached_run, cached_runs, code_version, lookup, store_run
 from nf.runs.checkpoint import Checkpointer, interrupt_between_updates
 from nf.runs.config import check_training, merge_defaults
@@ -95,11 +97,17 @@ DEFAULT_MNIST_CONFIG: dict[str, Any] = {
     "protocol": "quick",
     "final_learning_rate": None,
     "flow_lr_scale": 1.0,
+    "flow_start": "random",
 }
 
 # Keys added after the first runs were cached: left out of a config while they have these values (the behaviour
 # before they existed), so the configs, and the cache keys, of the earlier runs do not change.
-LATER_KEYS: dict[str, Any] = {"protocol": "quick", "final_learning_rate": None, "flow_lr_scale": 1.0}
+LATER_KEYS: dict[str, Any] = {
+    "protocol": "quick",
+    "final_learning_rate": None,
+    "flow_lr_scale": 1.0,
+    "flow_start": "random",
+}
 
 
 def mnist_config(**overrides: Any) -> dict[str, Any]:
@@ -113,7 +121,9 @@ def mnist_config(**overrides: Any) -> dict[str, Any]:
         if not (config[key] is None and key == "final_learning_rate"):
             check_positive(key, config[key])
     if config["length"] == 0 or config["flow"] == "none":
-        config["flow_lr_scale"] = 1.0  # no flow: the same run whatever its flow's step
+        config["flow_lr_scale"] = 1.0  # no flow: the same run whatever its flow's step and start
+        config["flow_start"] = "random"
+    check_flow_start(config["flow"], config["flow_start"])
     return {k: v for k, v in config.items() if k not in LATER_KEYS or v != LATER_KEYS[k]}
 
 
@@ -154,7 +164,7 @@ def trained_model(run: Run) -> DLGM:
             f"the run {run.key} ({run.config['flow']} K={run.config['length']}, {run.config['updates']:,} updates) "
             f"has no stored parameters: only runs of at least {KEEP_PARAMETERS_FROM:,} updates keep them"
         )
-    model = DLGM(run.config["flow"], run.config["length"])
+    model = DLGM(run.config["flow"], run.config["length"], flow_start=full_config(run.config)["flow_start"])
     model.load_state_dict(run.load_tensors("parameters.pt"))
     return model.eval()
 
@@ -237,7 +247,7 @@ def train_mnist(
     )
 
     torch.manual_seed(config["seed"])
-    model = DLGM(config["flow"], config["length"]).to(device_)
+    model = DLGM(config["flow"], config["length"], flow_start=full_config(config)["flow_start"]).to(device_)
     optimizer = mnist_optimizer(model, full_config(config))
     checkpointer = None if checkpoint is None else Checkpointer(checkpoint, checkpoint_every, checkpoint_seconds)
     step, elapsed, history, order, position = 0, 0.0, [], torch.randperm(len(train_pixels)), 0

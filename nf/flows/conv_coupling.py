@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from nf.flows.base import FlowLayer
 from nf.flows.circular import SpectrumLayout
 from nf.flows.coupling import Coupling, mlp
+from nf.validation import check_positive
 
 
 class ConvolutionalCoupling(Coupling):
@@ -91,12 +92,14 @@ INITIAL_ALPHA = 0.05
 
 
 class LogGate(FlowLayer):
-    """Pointwise ``y = sign(z) ln(1 + alpha |z|) / alpha`` with a learned ``alpha > 0`` per coordinate."""
+    """Pointwise ``y = sign(z) ln(1 + alpha |z|) / alpha`` with a learned ``alpha > 0`` per coordinate, starting at
+    ``alpha`` (the identity is the limit ``alpha -> 0``: ``|y - z| <= alpha z^2 / 2``)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, alpha: float = INITIAL_ALPHA):
         super().__init__()
+        check_positive("LogGate alpha", alpha)
         self.dim = dim
-        raw = torch.log(torch.expm1(torch.tensor(INITIAL_ALPHA)))
+        raw = torch.log(torch.expm1(torch.tensor(float(alpha))))
         self.raw_alpha = nn.Parameter(raw.expand(dim).clone())
 
     def alpha(self) -> Tensor:

@@ -24,7 +24,7 @@ import torch
 
 from nf.flows.base import FlowLayer, FlowSequence
 from nf.flows.circular import CircularConvolution
-from nf.flows.conv_coupling import ConvolutionalCoupling, LogGate
+from nf.flows.conv_coupling import INITIAL_ALPHA, ConvolutionalCoupling, LogGate
 from nf.flows.nice import AdditiveCoupling, DiagonalScaling, OrthogonalMixing, Permutation
 from nf.flows.planar import Planar
 from nf.flows.radial import Radial
@@ -41,13 +41,14 @@ def make_flow(
     coupling_hidden: Sequence[int] = (64, 64),
     seed: int = 0,
     context: int = 16,
+    gate_alpha: float = INITIAL_ALPHA,
 ) -> FlowSequence:
     """Return a ``FlowSequence`` of ``length`` steps of ``family`` acting on ``R^dim``.
 
     ``amortized``: the flow takes per-sample ``params`` from an inference
     network (module docstring); coupling networks then get ``context``
     numbers each.  ``seed`` fixes NICE's random permutations / orthogonal
-    matrices.
+    matrices; ``gate_alpha`` is the convolutional flow's initial ``LogGate`` ``alpha``.
     """
     check_choice("flow family", family, FLOW_FAMILIES)
     check_int("flow length", length)
@@ -63,7 +64,7 @@ def make_flow(
             layers += [
                 CircularConvolution(dim, amortized),
                 ConvolutionalCoupling(dim, coupling_hidden, swap=k % 2 == 1, context=coupling_context),
-                LogGate(dim),
+                LogGate(dim, gate_alpha),
             ]
         return FlowSequence(layers)
     mixing_name, _, scale = family.partition("+")

@@ -34,7 +34,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nf.flows import ConvChain, CouplingChain, FlowLayer, PlanarChain, RadialChain, make_flow
+from nf.flows.conv_coupling import INITIAL_ALPHA
 from nf.models.distributions import DiagonalGaussian
+from nf.models.flow_start import FLOW_STARTS, IDENTITY_GATE_ALPHA, check_flow_start, start_at_identity
 from nf.validation import check_choice, check_int
 
 DLGM_FLOWS = ("none", "planar", "radial", "nice-perm", "nice-orth", "nice-perm+scale", "nice-orth+scale", "conv")
@@ -67,17 +69,28 @@ def fused_chain(family: str, dim: int) -> type[FlowLayer] | None:
     return {"nice": CouplingChain, "conv": ConvChain}.get(family.split("-")[0])
 
 
-def amortized_flow(family: str, dim: int, length: int, fused: bool = True) -> FlowLayer | None:
+def amortized_flow(
+    family: str, dim: int, length: int, fused: bool = True, gate_alpha: float = INITIAL_ALPHA
+) -> FlowLayer | None:
     """The amortised posterior flow of a DLGM (module docstring): None for ``length = 0``; by default planar and
     radial chains fused (``PlanarChain``, ``RadialChain``) and the NICE and convolutional flows run by their
-    ``fused_chain``: the same maths in fewer operations."""
+    ``fused_chain``: the same maths in fewer operations.  ``gate_alpha``: the convolutional flow's initial
+    ``LogGate`` ``alpha``."""
     check_choice("DLGM flow", family, DLGM_FLOWS)
     check_int("flow length", length, minimum=0)
     if family == "none" or length == 0:
         return None
     if fused and family in LAYER_CHAINS:
         return LAYER_CHAINS[family](dim, length, amortized=True)
-    flow = make_flow(family, dim, length, amortized=True, coupling_hidden=COUPLING_HIDDEN, context=COUPLING_CONTEXT)
+    flow = make_flow(
+        family,
+        dim,
+        length,
+        amortized=True,
+        coupling_hidden=COUPLING_HIDDEN,
+        context=COUPLING_CONTEXT,
+        gate_alpha=gate_alpha,
+    )
     chain = fused_chain(family, dim) if fused else None
     return chain(flow) if chain is not None else flow
 
@@ -91,6 +104,8 @@ class DLGM(nn.Module):
         latent, hidden, pool, data_dim: sizes (paper: 40, 400, 4, 784).
         fused: use the fused planar, radial and convolutional chains and the folded NICE chain (same numbers up to
             rounding, faster); the NICE and convolutional chains need an even ``latent`` (else layer by layer).
+        flow_start: ``random`` (the inference network's flow outputs start like any linear layer's) or ``identity``
+            (every flow layer starts as the identity map; ``nf.models.flow_start``).
     """
 
     def __init__(
@@ -102,16 +117,24 @@ class DLGM(nn.Module):
         pool: int = 4,
         data_dim: int = 784,
         fused: bool = True,
+        flow_start: str = "random",
     ):
         super().__init__()
+        identity = flow_start == "identity" and flow != "none" and length > 0
+        if identity:
+            check_flow_start(flow, flow_start)
+        else:
+            check_choice("flow start", flow_start, FLOW_STARTS)
         self.latent = latent
-        self.flow = amortized_flow(flow, latent, length, fused)
+        self.flow = amortized_flow(flow, latent, length, fused, IDENTITY_GATE_ALPHA if identity else INITIAL_ALPHA)
         n_flow = 0 if self.flow is None else self.flow.n_params
         self.encoder = Maxout(data_dim, hidden, pool)
         head = nn.Linear(hidden, 2 * latent + n_flow)  # one draw of initial weights, whatever the split
         self.posterior_head = _rows(head, 0, 2 * latent)
         self.flow_head = None if self.flow is None else _rows(head, 2 * latent, 2 * latent + n_flow)
         self.decoder = nn.Sequential(Maxout(latent, hidden, pool), nn.Linear(hidden, data_dim))
+        if identity:
+            start_at_identity(self.flow_head, flow, latent, length)
 
     def flow_parameters(self) -> list[nn.Parameter]:
         """The parameters that shape the flow: the head emitting its per-image parameters and the flow's own."""
