@@ -10,7 +10,7 @@ import torch
 import nf.experiments.mnist
 from nf.experiments.data import BinarizedMNIST
 from nf.experiments.mnist import fit_mnist, mnist_config
-from nf.runs.cache import lookup
+from nf.runs.cache import config_hash, lookup
 
 TINY = dict(flow="planar", length=2, updates=30, anneal_updates=10, eval_every=10, eval_samples=4)
 
@@ -32,6 +32,15 @@ def test_tiny_run_scores_consistently(tmp_path):
     assert [h[0] for h in m["history"]] == [10, 20, 30]
     images = run.load_tensors("images.pt")
     assert images["samples"].shape == (64, 784) and images["reconstructions"].shape == (16, 784)
+
+
+@pytest.mark.slow
+def test_an_identity_started_run_records_its_start_and_trains(tmp_path):
+    run = fit_mnist(tmp_path, **{**TINY, "flow": "conv", "flow_start": "identity"})
+    random_start = config_hash("mnist", mnist_config(**{**TINY, "flow": "conv"}))
+    assert run.config["flow_start"] == "identity" and run.key != random_start
+    m = run.load_json("metrics.json")
+    assert m["test_nll"] <= m["test_bound"] < float("inf")
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from nf.experiments import mnist, toy
 from nf.experiments.mnist_study import (
     choose_recipe,
     distinct_configs,
+    identity_start_configs,
     recipe_decided,
     regime_configs,
     regime_runs,
@@ -53,22 +54,31 @@ def toy_evidence(profile: str = "report") -> ToyEvidence:
     return longest, None if any(run is None for run in runs) else summarize(runs)
 
 
-def _ladder(parameters: dict[str, Any]) -> tuple[dict[str, list], list[dict[str, Any]]]:
-    """The MNIST study's cached runs by recipe, and the report ladder's configs with the recipe they choose."""
+def _ladder(parameters: dict[str, Any]) -> tuple[dict[str, list], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The MNIST study's cached runs by recipe, the report ladder's configs with the recipe they choose, and its
+    identity-start configs (``identity_start_configs``)."""
     study = parameters["study"]
     study_runs = {
         name: mnist.fit_mnist_runs(configs, train=False)
         for name, configs in study_configs(study, parameters["seed"]).items()
     }
     recipe, _ = choose_recipe(study, study_runs)
-    return study_runs, report_configs(study, parameters["ladder"], recipe)
+    ladder = parameters["ladder"]
+    return study_runs, report_configs(study, ladder, recipe), identity_start_configs(study, ladder, recipe)
 
 
 def mnist_evidence(profile: str = "report") -> MnistEvidence:
     """The MNIST chapter's study, its cached runs by recipe, and the report ladder's configs and cached runs."""
     parameters = chapter_parameters("mnist", profile)
-    study_runs, configs = _ladder(parameters)
+    study_runs, configs, _ = _ladder(parameters)
     return parameters["study"], study_runs, configs, mnist.fit_mnist_runs(configs, train=False)
+
+
+def identity_start_evidence(profile: str = "report") -> tuple[list[dict[str, Any]], list]:
+    """The report ladder's identity-start configs (``identity_start_configs``) and their cached runs (None where
+    not trained yet; never trains)."""
+    _, _, configs = _ladder(chapter_parameters("mnist", profile))
+    return configs, mnist.fit_mnist_runs(configs, train=False)
 
 
 def regime_evidence(profile: str = "report", mnist: MnistEvidence | None = None) -> RegimeEvidence:
@@ -124,13 +134,15 @@ def chapter_configs(
 
 
 def _mnist_runs(parameters: dict[str, Any]) -> tuple[list, list, list, bool]:
-    """The MNIST chapter's study runs, report ladder runs and paper's-regime runs (those not in the report ladder)
-    as ``(experiment, config)``, and whether the report ladder's recipe is decided (``recipe_decided``)."""
-    study_runs, ladder = _ladder(parameters)
+    """The MNIST chapter's study runs, report ladder runs (with its identity-start runs) and paper's-regime runs
+    (those not in the report ladder) as ``(experiment, config)``, and whether the report ladder's recipe is decided
+    (``recipe_decided``)."""
+    study_runs, ladder, identity = _ladder(parameters)
     study = [("mnist", c) for c in distinct_configs(study_configs(parameters["study"], parameters["seed"]))]
     regime = regime_configs(parameters["study"], parameters["paper_regime"])
     regime = [("mnist", c) for c in regime if c not in ladder]
-    return study, [("mnist", c) for c in ladder], regime, recipe_decided(parameters["study"], study_runs)
+    ladder = [("mnist", c) for c in ladder + identity]
+    return study, ladder, regime, recipe_decided(parameters["study"], study_runs)
 
 
 def configs_to_train(

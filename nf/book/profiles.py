@@ -135,6 +135,7 @@ MNIST_LADDER: dict[str, Any] = {  # Table 2's rows (planar, NICE-perm), the NICE
     ],
     "seeded": [["none", 0], *[["planar", k] for k in (10, 20)], *[[f, 20] for f in ("nice-perm", "nice-perm+scale")]],
     "seeds": [0, 1, 2],
+    "identity_start": [*[["conv", k] for k in (5, 10, 20)], *[["planar", k] for k in (20, 80)]],
     "common": {
         "protocol": "test",
         "updates": 100_000,
@@ -244,6 +245,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                 "models": [["none", 0], ["planar", 2]],
                 "seeded": [["none", 0], ["planar", 2]],
                 "seeds": [0, 1],
+                "identity_start": [["planar", 2]],
                 "common": {
                     **MNIST_LADDER["common"],
                     "updates": 60,

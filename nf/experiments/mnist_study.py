@@ -100,6 +100,14 @@ def report_configs(study: dict[str, Any], report: dict[str, Any], recipe: str) -
     return configs
 
 
+def identity_start_configs(study: dict[str, Any], report: dict[str, Any], recipe: str) -> list[dict[str, Any]]:
+    """The report ladder's ``report["identity_start"]`` models (seed 0) with every flow layer the identity at the
+    first update (``nf.models.flow_start``), otherwise as the ladder: the experiment of
+    ``nf.report.identity_start``.  Trained as jobs, like the paper's-regime runs, never inside a chapter."""
+    common = {**report["common"], **recipe_settings(study, recipe), "flow_start": "identity"}
+    return run_configs(report["identity_start"], seed=0, **common)
+
+
 def distinct_configs(by_recipe: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """The study's configs without repeats (recipes may share a run), in order of first appearance."""
     return list({config_hash("mnist", c): c for configs in by_recipe.values() for c in configs}.values())

@@ -3,7 +3,9 @@
 One vocabulary (``VERDICTS``): *reproduced*, *partly* (with the reason),
 *not reproduced*, *not established* (the deciding number lies too close to
 the rule's threshold for its uncertainty: a retrained model could land on
-the other side), *not tested* (a run the rule needs is missing).  Every
+the other side), *not tested* (a run the rule needs is missing); for a
+hypothesis of this reproduction's own, not a claim of the paper, *supported*
+or *not supported* (``nf.report.identity_start``).  Every
 rule works on numbers from the runs, never on typed-in results, and each
 number comes with its **uncertainty** ``u``:
 
@@ -76,7 +78,7 @@ from dataclasses import dataclass
 
 from nf.experiments.comparisons import SIGNIFICANT
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "not established", "not tested")
+VERDICTS = ("reproduced", "partly", "not reproduced", "not established", "not tested", "supported", "not supported")
 CLOSE_NATS = 1.0
 NEAR_NATS = 2.0
 GAIN_FRACTION = 0.5

@@ -1,0 +1,162 @@
+"""Does the identity start remove the convolutional flow's loss with K?  The rule, stated before its runs.
+
+With the random start (``nf.models.flow_start``) the convolutional flow on the MNIST report ladder gets *worse*
+with its length: conv ``K = 5`` is ahead of the diagonal model, ``K = 10`` and ``K = 20`` behind it, with the KL
+to the posterior rising with ``K``.  The conv chapter's hypothesis: a longer flow starts further from the
+identity (its inference network's flow outputs start at random, and its gates compound), so the loss with ``K``
+comes from the start.  The experiment retrains conv ``K = 5, 10, 20`` (and, as a sensitivity check, planar
+``K = 20, 80``) with every layer the identity at the first update, everything else as in the report ladder.
+
+**The rule** (this module was committed before any identity-start run was trained):
+
+* The **loss with K** of a start is ``L = g(20) - g(5)``: the paired change in ``-ln p(x)`` from conv ``K = 5``
+  to conv ``K = 20`` on the same test images (``g(K)``: conv ``K`` minus the diagonal model), with the uncertainty
+  of a difference between two separately trained models, ``u = sqrt(se^2 + s^2)`` (``s``: the spread over training
+  seeds of a paired difference, ``nf.report.mnist_verdicts.seed_noise``).
+* The hypothesis is **supported** ("the identity start removes the loss with K") if the identity start's loss
+  ``L_id`` is decidedly below ``LOSS_TOLERANCE`` (by more than ``SIGNIFICANT`` uncertainties: a longer
+  identity-started flow loses at most that much to a shorter one); **not supported** ("it does not") if
+  ``L_id`` is decidedly above it; **not established** within ``SIGNIFICANT`` uncertainties of it; **not tested**
+  while a run is missing.  The margin is ``|L_id - LOSS_TOLERANCE| / u``.
+* Whatever the verdict, the reason gives the **change the start makes** to the loss with K,
+  ``L_id - L_random`` (four models, all paired on the same images: ``u = sqrt(se^2 + 2 s^2)``), and says whether
+  that change is decided, so "it does not remove the loss" is told apart from "it does not change it".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from nf.experiments.comparisons import SIGNIFICANT, gain_difference, paired_difference
+from nf.report.mnist import NOT_TRAINED, signed
+from nf.report.mnist_verdicts import SeedNoise
+from nf.report.nice import model_label, seed0_models
+from nf.report.verdicts import Verdict, margin, not_tested
+from nf.runs.cache import Run
+
+LOSS_TOLERANCE = 0.5  # nats: the most a longer identity-started conv flow may lose to conv K=5 for "removed"
+SHORT, LONG = 5, 20  # the conv lengths whose difference is the loss with K
+HYPOTHESIS = "the identity start removes the convolutional flow's loss with K"
+
+
+def loss_with_length(runs: dict[int, Run], noise: SeedNoise) -> tuple[float, float]:
+    """``L = g(LONG) - g(SHORT)``, paired on the same test images, with ``u = sqrt(se^2 + s^2)``; ``runs``: the conv
+    runs of one start by length."""
+    d, se = paired_difference(runs[SHORT], runs[LONG])
+    return d, math.sqrt(se**2 + noise.gain["nll"] ** 2)
+
+
+def start_change(random: dict[int, Run], identity: dict[int, Run], noise: SeedNoise) -> tuple[float, float]:
+    """``L_id - L_random`` per image, with ``u = sqrt(se^2 + 2 s^2)`` (two differences of separately trained
+    models)."""
+    d, se = gain_difference((random[SHORT], random[LONG]), (identity[SHORT], identity[LONG]))
+    return d, math.sqrt(se**2 + 2 * noise.gain["nll"] ** 2)
+
+
+def identity_start_verdict(random: dict[int, Run], identity: dict[int, Run], noise: SeedNoise) -> Verdict:
+    """The verdict on ``HYPOTHESIS`` by the module's rule; ``random`` and ``identity``: the conv runs of each start
+    by length (a missing length absent)."""
+    missing = [
+        f"conv K={k} ({name} start)"
+        for name, runs in (("random", random), ("identity", identity))
+        for k in (SHORT, LONG)
+        if k not in runs
+    ]
+    if missing:
+        return not_tested(", ".join(missing))
+    loss, u = loss_with_length(identity, noise)
+    random_loss, random_u = loss_with_length(random, noise)
+    change, change_u = start_change(random, identity, noise)
+    changed = "decided" if margin(change, 0.0, change_u) > SIGNIFICANT else "not decided"
+    text = (
+        f"conv K={LONG} minus K={SHORT}: identity start {loss:+.2f} ± {u:.2f}, random start "
+        f"{random_loss:+.2f} ± {random_u:.2f}; the identity start changes the loss with K by "
+        f"{change:+.2f} ± {change_u:.2f} ({changed})"
+    )
+    shown = f"{loss:+.2f} ± {u:.2f}"
+    m = margin(loss, LOSS_TOLERANCE, u)
+    if m <= SIGNIFICANT:
+        return Verdict(
+            "not established",
+            f"{text}; within {SIGNIFICANT:g} uncertainties of the {LOSS_TOLERANCE:g}-nat tolerance: "
+            "supported or not supported",
+            shown,
+            m,
+        )
+    if loss < LOSS_TOLERANCE:
+        return Verdict("supported", text, shown, m)
+    return Verdict("not supported", f"{text}; a loss of more than {LOSS_TOLERANCE:g} nat remains", shown, m)
+
+
+def runs_by_start(
+    ladder: tuple[list[dict[str, Any]], list[Run | None]], identity: tuple[list[dict[str, Any]], list[Run | None]]
+) -> tuple[list[tuple[str, int]], Run | None, dict[str, dict[tuple[str, int], Run]]]:
+    """The models trained with both starts (the identity-start ``configs``' models, in their order), the diagonal
+    model's run, and the trained seed-0 runs of each start by model: ``{"random": ..., "identity": ...}``.
+    ``ladder``/``identity``: the report ladder's and its identity-start ``(configs, runs)``."""
+    _, random = seed0_models(*ladder)
+    models, started = seed0_models(*identity)
+    return models, random.get(("none", 0)), {"random": random, "identity": started}
+
+
+def identity_start_table(
+    ladder: tuple[list[dict[str, Any]], list[Run | None]],
+    identity: tuple[list[dict[str, Any]], list[Run | None]],
+    noise: SeedNoise,
+) -> list[dict[str, str]]:
+    """Per model trained with both starts: its paired change in ``-ln p(x)`` from the diagonal model under each
+    start, and the identity-started model minus the randomly started one, each on the same test images with the
+    uncertainty of a difference between separately trained models, ``u = sqrt(se^2 + s^2)``."""
+    models, diagonal, runs = runs_by_start(ladder, identity)
+    s = noise.gain["nll"]
+
+    def with_u(d: tuple[float, float]) -> str:
+        return signed((d[0], math.sqrt(d[1] ** 2 + s**2)))
+
+    rows = []
+    for model in models:
+        random, started = runs["random"].get(model), runs["identity"].get(model)
+        row = {"model": model_label(model)}
+        for column, run in (("random start, minus diagonal", random), ("identity start, minus diagonal", started)):
+            row[column] = with_u(paired_difference(diagonal, run)) if diagonal and run else NOT_TRAINED
+        row["identity minus random start"] = (
+            with_u(paired_difference(random, started)) if random and started else NOT_TRAINED
+        )
+        rows.append(row)
+    return rows
+
+
+def conv_verdict(
+    ladder: tuple[list[dict[str, Any]], list[Run | None]],
+    identity: tuple[list[dict[str, Any]], list[Run | None]],
+    noise: SeedNoise,
+) -> Verdict:
+    """``identity_start_verdict`` on the conv runs of the report ladder and of its identity start."""
+    _, _, runs = runs_by_start(ladder, identity)
+    by_length = {start: {k: r for (f, k), r in found.items() if f == "conv"} for start, found in runs.items()}
+    return identity_start_verdict(by_length["random"], by_length["identity"], noise)
+
+
+def identity_start_rule() -> str:
+    """The rule of the module docstring, written out from the constants the code uses (Markdown)."""
+    return (
+        f"**The rule, fixed before the identity-start runs were trained.** With $g(K)$ the paired change in "
+        f"$-\\ln p(x)$ from the diagonal model to conv $K$, the *loss with K* of a start is "
+        f"$L = g({LONG}) - g({SHORT})$: conv $K = {LONG}$ minus conv $K = {SHORT}$ on the same test images, "
+        f"with the uncertainty $u$ of a difference between two separately trained models (the paired standard "
+        f"error and the spread over training seeds of the MNIST chapter's "
+        f"verdicts). The hypothesis *{HYPOTHESIS}* is **supported** if the identity start's $L$ is below "
+        f"{LOSS_TOLERANCE:g} nat by more than {SIGNIFICANT:g} $u$ (a longer identity-started flow loses at most that "
+        f"much to a shorter one), **not supported** if it is above {LOSS_TOLERANCE:g} nat by more than "
+        f"{SIGNIFICANT:g} $u$, and **not established** in between. The verdict also gives how much the identity "
+        f'start changes $L$, and whether that change is decided, so that "it does not remove the loss" is told '
+        f'apart from "it changes nothing".'
+    )
+
+
+def identity_start_reading(verdict: Verdict) -> str:
+    """The verdict as a sentence: ``verdict`` from ``conv_verdict``."""
+    if verdict.verdict == "not tested":
+        return f"*{HYPOTHESIS.capitalize()}*: **not tested**; {verdict.reason}."
+    return f"*{HYPOTHESIS.capitalize()}*: **{verdict.verdict}** (margin {verdict.margin:.1f} $u$); {verdict.reason}."

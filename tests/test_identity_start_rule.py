@@ -1,0 +1,93 @@
+"""The identity-start rule (nf.report.identity_start) on runs with made-up per-image scores, both sides of each
+threshold."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_mnist_study import fake_run
+
+from nf.experiments.mnist import mnist_config
+from nf.report.identity_start import LOSS_TOLERANCE, conv_verdict, identity_start_table, identity_start_verdict
+from nf.report.mnist_verdicts import SeedNoise
+
+IMAGES = 2000
+
+
+def _noise(gain: float) -> SeedNoise:
+    return SeedNoise(dict.fromkeys(("nll", "bound", "kl"), 0.0), dict.fromkeys(("nll", "bound", "kl"), gain), "x")
+
+
+def _runs(tmp_path, start: str, loss: float, seed: int) -> dict[int, object]:
+    """Conv K=5 and K=20 of one start, K=20 ``loss`` nats behind K=5 on average, each run with its own image noise
+    (standard deviation 0.5 per image: a paired standard error of about 0.016)."""
+    base = 90 + torch.randn(IMAGES, generator=torch.Generator().manual_seed(0))
+    runs = {}
+    for k, shift in ((5, 0.0), (20, loss)):
+        noise = 0.5 * torch.randn(IMAGES, generator=torch.Generator().manual_seed(seed + k))
+        noise -= noise.mean()
+        config = mnist_config(flow="conv", length=k, protocol="test", updates=50, anneal_updates=10, flow_start=start)
+        runs[k] = fake_run(config, base + shift + noise, tmp_path / f"{start}-{seed}")
+    return runs
+
+
+@pytest.mark.parametrize(
+    "identity_loss,gain_sd,verdict",
+    [
+        (0.0, 0.05, "supported"),  # 0.5 nat below the tolerance, u about 0.05
+        (LOSS_TOLERANCE - 0.05, 0.05, "not established"),  # within two uncertainties of the tolerance
+        (LOSS_TOLERANCE + 0.05, 0.05, "not established"),
+        (1.0, 0.05, "not supported"),
+        (0.0, 0.3, "not established"),  # the same removal, but retraining moves a difference by 0.3 nats
+    ],
+)
+def test_the_rule_on_both_sides_of_the_tolerance(tmp_path, identity_loss, gain_sd, verdict):
+    random = _runs(tmp_path, "random", 6.0, seed=1)
+    identity = _runs(tmp_path, "identity", identity_loss, seed=2)
+    result = identity_start_verdict(random, identity, _noise(gain_sd))
+    assert result.verdict == verdict
+    assert result.ours.startswith(f"{identity_loss:+.2f}")
+    assert "(decided)" in result.reason  # a change of about 5 nats against u <= 0.43
+
+
+def test_a_start_that_changes_nothing_is_told_apart(tmp_path):
+    random = _runs(tmp_path, "random", 6.0, seed=1)
+    identity = _runs(tmp_path, "identity", 6.0, seed=2)
+    result = identity_start_verdict(random, identity, _noise(0.05))
+    assert result.verdict == "not supported"
+    assert "by +0.00 ± 0.07 (not decided)" in result.reason
+    paired_se = 0.5 * 2**0.5 / IMAGES**0.5
+    assert result.margin == pytest.approx((6.0 - LOSS_TOLERANCE) / (0.05**2 + paired_se**2) ** 0.5, rel=0.03)
+
+
+def test_missing_runs_leave_the_hypothesis_untested(tmp_path):
+    random = _runs(tmp_path, "random", 6.0, seed=1)
+    identity = _runs(tmp_path, "identity", 0.0, seed=2)
+    del identity[20]
+    result = identity_start_verdict(random, identity, _noise(0.05))
+    assert result.verdict == "not tested" and "conv K=20 (identity start)" in result.reason
+
+
+def test_the_table_and_the_verdict_read_the_ladder_and_its_identity_start(tmp_path):
+    common = {"protocol": "test", "updates": 50, "anneal_updates": 10}
+    ladder = [mnist_config(flow=f, length=k, **common) for f, k in (("none", 0), ("conv", 5), ("conv", 20))]
+    identity = [mnist_config(flow="conv", length=k, flow_start="identity", **common) for k in (5, 20)]
+    base = 90 + torch.randn(IMAGES, generator=torch.Generator().manual_seed(0))
+    shifts = [0.0, -0.6, 5.4, -0.7, -0.5]  # diagonal, random-start conv K=5, 20, identity-start conv K=5, 20
+    runs = [
+        fake_run(c, base + shift + 0.1 * torch.randn(IMAGES, generator=torch.Generator().manual_seed(i)), tmp_path)
+        for i, (c, shift) in enumerate(zip(ladder + identity, shifts))
+    ]
+    pairs = (ladder, runs[:3]), (identity, runs[3:])
+    rows = identity_start_table(*pairs, _noise(0.09))
+    assert [r["model"] for r in rows] == ["convolutional K=5", "convolutional K=20"]
+    assert rows[1]["random start, minus diagonal"].startswith("+5.40 ± 0.09")
+    assert rows[1]["identity minus random start"].startswith("-5.90 ± 0.09")
+    verdict = conv_verdict(*pairs, _noise(0.09))
+    assert verdict.verdict == "supported" and verdict.ours.startswith("+0.20 ± 0.09")  # 0.3 nat below, 3.3 u
+    assert (
+        "not trained yet"
+        in identity_start_table((ladder, runs[:3]), (identity, [runs[3], None]), _noise(0.09))[1][
+            "identity start, minus diagonal"
+        ]
+    )
