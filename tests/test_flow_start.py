@@ -7,9 +7,9 @@ import torch
 
 from nf.experiments.mnist import mnist_config
 from nf.flows.conv_coupling import LogGate
-from nf.flows.planar import constrained_u
+from nf.flows.planar import IDENTITY_WU, constrained_u
 from nf.models.dlgm import DLGM
-from nf.models.flow_start import IDENTITY_GATE_ALPHA, IDENTITY_START_FLOWS, PLANAR_IDENTITY_WU, identity_parameters
+from nf.models.flow_start import IDENTITY_GATE_ALPHA, IDENTITY_START_FLOWS, identity_parameters
 
 LENGTHS = {"planar": 5, "radial": 5, "conv": 3}
 
@@ -54,7 +54,7 @@ def test_the_identity_start_learns_its_flow_and_draws_no_extra_random_numbers(fl
 def test_planar_identity_needs_u_along_w_not_u_zero():
     w = torch.randn(3, 4, dtype=torch.float64)
     unit = w / w.norm(dim=-1, keepdim=True)
-    torch.testing.assert_close(constrained_u(PLANAR_IDENTITY_WU * unit, unit), torch.zeros_like(w), atol=1e-15, rtol=0)
+    torch.testing.assert_close(constrained_u(IDENTITY_WU * unit, unit), torch.zeros_like(w), atol=1e-15, rtol=0)
     assert constrained_u(torch.zeros_like(w), w).abs().min(-1).values.max() > 0  # u = 0: u_hat = m(0) w / ||w||^2
     start = identity_parameters("planar", 4, 3, torch.randn(27, dtype=torch.float64)).view(3, 9)
     torch.testing.assert_close(start[:, 4:8].norm(dim=-1), torch.ones(3, dtype=torch.float64))

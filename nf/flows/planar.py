@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from nf.flows.base import FlowLayer
 
+IDENTITY_WU = math.log(math.e - 1.0)  # the w'u at which m(w'u) = 0: u_hat = 0, the identity map
 _BISECTION_STEPS = 60
 _NEWTON_STEPS = 3
 
@@ -49,6 +50,16 @@ def constrained_u(u: Tensor, w: Tensor) -> Tensor:
     wu = (w * u).sum(-1, keepdim=True)
     w_norm_sq = (w * w).sum(-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
     return u + (F.softplus(wu) - 1.0 - wu) * w / w_norm_sq
+
+
+def identity_parameters(w: Tensor) -> Tensor:
+    """Raw parameters ``[u, w, b]`` (last dimension ``2 D + 1``) of planar layers with directions ``w`` (``(..., D)``)
+    that are each the identity map: ``b = 0`` and ``u = ln(e - 1) w / ||w||^2``, so that ``w'u = ln(e - 1)``,
+    ``m(w'u) = 0`` and ``u_hat = 0`` (``constrained_u``).  ``u = 0`` would not do: it gives
+    ``u_hat = m(0) w / ||w||^2``.  The gradient of ``u`` is not zero there, so a layer moves off the identity as its
+    objective needs."""
+    u = IDENTITY_WU * w / (w * w).sum(-1, keepdim=True)
+    return torch.cat([u, w, torch.zeros_like(w[..., :1])], dim=-1)
 
 
 def planar_forward(z: Tensor, u_hat: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:

@@ -28,17 +28,15 @@ Example::
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
+from nf.flows.planar import identity_parameters as planar_identity
 from nf.validation import check_choice
 
 FLOW_STARTS = ("random", "identity")
 IDENTITY_START_FLOWS = ("planar", "radial", "conv")
 IDENTITY_GATE_ALPHA = 1e-3
-PLANAR_IDENTITY_WU = math.log(math.e - 1.0)  # w'u at which m(w'u) = 0, so that u_hat = 0
 
 
 def check_flow_start(flow: str, start: str) -> None:
@@ -55,11 +53,8 @@ def identity_parameters(family: str, dim: int, length: int, random_draw: Tensor)
     check_flow_start(family, "identity")
     if family != "planar":
         return torch.zeros_like(random_draw)
-    per_layer = random_draw.detach().view(length, 2 * dim + 1)
-    w = per_layer[:, dim : 2 * dim]
-    w = w / w.norm(dim=-1, keepdim=True)
-    u = PLANAR_IDENTITY_WU * w  # c ||w||^2 = ln(e - 1) with ||w|| = 1
-    return torch.cat([u, w, torch.zeros(length, 1, dtype=w.dtype, device=w.device)], dim=-1).flatten()
+    w = random_draw.detach().view(length, 2 * dim + 1)[:, dim : 2 * dim]
+    return planar_identity(w / w.norm(dim=-1, keepdim=True)).flatten()
 
 
 @torch.no_grad()

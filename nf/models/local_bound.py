@@ -54,6 +54,7 @@ import torch
 from torch import Tensor, nn
 
 from nf.flows import FlowLayer, PlanarChain
+from nf.flows.planar import identity_parameters as planar_identity
 from nf.models.distributions import DiagonalGaussian
 from nf.models.dlgm import DLGM, log_mean_exp, push_forward
 from nf.validation import check_int, check_positive
@@ -224,13 +225,11 @@ def identity_planar_parameters(
     batch: int, dim: int, length: int, generator: torch.Generator | None = None, dtype: torch.dtype | None = None
 ) -> Tensor:
     """Per-image parameters ``[u_1, w_1, b_1, u_2, ...]`` of ``length`` planar layers on ``R^dim`` that are each the
-    identity, shape ``(batch, length (2 dim + 1))``: ``w ~ N(0, I / dim)``, ``b = 0`` and ``u = ln(e - 1) w / ||w||^2``,
-    for which the constraint (``nf.flows.planar.constrained_u``) gives ``u_hat = 0``.  The gradient of ``u`` is not
-    zero there, so the layers move away from the identity as the fit needs."""
+    identity, shape ``(batch, length (2 dim + 1))``: directions ``w ~ N(0, I / dim)``, then
+    ``nf.flows.planar.identity_parameters``."""
     device = None if generator is None else generator.device
     w = torch.randn(batch, length, dim, dtype=dtype, device=device, generator=generator) / math.sqrt(dim)
-    u = math.log(math.e - 1.0) * w / (w * w).sum(-1, keepdim=True)
-    return torch.cat([u, w, torch.zeros_like(w[..., :1])], dim=-1).reshape(batch, -1)
+    return planar_identity(w).reshape(batch, -1)
 
 
 def _log_weights_with_grad(
