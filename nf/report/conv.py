@@ -6,7 +6,7 @@ from typing import Any
 
 from nf.experiments.comparisons import SIGNIFICANT, paired_difference
 from nf.report.mnist import NOT_TRAINED, ahead, by_model, model_name, planned_models, signed
-from nf.report.nice import ladder_subset, seed0_models
+from nf.report.nice import family_gains, ladder_subset
 from nf.report.style import family_colour, length_alpha, length_linestyle
 from nf.report.toy import energy_label, parameter_count
 from nf.runs.cache import Run
@@ -60,18 +60,15 @@ def conv_mnist_reading(configs: list[dict[str, Any]], runs: list[Run | None]) ->
     """Convolutional posteriors against the diagonal model in the MNIST report ladder (``configs`` and their ``runs``,
     None where not trained yet; seed 0, test set): the paired change in ``-ln p(x)`` at each length, and how the
     training bound's gap to the diagonal model's moves from twice the annealing length to the end of training."""
-    planned, seed0 = seed0_models(configs, runs)
-    diagonal = seed0.get(("none", 0))
-    lengths = sorted(k for f, k in planned if f == "conv")
-    trained = [k for k in lengths if ("conv", k) in seed0]
-    missing = [f"K={k}" for k in lengths if k not in trained]
+    family = family_gains(configs, runs, "conv")
+    missing = [f"K={k}" for k in family.lengths if k not in family.trained]
     waiting = f" Not trained yet: the convolutional flow at {', '.join(missing)}." if missing else ""
-    if not lengths:
+    if not family.lengths:
         return "The MNIST report ladder of this profile has no convolutional flow."
-    if diagonal is None or not trained:
+    if family.unavailable:
         return "No convolutional flow of the MNIST report ladder is trained yet (with the diagonal model)." + waiting
+    seed0, diagonal, trained, gain = family.seed0, family.diagonal, family.trained, family.gain
     updates = diagonal.config["updates"]
-    gain = {k: paired_difference(diagonal, seed0[("conv", k)]) for k in trained}
 
     def verdict(d: tuple[float, float]) -> str:
         if abs(d[0]) <= SIGNIFICANT * d[1]:
@@ -96,6 +93,18 @@ def conv_mnist_reading(configs: list[dict[str, Any]], runs: list[Run | None]) ->
             f"unpaired) minus the diagonal model's goes from update {start:,} to the end: " + "; ".join(gaps) + " nats."
         )
     return text + waiting
+
+
+def curve_runs(runs: list[Run | None], compared_length: int = 10) -> list[Run]:
+    """The runs whose learning curves the chapter draws: seed 0 of every convolutional flow and of the other
+    families at ``compared_length``, and the diagonal model."""
+    return [
+        r
+        for r in runs
+        if r is not None
+        and r.config["seed"] == 0
+        and (r.config["flow"] == "conv" or r.config["length"] in (0, compared_length))
+    ]
 
 
 def plot_training_bound(runs: list[Run], ax: Any = None) -> Any:

@@ -71,7 +71,7 @@ def seed_noise(configs: list[dict[str, Any]], runs: list[Run | None]) -> SeedNoi
     level, gain = {}, {}
     for q in QUANTITIES:
         level[q] = max(
-            (statistics.stdev(metric_of(r, q) for r in seeds.values()) for seeds in seeded.values()), default=0.0
+            (statistics.stdev(metric(r, q)[0] for r in seeds.values()) for seeds in seeded.values()), default=0.0
         )
         spreads = []
         for a, b in itertools.combinations(seeded, 2):
@@ -81,11 +81,6 @@ def seed_noise(configs: list[dict[str, Any]], runs: list[Run | None]) -> SeedNoi
         gain[q] = max([*spreads, math.sqrt(2) * level[q]])
     names = ", ".join(f"{model_name({'flow': f, 'length': k})} ({len(seeded[(f, k)])} seeds)" for f, k in seeded)
     return SeedNoise(level, gain, names)
-
-
-def metric_of(run: Run, quantity: str) -> float:
-    """The run's mean ``quantity`` over its scored images."""
-    return metric(run, quantity)[0]
 
 
 def _groups(runs: list[Run | None]) -> Groups:

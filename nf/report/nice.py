@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from nf.experiments.comparisons import SIGNIFICANT, paired_difference
@@ -114,6 +115,43 @@ def seed0_models(configs: list[dict[str, Any]], runs: list[Run | None]) -> tuple
     return planned, seed0
 
 
+@dataclass(frozen=True)
+class FamilyGains:
+    """One flow family of the MNIST report ladder against the diagonal model (seed 0, test set): the ``planned``
+    models and the trained seed-0 runs by model (``seed0``), the diagonal model's run, the family's planned
+    ``lengths`` and ``trained`` ones, the paired ``gain`` (change in ``-ln p(x)`` from the diagonal model, with its
+    standard error) by trained length, ``waiting`` (a sentence naming the ladder's models not trained yet, or "") and
+    ``unavailable``: the sentence to show instead of a reading when the family has nothing to compare yet ("" when
+    it has)."""
+
+    planned: list[Model]
+    seed0: dict[Model, Run]
+    diagonal: Run | None
+    lengths: list[int]
+    trained: list[int]
+    gain: dict[int, tuple[float, float]]
+    waiting: str
+    unavailable: str
+
+
+def family_gains(configs: list[dict[str, Any]], runs: list[Run | None], flow: str) -> FamilyGains:
+    """``flow``'s ``FamilyGains`` in the report ladder ``configs`` and their ``runs`` (None where not trained yet)."""
+    planned, seed0 = seed0_models(configs, runs)
+    diagonal = seed0.get(("none", 0))
+    lengths = sorted(k for f, k in planned if f == flow)
+    trained = [k for k in lengths if (flow, k) in seed0]
+    missing = [model_label(m) for m in planned if m not in seed0]
+    waiting = f" Not trained yet: {', '.join(missing)}." if missing else ""
+    name = FLOW_NAMES.get(flow, flow)
+    unavailable = ""
+    if not lengths:
+        unavailable = f"The MNIST report ladder of this profile has no {name} model."
+    elif diagonal is None or not trained:
+        unavailable = f"No {name} model of the MNIST report ladder is trained yet (with the diagonal model).{waiting}"
+    gain = {k: paired_difference(diagonal, seed0[(flow, k)]) for k in trained} if not unavailable else {}
+    return FamilyGains(planned, seed0, diagonal, lengths, trained, gain, waiting, unavailable)
+
+
 def model_label(model: Model) -> str:
     """``("nice-perm", 20)`` -> ``"NICE-perm K=20"``; the diagonal model -> ``"diagonal"``."""
     flow, k = model
@@ -208,18 +246,12 @@ def nice_mnist_reading(configs: list[dict[str, Any]], runs: list[Run | None]) ->
     """NICE against the diagonal model and planar flows on MNIST, and what the scaling layer and the orthogonal
     mixing change, in the MNIST report ladder (``configs`` and their ``runs``, None where not trained yet; seed 0,
     test set): paired differences on the same images; ``SIGNIFICANT`` paired standard errors call a difference."""
-    planned, seed0 = seed0_models(configs, runs)
-    diagonal = seed0.get(("none", 0))
-    lengths = sorted(k for f, k in planned if f == "nice-perm")
-    trained = [k for k in lengths if ("nice-perm", k) in seed0]
-    missing = [model_label(m) for m in planned if m not in seed0]
-    waiting = f" Not trained yet: {', '.join(missing)}." if missing else ""
-    if not lengths:
-        return "The MNIST report ladder of this profile has no NICE-perm model."
-    if diagonal is None or not trained:
-        return "No NICE-perm model of the MNIST report ladder is trained yet (with the diagonal model)." + waiting
+    family = family_gains(configs, runs, "nice-perm")
+    if family.unavailable:
+        return family.unavailable
+    planned, seed0, diagonal, trained, gain = family.planned, family.seed0, family.diagonal, family.trained, family.gain
+    lengths, waiting = family.lengths, family.waiting
     updates = diagonal.config["updates"]
-    gain = {k: paired_difference(diagonal, seed0[("nice-perm", k)]) for k in trained}
     below = [k for k in trained if gain[k][0] < -SIGNIFICANT * gain[k][1]]
     steps = _steps(seed0, "nice-perm", lengths)
     falls = steps and all(d < -SIGNIFICANT * se for _, _, d, se in steps)
