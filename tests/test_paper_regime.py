@@ -11,7 +11,15 @@ from test_mnist_study import STUDY, fake_run
 from nf.experiments.mnist import budget_config
 from nf.experiments.mnist_study import regime_configs, regime_runs
 from nf.report.mnist_verdicts import SeedNoise
-from nf.report.paper_regime import ACROSS, across_recipes, regime_table, regime_verdicts, verdicts_across_recipes
+from nf.report.paper_regime import (
+    ACROSS,
+    PAPER_RECIPE_COLUMN,
+    across_recipes,
+    regime_table,
+    regime_verdicts,
+    verdicts_across_recipes,
+    with_paper_recipe,
+)
 
 REGIME = {
     "models": [["none", 0], *[["planar", k] for k in (10, 20, 40, 80)]],
@@ -47,6 +55,16 @@ def test_regime_runs_use_the_paper_recipe_and_find_every_budget_point(tmp_path):
     assert rows["DLGM+planar K=20"]["gain over diagonal (at updates)"] == "-1.00 ± 0.00 (200,000)"
     assert rows["DLGM+planar K=20"]["paper gain"] == "-3.4"
     assert rows["DLGM+planar K=10"]["updates"] == "not trained yet"
+
+    table2 = [{"model": m, "paper −ln p(x)": "", "ours −ln p(x)": "", "KL": ""} for m in rows] + [
+        {"model": "DLGM+nice-perm K=10", "paper −ln p(x)": "", "ours −ln p(x)": "", "KL": ""}
+    ]
+    column = {row["model"]: row for row in with_paper_recipe(table2, configs, found)}
+    assert list(column["DLGM diagonal"]) == ["model", "paper −ln p(x)", "ours −ln p(x)", PAPER_RECIPE_COLUMN, "KL"]
+    assert column["DLGM diagonal"][PAPER_RECIPE_COLUMN] == "90.03 ± 0.10 (300,000)"
+    assert column["DLGM+planar K=20"][PAPER_RECIPE_COLUMN] == "89.03 ± 0.10 (200,000 so far)"  # says its budget
+    assert column["DLGM+planar K=10"][PAPER_RECIPE_COLUMN] == "not trained yet"
+    assert column["DLGM+nice-perm K=10"][PAPER_RECIPE_COLUMN] == "—"  # not in the regime's ladder
 
     verdicts = {row["claim"]: row for row in regime_verdicts(configs, found, _noise(0.1, 0.1))}
     assert verdicts["Table 2: diagonal, −ln p(x)"]["verdict"] == "reproduced"

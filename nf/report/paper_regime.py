@@ -96,6 +96,32 @@ def regime_table(configs: list[dict[str, Any]], found: list[dict[int, Run]]) -> 
     return rows
 
 
+PAPER_RECIPE_COLUMN = "ours, paper's recipe (updates)"
+
+
+def with_paper_recipe(
+    rows: list[dict[str, str]], configs: list[dict[str, Any]], found: list[dict[int, Run]]
+) -> list[dict[str, str]]:
+    """Table 2 rows of the report recipe (``nf.report.mnist.ladder_table``) with a column for the paper's recipe
+    after ``ours −ln p(x)``: the model's test ``-ln p(x)`` at the furthest budget its paper's-regime run has reached,
+    the budget in brackets ("so far" while it trains); "—" for a model the regime does not train."""
+    furthest = {model_name(c): _furthest(points) for c, points in zip(configs, found)}
+    full = {model_name(c): c["updates"] for c in configs}
+    table = []
+    for row in rows:
+        name = row["model"]
+        cell = "—"
+        if name in furthest:
+            point = furthest[name]
+            cell = NOT_TRAINED
+            if point is not None:
+                cell = "{:.2f} ± {:.2f}".format(*metric(point[1], "nll")) + f" ({_trained_to(point[0], full[name])})"
+        items = list(row.items())
+        at = [k for k, _ in items].index("ours −ln p(x)") + 1
+        table.append(dict(items[:at] + [(PAPER_RECIPE_COLUMN, cell)] + items[at:]))
+    return table
+
+
 def regime_verdicts(
     configs: list[dict[str, Any]], found: list[dict[int, Run]], noise: SeedNoise
 ) -> list[dict[str, str]]:
