@@ -15,6 +15,7 @@ from nf.report.paper_regime import (
     ACROSS,
     PAPER_RECIPE_COLUMN,
     across_recipes,
+    common_budget,
     regime_table,
     regime_verdicts,
     verdicts_across_recipes,
@@ -48,6 +49,11 @@ def test_regime_runs_use_the_paper_recipe_and_find_every_budget_point(tmp_path):
         _store(configs[2], updates, -1.0, tmp_path)
     found = regime_runs(configs, tmp_path)
     assert [sorted(points) for points in found] == [[100_000, 200_000, 300_000], [], [100_000, 200_000], [], []]
+
+    budget, at_budget = common_budget(configs, found)  # the furthest budget every model with a point has reached
+    assert budget == 200_000 and [r is not None for r in at_budget] == [True, False, True, False, False]
+    assert at_budget[0].config["updates"] == 200_000
+    assert common_budget(configs, [{} for _ in configs]) == (None, [None] * len(configs))
 
     rows = {row["model"]: row for row in regime_table(configs, found)}
     assert rows["DLGM diagonal"]["updates"] == "300,000"

@@ -294,12 +294,22 @@ def seed_table(configs: list[dict[str, Any]], runs: list[Run | None]) -> list[di
 LADDER_DODGE = 0.6  # flow-length units between neighbouring families' markers in the ladder figure
 
 
-def plot_ladder(configs: list[dict[str, Any]], runs: list[Run | None], axes: Any = None) -> list[Any]:
+def plot_ladder(
+    configs: list[dict[str, Any]],
+    runs: list[Run | None],
+    axes: Any = None,
+    label: str = "ours",
+    hollow: bool = False,
+    paper: bool = True,
+    legend: bool = True,
+) -> list[Any]:
     """Fig. 4 on the test set, seed 0: the bound, the KL and ``-ln p(x)`` against K (± 2 s.e. of each model's mean),
     with the paper's ``-ln p(x)`` dashed; and the paired change in ``-ln p(x)`` from the diagonal model (± 2 paired
     s.e., on the same test images), with the paper's change dashed.  The families' markers at one K are set a
     little apart (at K > 0) so that they do not hide each other; one legend below the panels.  ``axes``: four
-    matplotlib axes, or None for a new 2 x 2 figure; returns the four axes."""
+    matplotlib axes, or None for a new 2 x 2 figure; returns the four axes.  To draw a second set of runs on the
+    same axes: ``label`` starts its legend entries, ``hollow`` draws it with open markers and dotted lines,
+    ``paper=False`` leaves out the paper's lines (drawn once), and ``legend=False`` on every call but the last."""
     import matplotlib.pyplot as plt
 
     if axes is None:
@@ -318,14 +328,16 @@ def plot_ladder(configs: list[dict[str, Any]], runs: list[Run | None], axes: Any
         line = ([diagonal] if diagonal else []) + trained
         dodge = (i - (len(flows) - 1) / 2) * LADDER_DODGE
         lengths = [r.config["length"] + (dodge if r.config["length"] else 0.0) for r in line]
-        style = dict(marker=family_marker(flow), capsize=3, color=family_colour(flow), label=f"ours, {flow}")
+        style = dict(marker=family_marker(flow), capsize=3, color=family_colour(flow), label=f"{label}, {flow}")
+        if hollow:
+            style.update(markerfacecolor="white", linestyle=":")
         for ax, name in zip(axes, ("bound", "kl", "nll")):
             values = [metric(r, name) for r in line]
             ax.errorbar(lengths, [v for v, _ in values], yerr=[2 * s for _, s in values], **style)
         if diagonal is not None:
             changes = [(0.0, 0.0)] + [paired_difference(diagonal, r) for r in trained]
             axes[3].errorbar(lengths, [d for d, _ in changes], yerr=[2 * s for _, s in changes], **style)
-        if paper_key(flow, 10) is not None:
+        if paper and paper_key(flow, 10) is not None:
             paper_flows.append(flow)
     for flow in paper_flows:
         paper = [(k, TABLE2_NEG_LOG_LIKELIHOOD[paper_key(flow, k)]) for k in (0, 10, 20, 40, 80)]
@@ -338,8 +350,9 @@ def plot_ladder(configs: list[dict[str, Any]], runs: list[Run | None], axes: Any
         ax.set_title(title)
         ax.set_ylabel("nats, test set")
     axes[3].axhline(0.0, color="grey", linewidth=0.8)
-    handles, labels = axes[3].get_legend_handles_labels()
-    axes[0].figure.legend(handles, labels, loc="outside lower center", ncol=5)
+    if legend:
+        handles, labels = axes[3].get_legend_handles_labels()
+        axes[0].figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5))
     return axes
 
 

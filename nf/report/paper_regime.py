@@ -122,6 +122,44 @@ def with_paper_recipe(
     return table
 
 
+def common_budget(configs: list[dict[str, Any]], found: list[dict[int, Run]]) -> tuple[int | None, list[Run | None]]:
+    """The largest budget that every model of the regime with a budget point has reached, and each model's run
+    there (None for a model with no point yet); ``(None, [None, ...])`` before any point."""
+    reached = [max(points) for points in found if points]
+    if not reached:
+        return None, [None] * len(found)
+    budget = min(reached)
+    return budget, [points.get(budget) for points in found]
+
+
+def plot_fig4_both_recipes(
+    ladder: tuple[list[dict[str, Any]], list[Run | None]],
+    configs: list[dict[str, Any]],
+    found: list[dict[int, Run]],
+    flow: str = "planar",
+) -> list[Any]:
+    """Fig. 4 for the diagonal model and ``flow`` under both recipes on the test set (seed 0): the report ladder's
+    runs (``ladder``: its configs and runs) with filled markers, and the paper's-regime runs at their
+    ``common_budget`` with open markers and dotted lines, the paper's values dashed; one budget per recipe, named in
+    the legend."""
+    from nf.report.mnist import plot_ladder
+
+    def only(configs: list[dict[str, Any]], runs: list[Run | None]) -> tuple[list, list]:
+        keep = [i for i, c in enumerate(configs) if c["length"] == 0 or c["flow"] == flow]
+        return [configs[i] for i in keep], [runs[i] for i in keep]
+
+    report_configs, report_runs = only(*ladder)
+    axes = plot_ladder(
+        report_configs, report_runs, label=f"our recipe, {report_configs[0]['updates']:,} updates", legend=False
+    )
+    budget, at_budget = common_budget(configs, found)
+    if budget is None:
+        return plot_ladder([], [], axes, paper=False)
+    return plot_ladder(
+        *only(configs, at_budget), axes, label=f"paper's recipe, {budget:,} updates", hollow=True, paper=False
+    )
+
+
 def regime_verdicts(
     configs: list[dict[str, Any]], found: list[dict[int, Run]], noise: SeedNoise
 ) -> list[dict[str, str]]:
