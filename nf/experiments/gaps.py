@@ -1,0 +1,156 @@
+"""Where the gap goes: a trained DLGM's inference gap split into approximation and amortisation, image by image.
+
+For the first ``images`` test images of the fixed binarisation (``test_seed``; the same images for every model),
+with the trained model's decoder and global parameters fixed (Cremer, Li & Duvenaud, ICML 2018):
+
+    F(x)       the amortised bound: the inference network's variational parameters
+    F*(x)      the locally optimised bound: those parameters optimised for the image alone
+               (``nf.models.local_bound.locally_optimised_bound``, its convergence rule)
+    -ln p(x)   importance sampled with ``nll_samples`` draws of the amortised ``q_K`` (the paper's estimator, with
+               more draws than the S = 200 of the tables)
+
+    F(x) - (-ln p(x))  =  [ F*(x) - (-ln p(x)) ]  +  [ F(x) - F*(x) ]
+       inference gap       approximation gap         amortisation gap
+
+``F`` and ``F*`` are estimated on the same ``final_samples`` draws (their difference has a paired standard error);
+``-ln p(x)`` on draws of its own.  Its estimate is biased high (Jensen's inequality: ``E[-ln p_hat] >= -ln p``),
+by an amount that shrinks like ``1/S``; ``-ln p`` from the first ``S/2`` of the same draws minus that from all
+``S`` estimates the bias left at ``S``, which is reported beside the gaps.  A locally optimised bound below
+``-ln p(x)`` by more than the estimators' errors would mean a wrong estimate, so the analysis counts such images.
+
+**The decoder's question** (``local_planar``: a planar flow length, 0 for none): how much a richer posterior than
+the model's own gains on the model's fixed decoder.  ``q_0`` and a planar flow of that length, all of its
+parameters fitted to each image alone (``local_planar_bound``, starting at the encoder's ``q_0`` and the identity
+flow), on the same draws as ``F*``.  If it barely beats ``F*`` of the model's own family, the decoder has made its
+posterior nearly as simple as that family.
+
+Each analysis is a cached entry of its own (experiment ``gaps``), keyed by the analysed run's key and the settings
+here, with the per-image numbers (``scores.pt``) and their means with paired standard errors (``metrics.json``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nf.experiments.data import BinarizedMNIST
+from nf.experiments.mnist import full_config, trained_model
+from nf.models.dlgm import DLGM, log_mean_exp
+from nf.models.local_bound import LocalFit, local_planar_bound, locally_optimised_bound
+from nf.runs.cache import Run, cached_run
+from nf.validation import check_int
+
+GAP_IMAGES = 1000
+GAP_NLL_SAMPLES = 5000
+GAPS = ("inference", "approximation", "amortisation")
+
+
+def gap_config(
+    run: Run,
+    images: int = GAP_IMAGES,
+    nll_samples: int = GAP_NLL_SAMPLES,
+    local_planar: int = 0,
+    fit: LocalFit | None = None,
+) -> dict[str, Any]:
+    """The settings of one analysis of ``run`` (module docstring), validated; the cache key of its entry."""
+    check_int("images", images)
+    check_int("nll_samples", nll_samples, minimum=2)
+    check_int("local_planar", local_planar, minimum=0)
+    fit = LocalFit() if fit is None else fit
+    return {
+        "run": run.key,
+        "test_seed": full_config(run.config)["test_seed"],
+        "images": images,
+        "nll_samples": nll_samples,
+        "local_planar": local_planar,
+        "fit": dataclasses.asdict(fit),
+    }
+
+
+@torch.no_grad()
+def importance_nll(model: DLGM, images: torch.Tensor, samples: int, batch: int = 10) -> dict[str, torch.Tensor]:
+    """Per image ``-ln p(x)`` from ``samples`` draws of the amortised ``q_K`` and from their first half (float64)."""
+    nll, half = [], []
+    for x in images.split(batch):
+        log_w = torch.cat([model.log_importance_weights(x, 500) for _ in range(math.ceil(samples / 500))])[:samples]
+        nll.append(-log_mean_exp(log_w))
+        half.append(-log_mean_exp(log_w[: samples // 2]))
+    return {"nll": torch.cat(nll).double(), "nll_half": torch.cat(half).double()}
+
+
+def analyse(model: DLGM, images: torch.Tensor, config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The per-image numbers of the module docstring for ``model`` on ``images``, by ``config`` (``gap_config``)."""
+    fit = LocalFit(**config["fit"])
+    torch.manual_seed(fit.seed)
+    scores = importance_nll(model, images, config["nll_samples"])
+    local = locally_optimised_bound(model, images, fit)
+    scores.update(
+        bound=local.start_bound.double(),
+        local_bound=local.bound.double(),
+        local_bound_se=local.bound_se.double(),
+        amortisation_se=local.gain_se.double(),
+        steps=local.steps,
+        converged=local.converged,
+    )
+    if config["local_planar"]:
+        planar = local_planar_bound(model, images, config["local_planar"], fit)
+        scores.update(planar_bound=planar.bound.double(), planar_steps=planar.steps, planar_converged=planar.converged)
+    return scores
+
+
+def summarize_gaps(scores: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Means over the images with standard errors: the three estimates, the three gaps (each paired, per image),
+    the estimate's remaining bias, the share of images converged, and the images whose ``F*`` lies below
+    ``-ln p(x)`` by more than twice their combined standard error."""
+    n = len(scores["nll"])
+
+    def mean_se(values: torch.Tensor) -> tuple[float, float]:
+        return values.mean().item(), (values.std() / math.sqrt(n)).item()
+
+    gaps = {
+        "inference": scores["bound"] - scores["nll"],
+        "approximation": scores["local_bound"] - scores["nll"],
+        "amortisation": scores["bound"] - scores["local_bound"],
+    }
+    summary: dict[str, float] = {}
+    for name, values in [
+        ("bound", scores["bound"]),
+        ("local_bound", scores["local_bound"]),
+        ("nll", scores["nll"]),
+        *((f"{g}_gap", v) for g, v in gaps.items()),
+        ("nll_bias", scores["nll_half"] - scores["nll"]),
+    ]:
+        summary[name], summary[f"{name}_se"] = mean_se(values)
+    if "planar_bound" in scores:
+        summary["planar_bound"], summary["planar_bound_se"] = mean_se(scores["planar_bound"])
+        summary["planar_gain"], summary["planar_gain_se"] = mean_se(scores["local_bound"] - scores["planar_bound"])
+        summary["planar_converged"] = scores["planar_converged"].double().mean().item()
+    summary["converged"] = scores["converged"].double().mean().item()
+    summary["max_steps"] = int(scores["steps"].max())
+    below = scores["nll"] - scores["local_bound"] > 2 * scores["local_bound_se"]
+    summary["below_nll"] = int(below.sum())
+    return summary
+
+
+def fit_gaps(run: Run, results_dir: str | Path | None = None, data_root: str | None = None, **settings: Any) -> Run:
+    """The cached analysis of ``run`` (a run that stored its parameters; ``trained_model``), made if missing;
+    ``settings``: those of ``gap_config``."""
+    config = gap_config(run, **settings)
+
+    def write(config: dict[str, Any], folder: Path, checkpoint: Path) -> None:
+        model = trained_model(run)
+        images = BinarizedMNIST("test", "fixed", seed=config["test_seed"], root=data_root).images()
+        images = images[: config["images"]].to(next(model.parameters()).dtype)
+        start = time.perf_counter()
+        scores = analyse(model, images, config)
+        torch.save(scores, folder / "scores.pt")
+        summary = {**summarize_gaps(scores), "seconds": time.perf_counter() - start}
+        (folder / "metrics.json").write_text(json.dumps(summary, indent=1))
+
+    return cached_run("gaps", config, write, results_dir)
