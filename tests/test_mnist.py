@@ -10,6 +10,7 @@ import torch
 import nf.experiments.mnist
 from nf.experiments.data import BinarizedMNIST
 from nf.experiments.mnist import fit_mnist, mnist_config
+from nf.experiments.trained import trained_model
 from nf.runs.cache import config_hash, lookup
 
 TINY = dict(flow="planar", length=2, updates=30, anneal_updates=10, eval_every=10, eval_samples=4)
@@ -148,15 +149,13 @@ def test_a_long_run_stores_the_runs_of_its_budget_points(tmp_path, monkeypatch):
         assert point is not None and point.metrics["history"][-1][0] == updates
         _same_run(point, fit_mnist(tmp_path / f"short{updates}", **dict(settings, updates=updates)))
         assert (point.path / "parameters.pt").exists() == (updates >= 20)
-    model = nf.experiments.mnist.trained_model(long)
+    model = trained_model(long)
     assert sum(p.numel() for p in model.parameters()) == long.metrics["parameters"]
     test_images = BinarizedMNIST("test", "fixed", seed=0).images()
     rescored = nf.experiments.mnist.score_images(model, test_images, TINY["eval_samples"])["nll"].mean().item()
     assert rescored == pytest.approx(long.metrics["test_nll"], abs=0.5)  # an untrained model is 400 nats away
     with pytest.raises(ValueError, match="has no stored parameters: only runs of at least 20 updates keep them"):
-        nf.experiments.mnist.trained_model(
-            lookup("mnist", mnist_config(**dict(settings, updates=10)), tmp_path / "long")
-        )
+        trained_model(lookup("mnist", mnist_config(**dict(settings, updates=10)), tmp_path / "long"))
 
 
 class _InterruptAt:

@@ -40,7 +40,8 @@ from typing import Any
 import torch
 
 from nf.experiments.data import BinarizedMNIST
-from nf.experiments.mnist import full_config, trained_model
+from nf.experiments.mnist import full_config
+from nf.experiments.trained import trained_model
 from nf.models.dlgm import DLGM, log_mean_exp
 from nf.models.local_bound import LocalFit, local_planar_bound, locally_optimised_bound
 from nf.runs.cache import Run, cached_run
@@ -139,12 +140,13 @@ def summarize_gaps(scores: dict[str, torch.Tensor]) -> dict[str, float]:
 
 
 def fit_gaps(run: Run, results_dir: str | Path | None = None, data_root: str | None = None, **settings: Any) -> Run:
-    """The cached analysis of ``run`` (a run that stored its parameters; ``trained_model``), made if missing;
+    """The cached analysis of ``run`` (a run with stored or retrained parameters: ``nf.experiments.trained``), made
+    if missing;
     ``settings``: those of ``gap_config``."""
     config = gap_config(run, **settings)
 
     def write(config: dict[str, Any], folder: Path, checkpoint: Path) -> None:
-        model = trained_model(run)
+        model = trained_model(run, results_dir)
         images = BinarizedMNIST("test", "fixed", seed=config["test_seed"], root=data_root).images()
         images = images[: config["images"]].to(next(model.parameters()).dtype)
         start = time.perf_counter()

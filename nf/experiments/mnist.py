@@ -22,7 +22,7 @@ updates gives its budget curve at 100,000, 200,000, ... updates, each point a
 cached run of its own that lands while the long run goes on.  Runs of at
 least ``KEEP_PARAMETERS_FROM`` updates, too costly to retrain for a later
 analysis, also store their trained parameters (``parameters.pt``;
-``trained_model`` loads them).
+``nf.experiments.trained`` loads them, and retrains shorter runs to get theirs).
 
 Protocols (``PROTOCOLS``; which images train, which are watched, which score):
 
@@ -157,18 +157,6 @@ def budget_config(config: dict[str, Any], updates: int) -> dict[str, Any]:
     return mnist_config(**{**config, "updates": updates})
 
 
-def trained_model(run: Run) -> DLGM:
-    """The DLGM of a run that stored its parameters (runs of at least ``KEEP_PARAMETERS_FROM`` updates)."""
-    if not (run.path / "parameters.pt").exists():
-        raise ValueError(
-            f"the run {run.key} ({run.config['flow']} K={run.config['length']}, {run.config['updates']:,} updates) "
-            f"has no stored parameters: only runs of at least {KEEP_PARAMETERS_FROM:,} updates keep them"
-        )
-    model = DLGM(run.config["flow"], run.config["length"], flow_start=full_config(run.config)["flow_start"])
-    model.load_state_dict(run.load_tensors("parameters.pt"))
-    return model.eval()
-
-
 def mnist_optimizer(model: DLGM, config: dict[str, Any]) -> torch.optim.Optimizer:
     """The optimiser, with the flow's parameters in a second group stepped at ``flow_lr_scale`` times the rate."""
     flow = {id(p) for p in model.flow_parameters()}
@@ -232,8 +220,10 @@ def train_mnist(
     checkpoint_seconds: float = 180.0,
     checkpoint_every: int | None = None,
     results_dir: str | Path | None = None,
+    keep_parameters: bool = False,
 ) -> None:
-    """Train one DLGM and write ``metrics.json``, ``scores.pt`` (per-image scores) and ``images.pt`` into ``folder``.
+    """Train one DLGM and write ``metrics.json``, ``scores.pt`` (per-image scores) and ``images.pt`` into ``folder``,
+    and ``parameters.pt`` for a run of at least ``KEEP_PARAMETERS_FROM`` updates or with ``keep_parameters``.
 
     ``history`` rows are ``[update, beta, mean training F since the last row]``, followed by the held-out bound
     (``quick`` and ``validation`` protocols) and the held-out ``-ln p(x)`` (``validation``).  The runs of its
@@ -309,7 +299,7 @@ def train_mnist(
                 _store_budget_point(model, point, scored, history, seconds, results_dir, version)
                 start += time.perf_counter() - scoring  # the training time leaves out the budget point's scoring
     progress.close()
-    _write_run(model, config, scored, history, elapsed + time.perf_counter() - start, folder)
+    _write_run(model, config, scored, history, elapsed + time.perf_counter() - start, folder, keep_parameters)
 
 
 def _forked_rng(images: torch.Tensor) -> contextlib.AbstractContextManager:
@@ -339,7 +329,13 @@ def _store_budget_point(
 
 
 def _write_run(
-    model: DLGM, config: dict[str, Any], scored: torch.Tensor, history: list, seconds: float, folder: Path
+    model: DLGM,
+    config: dict[str, Any],
+    scored: torch.Tensor,
+    history: list,
+    seconds: float,
+    folder: Path,
+    keep_parameters: bool = False,
 ) -> None:
     """Score the trained ``model`` and write a run's files into ``folder`` (``train_mnist``)."""
     protocol = full_config(config)["protocol"]
@@ -364,7 +360,7 @@ def _write_run(
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
     images = {"samples": prior_samples, "originals": originals, "reconstructions": reconstructions}
     torch.save({k: (v.cpu() * 255).round().to(torch.uint8) for k, v in images.items()}, folder / "images.pt")
-    if config["updates"] >= KEEP_PARAMETERS_FROM:
+    if keep_parameters or config["updates"] >= KEEP_PARAMETERS_FROM:
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, folder / "parameters.pt")
 
 
