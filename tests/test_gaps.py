@@ -8,17 +8,16 @@ import pytest
 import torch
 
 from nf.experiments.gaps import analyse, fit_gaps, gap_config, summarize_gaps
-from nf.experiments.mnist import mnist_config
+from nf.experiments.mnist import fit_mnist, mnist_config
+from nf.experiments.trained import parameters_entry
 from nf.models.dlgm import DLGM
-from nf.models.local_bound import LocalFit
-from nf.runs.cache import cached_run
 
-FIT = LocalFit(learning_rate=3e-2, samples=8, check_every=25, check_samples=200, max_steps=600, final_samples=400)
+FIT = dict(learning_rate=3e-2, samples=8, check_every=25, check_samples=200, max_steps=600, final_samples=400)
 
 
-def _config(model: DLGM, **overrides) -> dict:
-    run = type("R", (), {"key": "0" * 16, "config": mnist_config(flow="planar", length=2, protocol="test")})()
-    return {**gap_config(run, images=6, nll_samples=2000, fit=FIT), **overrides}
+def _config(**overrides) -> dict:
+    run = mnist_config(flow="planar", length=2, protocol="test")
+    return gap_config(run, images=6, nll_samples=2000, fit=FIT, **overrides)
 
 
 @pytest.mark.parametrize("flow,length", [("none", 0), ("planar", 2)])
@@ -26,7 +25,7 @@ def test_the_gaps_add_up_and_the_local_bound_stays_above_the_likelihood(flow, le
     torch.manual_seed(0)
     model = DLGM(flow, length, latent=3, hidden=12, data_dim=20)
     images = torch.bernoulli(torch.rand(6, 20, generator=torch.Generator().manual_seed(1)))
-    scores = analyse(model, images, _config(model, local_planar=4))
+    scores = analyse(model, images, _config(local_planar=4))
     summary = summarize_gaps(scores)
     total = summary["approximation_gap"] + summary["amortisation_gap"]
     assert summary["inference_gap"] == pytest.approx(total, abs=1e-9)
@@ -36,20 +35,30 @@ def test_the_gaps_add_up_and_the_local_bound_stays_above_the_likelihood(flow, le
     assert summary["planar_bound"] <= summary["local_bound"] + 2 * summary["planar_gain_se"]  # a richer family
 
 
-def test_an_analysis_is_cached_with_its_settings(tmp_path, mnist_available):
-    config = mnist_config(flow="none", length=0, protocol="test", updates=20, anneal_updates=10, eval_every=10)
+@pytest.fixture
+def float32_default():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)  # as MNIST runs train
+    yield
+    torch.set_default_dtype(previous)
 
-    def trained(config, folder, checkpoint):
-        torch.manual_seed(0)
-        torch.save(DLGM("none", 0).state_dict(), folder / "parameters.pt")
-        (folder / "metrics.json").write_text("{}")
 
-    run = cached_run("mnist", config, trained, tmp_path)
-    fit = LocalFit(samples=2, check_every=5, check_samples=10, max_steps=10, final_samples=10)
-    gaps = fit_gaps(run, tmp_path, images=3, nll_samples=10, fit=fit)
-    assert gaps.config["run"] == run.key and gaps.config["fit"]["max_steps"] == 10
+@pytest.mark.slow
+def test_an_analysis_is_cached_with_its_settings(tmp_path, mnist_available, float32_default):
+    config = mnist_config(
+        flow="none", length=0, protocol="test", updates=20, anneal_updates=10, eval_every=10, eval_samples=4
+    )
+    fit = dict(samples=2, check_every=5, check_samples=10, max_steps=10, final_samples=10)
+    settings = gap_config(config, images=3, nll_samples=10, fit=fit)
+    with pytest.raises(ValueError, match="is not cached: train it first"):
+        fit_gaps(settings, tmp_path)
+    assert fit_gaps(settings, tmp_path, train=False) is None
+    run = fit_mnist(tmp_path, **config)  # 20 updates: no parameters kept, so the analysis retrains them
+    gaps = fit_gaps(settings, tmp_path)
+    assert gaps.config["run"] == run.config and gaps.config["fit"]["max_steps"] == 10
+    assert parameters_entry(run, tmp_path).metrics["difference"]["test_nll"] == 0.0
     summary = json.loads((gaps.path / "metrics.json").read_text())
     assert summary["inference_gap"] == pytest.approx(summary["approximation_gap"] + summary["amortisation_gap"])
-    assert fit_gaps(run, tmp_path, images=3, nll_samples=10, fit=fit).path == gaps.path  # found, not redone
+    assert fit_gaps(settings, tmp_path, train=False).path == gaps.path  # found, not redone
     with pytest.raises(ValueError, match="images must be"):
-        gap_config(run, images=0)
+        gap_config(config, images=0)

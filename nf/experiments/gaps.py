@@ -40,11 +40,11 @@ from typing import Any
 import torch
 
 from nf.experiments.data import BinarizedMNIST
-from nf.experiments.mnist import full_config
-from nf.experiments.trained import trained_model
+from nf.experiments.mnist import full_config, mnist_config
+from nf.experiments.trained import retrain_parameters, trained_model
 from nf.models.dlgm import DLGM, log_mean_exp
 from nf.models.local_bound import LocalFit, local_planar_bound, locally_optimised_bound
-from nf.runs.cache import Run, cached_run
+from nf.runs.cache import Run, cached_run, config_hash, lookup
 from nf.validation import check_int
 
 GAP_IMAGES = 1000
@@ -53,24 +53,23 @@ GAPS = ("inference", "approximation", "amortisation")
 
 
 def gap_config(
-    run: Run,
+    run_config: dict[str, Any],
     images: int = GAP_IMAGES,
     nll_samples: int = GAP_NLL_SAMPLES,
     local_planar: int = 0,
-    fit: LocalFit | None = None,
+    fit: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The settings of one analysis of ``run`` (module docstring), validated; the cache key of its entry."""
+    """The settings of one analysis of the MNIST run of ``run_config`` (module docstring), validated: the cache key
+    of its entry.  ``fit``: ``LocalFit`` settings that differ from its defaults."""
     check_int("images", images)
     check_int("nll_samples", nll_samples, minimum=2)
     check_int("local_planar", local_planar, minimum=0)
-    fit = LocalFit() if fit is None else fit
     return {
-        "run": run.key,
-        "test_seed": full_config(run.config)["test_seed"],
+        "run": mnist_config(**run_config),
         "images": images,
         "nll_samples": nll_samples,
         "local_planar": local_planar,
-        "fit": dataclasses.asdict(fit),
+        "fit": dataclasses.asdict(LocalFit(**(fit or {}))),
     }
 
 
@@ -139,15 +138,24 @@ def summarize_gaps(scores: dict[str, torch.Tensor]) -> dict[str, float]:
     return summary
 
 
-def fit_gaps(run: Run, results_dir: str | Path | None = None, data_root: str | None = None, **settings: Any) -> Run:
-    """The cached analysis of ``run`` (a run with stored or retrained parameters: ``nf.experiments.trained``), made
-    if missing;
-    ``settings``: those of ``gap_config``."""
-    config = gap_config(run, **settings)
+def fit_gaps(
+    config: dict[str, Any], results_dir: str | Path | None = None, data_root: str | None = None, train: bool = True
+) -> Run | None:
+    """The cached analysis of ``config`` (``gap_config``), made if missing and ``train`` (else None).  Its MNIST
+    run must be cached; the trained model is the run's stored parameters, or those of its retraining
+    (``nf.experiments.trained``), retrained here if missing."""
+    found = lookup("gaps", config, results_dir)
+    if found is not None or not train:
+        return found
+    run = lookup("mnist", config["run"], results_dir)
+    if run is None:
+        raise ValueError(f"the MNIST run {config_hash('mnist', config['run'])} is not cached: train it first")
 
     def write(config: dict[str, Any], folder: Path, checkpoint: Path) -> None:
+        if not (run.path / "parameters.pt").exists():
+            retrain_parameters(run, results_dir, data_root=data_root)
         model = trained_model(run, results_dir)
-        images = BinarizedMNIST("test", "fixed", seed=config["test_seed"], root=data_root).images()
+        images = BinarizedMNIST("test", "fixed", seed=full_config(run.config)["test_seed"], root=data_root).images()
         images = images[: config["images"]].to(next(model.parameters()).dtype)
         start = time.perf_counter()
         scores = analyse(model, images, config)
