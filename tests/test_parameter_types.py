@@ -133,6 +133,7 @@ OVERRIDES = {
     "theory": {"grid_cells": 60},
     "toy": {"energies": ["U1"], "workers": 1, "optimizer": "adam"},
     "mnist": {"ladder": {"seeds": [0]}, "workers": 1, "train": True},
+    "gaps": {"report_models": [["none", 0]], "images": 10, "fit": {"max_steps": 10}, "train": True},
     "nice": {"toy": {"energies": ["U1"]}, "seed": 0},
     "conv": {"toy": {"energies": ["U1"]}, "seed": 0},
     "scorecard": {"seed": 0, "device": "cpu"},
@@ -168,7 +169,7 @@ def run(command: list[str], folder, results, **kwargs) -> subprocess.CompletedPr
 @pytest.mark.slow  # runs chapters
 @pytest.mark.parametrize("name", chapter_names())
 def test_papermill_overrides_of_each_type(name, tmp_path, ci_results, request):
-    if name in ("mnist", "nice", "conv"):
+    if name in ("mnist", "gaps", "nice", "conv"):
         request.getfixturevalue("mnist_available")
     values = with_overrides(name)
     kinds = {type(v) for v in chapter_parameters(name, "report").values()}

@@ -56,7 +56,7 @@ if not torch.cuda.is_available():
 BENCHMARK_BUDGET = ["--lengths", "0", "2", "--repetitions", "1", "--updates", "1", "--eval-images", "100"]
 BENCHMARK_BUDGET += ["--family-threads", "1", "--toy-fits", "4", "--toy-updates", "50"]
 BENCHMARK_BUDGET += ["--peer-toy-lengths", "2", "--peer-toy-updates", "1"]
-MNIST_CHAPTERS = {"mnist", "nice", "conv"}  # chapters that train or read MNIST models
+MNIST_CHAPTERS = {"mnist", "gaps", "nice", "conv"}  # chapters that train or read MNIST models
 
 
 def readme_commands() -> list[str]:

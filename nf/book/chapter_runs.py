@@ -10,6 +10,7 @@ from typing import Any
 
 from nf.book.profiles import MNIST_TRAINING_KEYS, TOY_TRAINING_KEYS, chapter_parameters
 from nf.experiments import mnist, toy
+from nf.experiments.gaps import fit_gaps, gap_config
 from nf.experiments.mnist_study import (
     choose_recipe,
     distinct_configs,
@@ -23,6 +24,7 @@ from nf.experiments.mnist_study import (
 from nf.report.mnist_verdicts import seed_noise
 from nf.report.scorecard import MnistEvidence, RegimeEvidence, ToyEvidence
 from nf.report.toy import summarize
+from nf.runs.cache import lookup
 
 
 def toy_configs(parameters: dict[str, Any]) -> list[dict[str, Any]]:
@@ -103,6 +105,43 @@ def mnist_verdict(claim_start: str, profile: str = "report") -> dict[str, str]:
     return {**rows[0], "updates": f"{configs[0]['updates']:,}"}
 
 
+GapEntry = tuple[str, tuple[str, int], dict[str, Any]]  # (recipe, model, gap_config)
+
+
+def gap_entries(parameters: dict[str, Any]) -> list[GapEntry]:
+    """The analyses the gaps chapter asks for (``nf.experiments.gaps``), as ``(recipe, model, gap_config)``: the
+    ``report_models`` of the MNIST chapter's report ladder (seed 0, the recipe its study chose: ``"our recipe"``)
+    and the ``regime_models`` of its paper's regime at the full budget (``"paper's recipe"``); ``decoder_flow``
+    planar layers are fitted per image to the diagonal models' decoders."""
+    p = parameters
+    mnist_parameters = chapter_parameters("mnist", p["mnist_profile"])
+    _, ladder, _ = _ladder(mnist_parameters)
+    regime = regime_configs(mnist_parameters["study"], mnist_parameters["paper_regime"])
+    entries = []
+    recipes = (("our recipe", ladder, p["report_models"]), ("paper's recipe", regime, p["regime_models"]))
+    for recipe, configs, models in recipes:
+        for flow, length in models:
+            found = [c for c in configs if (c["flow"], c["length"], c["seed"]) == (flow, length, 0)]
+            if not found:
+                raise ValueError(f"the MNIST chapter's runs with {recipe} have no model {flow} K={length}")
+            local_planar = p["decoder_flow"] if length == 0 else 0
+            config = gap_config(found[0], p["images"], p["nll_samples"], local_planar, p["fit"])
+            entries.append((recipe, (flow, length), config))
+    return entries
+
+
+def gap_runs(
+    entries: list[GapEntry], results_dir: str | None = None, data_root: str | None = None, train: bool = False
+) -> list[tuple[str, tuple[str, int], Any]]:
+    """Each of ``gap_entries`` with its cached analysis (``nf.experiments.gaps.fit_gaps``; made where missing if
+    ``train`` and its MNIST run is cached), None where there is none."""
+    found = []
+    for recipe, model, config in entries:
+        ready = train and lookup("mnist", config["run"], results_dir) is not None
+        found.append((recipe, model, fit_gaps(config, results_dir, data_root, train=ready)))
+    return found
+
+
 def paper_updates() -> dict[str, int]:
     """The number of updates of one run under the ``paper`` profile, per experiment (toy, MNIST)."""
     return {
@@ -130,6 +169,8 @@ def chapter_configs(
     if chapter == "mnist":
         study, ladder, regime, _ = _mnist_runs(p)
         return study + ladder + regime
+    if chapter == "gaps":
+        return [("gaps", config) for _, _, config in gap_entries(p)]
     return []
 
 
@@ -153,6 +194,15 @@ def configs_to_train(
     The MNIST report ladder's recipe is chosen from the recipe study's runs (``choose_recipe``), so until the
     candidates' runs are cached only the study and the paper's-regime runs (the paper's recipe) are settled.
     """
+    if chapter == "gaps":  # an analysis needs its MNIST run cached
+        runs = chapter_configs(chapter, profile, overrides)
+        ready = [(e, c) for e, c in runs if lookup("mnist", c["run"]) is not None]
+        waiting = len(runs) - len(ready)
+        return ready, (
+            f"{waiting} analyses wait for their MNIST runs; run this command again when they are cached"
+            if waiting
+            else None
+        )
     if chapter != "mnist":
         return chapter_configs(chapter, profile, overrides), None
     from nf.book.execute import apply_overrides

@@ -35,6 +35,7 @@ CHAPTERS: dict[str, Chapter] = {
         Chapter("theory", "Theory: change of variables, planar, radial and NICE flows"),
         Chapter("toy", "Toy 2-D densities (Fig. 3)"),
         Chapter("mnist", "MNIST with planar flows (Table 2, Fig. 4)"),
+        Chapter("gaps", "Where the gap goes: approximation and amortisation"),
         Chapter("nice", "NICE posteriors"),
         Chapter("conv", "Invertible convolutional flows"),
         Chapter("scorecard", "Reproduction scorecard", summary=True),

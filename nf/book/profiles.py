@@ -196,6 +196,18 @@ CONV_REPORT: dict[str, Any] = {
     },
 }
 
+# Where the gap goes (``nf.experiments.gaps``): analyses of trained MNIST models, each a job of its own
+# (``python -m nf runs train gaps``) once its run is cached; the chapter only reads them (``train``: False).
+GAPS_REPORT: dict[str, Any] = {
+    "mnist_profile": "report",  # the MNIST chapter's profile whose runs are analysed
+    "report_models": [["none", 0], ["planar", 20], ["planar", 80], ["nice-perm", 80]],  # the report ladder, seed 0
+    "regime_models": [["none", 0], ["planar", 20], ["planar", 80]],  # the paper's regime, at its full budget
+    "images": 1000,  # the first test images, the same for every model
+    "nll_samples": 5000,  # importance samples for -ln p(x)
+    "decoder_flow": 40,  # planar layers fitted per image to each diagonal model's decoder
+    "fit": {},  # nf.models.local_bound.LocalFit settings that differ from its defaults
+    "train": False,
+}
 
 _CI_TOY = {
     "energies": ["U1"],
@@ -267,8 +279,26 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             [["none", 0], ["planar", 2], ["nice-perm", 2], ["nice-perm+scale", 2]],
         ),
         "conv": _small(CONV_REPORT, ["planar", "conv"], [["none", 0], ["planar", 2], ["conv", 2]]),
+        "gaps": {
+            **GAPS_REPORT,
+            "mnist_profile": "ci",
+            "report_models": [["none", 0], ["planar", 2]],
+            "regime_models": [["none", 0], ["planar", 2]],
+            "images": 20,
+            "nll_samples": 50,
+            "decoder_flow": 2,
+            "fit": {"samples": 2, "check_every": 5, "check_samples": 20, "max_steps": 20, "final_samples": 20},
+            "train": True,
+        },
     },
-    "report": {"theory": THEORY, "toy": TOY_REPORT, "mnist": MNIST_REPORT, "nice": NICE_REPORT, "conv": CONV_REPORT},
+    "report": {
+        "theory": THEORY,
+        "toy": TOY_REPORT,
+        "mnist": MNIST_REPORT,
+        "nice": NICE_REPORT,
+        "conv": CONV_REPORT,
+        "gaps": GAPS_REPORT,
+    },
     "paper": {
         "theory": THEORY,
         "toy": PAPER_TOY,
@@ -298,6 +328,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "mnist_profile": "paper",
             "mnist": CONV_REPORT["mnist"],  # the smoke runs; the chapter's tables read the paper ladder
         },
+        "gaps": {**GAPS_REPORT, "mnist_profile": "paper"},
     },
 }
 

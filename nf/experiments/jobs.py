@@ -11,7 +11,8 @@ its checkpoints behind; submitting the same runs again resumes them, and a
 job that reaches its time limit or is preempted is requeued by submitit and
 resumes by itself.
 
-One MNIST run is one job; toy runs, seconds each, go ``toy_batch`` to a job.
+One MNIST run is one job, and so is one analysis of a cached MNIST run (``gaps``: ``nf.experiments.gaps``); toy
+runs, seconds each, go ``toy_batch`` to a job.
 
 Example::
 
@@ -37,6 +38,7 @@ import submitit
 import submitit.helpers
 import torch
 
+from nf.experiments.gaps import fit_gaps
 from nf.experiments.mnist import mnist_config, train_mnist
 from nf.experiments.toy import toy_config, train_toy
 from nf.runs.cache import cached_runs, config_hash, results_root
@@ -93,8 +95,11 @@ class TrainRuns(submitit.helpers.Checkpointable):
     def __call__(self, runs: Runs) -> list[str]:
         torch.set_num_threads(self.threads)
         for experiment, config in runs:
-            check_choice("experiment", experiment, ("toy", "mnist"))
-            if experiment == "toy":
+            check_choice("experiment", experiment, ("toy", "mnist", "gaps"))
+            if experiment == "gaps":  # an analysis of a cached run
+                fit_gaps(config, self.results_dir, self.data_root)
+                forget_job("gaps", config, self.results_dir)
+            elif experiment == "toy":
                 trainer = partial(train_toy, checkpoint_every=self.checkpoint_every)
                 cached_runs("toy", [toy_config(**config)], trainer, self.results_dir)
                 forget_job("toy", config, self.results_dir)

@@ -68,12 +68,16 @@ def profiles_table(profiles: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 def _runs_by_model(experiment: str, results_dir: str | None) -> list[tuple[str, list]]:
     """Cached runs of ``experiment`` grouped by flow family and length, as ``(label, runs)`` in sorted order."""
-    groups: dict[tuple[str, str, int], list] = {}
+    groups: dict[tuple[str, str, int, str], list] = {}
     for run in list_runs(experiment, results_dir):
         config = run.config
         protocol = f"{config.get('protocol', 'quick')}: " if experiment == "mnist" else ""
-        groups.setdefault((protocol, config.get("family", config.get("flow")), config["length"]), []).append(run)
-    return [(f"{protocol}{family} K={length}", runs) for (protocol, family, length), runs in sorted(groups.items())]
+        start = ", identity start" if config.get("flow_start") == "identity" else ""
+        groups.setdefault((protocol, config.get("family", config.get("flow")), config["length"], start), []).append(run)
+    return [
+        (f"{protocol}{family} K={length}{start}", runs)
+        for (protocol, family, length, start), runs in sorted(groups.items())
+    ]
 
 
 def training_seconds(run: Run) -> float:

@@ -225,18 +225,27 @@ def status_rows(runs: Runs, results_dir: str | os.PathLike | None = None) -> lis
     """One row per ``(experiment, config)``: its cache key, a short description, its state and detail."""
     rows = []
     for (experiment, config), (state, detail) in zip(runs, run_states(runs, results_dir)):
-        model = f"{config.get('family', config.get('flow'))} K={config['length']}"
-        where = config.get("energy") or config.get("protocol", "quick")
         rows.append(
             {
                 "experiment": experiment,
                 "key": config_hash(experiment, config),
-                "run": f"{model}, {where}, seed {config['seed']}, {config['updates']:,} updates",
+                "run": describe_run(experiment, config),
                 "state": state,
                 "detail": detail,
             }
         )
     return rows
+
+
+def describe_run(experiment: str, config: Mapping[str, Any]) -> str:
+    """A run in a few words: ``planar K=20, test, seed 0, 100,000 updates`` (``, identity start`` where the flow
+    starts at the identity); an analysis of a run (``gaps``): ``gaps of <the run>, 1,000 images``."""
+    if experiment == "gaps":
+        return f"gaps of {describe_run('mnist', config['run'])}, {config['images']:,} images"
+    model = f"{config.get('family', config.get('flow'))} K={config['length']}"
+    where = config.get("energy") or config.get("protocol", "quick")
+    start = ", identity start" if config.get("flow_start") == "identity" else ""
+    return f"{model}, {where}, seed {config['seed']}, {config['updates']:,} updates{start}"
 
 
 def status_summary(rows: Sequence[Mapping[str, str]]) -> str:

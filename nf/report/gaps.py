@@ -1,0 +1,244 @@
+"""Where the gap goes: the gaps chapter's table, figure and readings, by rules stated before the analyses ran.
+
+Per analysed model and recipe (``nf.experiments.gaps``, the same test images for every model): ``-ln p(x)``, the
+amortised bound ``F``, the locally optimised bound ``F*``, the approximation gap ``F* - (-ln p)`` and the
+amortisation gap ``F - F*``, means with standard errors over the images.
+
+**The rules** (this module was committed before any analysis of a trained model existed):
+
+* **A flow changes a gap** when the gap of the flow model minus that of the diagonal model of the same recipe,
+  paired on the same images, is beyond ``SIGNIFICANT`` uncertainties ``u = sqrt(se^2 + s^2)``: ``se`` the paired
+  standard error over the images, ``s`` the spread over training seeds of a paired difference of the inference
+  gap (the KL of the MNIST chapter, ``nf.report.mnist_verdicts.seed_noise``: the closest quantity measured over
+  seeds), since the two models were trained separately.  *Smaller*, *larger*, or *no decided change*.
+* **Which gap flows close**, per recipe, is read at the longest analysed planar flow: the gap that is decidedly
+  *smaller* there is the one flows close; both, or neither, are said as such.
+* **The decoder's side**: on each diagonal model's fixed decoder, a planar flow fitted per image recovers part of
+  that model's approximation gap, ``F*_diag - F*_planar``.  If it recovers decidedly less than ``HALF`` of the gap
+  (the per-image ``recovered - HALF * gap``, beyond ``SIGNIFICANT`` paired standard errors), the decoder has made
+  its own posterior nearly as simple as the diagonal family; decidedly more, the family limits the model; else not
+  established.  The fit's share of converged images is shown beside it: an unconverged fit recovers less.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from nf.experiments.comparisons import SIGNIFICANT
+from nf.report.mnist_verdicts import SeedNoise
+from nf.report.nice import model_label
+from nf.runs.cache import Run
+
+HALF = 0.5
+NOT_ANALYSED = "not analysed yet"
+GAP_COLUMNS = ("−ln p(x)", "F(x)", "F*(x)", "approximation gap", "amortisation gap", "bias of −ln p(x)", "converged")
+DIAGONAL = ("none", 0)
+Entry = tuple[str, tuple[str, int], Run | None]  # (recipe, model, analysis)
+
+
+def gap_rules() -> str:
+    """The rules of the module docstring, written out from the constants the code uses (a Markdown list)."""
+    return "\n".join(
+        [
+            f"- **A flow changes a gap** when the flow model's gap minus the diagonal model's (same recipe, paired "
+            f"on the same images) is beyond {SIGNIFICANT:g} uncertainties $u = \\sqrt{{se^2 + s^2}}$: $se$ the paired "
+            "standard error over the images, $s$ the spread over training seeds of a paired difference of the "
+            "inference gap (the KL), measured by the MNIST chapter, since the two models were trained separately. "
+            "*Smaller*, *larger*, or *no decided change*.",
+            "- **Which gap flows close**, per recipe, is read at the longest analysed planar flow: the gap that is "
+            "decidedly smaller there.",
+            f"- **The decoder's side.** On a diagonal model's fixed decoder, a planar flow fitted to each image "
+            f"recovers part of that model's approximation gap. Decidedly less than {HALF:.0%} of it (per image, "
+            f"recovered minus {HALF:g} times the gap, beyond {SIGNIFICANT:g} paired standard errors): the decoder has "
+            "made its posterior nearly as simple as the diagonal family. Decidedly more: the family, not the "
+            "decoder, limits the bound. Otherwise not established.",
+        ]
+    )
+
+
+def retrain_table(entries: list[Entry], results_dir: Any = None) -> list[dict[str, str]]:
+    """The analysed runs whose parameters came from a retraining (``nf.experiments.trained``): the cached and the
+    retrained ``-ln p(x)`` and their difference."""
+    from nf.experiments.trained import parameters_entry
+    from nf.runs.cache import lookup
+
+    rows = []
+    for recipe, model, run in entries:
+        mnist_run = None if run is None else lookup("mnist", run.config["run"], results_dir)
+        entry = None if mnist_run is None else parameters_entry(mnist_run, results_dir)
+        if entry is None:
+            continue
+        check = entry.metrics
+        (key,) = [k for k in check["cached"] if k.endswith("_nll")]
+        rows.append(
+            {
+                "model": model_label(model),
+                "recipe": recipe,
+                "cached −ln p(x)": f"{check['cached'][key]:.4f}",
+                "retrained": f"{check['retrained'][key]:.4f}",
+                "difference": f"{check['difference'][key]:+.1e}" if check["difference"][key] else "0 (identical)",
+            }
+        )
+    return rows
+
+
+def _scores(run: Run) -> dict[str, torch.Tensor]:
+    scores = run.load_tensors("scores.pt")
+    return {
+        **scores,
+        "approximation": scores["local_bound"] - scores["nll"],
+        "amortisation": scores["bound"] - scores["local_bound"],
+    }
+
+
+def _mean_se(values: torch.Tensor) -> tuple[float, float]:
+    return values.mean().item(), (values.std() / math.sqrt(len(values))).item()
+
+
+def _pm(value: tuple[float, float]) -> str:
+    return f"{value[0]:.2f} ± {value[1]:.2f}"
+
+
+def gap_table(entries: list[Entry]) -> list[dict[str, str]]:
+    """One row per analysis: model, recipe, ``-ln p(x)``, ``F``, ``F*``, the two gaps (± standard errors over the
+    images), the estimate's remaining bias and the share of images whose local fit converged."""
+    rows = []
+    for recipe, model, run in entries:
+        row = {"model": model_label(model), "recipe": recipe}
+        if run is None:
+            rows.append({**row, **dict.fromkeys(GAP_COLUMNS, "—"), "−ln p(x)": NOT_ANALYSED})
+            continue
+        m, s = run.metrics, _scores(run)
+        rows.append(
+            {
+                **row,
+                "−ln p(x)": _pm((m["nll"], m["nll_se"])),
+                "F(x)": _pm((m["bound"], m["bound_se"])),
+                "F*(x)": _pm((m["local_bound"], m["local_bound_se"])),
+                "approximation gap": _pm(_mean_se(s["approximation"])),
+                "amortisation gap": _pm(_mean_se(s["amortisation"])),
+                "bias of −ln p(x)": f"{m['nll_bias']:.3f}",
+                "converged": f"{m['converged']:.0%}",
+            }
+        )
+    return rows
+
+
+def gap_change(flow: Run, diagonal: Run, gap: str, noise: SeedNoise) -> tuple[float, float]:
+    """The flow model's ``gap`` (``approximation`` or ``amortisation``) minus the diagonal model's, paired on the
+    same images, with ``u = sqrt(se^2 + s^2)`` (module docstring)."""
+    d, se = _mean_se(_scores(flow)[gap] - _scores(diagonal)[gap])
+    return d, math.sqrt(se**2 + noise.gain["kl"] ** 2)
+
+
+def _called(d: tuple[float, float]) -> str:
+    if abs(d[0]) <= SIGNIFICANT * d[1]:
+        return "no decided change"
+    return "smaller" if d[0] < 0 else "larger"
+
+
+def gap_reading(entries: list[Entry], noise: SeedNoise) -> str:
+    """Per recipe: each flow model's change in both gaps from the diagonal model, and which gap the longest planar
+    flow closes, by the module's rules (Markdown)."""
+    recipes = list(dict.fromkeys(recipe for recipe, _, _ in entries))
+    text = []
+    for recipe in recipes:
+        found = {model: run for r, model, run in entries if r == recipe and run is not None}
+        diagonal = found.get(DIAGONAL)
+        flows = [m for m in found if m != DIAGONAL]
+        if diagonal is None or not flows:
+            text.append(f"**{recipe.capitalize()}**: not analysed yet (needs the diagonal model and a flow).")
+            continue
+        parts, verdicts = [], {}
+        for model in flows:
+            changes = {gap: gap_change(found[model], diagonal, gap, noise) for gap in ("approximation", "amortisation")}
+            verdicts[model] = {gap: _called(d) for gap, d in changes.items()}
+            parts.append(
+                f"{model_label(model)}: approximation gap {changes['approximation'][0]:+.2f} ± "
+                f"{changes['approximation'][1]:.2f} ({verdicts[model]['approximation']}), amortisation gap "
+                f"{changes['amortisation'][0]:+.2f} ± {changes['amortisation'][1]:.2f} "
+                f"({verdicts[model]['amortisation']})"
+            )
+        planar = [m for m in flows if m[0] == "planar"]
+        closes = ""
+        if planar:
+            longest = max(planar, key=lambda m: m[1])
+            smaller = [gap for gap, v in verdicts[longest].items() if v == "smaller"]
+            closes = (
+                f" At the longest planar flow ({model_label(longest)}) the flow closes "
+                + (" and ".join(f"the {gap} gap" for gap in smaller) if smaller else "neither gap decidedly")
+                + "."
+            )
+        text.append(
+            f"**{recipe.capitalize()}**, each flow minus the diagonal model (paired, nats): "
+            + "; ".join(parts)
+            + "."
+            + closes
+        )
+    return "\n\n".join(text)
+
+
+def decoder_reading(entries: list[Entry]) -> str:
+    """The decoder's side (module docstring), for each analysed diagonal model with a fitted planar posterior."""
+    text = []
+    for recipe, model, run in entries:
+        if model != DIAGONAL or run is None or "planar_bound" not in run.metrics:
+            continue
+        s = _scores(run)
+        recovered = s["local_bound"] - s["planar_bound"]
+        d, se = _mean_se(recovered - HALF * s["approximation"])
+        gain, gap = _mean_se(recovered), _mean_se(s["approximation"])
+        if abs(d) <= SIGNIFICANT * se:
+            called = f"not established whether it recovers more or less than {HALF:.0%} of it"
+        elif d < 0:
+            called = (
+                f"less than {HALF:.0%} of it, decidedly: the decoder has made its posterior nearly as simple as the "
+                "diagonal family"
+            )
+        else:
+            called = f"more than {HALF:.0%} of it, decidedly: the diagonal family, not the decoder, limits the bound"
+        length = run.config["local_planar"]
+        text.append(
+            f"**{recipe.capitalize()}.** On the diagonal model's decoder a planar flow of {length} layers "
+            f"fitted to each image lowers the bound by {_pm(gain)} nats, of an approximation gap of {_pm(gap)}: "
+            f"{called} ({run.metrics['planar_converged']:.0%} of the fits converged)."
+        )
+    return "\n\n".join(text) or "No diagonal model's decoder has been analysed yet."
+
+
+def plot_gaps(entries: list[Entry], ax: Any = None) -> Any:
+    """One horizontal bar per analysed model and recipe: ``-ln p(x)``, then the approximation gap and the
+    amortisation gap stacked on it (so the bar ends at the amortised bound ``F``), means over the images.
+    ``ax``: a matplotlib axis, or None for a new figure; returns the axis."""
+    import matplotlib.pyplot as plt
+
+    done = [(recipe, model, run) for recipe, model, run in entries if run is not None]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.5 * max(len(done), 2) + 1.2), layout="constrained")
+    if not done:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no analysis yet", ha="center", va="center", transform=ax.transAxes)
+        return ax
+    nll = [run.metrics["nll"] for _, _, run in done]
+    start = math.floor(min(nll)) - 1
+    labels = [f"{model_label(model)} ({recipe})" for recipe, model, _ in done]
+    y = list(range(len(done)))[::-1]
+    approximation = [run.metrics["approximation_gap"] for _, _, run in done]
+    amortisation = [run.metrics["amortisation_gap"] for _, _, run in done]
+    ax.barh(y, [v - start for v in nll], left=start, color="0.8", label="−ln p(x)")
+    ax.barh(y, approximation, left=nll, color="tab:blue", label="approximation gap")
+    ax.barh(
+        y,
+        amortisation,
+        left=[a + b for a, b in zip(nll, approximation)],
+        color="tab:orange",
+        label="amortisation gap",
+    )
+    ax.set_yticks(y, labels)
+    ax.set_xlim(left=start)
+    ax.set_xlabel("nats, test images (the bar ends at the amortised bound F(x))")
+    ax.figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3)
+    return ax

@@ -1,0 +1,96 @@
+"""The gaps chapter's rules (nf.report.gaps) on made-up analyses, both sides of each threshold."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nf.experiments.gaps import gap_config, summarize_gaps
+from nf.experiments.mnist import mnist_config
+from nf.report.gaps import decoder_reading, gap_reading, gap_table, plot_gaps
+from nf.report.mnist_verdicts import SeedNoise
+from nf.runs.cache import cached_run
+
+IMAGES = 1000
+
+
+def _noise(kl: float) -> SeedNoise:
+    return SeedNoise(dict.fromkeys(("nll", "bound", "kl"), 0.0), dict.fromkeys(("nll", "bound", "kl"), kl), "x")
+
+
+def _analysis(tmp_path, flow: str, length: int, approximation: float, amortisation: float, planar=None, seed=0):
+    """A cached analysis whose per-image gaps are the given means plus noise of sd 0.3 (paired se about 0.013)."""
+    generator = torch.Generator().manual_seed(seed)
+    nll = 90 + torch.randn(IMAGES, generator=torch.Generator().manual_seed(99), dtype=torch.float64)
+    local = nll + approximation + 0.3 * torch.randn(IMAGES, generator=generator, dtype=torch.float64)
+    bound = local + amortisation + 0.3 * torch.randn(IMAGES, generator=generator, dtype=torch.float64)
+    scores = {
+        "nll": nll,
+        "nll_half": nll + 0.01,
+        "bound": bound,
+        "local_bound": local,
+        "local_bound_se": torch.full_like(nll, 0.05),
+        "amortisation_se": torch.full_like(nll, 0.01),
+        "steps": torch.full((IMAGES,), 300),
+        "converged": torch.ones(IMAGES, dtype=torch.bool),
+    }
+    if planar is not None:
+        scores.update(
+            planar_bound=local - planar + 0.1 * torch.randn(IMAGES, generator=generator, dtype=torch.float64),
+            planar_steps=torch.full((IMAGES,), 500),
+            planar_converged=torch.ones(IMAGES, dtype=torch.bool),
+        )
+    run = mnist_config(flow=flow, length=length, protocol="test")
+    config = gap_config(run, local_planar=40 if planar is not None else 0)
+
+    def write(config, folder, checkpoint):
+        torch.save(scores, folder / "scores.pt")
+        (folder / "metrics.json").write_text(json.dumps(summarize_gaps(scores)))
+
+    return cached_run("gaps", config, write, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "approximation,kl_sd,called",
+    [
+        (2.0, 0.1, "approximation gap -1.00 ± 0.10 (smaller)"),
+        (2.9, 0.1, "approximation gap -0.10 ± 0.10 (no decided change)"),
+        (2.0, 0.6, "approximation gap -1.00 ± 0.60 (no decided change)"),  # retraining noise decides
+        (4.0, 0.1, "approximation gap +1.00 ± 0.10 (larger)"),
+    ],
+)
+def test_a_flow_changes_a_gap_only_beyond_two_uncertainties(tmp_path, approximation, kl_sd, called):
+    entries = [
+        ("our recipe", ("none", 0), _analysis(tmp_path, "none", 0, 3.0, 1.0)),
+        ("our recipe", ("planar", 80), _analysis(tmp_path, "planar", 80, approximation, 1.0, seed=1)),
+    ]
+    reading = gap_reading(entries, _noise(kl_sd))
+    assert called in reading
+    closes = "the approximation gap" if called.endswith("(smaller)") else "neither gap decidedly"
+    assert f"the flow closes {closes}." in reading
+
+
+@pytest.mark.parametrize(
+    "recovered,verdict",
+    [
+        (0.5, "less than 50% of it, decidedly"),
+        (1.5, "not established"),
+        (2.5, "more than 50% of it, decidedly"),
+    ],
+)
+def test_the_decoder_rule_on_both_sides_of_half_the_gap(tmp_path, recovered, verdict):
+    run = _analysis(tmp_path, "none", 0, 3.0, 1.0, planar=recovered)
+    reading = decoder_reading([("our recipe", ("none", 0), run)])
+    assert verdict in reading and f"lowers the bound by {recovered:.2f}" in reading
+
+
+def test_missing_analyses_are_shown_as_such(tmp_path):
+    entries = [("paper's recipe", ("none", 0), None), ("our recipe", ("none", 0), _analysis(tmp_path, "none", 0, 3, 1))]
+    rows = gap_table(entries)
+    assert rows[0]["−ln p(x)"] == "not analysed yet" and rows[0]["F*(x)"] == "—"
+    assert rows[1]["approximation gap"].startswith("3.0")
+    assert "Paper's recipe**: not analysed yet" in gap_reading(entries, _noise(0.1))
+    assert decoder_reading(entries) == "No diagonal model's decoder has been analysed yet."
+    assert len(plot_gaps(entries).patches) == 3  # one analysis: three stacked bars
