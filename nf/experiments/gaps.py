@@ -24,8 +24,9 @@ parameters fitted to each image alone (``local_planar_bound``, starting at the e
 flow), on the same draws as ``F*``.  If it barely beats ``F*`` of the model's own family, the decoder has made its
 posterior nearly as simple as that family.
 
-Each analysis is a cached entry of its own (experiment ``gaps``), keyed by the analysed run's key and the settings
-here, with the per-image numbers (``scores.pt``) and their means with paired standard errors (``metrics.json``).
+Each analysis is a cached entry of its own (experiment ``gaps``), keyed by the analysed run's config and the
+settings here, with the per-image numbers (``scores.pt``) and their means with paired standard errors
+(``metrics.json``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ from nf.validation import check_int
 
 GAP_IMAGES = 1000
 GAP_NLL_SAMPLES = 5000
-GAPS = ("inference", "approximation", "amortisation")
 
 
 def gap_config(

@@ -34,7 +34,16 @@ from nf.runs.cache import Run
 
 HALF = 0.5
 NOT_ANALYSED = "not analysed yet"
-GAP_COLUMNS = ("−ln p(x)", "F(x)", "F*(x)", "approximation gap", "amortisation gap", "bias of −ln p(x)", "converged")
+GAP_COLUMNS = (
+    "−ln p(x)",
+    "F(x)",
+    "F*(x)",
+    "approximation gap",
+    "amortisation gap",
+    "bias of −ln p(x)",
+    "converged",
+    "F* below −ln p(x)",
+)
 DIAGONAL = ("none", 0)
 Entry = tuple[str, tuple[str, int], Run | None]  # (recipe, model, analysis)
 
@@ -104,7 +113,8 @@ def _pm(value: tuple[float, float]) -> str:
 
 def gap_table(entries: list[Entry]) -> list[dict[str, str]]:
     """One row per analysis: model, recipe, ``-ln p(x)``, ``F``, ``F*``, the two gaps (± standard errors over the
-    images), the estimate's remaining bias and the share of images whose local fit converged."""
+    images), the estimate's remaining bias, the share of images whose local fit converged, and the images whose
+    ``F*`` lies below ``-ln p(x)`` by more than twice its standard error (a wrong estimate, if any)."""
     rows = []
     for recipe, model, run in entries:
         row = {"model": model_label(model), "recipe": recipe}
@@ -122,6 +132,7 @@ def gap_table(entries: list[Entry]) -> list[dict[str, str]]:
                 "amortisation gap": _pm(_mean_se(s["amortisation"])),
                 "bias of −ln p(x)": f"{m['nll_bias']:.3f}",
                 "converged": f"{m['converged']:.0%}",
+                "F* below −ln p(x)": f"{m['below_nll']} of {len(s['nll']):,}",
             }
         )
     return rows
