@@ -9,7 +9,7 @@ import torch
 
 from nf.experiments.gaps import gap_config, summarize_gaps
 from nf.experiments.mnist import mnist_config
-from nf.report.gaps import decoder_reading, gap_reading, gap_table, plot_gaps
+from nf.report.gaps import check_table, decoder_reading, gap_reading, gap_table, plot_gaps
 from nf.report.mnist_verdicts import SeedNoise
 from nf.runs.cache import cached_run
 
@@ -91,6 +91,8 @@ def test_missing_analyses_are_shown_as_such(tmp_path):
     rows = gap_table(entries)
     assert rows[0]["−ln p(x)"] == "not analysed yet" and rows[0]["F*(x)"] == "—"
     assert rows[1]["approximation gap"].startswith("3.0")
+    (check,) = check_table(entries)
+    assert check["F* below −ln p(x)"] == "0 of 1,000" and check["converged"] == "100%"
     assert "Paper's recipe**: not analysed yet" in gap_reading(entries, _noise(0.1))
     assert decoder_reading(entries) == "No diagonal model's decoder has been analysed yet."
     assert len(plot_gaps(entries).patches) == 3  # one analysis: three stacked bars

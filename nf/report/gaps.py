@@ -34,16 +34,8 @@ from nf.runs.cache import Run
 
 HALF = 0.5
 NOT_ANALYSED = "not analysed yet"
-GAP_COLUMNS = (
-    "−ln p(x)",
-    "F(x)",
-    "F*(x)",
-    "approximation gap",
-    "amortisation gap",
-    "bias of −ln p(x)",
-    "converged",
-    "F* below −ln p(x)",
-)
+GAP_COLUMNS = ("−ln p(x)", "F(x)", "F*(x)", "approximation gap", "amortisation gap")
+CHECK_COLUMNS = ("bias of −ln p(x)", "converged", "F* below −ln p(x)")
 DIAGONAL = ("none", 0)
 Entry = tuple[str, tuple[str, int], Run | None]  # (recipe, model, analysis)
 
@@ -112,9 +104,8 @@ def _pm(value: tuple[float, float]) -> str:
 
 
 def gap_table(entries: list[Entry]) -> list[dict[str, str]]:
-    """One row per analysis: model, recipe, ``-ln p(x)``, ``F``, ``F*``, the two gaps (± standard errors over the
-    images), the estimate's remaining bias, the share of images whose local fit converged, and the images whose
-    ``F*`` lies below ``-ln p(x)`` by more than twice its standard error (a wrong estimate, if any)."""
+    """One row per analysis: model, recipe, ``-ln p(x)``, ``F``, ``F*`` and the two gaps, ± standard errors over the
+    images."""
     rows = []
     for recipe, model, run in entries:
         row = {"model": model_label(model), "recipe": recipe}
@@ -122,19 +113,28 @@ def gap_table(entries: list[Entry]) -> list[dict[str, str]]:
             rows.append({**row, **dict.fromkeys(GAP_COLUMNS, "—"), "−ln p(x)": NOT_ANALYSED})
             continue
         m, s = run.metrics, _scores(run)
-        rows.append(
-            {
-                **row,
-                "−ln p(x)": _pm((m["nll"], m["nll_se"])),
-                "F(x)": _pm((m["bound"], m["bound_se"])),
-                "F*(x)": _pm((m["local_bound"], m["local_bound_se"])),
-                "approximation gap": _pm(_mean_se(s["approximation"])),
-                "amortisation gap": _pm(_mean_se(s["amortisation"])),
-                "bias of −ln p(x)": f"{m['nll_bias']:.3f}",
-                "converged": f"{m['converged']:.0%}",
-                "F* below −ln p(x)": f"{m['below_nll']} of {len(s['nll']):,}",
-            }
+        values = (
+            (m["nll"], m["nll_se"]),
+            (m["bound"], m["bound_se"]),
+            (m["local_bound"], m["local_bound_se"]),
+            _mean_se(s["approximation"]),
+            _mean_se(s["amortisation"]),
         )
+        rows.append({**row, **{column: _pm(v) for column, v in zip(GAP_COLUMNS, values)}})
+    return rows
+
+
+def check_table(entries: list[Entry]) -> list[dict[str, str]]:
+    """One row per analysis done: the estimate's remaining bias (``-ln p`` from half the draws minus from all), the
+    share of images whose local fit converged, and the images whose ``F*`` lies below ``-ln p(x)`` by more than
+    twice its standard error (a wrong estimate, if any)."""
+    rows = []
+    for recipe, model, run in entries:
+        if run is None:
+            continue
+        m = run.metrics
+        values = (f"{m['nll_bias']:.3f}", f"{m['converged']:.0%}", f"{m['below_nll']} of {run.config['images']:,}")
+        rows.append({"model": model_label(model), "recipe": recipe, **dict(zip(CHECK_COLUMNS, values))})
     return rows
 
 
