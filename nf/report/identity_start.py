@@ -157,6 +157,7 @@ def identity_start_rule() -> str:
 
 def identity_start_reading(verdict: Verdict) -> str:
     """The verdict as a sentence: ``verdict`` from ``conv_verdict``."""
+    claim = HYPOTHESIS[0].upper() + HYPOTHESIS[1:]
     if verdict.verdict == "not tested":
-        return f"*{HYPOTHESIS.capitalize()}*: **not tested**; {verdict.reason}."
-    return f"*{HYPOTHESIS.capitalize()}*: **{verdict.verdict}** (margin {verdict.margin:.1f} $u$); {verdict.reason}."
+        return f"*{claim}*: **not tested**; {verdict.reason}."
+    return f"*{claim}*: **{verdict.verdict}** (margin {verdict.margin:.1f} $u$); {verdict.reason}."
