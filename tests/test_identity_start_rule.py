@@ -8,7 +8,13 @@ import torch
 from test_mnist_study import fake_run
 
 from nf.experiments.mnist import mnist_config
-from nf.report.identity_start import LOSS_TOLERANCE, conv_verdict, identity_start_table, identity_start_verdict
+from nf.report.identity_start import (
+    LOSS_TOLERANCE,
+    conv_verdict,
+    identity_start_reading,
+    identity_start_table,
+    identity_start_verdict,
+)
 from nf.report.mnist_verdicts import SeedNoise
 
 IMAGES = 2000
@@ -66,6 +72,9 @@ def test_missing_runs_leave_the_hypothesis_untested(tmp_path):
     del identity[20]
     result = identity_start_verdict(random, identity, _noise(0.05))
     assert result.verdict == "not tested" and "conv K=20 (identity start)" in result.reason
+    assert identity_start_reading(result).startswith(
+        "*The identity start removes the convolutional flow's loss with K*: **not tested**; not trained yet: conv K=20"
+    )
 
 
 def test_the_table_and_the_verdict_read_the_ladder_and_its_identity_start(tmp_path):
