@@ -10,7 +10,7 @@ import torch
 import nf.experiments.mnist
 from nf.experiments.data import BinarizedMNIST
 from nf.experiments.mnist import fit_mnist, mnist_config
-from nf.experiments.trained import trained_model
+from nf.experiments.trained import parameters_entry, retrain_parameters, trained_model
 from nf.runs.cache import config_hash, lookup
 
 TINY = dict(flow="planar", length=2, updates=30, anneal_updates=10, eval_every=10, eval_samples=4)
@@ -204,3 +204,18 @@ def test_a_run_interrupted_several_times_resumes_where_it_stopped_to_the_same_nu
     for updates in (10, 20):
         config = mnist_config(**dict(settings, updates=updates))
         _same_run(lookup("mnist", config, tmp_path / "b"), lookup("mnist", config, tmp_path / "a"))
+
+
+@pytest.mark.slow
+def test_a_retrained_run_reproduces_its_scores_and_gives_its_model(tmp_path):
+    run = fit_mnist(tmp_path, **dict(TINY, protocol="test"))
+    assert not (run.path / "parameters.pt").exists() and parameters_entry(run, tmp_path) is None
+    with pytest.raises(ValueError, match="has no stored parameters.*retrain_parameters makes them"):
+        trained_model(run, tmp_path)
+    entry = retrain_parameters(run, tmp_path)
+    check = entry.metrics
+    assert check["cached"]["test_nll"] == run.metrics["test_nll"]
+    assert check["difference"] == {"test_nll": 0.0, "test_bound": 0.0, "test_kl": 0.0}  # deterministic here
+    model = trained_model(run, tmp_path)
+    assert sum(p.numel() for p in model.parameters()) == run.metrics["parameters"]
+    assert retrain_parameters(run, tmp_path).path == entry.path  # found, not retrained
