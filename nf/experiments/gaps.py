@@ -104,15 +104,15 @@ def analyse(model: DLGM, images: torch.Tensor, config: dict[str, Any]) -> dict[s
     return scores
 
 
+def mean_se(values: torch.Tensor) -> tuple[float, float]:
+    """The mean over the images and its standard error."""
+    return values.mean().item(), (values.std() / math.sqrt(len(values))).item()
+
+
 def summarize_gaps(scores: dict[str, torch.Tensor]) -> dict[str, float]:
     """Means over the images with standard errors: the three estimates, the three gaps (each paired, per image),
     the estimate's remaining bias, the share of images converged, and the images whose ``F*`` lies below
     ``-ln p(x)`` by more than twice their combined standard error."""
-    n = len(scores["nll"])
-
-    def mean_se(values: torch.Tensor) -> tuple[float, float]:
-        return values.mean().item(), (values.std() / math.sqrt(n)).item()
-
     gaps = {
         "inference": scores["bound"] - scores["nll"],
         "approximation": scores["local_bound"] - scores["nll"],

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from nf.experiments.comparisons import SIGNIFICANT
+from nf.experiments.gaps import mean_se
 from nf.report.mnist_verdicts import SeedNoise
 from nf.report.nice import model_label
 from nf.runs.cache import Run
@@ -95,10 +96,6 @@ def _scores(run: Run) -> dict[str, torch.Tensor]:
     }
 
 
-def _mean_se(values: torch.Tensor) -> tuple[float, float]:
-    return values.mean().item(), (values.std() / math.sqrt(len(values))).item()
-
-
 def _pm(value: tuple[float, float]) -> str:
     return f"{value[0]:.2f} ± {value[1]:.2f}"
 
@@ -117,8 +114,8 @@ def gap_table(entries: list[Entry]) -> list[dict[str, str]]:
             (m["nll"], m["nll_se"]),
             (m["bound"], m["bound_se"]),
             (m["local_bound"], m["local_bound_se"]),
-            _mean_se(s["approximation"]),
-            _mean_se(s["amortisation"]),
+            mean_se(s["approximation"]),
+            mean_se(s["amortisation"]),
         )
         rows.append({**row, **{column: _pm(v) for column, v in zip(GAP_COLUMNS, values)}})
     return rows
@@ -141,7 +138,7 @@ def check_table(entries: list[Entry]) -> list[dict[str, str]]:
 def gap_change(flow: Run, diagonal: Run, gap: str, noise: SeedNoise) -> tuple[float, float]:
     """The flow model's ``gap`` (``approximation`` or ``amortisation``) minus the diagonal model's, paired on the
     same images, with ``u = sqrt(se^2 + s^2)`` (module docstring)."""
-    d, se = _mean_se(_scores(flow)[gap] - _scores(diagonal)[gap])
+    d, se = mean_se(_scores(flow)[gap] - _scores(diagonal)[gap])
     return d, math.sqrt(se**2 + noise.gain["kl"] ** 2)
 
 
@@ -200,8 +197,8 @@ def decoder_reading(entries: list[Entry]) -> str:
             continue
         s = _scores(run)
         recovered = s["local_bound"] - s["planar_bound"]
-        d, se = _mean_se(recovered - HALF * s["approximation"])
-        gain, gap = _mean_se(recovered), _mean_se(s["approximation"])
+        d, se = mean_se(recovered - HALF * s["approximation"])
+        gain, gap = mean_se(recovered), mean_se(s["approximation"])
         if abs(d) <= SIGNIFICANT * se:
             called = f"not established whether it recovers more or less than {HALF:.0%} of it"
         elif d < 0:
