@@ -14,6 +14,7 @@ from nf.report.identity_start import (
     identity_start_reading,
     identity_start_table,
     identity_start_verdict,
+    start_sensitivity,
 )
 from nf.report.mnist_verdicts import SeedNoise
 
@@ -100,3 +101,24 @@ def test_the_table_and_the_verdict_read_the_ladder_and_its_identity_start(tmp_pa
             "identity start, minus diagonal"
         ]
     )
+
+
+def test_the_planar_sensitivity_check_reads_each_model_trained_with_both_starts(tmp_path):
+    common = {"protocol": "test", "updates": 50, "anneal_updates": 10}
+    models = (("planar", 20), ("planar", 80))
+    ladder = [mnist_config(flow=f, length=k, **common) for f, k in (("none", 0), *models)]
+    identity = [mnist_config(flow=f, length=k, flow_start="identity", **common) for f, k in models]
+    base = 90 + torch.randn(IMAGES, generator=torch.Generator().manual_seed(0))
+    shifts = [0.0, -0.5, -0.6, -0.55, -1.2]  # diagonal, random-start K=20, 80, identity-start K=20, 80
+    runs = [
+        fake_run(c, base + shift + 0.1 * torch.randn(IMAGES, generator=torch.Generator().manual_seed(i)), tmp_path)
+        for i, (c, shift) in enumerate(zip(ladder + identity, shifts))
+    ]
+    text = start_sensitivity((ladder, runs[:3]), (identity, runs[3:]), _noise(0.09), "planar")
+    assert "planar K=20 -0.05 ± 0.09 nats (not decided: within 2 u of zero)" in text  # 0.05 nat, under 2 u
+    assert "planar K=80 -0.60 ± 0.09 nats (decided)" in text
+    rows = identity_start_table((ladder, runs[:3]), (identity, runs[3:]), _noise(0.09), flow="planar")
+    assert [r["model"] for r in rows] == ["planar K=20", "planar K=80"]
+    assert identity_start_table((ladder, runs[:3]), (identity, runs[3:]), _noise(0.09), flow="conv") == []
+    waiting = start_sensitivity((ladder, runs[:3]), (identity, [runs[3], None]), _noise(0.09), "planar")
+    assert waiting.endswith("Not trained yet with both starts: planar K=80.")

@@ -104,11 +104,14 @@ def identity_start_table(
     ladder: tuple[list[dict[str, Any]], list[Run | None]],
     identity: tuple[list[dict[str, Any]], list[Run | None]],
     noise: SeedNoise,
+    flow: str | None = None,
 ) -> list[dict[str, str]]:
-    """Per model trained with both starts: its paired change in ``-ln p(x)`` from the diagonal model under each
-    start, and the identity-started model minus the randomly started one, each on the same test images with the
-    uncertainty of a difference between separately trained models, ``u = sqrt(se^2 + s^2)``."""
+    """Per model trained with both starts (of the family ``flow`` only, if given): its paired change in
+    ``-ln p(x)`` from the diagonal model under each start, and the identity-started model minus the randomly
+    started one, each on the same test images with the uncertainty of a difference between separately trained
+    models, ``u = sqrt(se^2 + s^2)``."""
     models, diagonal, runs = runs_by_start(ladder, identity)
+    models = [m for m in models if flow is None or m[0] == flow]
     s = noise.gain["nll"]
 
     def with_u(d: tuple[float, float]) -> str:
@@ -125,6 +128,34 @@ def identity_start_table(
         )
         rows.append(row)
     return rows
+
+
+def start_sensitivity(
+    ladder: tuple[list[dict[str, Any]], list[Run | None]],
+    identity: tuple[list[dict[str, Any]], list[Run | None]],
+    noise: SeedNoise,
+    flow: str,
+) -> str:
+    """For each ``flow`` model trained with both starts, the identity-started model minus the randomly started one
+    (paired, ``u = sqrt(se^2 + s^2)``) and whether the start decidedly changes it (beyond ``SIGNIFICANT`` u), as
+    one sentence; which models are still to train, if any."""
+    models, _, runs = runs_by_start(ladder, identity)
+    done, missing = [], []
+    for model in (m for m in models if m[0] == flow):
+        random, started = runs["random"].get(model), runs["identity"].get(model)
+        if random is None or started is None:
+            missing.append(model_label(model))
+            continue
+        d, se = paired_difference(random, started)
+        u = math.sqrt(se**2 + noise.gain["nll"] ** 2)
+        called = "decided" if margin(d, 0.0, u) > SIGNIFICANT else f"not decided: within {SIGNIFICANT:g} u of zero"
+        done.append(f"{model_label(model)} {d:+.2f} ± {u:.2f} nats ({called})")
+    text = []
+    if done:
+        text.append("The identity start minus the random start, in test $-\\ln p(x)$: " + "; ".join(done) + ".")
+    if missing:
+        text.append(f"Not trained yet with both starts: {', '.join(missing)}.")
+    return " ".join(text) or f"No {flow} model is trained with the identity start."
 
 
 def conv_verdict(
