@@ -84,6 +84,7 @@ def test_the_decoder_rule_on_both_sides_of_half_the_gap(tmp_path, recovered, ver
     run = _analysis(tmp_path, "none", 0, 3.0, 1.0, planar=recovered)
     reading = decoder_reading([("our recipe", ("none", 0), run)])
     assert verdict in reading and f"lowers the bound by {recovered:.2f}" in reading
+    assert f"Its bound ends {3.0 - recovered:.2f} ± 0.01 nats above" in reading  # the gap left, 0.1 sd per image
 
 
 def test_missing_analyses_are_shown_as_such(tmp_path):

@@ -209,10 +209,13 @@ def decoder_reading(entries: list[Entry]) -> str:
         else:
             called = f"more than {HALF:.0%} of it, decidedly: the diagonal family, not the decoder, limits the bound"
         length = run.config["local_planar"]
+        left = mean_se(s["planar_bound"] - s["nll"])
         text.append(
             f"**{recipe.capitalize()}.** On the diagonal model's decoder a planar flow of {length} layers "
             f"fitted to each image lowers the bound by {_pm(gain)} nats, of an approximation gap of {_pm(gap)}: "
-            f"{called} ({run.metrics['planar_converged']:.0%} of the fits converged)."
+            f"{called} ({run.metrics['planar_converged']:.0%} of the fits converged). Its bound ends "
+            f"{_pm(left)} nats above $-\\ln p(x)$, whose estimate is itself biased upward by about "
+            f"{run.metrics['nll_bias']:.2f}."
         )
     return "\n\n".join(text) or "No diagonal model's decoder has been analysed yet."
 
