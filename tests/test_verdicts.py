@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from nf.report.verdicts import (
@@ -10,6 +12,7 @@ from nf.report.verdicts import (
     falls_along,
     margin,
     not_tested,
+    shown_margin,
     table2_number,
     verdict_columns,
     with_paper_optimiser,
@@ -90,9 +93,12 @@ def test_beats_at_every_some_or_no_length():
     every = beats([(1.0, 0.1), (0.5, 0.2)], labels)
     assert every.verdict == "reproduced" and every.margin == pytest.approx(2.5) and every.ours == "+0.50 ± 0.20 (K=20)"
     some = beats([(1.0, 0.1), (0.1, 0.2)], labels)
-    assert some.verdict == "partly" and "decided at K=10 only" in some.reason and some.margin == pytest.approx(0.5)
+    assert some.verdict == "partly" and "decided at K=10 only" in some.reason
+    assert some.margin == pytest.approx(10.0) and some.ours == "+1.00 ± 0.10 (K=10)"  # the decided win, not K=20
     against = beats([(-1.0, 0.1), (0.1, 0.2)], labels, "B minus A")
-    assert against.verdict == "not reproduced"
+    assert against.verdict == "not reproduced" and against.margin == pytest.approx(10.0)
+    unsure = beats([(0.3, 0.2), (0.1, 0.2)], labels)
+    assert unsure.verdict == "not established" and unsure.margin == pytest.approx(0.5)
     assert against.reason == "B minus A: K=10: -1.00 ± 0.10, K=20: +0.10 ± 0.20; the other way at K=10"
     assert beats([(0.39, 0.2), (-0.3, 0.2)], labels).verdict == "not established"
     assert beats([(0.41, 0.2), (-0.3, 0.2)], labels).verdict == "partly"
@@ -157,3 +163,8 @@ def test_the_rules_are_written_out_from_the_constants(monkeypatch):
     monkeypatch.setattr(verdicts, "GAIN_FRACTION", 0.25)
     text = verdicts.verdict_rules()
     assert "at most 0.5 nat above the paper's" in text and "at least 25% of the paper's fall" in text
+
+
+def test_a_decided_margin_never_reads_as_the_threshold():
+    shown = [shown_margin(m) for m in (None, math.inf, 1.96, 2.04, 2.004, 2.06, 12.34)]
+    assert shown == ["—", "∞", "1.96", "2.04", "2.004", "2.1", "12.3"]

@@ -133,7 +133,7 @@ MNIST_LADDER: dict[str, Any] = {  # Table 2's rows (planar, NICE-perm), the NICE
         *[["radial", k] for k in (10, 20)],
         *[["conv", k] for k in (5, 10, 20)],
     ],
-    "seeded": [["none", 0], *[["planar", k] for k in (10, 20)]],
+    "seeded": [["none", 0], *[["planar", k] for k in (10, 20)], *[[f, 20] for f in ("nice-perm", "nice-perm+scale")]],
     "seeds": [0, 1, 2],
     "identity_start": [*[["conv", k] for k in (5, 10, 20)], *[["planar", k] for k in (20, 80)]],
     "common": {

@@ -32,7 +32,7 @@ from nf.experiments.comparisons import SIGNIFICANT, gain_difference, paired_diff
 from nf.report.mnist import NOT_TRAINED, signed
 from nf.report.mnist_verdicts import SeedNoise
 from nf.report.nice import model_label, seed0_models
-from nf.report.verdicts import Verdict, margin, not_tested
+from nf.report.verdicts import Verdict, margin, not_tested, shown_margin
 from nf.runs.cache import Run
 
 LOSS_TOLERANCE = 0.5  # nats: the most a longer identity-started conv flow may lose to conv K=5 for "removed"
@@ -191,4 +191,4 @@ def identity_start_reading(verdict: Verdict) -> str:
     claim = HYPOTHESIS[0].upper() + HYPOTHESIS[1:]
     if verdict.verdict == "not tested":
         return f"*{claim}*: **not tested**; {verdict.reason}."
-    return f"*{claim}*: **{verdict.verdict}** (margin {verdict.margin:.1f} $u$); {verdict.reason}."
+    return f"*{claim}*: **{verdict.verdict}** (margin {shown_margin(verdict.margin)} $u$); {verdict.reason}."

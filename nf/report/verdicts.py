@@ -23,8 +23,9 @@ number comes with its **uncertainty** ``u``:
 * **A threshold decides only beyond ``SIGNIFICANT`` uncertainties.**  Each
   verdict carries its **margin**: the distance of the deciding number from the
   rule's nearest threshold in units of ``u`` (for a rule with several
-  numbers, the closest call).  A margin of at most ``SIGNIFICANT`` cannot
-  decide, and the verdict says so.
+  numbers, the closest call among those that decide it: for ``beats``, the
+  decided wins, else the decided losses).  A margin of at most
+  ``SIGNIFICANT`` cannot decide, and the verdict says so.
 
 The rules:
 
@@ -68,6 +69,11 @@ replaced the paired standard error of one seed per model after every report
 run had been trained: a difference between two trained models of the size
 the seeds alone produce (planar ``K = 20`` trained with seed 0 and seed 2
 differs by five paired standard errors) had been called real.
+``beats`` first gave the closest call among *all* its comparisons as its
+margin, so a *partly* (decided at some lengths only) always showed a margin
+of at most ``SIGNIFICANT``, as if nothing were decided; its margin is now that
+of the comparisons that decide it (changed when the NICE scaling claim
+became *partly*; no verdict changes).
 """
 
 from __future__ import annotations
@@ -214,10 +220,13 @@ def beats(differences: Sequence[tuple[float, float]], labels: Sequence[str], nam
     text = (f"{names}: " if names else "") + ", ".join(
         f"{label}: {_plus_minus(d, u)}" for (d, u), label in zip(differences, labels)
     )
-    closest = min(range(len(differences)), key=margins.__getitem__)
-    shown = _plus_minus(*differences[closest]) + (f" ({labels[closest]})" if len(labels) > 1 else "")
     if losses:
         text += f"; the other way at {', '.join(losses)}"
+    # the deciding comparisons: the wins (reproduced, partly), else the losses (not reproduced), else all of them;
+    # the verdict's number and margin are the closest call among them
+    deciding = wins or losses or list(labels)
+    closest = min((i for i, label in enumerate(labels) if label in deciding), key=margins.__getitem__)
+    shown = _plus_minus(*differences[closest]) + (f" ({labels[closest]})" if len(labels) > 1 else "")
     if len(wins) == len(differences):
         return Verdict("reproduced", text, shown, margins[closest])
     if wins:
@@ -241,13 +250,26 @@ def with_paper_optimiser(report: Verdict, paper_optimiser: Verdict) -> Verdict:
     return report
 
 
+def shown_margin(m: float | None) -> str:
+    """A margin to one decimal, or to as many more (up to four) as keep it from rounding onto ``SIGNIFICANT`` (a
+    decided 2.04 must not read as the undecided 2.0); "—" for none, "∞" for an exact number."""
+    if m is None:
+        return "—"
+    if math.isinf(m):
+        return "∞"
+    for decimals in (1, 2, 3):
+        if float(f"{m:.{decimals}f}") != SIGNIFICANT:
+            return f"{m:.{decimals}f}"
+    return f"{m:.4f}"
+
+
 def verdict_columns(verdict: Verdict) -> dict[str, str]:
     """A verdict as the columns of a claims table: ``ours`` (the deciding number), ``verdict``, ``margin`` and
     ``evidence``."""
     return {
         "ours": verdict.ours or "—",
         "verdict": verdict.verdict,
-        "margin": "—" if verdict.margin is None else ("∞" if math.isinf(verdict.margin) else f"{verdict.margin:.1f}"),
+        "margin": shown_margin(verdict.margin),
         "evidence": verdict.reason,
     }
 
