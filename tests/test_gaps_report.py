@@ -9,7 +9,7 @@ import torch
 
 from nf.experiments.gaps import gap_config, summarize_gaps
 from nf.experiments.mnist import mnist_config
-from nf.report.gaps import check_table, decoder_reading, gap_reading, gap_table, plot_gaps
+from nf.report.gaps import check_table, convergence_table, decoder_reading, gap_reading, gap_table, plot_gaps
 from nf.report.mnist_verdicts import SeedNoise
 from nf.runs.cache import cached_run
 
@@ -97,3 +97,36 @@ def test_missing_analyses_are_shown_as_such(tmp_path):
     assert "Paper's recipe**: not analysed yet" in gap_reading(entries, _noise(0.1))
     assert decoder_reading(entries) == "No diagonal model's decoder has been analysed yet."
     assert len(plot_gaps(entries).patches) == 3  # one analysis: three stacked bars
+
+
+def _check(tmp_path, standard, lowered: float, images: int = 100):
+    """The convergence check of ``standard``: its first ``images`` images, each bound lowered by ``lowered`` on
+    average (noise of sd 0.05 per image), with a Monte Carlo error of 0.05 per image."""
+    scores = {k: v[:images] for k, v in standard.load_tensors("scores.pt").items()}
+    generator = torch.Generator().manual_seed(7)
+    for bound in ("local_bound", "planar_bound"):
+        if bound in scores:
+            scores[bound] = (
+                scores[bound] - lowered + 0.05 * torch.randn(images, generator=generator, dtype=torch.float64)
+            )
+    config = gap_config(
+        standard.config["run"], images, local_planar=standard.config["local_planar"], fit={"rate_cuts": 4}
+    )
+
+    def write(config, folder, checkpoint):
+        torch.save(scores, folder / "scores.pt")
+        (folder / "metrics.json").write_text(json.dumps(summarize_gaps(scores)))
+
+    return cached_run("gaps", config, write, tmp_path)
+
+
+@pytest.mark.parametrize("lowered,converged", [(0.0, "yes"), (0.04, "yes"), (0.3, "no: 0.25 beyond")])
+def test_the_convergence_check_on_both_sides_of_the_estimators_error(tmp_path, lowered, converged):
+    standard = _analysis(tmp_path, "none", 0, 3.0, 1.0, planar=2.0)
+    entries = [("our recipe", ("none", 0), standard), ("our recipe", ("planar", 20), None)]
+    checks = [("our recipe", ("none", 0), _check(tmp_path, standard, lowered)), ("our recipe", ("planar", 20), None)]
+    rows = convergence_table(entries, checks)
+    assert [r["bound"] for r in rows] == ["F*(x)", "planar bound"]  # the model without analyses has no row
+    assert rows[0]["Monte Carlo error"] == "0.05" and rows[0]["longer fit"] == "100 images, 4 cuts, ≤ 5,000 steps"
+    assert rows[0]["lowered by"].startswith(f"{lowered:.2f} ± 0.0")
+    assert [r["converged"] for r in rows] == [converged, converged]

@@ -130,6 +130,26 @@ def gap_entries(parameters: dict[str, Any]) -> list[GapEntry]:
     return entries
 
 
+def gap_check_entries(parameters: dict[str, Any]) -> list[GapEntry]:
+    """The convergence check of each of ``gap_entries`` (``nf.report.gaps``): the same analysis on its first
+    ``check["images"]`` images with the fit settings ``check["fit"]`` (a longer optimisation) on top of ``fit``."""
+    check = parameters["check"]
+    return [
+        (
+            recipe,
+            model,
+            gap_config(
+                config["run"],
+                check["images"],
+                config["nll_samples"],
+                config["local_planar"],
+                {**parameters["fit"], **check["fit"]},
+            ),
+        )
+        for recipe, model, config in gap_entries(parameters)
+    ]
+
+
 def gap_runs(
     entries: list[GapEntry], results_dir: str | None = None, data_root: str | None = None, train: bool = False
 ) -> list[tuple[str, tuple[str, int], Any]]:
@@ -170,7 +190,7 @@ def chapter_configs(
         study, ladder, regime, _ = _mnist_runs(p)
         return study + ladder + regime
     if chapter == "gaps":
-        return [("gaps", config) for _, _, config in gap_entries(p)]
+        return [("gaps", config) for _, _, config in gap_entries(p) + gap_check_entries(p)]
     return []
 
 
