@@ -97,6 +97,9 @@ def test_missing_analyses_are_shown_as_such(tmp_path):
     assert "Paper's recipe**: not analysed yet" in gap_reading(entries, _noise(0.1))
     assert decoder_reading(entries) == "No diagonal model's decoder has been analysed yet."
     assert len(plot_gaps(entries).patches) == 3  # one analysis: three stacked bars
+    fitted = [("our recipe", ("none", 0), _analysis(tmp_path, "none", 0, 3, 1, planar=2.0))]
+    (ticks,) = plot_gaps(fitted).collections  # the decoder's planar fit, at its bound
+    assert ticks.get_offsets()[0][0] == pytest.approx(fitted[0][2].metrics["planar_bound"])
 
 
 def _check(tmp_path, standard, lowered: float, images: int = 100):
