@@ -9,7 +9,15 @@ import torch
 
 from nf.experiments.gaps import gap_config, summarize_gaps
 from nf.experiments.mnist import mnist_config
-from nf.report.gaps import check_table, convergence_table, decoder_reading, gap_reading, gap_table, plot_gaps
+from nf.report.gaps import (
+    check_table,
+    convergence_table,
+    decoder_reading,
+    gap_reading,
+    gap_table,
+    gaps_at_a_glance,
+    plot_gaps,
+)
 from nf.report.mnist_verdicts import SeedNoise
 from nf.runs.cache import cached_run
 
@@ -133,3 +141,19 @@ def test_the_convergence_check_on_both_sides_of_the_estimators_error(tmp_path, l
     assert rows[0]["Monte Carlo error"] == "0.05" and rows[0]["longer fit"] == "100 images, 4 cuts, ≤ 5,000 steps"
     assert rows[0]["lowered by"].startswith(f"{lowered:.2f} ± 0.0")
     assert [r["converged"] for r in rows] == [converged, converged]
+
+
+def test_the_chapter_in_a_paragraph(tmp_path):
+    diagonal = _analysis(tmp_path, "none", 0, 3.0, 1.0, planar=2.0)
+    entries = [
+        ("our recipe", ("none", 0), diagonal),
+        ("our recipe", ("planar", 80), _analysis(tmp_path, "planar", 80, 2.0, 1.0, seed=1)),
+        ("paper's recipe", ("none", 0), None),
+    ]
+    text = gaps_at_a_glance(entries, _noise(0.1))
+    assert text.startswith("2 of 3 models analysed so far: diagonal (our recipe): approximation gap 3.0")
+    assert "and a planar flow fitted per image on its decoder recovers 2.00 ± 0.00 of the first" in text
+    assert text.endswith("Our recipe: at the longest planar flow (planar K=80) the flow closes the approximation gap.")
+    assert (
+        gaps_at_a_glance([("our recipe", ("none", 0), None)], _noise(0.1)) == "No trained model has been analysed yet."
+    )

@@ -192,45 +192,84 @@ def _called(d: tuple[float, float]) -> str:
     return "smaller" if d[0] < 0 else "larger"
 
 
+def _by_recipe(entries: list[Entry]) -> dict[str, dict[tuple[str, int], Run]]:
+    """The analysed models of each recipe, in the entries' order."""
+    found: dict[str, dict[tuple[str, int], Run]] = {}
+    for recipe, model, run in entries:
+        found.setdefault(recipe, {})
+        if run is not None:
+            found[recipe][model] = run
+    return found
+
+
+def _changes(flow: Run, diagonal: Run, noise: SeedNoise) -> dict[str, tuple[float, float]]:
+    return {gap: gap_change(flow, diagonal, gap, noise) for gap in ("approximation", "amortisation")}
+
+
+def which_gap_closes(found: dict[tuple[str, int], Run], noise: SeedNoise) -> str | None:
+    """The gap (or gaps) decidedly smaller at the longest analysed planar flow than at the diagonal model of the
+    same recipe (``found``: the recipe's analyses by model), as a sentence; None without both analyses."""
+    planar = [m for m in found if m[0] == "planar"]
+    if DIAGONAL not in found or not planar:
+        return None
+    longest = max(planar, key=lambda m: m[1])
+    changes = _changes(found[longest], found[DIAGONAL], noise)
+    smaller = [gap for gap, d in changes.items() if _called(d) == "smaller"]
+    return (
+        f"At the longest planar flow ({model_label(longest)}) the flow closes "
+        + (" and ".join(f"the {gap} gap" for gap in smaller) if smaller else "neither gap decidedly")
+        + "."
+    )
+
+
 def gap_reading(entries: list[Entry], noise: SeedNoise) -> str:
     """Per recipe: each flow model's change in both gaps from the diagonal model, and which gap the longest planar
     flow closes, by the module's rules (Markdown)."""
-    recipes = list(dict.fromkeys(recipe for recipe, _, _ in entries))
     text = []
-    for recipe in recipes:
-        found = {model: run for r, model, run in entries if r == recipe and run is not None}
+    for recipe, found in _by_recipe(entries).items():
         diagonal = found.get(DIAGONAL)
         flows = [m for m in found if m != DIAGONAL]
         if diagonal is None or not flows:
             text.append(f"**{recipe.capitalize()}**: not analysed yet (needs the diagonal model and a flow).")
             continue
-        parts, verdicts = [], {}
+        parts = []
         for model in flows:
-            changes = {gap: gap_change(found[model], diagonal, gap, noise) for gap in ("approximation", "amortisation")}
-            verdicts[model] = {gap: _called(d) for gap, d in changes.items()}
-            parts.append(
-                f"{model_label(model)}: approximation gap {changes['approximation'][0]:+.2f} ± "
-                f"{changes['approximation'][1]:.2f} ({verdicts[model]['approximation']}), amortisation gap "
-                f"{changes['amortisation'][0]:+.2f} ± {changes['amortisation'][1]:.2f} "
-                f"({verdicts[model]['amortisation']})"
-            )
-        planar = [m for m in flows if m[0] == "planar"]
-        closes = ""
-        if planar:
-            longest = max(planar, key=lambda m: m[1])
-            smaller = [gap for gap, v in verdicts[longest].items() if v == "smaller"]
-            closes = (
-                f" At the longest planar flow ({model_label(longest)}) the flow closes "
-                + (" and ".join(f"the {gap} gap" for gap in smaller) if smaller else "neither gap decidedly")
-                + "."
-            )
+            changes = _changes(found[model], diagonal, noise)
+            gaps = ", ".join(f"{gap} gap {d:+.2f} ± {u:.2f} ({_called((d, u))})" for gap, (d, u) in changes.items())
+            parts.append(f"{model_label(model)}: {gaps}")
+        closes = which_gap_closes(found, noise)
         text.append(
             f"**{recipe.capitalize()}**, each flow minus the diagonal model (paired, nats): "
             + "; ".join(parts)
             + "."
-            + closes
+            + (f" {closes}" if closes else "")
         )
     return "\n\n".join(text)
+
+
+def gaps_at_a_glance(entries: list[Entry], noise: SeedNoise) -> str:
+    """The chapter in a paragraph: how many analyses are done, each analysed model's two gaps, what a planar flow
+    fitted on a diagonal model's decoder recovers, and which gap the flows close per recipe (Markdown)."""
+    done = [(recipe, model, run) for recipe, model, run in entries if run is not None]
+    if not done:
+        return "No trained model has been analysed yet."
+    parts = []
+    for recipe, model, run in done:
+        s = _scores(run)
+        part = (
+            f"{model_label(model)} ({recipe}): approximation gap {_pm(mean_se(s['approximation']))}, amortisation "
+            f"gap {_pm(mean_se(s['amortisation']))} nats"
+        )
+        if "planar_bound" in s:
+            recovered = _pm(mean_se(s["local_bound"] - s["planar_bound"]))
+            part += f", and a planar flow fitted per image on its decoder recovers {recovered} of the first"
+        parts.append(part)
+    closes = [
+        f"{recipe.capitalize()}: {sentence[0].lower()}{sentence[1:]}"
+        for recipe, found in _by_recipe(entries).items()
+        if (sentence := which_gap_closes(found, noise))
+    ]
+    return " ".join([f"{len(done)} of {len(entries)} models analysed so far: " + "; ".join(parts) + ".", *closes])
 
 
 def decoder_reading(entries: list[Entry]) -> str:
