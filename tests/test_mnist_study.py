@@ -286,5 +286,5 @@ def test_a_comparison_averaged_over_seeds_says_so(tmp_path):
     rows = {r["claim"]: r for r in mnist_verdicts(STUDY, {}, configs, made)}
     scaling = rows["NICE's diagonal scaling layer helps (an open question of earlier reproductions)"]
     assert "NICE-perm K=20: +0.30 ± " in scaling["evidence"]
-    assert "+0.30 ± 0.01 (NICE-perm K=20: mean of 3 seeds); not trained yet" in scaling["evidence"]
+    assert "with the scaling (NICE-perm K=20: mean of 3 seeds): NICE-perm K=20: +0.30 ± 0.01" in scaling["evidence"]
     assert scaling["verdict"] == "not tested"  # NICE-orth is not in this ladder

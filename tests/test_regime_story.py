@@ -45,7 +45,7 @@ def test_the_story_at_the_full_budget(tmp_path, k20, k80, story, k20_reading):
 def test_a_shrinking_gain_is_judged_on_the_same_images(tmp_path):
     gains = {20: {100_000: -3.0, 300_000: -0.5}, 80: {100_000: -4.0, 300_000: -1.0}}
     text = story_reading(*_regime(tmp_path, gains), _noise(0.1))
-    assert "the gain changed by +2.50 ± 0.10 since 100,000: less than 50% of the paper's gain, and shrinking" in text
+    assert "changed by +2.50 ± 0.10 since 100,000: less than 50% of the paper's gain, decidedly, and shrinking" in text
 
 
 def test_runs_short_of_the_full_budget_leave_the_story_untested(tmp_path):
@@ -61,5 +61,18 @@ def test_runs_short_of_the_full_budget_leave_the_story_untested(tmp_path):
     assert "planar K=20: *not tested* (no budget point of both runs yet)" in empty
 
 
-def test_the_rule_is_written_from_the_constants():
+def test_a_small_gain_that_did_not_shrink_is_neither_story(tmp_path):
+    grown = story_reading(*_regime(tmp_path / "grown", {20: {100_000: -0.2, 300_000: -0.8}}), _noise(0.1))
+    assert "-0.80 ± 0.10 at 300,000 updates (paper -3.4); the gain changed by -0.60 ± 0.10 since 100,000: " in grown
+    assert "less than 50% of the paper's gain, decidedly, but not decidedly shrinking" in grown
+    alone = story_reading(*_regime(tmp_path / "alone", {20: {300_000: -0.5}}), _noise(0.1))
+    assert (
+        "-0.50 ± 0.10 at 300,000 updates (paper -3.4): less than 50% of the paper's gain, decidedly, but no " in alone
+    )
+
+
+def test_the_rule_is_written_from_the_constants(monkeypatch):
     assert "at least 50% of $P$ by more than 2 uncertainties" in story_rule()
+    monkeypatch.setattr("nf.report.regime_story.GAIN_FRACTION", 0.25)
+    monkeypatch.setattr("nf.report.regime_story.SIGNIFICANT", 3.0)
+    assert "at least 25% of $P$ by more than 3 uncertainties" in story_rule()

@@ -166,5 +166,5 @@ def test_the_rules_are_written_out_from_the_constants(monkeypatch):
 
 
 def test_a_decided_margin_never_reads_as_the_threshold():
-    shown = [shown_margin(m) for m in (None, math.inf, 1.96, 2.04, 2.004, 2.06, 12.34)]
-    assert shown == ["—", "∞", "1.96", "2.04", "2.004", "2.1", "12.3"]
+    shown = [shown_margin(m) for m in (None, math.inf, 1.96, 2.0, 2.04, 2.004, 2.06, 12.34)]
+    assert shown == ["—", "∞", "2.0", "2.0", "2.04", "2.004", "2.1", "12.3"]  # undecided up to 2.0 itself

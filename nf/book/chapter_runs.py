@@ -134,6 +134,11 @@ def gap_check_entries(parameters: dict[str, Any]) -> list[GapEntry]:
     """The convergence check of each of ``gap_entries`` (``nf.report.gaps``): the same analysis on its first
     ``check["images"]`` images with the fit settings ``check["fit"]`` (a longer optimisation) on top of ``fit``."""
     check = parameters["check"]
+    if check["images"] > parameters["images"]:
+        raise ValueError(
+            f"check images={check['images']} exceeds images={parameters['images']}: the check repeats an analysis "
+            "on its first images"
+        )
     return [
         (
             recipe,

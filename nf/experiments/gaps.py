@@ -100,7 +100,12 @@ def analyse(model: DLGM, images: torch.Tensor, config: dict[str, Any]) -> dict[s
     )
     if config["local_planar"]:
         planar = local_planar_bound(model, images, config["local_planar"], fit)
-        scores.update(planar_bound=planar.bound.double(), planar_steps=planar.steps, planar_converged=planar.converged)
+        scores.update(
+            planar_bound=planar.bound.double(),
+            planar_bound_se=planar.bound_se.double(),
+            planar_steps=planar.steps,
+            planar_converged=planar.converged,
+        )
     return scores
 
 

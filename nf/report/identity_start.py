@@ -155,7 +155,7 @@ def start_sensitivity(
         text.append("The identity start minus the random start, in test $-\\ln p(x)$: " + "; ".join(done) + ".")
     if missing:
         text.append(f"Not trained yet with both starts: {', '.join(missing)}.")
-    return " ".join(text) or f"No {flow} model is trained with the identity start."
+    return " ".join(text) or f"No {flow} model is planned with the identity start."
 
 
 def conv_verdict(

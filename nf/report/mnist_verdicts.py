@@ -124,11 +124,11 @@ def _beats_so_far(groups: Groups, comparisons: list[tuple[str, Model, Model]], n
     missing = [f"{m[0]} K={m[1]}" for _, *pair in comparisons for m in pair if m not in groups]
     if not trained:
         return not_tested(", ".join(dict.fromkeys(missing)))
-    verdict = beats([gain(groups, a, b, noise) for _, a, b in trained], [label for label, _, _ in trained], names)
     seeds = {label: len(set(groups[a]) & set(groups[b])) for label, a, b in trained}
     averaged = [f"{label}: mean of {n} seeds" for label, n in seeds.items() if n > 1]
     if averaged:
-        verdict = verdict.explained(f"{verdict.reason} ({'; '.join(averaged)})")
+        names += f" ({'; '.join(averaged)})"
+    verdict = beats([gain(groups, a, b, noise) for _, a, b in trained], [label for label, _, _ in trained], names)
     return verdict if not missing else not_tested(", ".join(dict.fromkeys(missing)), verdict.reason, verdict.ours)
 
 

@@ -72,13 +72,17 @@ def model_story(
     target = GAIN_FRACTION * paper
     if margin(d, target, u) > SIGNIFICANT and d < target:
         return "kept", f"{text}: at least {GAIN_FRACTION:.0%} of the paper's gain, decidedly"
-    if first != full and margin(d, target, u) > SIGNIFICANT:
-        shrink, se = gain_difference((diagonal[first], flow[first]), (diagonal[full], flow[full]))
-        shrink_u = math.sqrt(se**2 + noise.gain["nll"] ** 2)
-        text += f"; the gain changed by {shrink:+.2f} ± {shrink_u:.2f} since {first:,}"
-        if shrink > 0 and margin(shrink, 0.0, shrink_u) > SIGNIFICANT:
-            return "transient", f"{text}: less than {GAIN_FRACTION:.0%} of the paper's gain, and shrinking"
-    return "neither decided", f"{text}: within {SIGNIFICANT:g} uncertainties of a threshold of the rule"
+    if margin(d, target, u) <= SIGNIFICANT:
+        return "neither decided", f"{text}: within {SIGNIFICANT:g} uncertainties of {GAIN_FRACTION:.0%} of the paper's"
+    short = f"less than {GAIN_FRACTION:.0%} of the paper's gain, decidedly"
+    if first == full:
+        return "neither decided", f"{text}: {short}, but no earlier budget point shows whether it shrank"
+    shrink, se = gain_difference((diagonal[first], flow[first]), (diagonal[full], flow[full]))
+    shrink_u = math.sqrt(se**2 + noise.gain["nll"] ** 2)
+    text += f"; the gain changed by {shrink:+.2f} ± {shrink_u:.2f} since {first:,}"
+    if shrink > 0 and margin(shrink, 0.0, shrink_u) > SIGNIFICANT:
+        return "transient", f"{text}: {short}, and shrinking"
+    return "neither decided", f"{text}: {short}, but not decidedly shrinking"
 
 
 def story_reading(configs: list[dict[str, Any]], found: list[dict[int, Run]], noise: SeedNoise) -> str:

@@ -224,8 +224,10 @@ def beats(differences: Sequence[tuple[float, float]], labels: Sequence[str], nam
         text += f"; the other way at {', '.join(losses)}"
     # the deciding comparisons: the wins (reproduced, partly), else the losses (not reproduced), else all of them;
     # the verdict's number and margin are the closest call among them
-    deciding = wins or losses or list(labels)
-    closest = min((i for i, label in enumerate(labels) if label in deciding), key=margins.__getitem__)
+    decided = [i for i, m in enumerate(margins) if _decided(m)]
+    wins_at = [i for i in decided if differences[i][0] > 0]
+    deciding = wins_at or decided or list(range(len(differences)))  # decided wins, else decided losses, else all
+    closest = min(deciding, key=margins.__getitem__)
     shown = _plus_minus(*differences[closest]) + (f" ({labels[closest]})" if len(labels) > 1 else "")
     if len(wins) == len(differences):
         return Verdict("reproduced", text, shown, margins[closest])
@@ -251,14 +253,15 @@ def with_paper_optimiser(report: Verdict, paper_optimiser: Verdict) -> Verdict:
 
 
 def shown_margin(m: float | None) -> str:
-    """A margin to one decimal, or to as many more (up to four) as keep it from rounding onto ``SIGNIFICANT`` (a
-    decided 2.04 must not read as the undecided 2.0); "—" for none, "∞" for an exact number."""
+    """A margin to one decimal, or, for a decided one (above ``SIGNIFICANT``), to as many more (up to four) as keep it
+    from rounding onto ``SIGNIFICANT`` (a decided 2.04 must not read as the undecided 2.0); "—" for none, "∞" for an
+    exact number."""
     if m is None:
         return "—"
     if math.isinf(m):
         return "∞"
     for decimals in (1, 2, 3):
-        if float(f"{m:.{decimals}f}") != SIGNIFICANT:
+        if m <= SIGNIFICANT or float(f"{m:.{decimals}f}") != SIGNIFICANT:
             return f"{m:.{decimals}f}"
     return f"{m:.4f}"
 
