@@ -116,7 +116,7 @@ def story_reading(configs: list[dict[str, Any]], found: list[dict[int, Run]], no
         )
     else:
         verdict = "**Neither story is decided**: the models read differently, or within the rule's uncertainty."
-    return verdict + " " + "; ".join(parts) + "."
+    return verdict + " By model: " + "; ".join(parts) + "."
 
 
 def story_rule() -> str:
