@@ -53,7 +53,11 @@ def _analysis(tmp_path, flow: str, length: int, approximation: float, amortisati
             planar_converged=torch.ones(IMAGES, dtype=torch.bool),
         )
     run = mnist_config(flow=flow, length=length, protocol="test")
-    config = gap_config(run, local_planar=40 if planar is not None else 0)
+    return _cached(gap_config(run, local_planar=40 if planar is not None else 0), scores, tmp_path)
+
+
+def _cached(config, scores, tmp_path):
+    """The analysis of ``config`` cached with the per-image ``scores`` and their summary."""
 
     def write(config, folder, checkpoint):
         torch.save(scores, folder / "scores.pt")
@@ -128,12 +132,7 @@ def _check(tmp_path, standard, lowered: float, images: int = 100, noise: float =
     config = gap_config(
         standard.config["run"], images, local_planar=standard.config["local_planar"], fit={"rate_cuts": 4}
     )
-
-    def write(config, folder, checkpoint):
-        torch.save(scores, folder / "scores.pt")
-        (folder / "metrics.json").write_text(json.dumps(summarize_gaps(scores)))
-
-    return cached_run("gaps", config, write, tmp_path)
+    return _cached(config, scores, tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -167,6 +167,11 @@ def gap_runs(
     return found
 
 
+def gap_evidence(profile: str = "report") -> list[tuple[str, tuple[str, int], Any]]:
+    """The gaps chapter's analyses under ``profile`` (``gap_entries`` with their cached analyses; never trains)."""
+    return gap_runs(gap_entries(chapter_parameters("gaps", profile)))
+
+
 def paper_updates() -> dict[str, int]:
     """The number of updates of one run under the ``paper`` profile, per experiment (toy, MNIST)."""
     return {

@@ -28,9 +28,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from nf.experiments.comparisons import SIGNIFICANT, gain_difference, paired_difference
+from nf.experiments.comparisons import SIGNIFICANT, gain_difference
 from nf.report.mnist import NOT_TRAINED, signed
-from nf.report.mnist_verdicts import SeedNoise
+from nf.report.mnist_verdicts import SeedNoise, separately_trained
 from nf.report.nice import model_label, seed0_models
 from nf.report.verdicts import Verdict, margin, not_tested, shown_margin
 from nf.runs.cache import Run
@@ -43,8 +43,7 @@ HYPOTHESIS = "the identity start removes the convolutional flow's loss with K"
 def loss_with_length(runs: dict[int, Run], noise: SeedNoise) -> tuple[float, float]:
     """``L = g(LONG) - g(SHORT)``, paired on the same test images, with ``u = sqrt(se^2 + s^2)``; ``runs``: the conv
     runs of one start by length."""
-    d, se = paired_difference(runs[SHORT], runs[LONG])
-    return d, math.sqrt(se**2 + noise.gain["nll"] ** 2)
+    return separately_trained(runs[SHORT], runs[LONG], noise)
 
 
 def start_change(random: dict[int, Run], identity: dict[int, Run], noise: SeedNoise) -> tuple[float, float]:
@@ -112,19 +111,15 @@ def identity_start_table(
     models, ``u = sqrt(se^2 + s^2)``."""
     models, diagonal, runs = runs_by_start(ladder, identity)
     models = [m for m in models if flow is None or m[0] == flow]
-    s = noise.gain["nll"]
-
-    def with_u(d: tuple[float, float]) -> str:
-        return signed((d[0], math.sqrt(d[1] ** 2 + s**2)))
 
     rows = []
     for model in models:
         random, started = runs["random"].get(model), runs["identity"].get(model)
         row = {"model": model_label(model)}
         for column, run in (("random start, minus diagonal", random), ("identity start, minus diagonal", started)):
-            row[column] = with_u(paired_difference(diagonal, run)) if diagonal and run else NOT_TRAINED
+            row[column] = signed(separately_trained(diagonal, run, noise)) if diagonal and run else NOT_TRAINED
         row["identity minus random start"] = (
-            with_u(paired_difference(random, started)) if random and started else NOT_TRAINED
+            signed(separately_trained(random, started, noise)) if random and started else NOT_TRAINED
         )
         rows.append(row)
     return rows
@@ -146,8 +141,7 @@ def start_sensitivity(
         if random is None or started is None:
             missing.append(model_label(model))
             continue
-        d, se = paired_difference(random, started)
-        u = math.sqrt(se**2 + noise.gain["nll"] ** 2)
+        d, u = separately_trained(random, started, noise)
         called = "decided" if margin(d, 0.0, u) > SIGNIFICANT else f"not decided: within {SIGNIFICANT:g} u of zero"
         done.append(f"{model_label(model)} {d:+.2f} ± {u:.2f} nats ({called})")
     text = []

@@ -63,6 +63,14 @@ class SeedNoise:
     measured_on: str
 
 
+def separately_trained(a: Run, b: Run, noise: SeedNoise) -> tuple[float, float]:
+    """``b - a`` in ``-ln p(x)``, paired on the same images, with the uncertainty of a difference between two
+    separately trained models (one seed each): ``u = sqrt(se^2 + s^2)``, ``s`` the spread over training seeds of a
+    paired gain."""
+    d, se = paired_difference(a, b)
+    return d, with_uncertainty(se, noise.gain["nll"])
+
+
 def seed_noise(configs: list[dict[str, Any]], runs: list[Run | None]) -> SeedNoise:
     """The spread over training seeds, measured on the models trained with at least two seeds (module docstring);
     zero where no model has two."""

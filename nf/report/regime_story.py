@@ -28,14 +28,13 @@ The story the data supports: *the gains last* if every model is *kept*, *the gai
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from nf.experiments.comparisons import SIGNIFICANT, gain_difference, paired_difference
+from nf.experiments.comparisons import SIGNIFICANT, gain_difference
 from nf.report.mnist import model_key, paper_key
-from nf.report.mnist_verdicts import SeedNoise
+from nf.report.mnist_verdicts import SeedNoise, separately_trained
 from nf.report.paper import TABLE2_NEG_LOG_LIKELIHOOD
-from nf.report.verdicts import GAIN_FRACTION, margin
+from nf.report.verdicts import GAIN_FRACTION, margin, with_uncertainty
 from nf.runs.cache import Run
 
 STORY_MODELS = (("planar", 20), ("planar", 80))
@@ -48,11 +47,6 @@ def paper_gain(model: tuple[str, int]) -> float:
     return TABLE2_NEG_LOG_LIKELIHOOD[paper_key(*model)] - TABLE2_NEG_LOG_LIKELIHOOD[paper_key(*DIAGONAL)]
 
 
-def _gain(diagonal: Run, flow: Run, noise: SeedNoise) -> tuple[float, float]:
-    d, se = paired_difference(diagonal, flow)
-    return d, math.sqrt(se**2 + noise.gain["nll"] ** 2)
-
-
 def model_story(
     diagonal: dict[int, Run], flow: dict[int, Run], full: int, paper: float, noise: SeedNoise
 ) -> tuple[str, str]:
@@ -63,7 +57,7 @@ def model_story(
     if not shared:
         return "not tested", "no budget point of both runs yet"
     first, last = shared[0], shared[-1]
-    gains = {b: _gain(diagonal[b], flow[b], noise) for b in dict.fromkeys((first, last))}
+    gains = {b: separately_trained(diagonal[b], flow[b], noise) for b in dict.fromkeys((first, last))}
     text = ", ".join(f"{d:+.2f} ± {u:.2f} at {b:,}" for b, (d, u) in gains.items())
     text = f"gain over the diagonal model {text} updates (paper {paper:+.1f})"
     if last != full:
@@ -78,7 +72,7 @@ def model_story(
     if first == full:
         return "neither decided", f"{text}: {short}, but no earlier budget point shows whether it shrank"
     shrink, se = gain_difference((diagonal[first], flow[first]), (diagonal[full], flow[full]))
-    shrink_u = math.sqrt(se**2 + noise.gain["nll"] ** 2)
+    shrink_u = with_uncertainty(se, noise.gain["nll"])
     text += f"; the gain changed by {shrink:+.2f} ± {shrink_u:.2f} since {first:,}"
     if shrink > 0 and margin(shrink, 0.0, shrink_u) > SIGNIFICANT:
         return "transient", f"{text}: {short}, and shrinking"
