@@ -11,6 +11,7 @@ from nf.experiments.mnist import mnist_config
 from nf.report.identity_start import (
     LOSS_TOLERANCE,
     conv_verdict,
+    identity_start_conclusion,
     identity_start_reading,
     identity_start_table,
     identity_start_verdict,
@@ -122,3 +123,42 @@ def test_the_planar_sensitivity_check_reads_each_model_trained_with_both_starts(
     assert identity_start_table((ladder, runs[:3]), (identity, runs[3:]), _noise(0.09), flow="conv") == []
     waiting = start_sensitivity((ladder, runs[:3]), (identity, [runs[3], None]), _noise(0.09), "planar")
     assert waiting.endswith("Not trained yet with both starts: planar K=80.")
+
+
+def _ladder_and_identity(tmp_path, shifts):
+    """The report ladder (diagonal, conv K=5, 20) and its identity start (conv K=5, 20), each run ``shift`` nats
+    from a common base with its own small image noise; ``shifts`` in that order."""
+    common = {"protocol": "test", "updates": 50, "anneal_updates": 10}
+    ladder = [mnist_config(flow=f, length=k, **common) for f, k in (("none", 0), ("conv", 5), ("conv", 20))]
+    identity = [mnist_config(flow="conv", length=k, flow_start="identity", **common) for k in (5, 20)]
+    base = 90 + torch.randn(IMAGES, generator=torch.Generator().manual_seed(0))
+    runs = [
+        fake_run(c, base + shift + 0.1 * torch.randn(IMAGES, generator=torch.Generator().manual_seed(i)), tmp_path)
+        for i, (c, shift) in enumerate(zip(ladder + identity, shifts))
+    ]
+    return (ladder, runs[:3]), (identity, runs[3:])
+
+
+@pytest.mark.parametrize(
+    "shifts,reading",
+    [
+        ([0.0, -0.6, 5.4, -0.7, -0.5], "**The start was the cause**"),
+        ([0.0, -0.6, 5.4, -0.7, -0.2], "**The experiment does not decide**"),
+        ([0.0, -0.6, 5.4, -0.7, 2.0], "**The start explains part of the loss, not all of it**"),
+        ([0.0, -0.6, 5.4, -0.6, 5.4], "**The start is not the cause**"),
+        ([0.0, -0.6, 5.4, -0.6, 8.0], "makes that loss larger"),
+    ],
+)
+def test_the_conclusion_follows_the_verdict(tmp_path, shifts, reading):
+    ladder, identity = _ladder_and_identity(tmp_path, shifts)
+    text = identity_start_conclusion(ladder, identity, _noise(0.09))
+    assert reading in text
+    assert f"$K = 20$ {shifts[4]:+.2f} ± 0.09 (random start +5.40 ± 0.09)" in text
+    if shifts[3:] == shifts[1:3]:
+        assert "by +0.00 ± 0.13 nats, within 2 u of nothing" in text
+
+
+def test_the_conclusion_waits_for_every_run(tmp_path):
+    (ladder, ladder_runs), (identity, runs) = _ladder_and_identity(tmp_path, [0.0, -0.6, 5.4, -0.7, -0.5])
+    text = identity_start_conclusion((ladder, ladder_runs), (identity, [runs[0], None]), _noise(0.09))
+    assert text.startswith("The start stays an untested explanation") and "conv K=20 (identity start)" in text

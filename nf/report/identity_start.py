@@ -186,3 +186,58 @@ def identity_start_reading(verdict: Verdict) -> str:
     if verdict.verdict == "not tested":
         return f"*{claim}*: **not tested**; {verdict.reason}."
     return f"*{claim}*: **{verdict.verdict}** (margin {shown_margin(verdict.margin)} $u$); {verdict.reason}."
+
+
+def identity_start_conclusion(
+    ladder: tuple[list[dict[str, Any]], list[Run | None]],
+    identity: tuple[list[dict[str, Any]], list[Run | None]],
+    noise: SeedNoise,
+) -> str:
+    """What the experiment showed, for the chapter's closing reading (Markdown): each conv length's paired change
+    in ``-ln p(x)`` from the diagonal model under both starts, and what ``conv_verdict`` makes of the explanation
+    that the loss with K comes from the start."""
+    verdict = conv_verdict(ladder, identity, noise)
+    if verdict.verdict == "not tested":
+        return f"The start stays an untested explanation until its runs are trained ({verdict.reason})."
+    models, diagonal, runs = runs_by_start(ladder, identity)
+    gains = []
+    for model in (m for m in models if m[0] == "conv"):
+        random, started = runs["random"].get(model), runs["identity"].get(model)
+        if diagonal and random and started:
+            gains.append(
+                f"$K = {model[1]}$ {signed(separately_trained(diagonal, started, noise))} "
+                f"(random start {signed(separately_trained(diagonal, random, noise))})"
+            )
+    by_length = {start: {k: r for (f, k), r in found.items() if f == "conv"} for start, found in runs.items()}
+    loss = signed(loss_with_length(by_length["identity"], noise))
+    random_loss = signed(loss_with_length(by_length["random"], noise))
+    change, change_u = start_change(by_length["random"], by_length["identity"], noise)
+    changed = margin(change, 0.0, change_u) > SIGNIFICANT
+    text = (
+        "Started at the identity, the convolutional flows change $-\\ln p(x)$ from the diagonal model by "
+        + "; ".join(gains)
+        + f" nats. Conv $K = {LONG}$ minus $K = {SHORT}$ is {loss} with the identity start, {random_loss} with the "
+        f"random one: the start changes the loss with $K$ by {change:+.2f} ± {change_u:.2f} nats"
+        f"{'' if changed else f', within {SIGNIFICANT:g} u of nothing'}. "
+    )
+    if verdict.verdict == "supported":
+        return text + (
+            f"**The start was the cause**: at the identity, the longest flow loses at most {LOSS_TOLERANCE:g} nat "
+            f"to the shortest (margin {shown_margin(verdict.margin)} $u$)."
+        )
+    if verdict.verdict == "not established":
+        return text + (
+            f"**The experiment does not decide** whether the start is the whole cause: the identity start's loss "
+            f"with $K$ is within {SIGNIFICANT:g} $u$ of the {LOSS_TOLERANCE:g}-nat tolerance."
+        )
+    if changed and change < 0:
+        return text + (
+            f"**The start explains part of the loss, not all of it**: a loss of more than {LOSS_TOLERANCE:g} nat "
+            f"with $K$ remains at the identity (margin {shown_margin(verdict.margin)} $u$), so the rest has another "
+            "cause."
+        )
+    return text + (
+        f"**The start is not the cause**: at the identity the longer flow still loses more than "
+        f"{LOSS_TOLERANCE:g} nat to the shorter (margin {shown_margin(verdict.margin)} $u$), and the start "
+        f"{'makes that loss larger' if changed else 'does not decidedly change it'}; the cause lies elsewhere."
+    )
