@@ -108,7 +108,11 @@ def test_missing_analyses_are_shown_as_such(tmp_path):
     assert rows[1]["approximation gap"].startswith("3.0")
     (check,) = check_table(entries)
     assert check["F* below −ln p(x)"] == "0 of 1,000" and check["converged"] == "100%"
-    assert "Paper's recipe**: not analysed yet" in gap_reading(entries, _noise(0.1))
+    reading = gap_reading(entries, _noise(0.1))
+    assert (
+        "**Paper's recipe**: which gap flows close is not read yet; it needs the diagonal model's analysis." in reading
+    )
+    assert "**Our recipe**: which gap flows close is not read yet; it needs a flow model's analysis." in reading
     assert decoder_reading(entries) == "No diagonal model's decoder has been analysed yet."
     assert len(plot_gaps(entries).patches) == 3  # one analysis: three stacked bars
     fitted = [("our recipe", ("none", 0), _analysis(tmp_path, "none", 0, 3, 1, planar=2.0))]
@@ -166,8 +170,11 @@ def test_the_chapter_in_a_paragraph(tmp_path):
         ("paper's recipe", ("none", 0), None),
     ]
     text = gaps_at_a_glance(entries, _noise(0.1))
-    assert text.startswith("2 of 3 models analysed so far: diagonal (our recipe): approximation gap 3.0")
-    assert "and a planar flow fitted per image on its decoder recovers 2.00 ± 0.00 of the first" in text
+    assert text.startswith("2 of 3 analyses done so far. Diagonal (our recipe): approximation gap 3.0")
+    assert (
+        "; a planar flow fitted per image on its decoder recovers 2.00 ± 0.00 nats of the approximation gap, more "
+        "than 50% of it, decidedly: the diagonal family, not the decoder, limits the bound." in text
+    )
     assert text.endswith("Our recipe: at the longest planar flow (planar K=80) the flow closes the approximation gap.")
     assert (
         gaps_at_a_glance([("our recipe", ("none", 0), None)], _noise(0.1)) == "No trained model has been analysed yet."

@@ -15,6 +15,7 @@ from nf.report.identity_start import (
     identity_start_reading,
     identity_start_table,
     identity_start_verdict,
+    plot_start_curves,
     start_sensitivity,
 )
 from nf.report.mnist_verdicts import SeedNoise
@@ -162,3 +163,21 @@ def test_the_conclusion_waits_for_every_run(tmp_path):
     (ladder, ladder_runs), (identity, runs) = _ladder_and_identity(tmp_path, [0.0, -0.6, 5.4, -0.7, -0.5])
     text = identity_start_conclusion((ladder, ladder_runs), (identity, [runs[0], None]), _noise(0.09))
     assert text.startswith("The start stays an untested explanation") and "conv K=20 (identity start)" in text
+
+
+def test_the_start_curves_draw_each_start_in_its_panel_with_matching_styles(tmp_path):
+    import matplotlib.pyplot as plt
+
+    ladder, identity = _ladder_and_identity(tmp_path, [0.0, -0.6, 5.4, -0.7, -0.5])
+    for i, run in enumerate(ladder[1] + identity[1]):  # training bounds: the diagonal's 95, each flow i nats above
+        run.metrics["history"] = [[u, min(1.0, u / 10), 95.0 + i] for u in (10, 20, 30, 40, 50)]
+    random, started = plot_start_curves(ladder, identity)
+    assert [a.get_title() for a in (random, started)] == ["random start", "identity start"]
+    lines = {ax: {line.get_label(): line for line in ax.get_lines()} for ax in (random, started)}
+    assert list(lines[started]["DLGM+conv K=20"].get_ydata()) == [4.0] * 4  # after the annealing (10)
+    for label in ("DLGM+conv K=5", "DLGM+conv K=20"):
+        assert lines[random][label].get_linestyle() == lines[started][label].get_linestyle()
+    _, waiting = plot_start_curves(ladder, (identity[0], [identity[1][0], None]))  # conv K=20 not trained yet
+    labels = [line.get_label() for line in waiting.get_lines()]
+    assert "DLGM+conv K=5" in labels and "DLGM+conv K=20" not in labels
+    plt.close("all")

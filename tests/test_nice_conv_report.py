@@ -9,7 +9,14 @@ import torch
 from test_mnist_study import LADDER, STUDY, fake_run
 
 from nf.experiments.mnist_study import report_configs
-from nf.report.conv import conv_ladder, conv_ladder_table, conv_mnist_reading, plot_training_bound
+from nf.report.conv import (
+    conv_ladder,
+    conv_ladder_table,
+    conv_mnist_reading,
+    plot_learning_curves,
+    plot_training_bound,
+    plot_training_gap,
+)
 from nf.report.nice import (
     ladder_subset,
     nice_comparisons,
@@ -162,6 +169,16 @@ def test_the_figures_draw_one_line_per_trained_family(tmp_path):
     assert not plot_gain_versus_parameters(configs, [None] * len(configs)).get_lines()
     ax = plot_training_bound([r for r in runs if r is not None and r.config["flow"] == "conv"])
     assert [line.get_label() for line in ax.get_lines()] == ["DLGM+conv K=5", "DLGM+conv K=10"]
+    curves = [r for r in runs if r is not None and r.config["flow"] in ("none", "conv")]
+    gap = plot_training_gap(curves)
+    conv10 = next(line for line in gap.get_lines() if line.get_label() == "DLGM+conv K=10")
+    # training bound of conv K=10: 95 + 5 * 50 / u, the diagonal model's 95, from the end of the annealing (10)
+    assert conv10.get_ydata()[-1] == pytest.approx(5.0) and min(conv10.get_xdata()) > 10
+    assert plot_training_gap([r for r in curves if r.config["flow"] == "conv"]).texts[0].get_text() == (
+        "no diagonal model yet"
+    )
+    bound, gap = plot_learning_curves(curves)
+    assert bound.get_legend() is None and len(bound.figure.legends) == 1  # one legend for both panels
     plt.close("all")
 
 

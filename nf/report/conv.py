@@ -142,6 +142,65 @@ def plot_training_bound(runs: list[Run], ax: Any = None) -> Any:
     return ax
 
 
+def plot_training_gap(runs: list[Run], ax: Any = None, styles_from: list[Run] | None = None) -> Any:
+    """Each run's training bound minus the diagonal model's (the run of ``runs`` with ``length`` 0) at every update
+    both logged once the annealing is over (``beta = 1``), in the styles of ``plot_training_bound``, on a symlog
+    scale (linear within 1 nat); a dotted line at twice the annealing length, where ``conv_mnist_reading`` starts.
+    ``ax``: a matplotlib axis, or None for a new figure; ``styles_from``: the runs whose lengths set each family's
+    line styles (default ``runs``), so that panels drawn from different runs match; returns the axis."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
+    diagonal = next((r for r in runs if r.config["length"] == 0), None)
+    if diagonal is None:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no diagonal model yet", ha="center", va="center", transform=ax.transAxes)
+        return ax
+    anneal = diagonal.config["anneal_updates"]
+    reference = {h[0]: h[2] for h in diagonal.metrics["history"] if h[0] > anneal}
+    for run in runs:
+        if run is diagonal:
+            continue
+        lengths = sorted({r.config["length"] for r in styles_from or runs if r.config["flow"] == run.config["flow"]})
+        rank = lengths.index(run.config["length"])
+        points = [(h[0], h[2] - reference[h[0]]) for h in run.metrics["history"] if h[0] in reference]
+        ax.plot(
+            [u for u, _ in points],
+            [d for _, d in points],
+            color=family_colour(run.config["flow"]),
+            alpha=length_alpha(rank, len(lengths)),
+            linestyle=length_linestyle(rank, len(lengths)),
+            label=model_name(run.config),
+        )
+    ax.axhline(0, color=family_colour("none"), linewidth=1)
+    ax.axvline(2 * anneal, color="gray", linestyle=":", linewidth=1)
+    ax.set_yscale("symlog", linthresh=1)  # linear within 1 nat of the diagonal model, logarithmic beyond
+    low, high = ax.get_ylim()
+    ax.set_yticks([t for t in (-20, -10, -5, -2, -1, -0.5, 0, 0.5, 1, 2, 5, 10, 20) if low <= t <= high])
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(left=0)
+    ax.set_xlabel("updates")
+    ax.set_ylabel("training F(x) minus the diagonal\nmodel's (nats, symlog; once β = 1)")
+    return ax
+
+
+def plot_learning_curves(runs: list[Run]) -> Any:
+    """``plot_training_bound`` and ``plot_training_gap`` side by side, with one legend; returns the two axes."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), layout="constrained")
+    plot_training_bound(runs, ax=axes[0])
+    plot_training_gap(runs, ax=axes[1])
+    legend = axes[0].get_legend()
+    if legend is not None:
+        legend.remove()
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper")
+    return axes
+
+
 def _ladder_models(configs: list[dict[str, Any]], runs: list[Run | None]) -> tuple[list[int], dict, set]:
     """The convolutional flow's lengths in the MNIST report ladder, the seed-0 runs by ``(flow, K)`` (the diagonal
     model as ``("none", 0)``), and the ``(flow, K)`` the ladder plans."""

@@ -29,6 +29,7 @@ import math
 from typing import Any
 
 from nf.experiments.comparisons import SIGNIFICANT, gain_difference
+from nf.report.conv import plot_training_gap
 from nf.report.mnist import NOT_TRAINED, signed
 from nf.report.mnist_verdicts import SeedNoise, separately_trained
 from nf.report.nice import model_label, seed0_models
@@ -163,6 +164,30 @@ def conv_verdict(
     return identity_start_verdict(by_length["random"], by_length["identity"], noise)
 
 
+def plot_start_curves(
+    ladder: tuple[list[dict[str, Any]], list[Run | None]],
+    identity: tuple[list[dict[str, Any]], list[Run | None]],
+) -> Any:
+    """The convolutional flows' training bound minus the diagonal model's (``nf.report.conv.plot_training_gap``)
+    under the random start (left) and the identity start (right), on one scale; returns the two axes."""
+    import matplotlib.pyplot as plt
+
+    _, diagonal, runs = runs_by_start(ladder, identity)
+    conv = {
+        start: [r for (flow, _), r in sorted(found.items(), key=lambda item: item[0][1]) if flow == "conv"]
+        for start, found in runs.items()
+    }
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True, layout="constrained")
+    for ax, start in zip(axes, ("random", "identity")):
+        plot_training_gap(([diagonal] if diagonal else []) + conv[start], ax=ax, styles_from=conv["random"])
+        ax.set_title(f"{start} start")
+    axes[1].set_ylabel("")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper")
+    return axes
+
+
 def identity_start_rule() -> str:
     """The rule of the module docstring, written out from the constants the code uses (Markdown)."""
     return (
@@ -171,7 +196,7 @@ def identity_start_rule() -> str:
         f"$L = g({LONG}) - g({SHORT})$: conv $K = {LONG}$ minus conv $K = {SHORT}$ on the same test images, "
         f"with the uncertainty $u$ of a difference between two separately trained models (the paired standard "
         f"error and the spread over training seeds of the MNIST chapter's "
-        f"verdicts). The hypothesis *{HYPOTHESIS}* is **supported** if the identity start's $L$ is below "
+        f"verdicts). The hypothesis that *{HYPOTHESIS}* is **supported** if the identity start's $L$ is below "
         f"{LOSS_TOLERANCE:g} nat by more than {SIGNIFICANT:g} $u$ (a longer identity-started flow loses at most that "
         f"much to a shorter one), **not supported** if it is above {LOSS_TOLERANCE:g} nat by more than "
         f"{SIGNIFICANT:g} $u$, and **not established** in between. The verdict also gives how much the identity "

@@ -42,6 +42,7 @@ from nf.experiments.comparisons import SIGNIFICANT, metric, paired_difference
 from nf.experiments.cost import UpdateWork, gpu_seconds_estimate
 from nf.report.mnist import NOT_TRAINED, model_key, model_name, paper_key, signed, table2_models
 from nf.report.mnist_verdicts import SeedNoise
+from nf.report.nice import model_label
 from nf.report.paper import TABLE2_NEG_LOG_LIKELIHOOD
 from nf.report.style import family_colour, family_marker
 from nf.report.verdicts import (
@@ -69,7 +70,8 @@ def _trained_to(updates: int, full: int) -> str:
 
 def regime_table(configs: list[dict[str, Any]], found: list[dict[int, Run]]) -> list[dict[str, str]]:
     """Per model: how far its run has trained, its test ``-ln p(x)`` there, the paired gain over the diagonal model
-    at the furthest budget both have reached, and the paper's numbers."""
+    at the furthest budget both have reached with the diagonal model's ``-ln p(x)`` at that budget (so that a gain
+    at an early budget is not read against the diagonal model's later number), and the paper's numbers."""
     models = {model_key(c): points for c, points in zip(configs, found)}
     diagonal = models.get(DIAGONAL, {})
     paper_diagonal = TABLE2_NEG_LOG_LIKELIHOOD[paper_key(*DIAGONAL)]
@@ -80,9 +82,10 @@ def regime_table(configs: list[dict[str, Any]], found: list[dict[int, Run]]) -> 
         paper = TABLE2_NEG_LOG_LIKELIHOOD.get(key) if key else None
         furthest = _furthest(points)
         shared = max(set(points) & set(diagonal), default=None)
-        gain = "—"
+        gain = baseline = "—"
         if model != DIAGONAL and shared is not None:
             gain = f"{signed(paired_difference(diagonal[shared], points[shared]))} ({shared:,})"
+            baseline = "{:.2f} ± {:.2f}".format(*metric(diagonal[shared], "nll"))
         rows.append(
             {
                 "model": model_name({"flow": model[0], "length": model[1]}),
@@ -90,6 +93,7 @@ def regime_table(configs: list[dict[str, Any]], found: list[dict[int, Run]]) -> 
                 "paper −ln p(x)": f"{paper:.1f}" if paper is not None else "—",
                 "ours −ln p(x)": "{:.2f} ± {:.2f}".format(*metric(furthest[1], "nll")) if furthest else "—",
                 "gain over diagonal (at updates)": gain,
+                "diagonal −ln p(x) there": baseline,
                 "paper gain": f"{paper - paper_diagonal:+.1f}" if paper is not None and model != DIAGONAL else "—",
             }
         )
@@ -246,11 +250,14 @@ def regime_rules(noise: SeedNoise) -> str:
             "furthest budget point as the evidence so far.",
             f"- **A gain over the diagonal model**: both models at the full budget, paired on the same test images; "
             f"the uncertainty combines the paired standard error with the spread over training seeds of a paired "
-            f"gain under the report recipe ({spread}), since each model here has one seed. A fall counts "
-            f"if it exceeds {SIGNIFICANT:g} of these uncertainties and is at least {GAIN_FRACTION:.0%} of the "
-            f"paper's, with no step along the ladder rising by more than {SIGNIFICANT:g}.",
+            f"gain under the report recipe ({spread}: the larger of the spread measured on gains and $\\sqrt 2$ "
+            "times a model's, as the note on training seeds under *Verdicts* explains), since each model here has "
+            f"one seed. A fall counts if it exceeds {SIGNIFICANT:g} of these uncertainties and is at least "
+            f"{GAIN_FRACTION:.0%} of the paper's, with no step along the ladder rising by more than "
+            f"{SIGNIFICANT:g} uncertainties.",
             "- **Across the two recipes**: *reproduced under both*, *only in the paper's regime*, *only under our "
-            "recipe* or *in neither*; a *partly* or *not established* on either side is named as such.",
+            "recipe* or *in neither*; where either recipe's verdict is *partly* or *not established*, the reading "
+            "says so.",
         ]
     )
 
@@ -287,17 +294,28 @@ def plot_regime(configs: list[dict[str, Any]], found: list[dict[int, Run]], axes
         if key is not None:
             paper = TABLE2_NEG_LOG_LIKELIHOOD[key]
             dashed = dict(marker="s", markerfacecolor="none", markersize=9, color=style["color"], alpha=alpha)
-            axes[0].plot([full], [paper], linestyle="none", **dashed)
-            if model != DIAGONAL:
-                axes[1].plot([full], [paper - paper_diagonal], linestyle="none", **dashed)
-    axes[0].plot([], [], "s", markerfacecolor="none", color="gray", label="paper, Table 2")
+            short = model_label(model)
+            marks = [(axes[0], paper)] + ([(axes[1], paper - paper_diagonal)] if model != DIAGONAL else [])
+            for ax, value in marks:
+                ax.plot([full], [value], linestyle="none", **dashed)
+                ax.annotate(
+                    short,
+                    (full, value),
+                    xytext=(7, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize="x-small",
+                    color=style["color"],
+                )
+    axes[0].plot([], [], "s", markerfacecolor="none", color="gray", label="paper, Table 2 (labelled)")
     axes[1].axhline(0, color="gray", linewidth=1)
     for ax in axes:
         ax.set_xlabel("updates")
-        ax.set_xlim(0, full * 1.05)
+        ax.set_xlim(0, full * 1.25)  # room for the labels of the paper's values
+        ax.set_xticks(range(0, full + 1, full // 5))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k" if x else "0"))
     axes[0].set_ylabel("test −ln p(x) (nats)")
-    axes[1].set_ylabel("minus the diagonal model,\npaired (nats)")
+    axes[1].set_ylabel("test −ln p(x) minus the diagonal\nmodel's, paired (nats)")
     axes[0].legend(fontsize="small")
     return axes
 

@@ -117,7 +117,7 @@ def story_rule() -> str:
     """The rule of the module docstring, written out from the constants the code uses (Markdown)."""
     models = " and ".join(f"$K = {k}$" for _, k in STORY_MODELS)
     return (
-        "**Which story, by a rule fixed before any flow of this regime reached its full budget.** For planar "
+        "**The rule, fixed before any flow of this regime reached its full budget.** For planar "
         f"{models}, with $g(b)$ the paired gain over the diagonal model when both have trained $b$ updates and "
         f"$P$ the paper's gain: *the gains last* for a model if $g$ at the full budget is at least "
         f"{GAIN_FRACTION:.0%} of $P$ by more than {SIGNIFICANT:g} uncertainties $u$ (the paired standard error with "
