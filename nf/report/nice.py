@@ -220,16 +220,23 @@ def plot_gain_versus_parameters(configs: list[dict[str, Any]], runs: list[Run | 
             color=family_colour(flow),
             label=FLOW_NAMES.get(flow, flow),
         )
+        below = flow.startswith("nice")  # NICE's labels under its line, the others' above: no two overprint
         for (_, k), x, (d, _) in zip(line, added, gains if len(line) > 1 else []):  # a lone point: K in the caption
             ax.annotate(
-                f"K={k}", (x, d), fontsize=9, color=family_colour(flow), textcoords="offset points", xytext=(5, 5)
+                f"K={k}",
+                (x, d),
+                fontsize=9,
+                color=family_colour(flow),
+                textcoords="offset points",
+                xytext=(5, -6) if below else (5, 5),
+                va="top" if below else "bottom",
             )
     ax.axhline(0.0, color="gray", linestyle="--", linewidth=1, label="diagonal")
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(count_label))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.margins(x=0.12)
+    ax.margins(x=0.12, y=0.1)
     ax.set_xlabel("parameters added to the diagonal DLGM")
     ax.set_ylabel("−ln p(x) minus the diagonal\nmodel's (paired, nats)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
