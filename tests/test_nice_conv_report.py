@@ -8,8 +8,10 @@ import pytest
 import torch
 from test_mnist_study import LADDER, STUDY, fake_run
 
+from nf.experiments.mnist import mnist_config
 from nf.experiments.mnist_study import report_configs
 from nf.report.conv import (
+    _bound_split,
     conv_ladder,
     conv_ladder_table,
     conv_mnist_reading,
@@ -149,8 +151,11 @@ def test_the_conv_reading_is_phrased_from_the_paired_numbers_and_the_curves(tmp_
         "minus the diagonal model's: $K = 5$: -0.60 ± 0.00 nats (ahead of it); $K = 10$: +0.50 ± 0.00 nats (behind it)."
     )
     # training bound of conv K=10: 95 + 5 * 50 / u, the diagonal model's 95; annealing ends at update 10
+    assert "goes from update 20 to the end: $K = 5$ from +0.00 to +0.00; $K = 10$ from +12.50 to +5.00 nats." in text
+    # every fake run's KL is 3 nats: the change is all -ln p(x)
     assert text.endswith(
-        "goes from update 20 to the end: $K = 5$ from +0.00 to +0.00; $K = 10$ from +12.50 to +5.00 nats."
+        "$K = 5$: -0.60 ± 0.00 = -0.60 + 0.00; $K = 10$: +0.50 ± 0.00 = +0.50 + 0.00; the larger part is the "
+        "generative model's at every length."
     )
     configs, runs = ladder(tmp_path / "missing", missing=[("conv", 10)])
     assert conv_mnist_reading(configs, runs).endswith("Not trained yet: the convolutional flow at K=10.")
@@ -202,3 +207,21 @@ def test_a_ladder_without_the_chapter_flows_is_read_as_not_trained(tmp_path, flo
     assert reading(configs, runs) == f"The MNIST report ladder of this profile has no {name}."
     assert nice_pairs_table(configs, runs) == [] and conv_ladder_table(configs, runs) == []
     assert not plot_training_bound([]).get_legend()
+
+
+def test_the_bound_splits_into_the_model_and_the_posterior_fit(tmp_path):
+    base = 90 + torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    noise = [0.05 * torch.randn(1000, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    config = {"protocol": "test", "updates": 50, "anneal_updates": 10}
+    diagonal = fake_run(mnist_config(flow="none", length=0, **config), base, tmp_path, gap=3.0)
+    runs = {  # K=5: KL 1 nat smaller, -ln p(x) 0.2 better; K=10: KL 0.3 smaller, -ln p(x) 0.5 worse
+        5: fake_run(mnist_config(flow="conv", length=5, **config), base - 0.2 + noise[1], tmp_path, gap=2.0),
+        10: fake_run(mnist_config(flow="conv", length=10, **config), base + 0.5 + noise[2], tmp_path, gap=2.7),
+    }
+    text = _bound_split(diagonal, runs)
+    assert "$K = 5$: -1.20 ± 0.00 = -0.20 - 1.00; $K = 10$: +0.20 ± 0.00 = +0.50 - 0.30" in text
+    assert "the larger part is the generative model's at $K = 10$ and the posterior's fit at $K = 5$." in text
+    assert text.endswith(
+        "At $K = 10$ the posterior fits its model better than the diagonal model's does (a smaller "
+        "KL, beyond 2 standard errors) while $-\\ln p(x)$ is worse: the loss is in the model it trained."
+    )

@@ -92,7 +92,45 @@ def conv_mnist_reading(configs: list[dict[str, Any]], runs: list[Run | None]) ->
             f" The training bound (mean over the last {diagonal.config['eval_every']:,} updates, on training batches, "
             f"unpaired) minus the diagonal model's goes from update {start:,} to the end: " + "; ".join(gaps) + " nats."
         )
-    return text + waiting
+    return text + _bound_split(diagonal, {k: seed0[("conv", k)] for k in trained}) + waiting
+
+
+def _lengths(ks: list[int]) -> str:
+    return "$K = " + ", ".join(map(str, ks)) + "$"
+
+
+def _bound_split(diagonal: Run, runs: dict[int, Run]) -> str:
+    """The test bound's paired change from the diagonal model split into its two parts, ``-ln p(x)`` (the
+    generative model a run trained) and the KL to the posterior (the fit of its posterior), per length; which part
+    is the larger; and the lengths whose ``-ln p(x)`` is decidedly worse while their KL is decidedly smaller (beyond
+    ``SIGNIFICANT`` paired standard errors each)."""
+    parts, model_side, posterior_side, opposed = [], [], [], []
+    for k, run in runs.items():
+        bound, nll, kl = (paired_difference(diagonal, run, q) for q in ("bound", "nll", "kl"))
+        parts.append(f"$K = {k}$: {signed(bound)} = {nll[0]:+.2f} {'-' if kl[0] < 0 else '+'} {abs(kl[0]):.2f}")
+        (model_side if abs(nll[0]) >= abs(kl[0]) else posterior_side).append(k)
+        if nll[0] > SIGNIFICANT * nll[1] and kl[0] < -SIGNIFICANT * kl[1]:
+            opposed.append(k)
+    sides = [
+        f"the {side} at {'every length' if len(ks) == len(runs) else _lengths(ks)}"
+        for side, ks in (("generative model's", model_side), ("posterior's fit", posterior_side))
+        if ks
+    ]
+    return (
+        " The test bound's change from the diagonal model is its change in $-\\ln p(x)$ (the generative model the "
+        "run trained) plus its change in the KL to the posterior (the fit of its posterior), paired, nats: "
+        + "; ".join(parts)
+        + "; the larger part is "
+        + " and ".join(sides)
+        + "."
+        + (
+            f" At {_lengths(opposed)} the posterior fits its model better than the diagonal model's does (a "
+            f"smaller KL, beyond {SIGNIFICANT:g} standard errors) while $-\\ln p(x)$ is worse: the loss is in the "
+            "model it trained."
+            if opposed
+            else ""
+        )
+    )
 
 
 def curve_runs(runs: list[Run | None], compared_length: int = 10) -> list[Run]:
