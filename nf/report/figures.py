@@ -11,7 +11,7 @@ from torch import Tensor
 from nf.experiments.toy import ToyFlow
 from nf.models.energies import target_energy
 from nf.models.quadrature import log_normalizer
-from nf.report.style import family_colour
+from nf.report.style import family_colour, family_marker
 
 EXTENT = (-4.0, 4.0, -4.0, 4.0)  # the window of the paper's Fig. 3
 CMAP = "viridis"
@@ -109,7 +109,7 @@ def plot_versus_length(
                 [r["length"] for r in line],
                 [r[key] for r in line],
                 yerr=[r[key + "_sd"] for r in line],
-                marker="o",
+                marker=family_marker(family),
                 capsize=3,
                 color=family_colour(family),
                 label=family,
