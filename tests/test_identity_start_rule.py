@@ -143,7 +143,8 @@ def _ladder_and_identity(tmp_path, shifts):
 @pytest.mark.parametrize(
     "shifts,reading",
     [
-        ([0.0, -0.6, 5.4, -0.7, -0.5], "**The start was the cause**"),
+        ([0.0, -0.6, 5.4, -0.7, -0.5], "to the shortest (margin 3.3 $u$)."),  # +0.20: not ahead
+        ([0.0, -0.6, 5.4, -0.7, -1.5], "it is in fact ahead of it, by 0.80 ± 0.09 nats"),
         ([0.0, -0.6, 5.4, -0.7, -0.2], "**The experiment does not decide**"),
         ([0.0, -0.6, 5.4, -0.7, 2.0], "**The start explains part of the loss, not all of it**"),
         ([0.0, -0.6, 5.4, -0.6, 5.4], "**The start is not the cause**"),

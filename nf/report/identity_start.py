@@ -246,9 +246,16 @@ def identity_start_conclusion(
         f"{'' if changed else f', within {SIGNIFICANT:g} u of nothing'}. "
     )
     if verdict.verdict == "supported":
+        value, u = loss_with_length(by_length["identity"], noise)
+        ahead = (
+            f"; it is in fact ahead of it, by {-value:.2f} ± {u:.2f} nats, so started at the identity the longer "
+            "flow is the better one, as a flow should be"
+            if value < -SIGNIFICANT * u
+            else ""
+        )
         return text + (
             f"**The start was the cause**: at the identity, the longest flow loses at most {LOSS_TOLERANCE:g} nat "
-            f"to the shortest (margin {shown_margin(verdict.margin)} $u$)."
+            f"to the shortest (margin {shown_margin(verdict.margin)} $u$){ahead}."
         )
     if verdict.verdict == "not established":
         return text + (
