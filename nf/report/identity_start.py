@@ -160,8 +160,13 @@ def conv_verdict(
 ) -> Verdict:
     """``identity_start_verdict`` on the conv runs of the report ladder and of its identity start."""
     _, _, runs = runs_by_start(ladder, identity)
-    by_length = {start: {k: r for (f, k), r in found.items() if f == "conv"} for start, found in runs.items()}
+    by_length = conv_by_length(runs)
     return identity_start_verdict(by_length["random"], by_length["identity"], noise)
+
+
+def conv_by_length(runs: dict[str, dict[tuple[str, int], Run]]) -> dict[str, dict[int, Run]]:
+    """The conv runs of each start by length, from ``runs_by_start``'s runs of each start by model."""
+    return {start: {k: r for (f, k), r in found.items() if f == "conv"} for start, found in runs.items()}
 
 
 def plot_start_curves(
@@ -173,10 +178,7 @@ def plot_start_curves(
     import matplotlib.pyplot as plt
 
     _, diagonal, runs = runs_by_start(ladder, identity)
-    conv = {
-        start: [r for (flow, _), r in sorted(found.items(), key=lambda item: item[0][1]) if flow == "conv"]
-        for start, found in runs.items()
-    }
+    conv = {start: [found[k] for k in sorted(found)] for start, found in conv_by_length(runs).items()}
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True, layout="constrained")
     for ax, start in zip(axes, ("random", "identity")):
         plot_training_gap(([diagonal] if diagonal else []) + conv[start], ax=ax, styles_from=conv["random"])
@@ -233,8 +235,9 @@ def identity_start_conclusion(
                 f"$K = {model[1]}$ {signed(separately_trained(diagonal, started, noise))} "
                 f"(random start {signed(separately_trained(diagonal, random, noise))})"
             )
-    by_length = {start: {k: r for (f, k), r in found.items() if f == "conv"} for start, found in runs.items()}
-    loss = signed(loss_with_length(by_length["identity"], noise))
+    by_length = conv_by_length(runs)
+    identity_loss = loss_with_length(by_length["identity"], noise)
+    loss = signed(identity_loss)
     random_loss = signed(loss_with_length(by_length["random"], noise))
     change, change_u = start_change(by_length["random"], by_length["identity"], noise)
     changed = margin(change, 0.0, change_u) > SIGNIFICANT
@@ -246,7 +249,7 @@ def identity_start_conclusion(
         f"{'' if changed else f', within {SIGNIFICANT:g} u of nothing'}. "
     )
     if verdict.verdict == "supported":
-        value, u = loss_with_length(by_length["identity"], noise)
+        value, u = identity_loss
         ahead = (
             f"; it is in fact ahead of it, by {-value:.2f} ± {u:.2f} nats, so started at the identity the longer "
             "flow is the better one, as a flow should be"
