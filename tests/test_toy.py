@@ -94,8 +94,11 @@ def test_summary_groups_seeds(tmp_path):
     configs = run_configs(
         ["U1"], ["planar"], [2], [0, 1], updates=120, anneal_updates=50, batch_size=32, eval_samples=500
     )
-    rows = summarize(fit_toys(configs, tmp_path, workers=1))
+    runs = fit_toys(configs, tmp_path, workers=1)
+    rows = summarize(runs)
     assert len(rows) == 1 and rows[0]["seeds"] == 2 and rows[0]["parameters"] == 2 * 5 + 4
+    kls = sorted(run.metrics["kl"] for run in runs)
+    assert (rows[0]["kl_min"], rows[0]["kl_max"]) == (kls[0], kls[-1])
     assert results_table(rows, "U1")[0]["flow"] == "planar K=2"
 
 
@@ -129,3 +132,23 @@ def test_committed_toy_runs_keep_their_cache_keys():
     runs = list_runs("toy", REPO_ROOT / "results")
     assert runs, "the committed toy runs are missing"
     assert all(config_hash("toy", toy_config(**run.config)) == run.key for run in runs[:20])
+
+
+def test_range_bars_run_from_the_lowest_to_the_highest_seed():
+    """The log-scale KL panel's bars: a seed spread larger than the mean must not reach below zero."""
+    import matplotlib.pyplot as plt
+
+    from nf.report.figures import plot_versus_length
+
+    rows = [
+        {"energy": "U1", "family": "planar", "length": k, "kl": 1.0, "kl_sd": 2.0, "kl_min": 0.1, "kl_max": 2.5}
+        for k in (2, 8)
+    ]
+    fig, axes = plt.subplots(1, 1, squeeze=False)
+    plot_versus_length(rows, ["U1"], "kl", "KL", axes[0], bars="range")
+    (bars,) = axes[0][0].containers
+    lows, highs = zip(*(segment[:, 1] for segment in bars.lines[2][0].get_segments()))
+    plt.close(fig)
+    assert lows == pytest.approx((0.1, 0.1)) and highs == pytest.approx((2.5, 2.5))
+    with pytest.raises(ValueError, match="bars='iqr'"):
+        plot_versus_length(rows, ["U1"], "kl", "KL", axes[0], bars="iqr")

@@ -94,9 +94,17 @@ def plot_fig3(
 
 
 def plot_versus_length(
-    rows: Sequence[Mapping], energies: Sequence[str], key: str, ylabel: str, axes=None, legend: bool = True
+    rows: Sequence[Mapping],
+    energies: Sequence[str],
+    key: str,
+    ylabel: str,
+    axes=None,
+    legend: bool = True,
+    bars: str = "sd",
 ):
-    """``key`` (mean +- sd over seeds) against flow length, one panel per energy, one line per family."""
+    """``key`` (the mean over seeds) against flow length, one panel per energy, one line per family; its bars
+    ``"sd"`` (mean +- sd, the rows' ``key_sd``) or ``"range"`` (the lowest to the highest seed, ``key_min`` to
+    ``key_max``: positive wherever every seed is, so it suits a log scale)."""
     import matplotlib.pyplot as plt
 
     if axes is None:
@@ -105,10 +113,16 @@ def plot_versus_length(
         families = sorted({r["family"] for r in rows if r["energy"] == name})
         for family in families:
             line = sorted((r for r in rows if r["energy"] == name and r["family"] == family), key=lambda r: r["length"])
+            if bars == "sd":
+                yerr = [r[key + "_sd"] for r in line]
+            elif bars == "range":
+                yerr = [[r[key] - r[key + "_min"] for r in line], [r[key + "_max"] - r[key] for r in line]]
+            else:
+                raise ValueError(f"bars={bars!r}: expected 'sd' or 'range'")
             ax.errorbar(
                 [r["length"] for r in line],
                 [r[key] for r in line],
-                yerr=[r[key + "_sd"] for r in line],
+                yerr=yerr,
                 marker=family_marker(family),
                 capsize=3,
                 color=family_colour(family),
@@ -126,13 +140,14 @@ def plot_versus_length(
 
 
 def plot_fig3d(rows: Sequence[Mapping], energies: Sequence[str]):
-    """Fig. 3(d): the free energy (top, with its floor ``-ln Z`` dashed) and the exact KL (bottom, log scale)
-    against flow length, mean +- sd over seeds, one panel per energy and one line per family."""
+    """Fig. 3(d): the free energy (top, with its floor ``-ln Z`` dashed; mean +- sd over seeds) and the exact KL
+    (bottom, log scale; the mean, with bars from the lowest to the highest seed, which a log scale can show
+    whole) against flow length, one panel per energy and one line per family."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, len(energies), figsize=(3 * len(energies), 5.2), layout="constrained", squeeze=False)
     plot_versus_length(rows, energies, "free_energy", "free energy", axes[0])
-    plot_versus_length(rows, energies, "kl", "KL(q‖p)", axes[1], legend=False)
+    plot_versus_length(rows, energies, "kl", "KL(q‖p)", axes[1], legend=False, bars="range")
     for ax, name in zip(axes[0], energies):
         ax.axhline(-log_normalizer(target_energy(name)), color="black", linestyle="--", linewidth=1)  # the floor -ln Z
     for ax in axes[1]:

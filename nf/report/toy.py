@@ -27,7 +27,7 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
     """One row per (energy, family, length): mean and standard deviation over seeds.
 
     Keys: energy, family, length, seeds, free_energy, free_energy_sd, kl, kl_sd,
-    kl_se (the largest Monte-Carlo standard error among the seeds), seconds_per_1000,
+    kl_min and kl_max (the lowest and highest seed), kl_se (the largest Monte-Carlo standard error among the seeds), seconds_per_1000,
     parameters.
     """
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
@@ -37,7 +37,8 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
     rows = []
     for (energy, family, length), metrics in groups.items():
         free_energy, free_energy_sd = _mean_sd([m["free_energy"] for m in metrics])
-        kl, kl_sd = _mean_sd([m["kl"] for m in metrics])
+        kls = [m["kl"] for m in metrics]
+        kl, kl_sd = _mean_sd(kls)
         rows.append(
             {
                 "energy": energy,
@@ -48,6 +49,8 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
                 "free_energy_sd": free_energy_sd,
                 "kl": kl,
                 "kl_sd": kl_sd,
+                "kl_min": min(kls),
+                "kl_max": max(kls),
                 "kl_se": max(m["free_energy_se"] for m in metrics),
                 "seconds_per_1000": statistics.fmean(m["seconds_per_1000_updates"] for m in metrics),
                 "parameters": parameter_count(family, length),
