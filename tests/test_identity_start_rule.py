@@ -16,6 +16,7 @@ from nf.report.identity_start import (
     identity_start_table,
     identity_start_verdict,
     plot_start_curves,
+    start_and_regime,
     start_sensitivity,
 )
 from nf.report.mnist_verdicts import SeedNoise
@@ -182,3 +183,29 @@ def test_the_start_curves_draw_each_start_in_its_panel_with_matching_styles(tmp_
     labels = [line.get_label() for line in waiting.get_lines()]
     assert "DLGM+conv K=5" in labels and "DLGM+conv K=20" not in labels
     plt.close("all")
+
+
+@pytest.mark.parametrize(
+    "identity_shift,compared,share",
+    [(-2.9, "+0.10 ± 0.13 (within 2 u: as large)", "96%"), (-1.0, "+2.00 ± 0.13 (decidedly smaller)", "20%")],
+)
+def test_the_start_is_read_against_the_paper_regime_at_the_same_budget(tmp_path, identity_shift, compared, share):
+    common = {"protocol": "test", "updates": 50, "anneal_updates": 10}
+    ladder = [mnist_config(flow=f, length=k, **common) for f, k in (("none", 0), ("planar", 20), ("planar", 80))]
+    identity = [mnist_config(flow="planar", length=k, flow_start="identity", **common) for k in (20, 80)]
+    regime = [mnist_config(flow=f, length=k, optimizer="rmsprop", **common) for f, k in (("none", 0), ("planar", 20))]
+    base = 90 + torch.randn(IMAGES, generator=torch.Generator().manual_seed(0))
+    shifts = [0.0, -0.5, -1.2, identity_shift, 0.5, -2.5]  # ladder 0/20/80, identity 20, regime 0/20
+    runs = [
+        fake_run(c, base + shift + 0.1 * torch.randn(IMAGES, generator=torch.Generator().manual_seed(i)), tmp_path)
+        for i, (c, shift) in enumerate(zip(ladder + identity[:1] + regime, shifts))
+    ]
+    found = [{50: runs[4]}, {50: runs[5]}]
+    text = start_and_regime((ladder, runs[:3]), (identity, [runs[3], None]), (regime, found), _noise(0.09))
+    started = f"For planar K=20 under our recipe: {identity_shift:+.2f} ± 0.09 started at the identity"
+    assert f"{started}, -0.50 ± 0.09 started at random" in text
+    assert "in the paper's regime (random start) -3.00 ± 0.09 at the same 50 updates" in text
+    assert f"is {compared}, so the start closes {share} of the gap" in text
+    assert text.endswith("Not trained yet with both starts: planar K=80.")
+    early = start_and_regime((ladder, runs[:3]), (identity, [runs[3], None]), (regime, [{}, {}]), _noise(0.09))
+    assert "the paper's regime has no budget point of it at 50 updates yet." in early

@@ -28,9 +28,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from nf.experiments.comparisons import SIGNIFICANT, gain_difference
+from nf.experiments.comparisons import SIGNIFICANT, gain_difference, paired_difference
+from nf.experiments.mnist import full_config
 from nf.report.conv import plot_training_gap
-from nf.report.mnist import NOT_TRAINED, signed
+from nf.report.mnist import NOT_TRAINED, model_key, signed
 from nf.report.mnist_verdicts import SeedNoise, separately_trained
 from nf.report.nice import model_label, seed0_models
 from nf.report.verdicts import Verdict, margin, not_tested, shown_margin
@@ -275,4 +276,63 @@ def identity_start_conclusion(
         f"**The start is not the cause**: at the identity the longer flow still loses more than "
         f"{LOSS_TOLERANCE:g} nat to the shorter (margin {shown_margin(verdict.margin)} $u$), and the start "
         f"{'makes that loss larger' if changed else 'does not decidedly change it'}; the cause lies elsewhere."
+    )
+
+
+def start_and_regime(
+    ladder: tuple[list[dict[str, Any]], list[Run | None]],
+    identity: tuple[list[dict[str, Any]], list[Run | None]],
+    regime: tuple[list[dict[str, Any]], list[dict[int, Run]]],
+    noise: SeedNoise,
+) -> str:
+    """How the flow's start bears on the recipe question (Markdown): for each planar model trained with both starts
+    under our recipe, its gain over the diagonal model with each start (``u = sqrt(se^2 + s^2)``), beside the gain
+    of the paper's regime (random start) for the same model at the same budget, and the identity-started gain minus
+    that (four models on the same images: ``u = sqrt(se^2 + 2 s^2)``), with the share of the gap between the two
+    recipes' random-start gains that the start closes, ``(g_id - g_random) / (g_regime - g_random)``.
+    ``regime``: the paper's regime's configs and budget points (``nf.experiments.mnist_study.regime_runs``)."""
+    models, diagonal, runs = runs_by_start(ladder, identity)
+    points = {model_key(c): found for c, found in zip(*regime)}
+    sentences, missing = [], []
+    for model in (m for m in models if m[0] == "planar"):
+        random, started = runs["random"].get(model), runs["identity"].get(model)
+        if diagonal is None or random is None or started is None:
+            missing.append(model_label(model))
+            continue
+        budget = full_config(started.config)["updates"]
+        identity_gain, random_gain = (signed(separately_trained(diagonal, r, noise)) for r in (started, random))
+        text = (
+            f"For {model_label(model)} under our recipe: {identity_gain} started at the identity, "
+            f"{random_gain} started at random"
+        )
+        regime_diagonal, regime_flow = (points.get(m, {}).get(budget) for m in (("none", 0), model))
+        if regime_diagonal is None or regime_flow is None:
+            sentences.append(f"{text}; the paper's regime has no budget point of it at {budget:,} updates yet.")
+            continue
+        g_random, g_identity, g_regime = (
+            paired_difference(a, b)[0]
+            for a, b in ((diagonal, random), (diagonal, started), (regime_diagonal, regime_flow))
+        )
+        d, se = gain_difference((regime_diagonal, regime_flow), (diagonal, started))
+        u = math.sqrt(se**2 + 2 * noise.gain["nll"] ** 2)
+        if margin(d, 0.0, u) <= SIGNIFICANT:
+            compared = f"within {SIGNIFICANT:g} u: as large"
+        else:
+            compared = "decidedly " + ("larger" if d < 0 else "smaller")
+        text += (
+            f"; in the paper's regime (random start) {signed(separately_trained(regime_diagonal, regime_flow, noise))} "
+            f"at the same {budget:,} updates. The identity-started gain minus the paper's regime's is "
+            f"{d:+.2f} ± {u:.2f} ({compared})"
+        )
+        if g_regime < g_random:
+            share = (g_identity - g_random) / (g_regime - g_random)
+            text += f", so the start closes {share:.0%} of the gap between the two recipes' random-start gains"
+        sentences.append(text + ".")
+    if missing:
+        sentences.append(f"Not trained yet with both starts: {', '.join(missing)}.")
+    if not any(m[0] == "planar" for m in models):
+        return "No planar model is planned with the identity start."
+    return (
+        "Each number is a paired change in $-\\ln p(x)$ from the diagonal model (negative: the flow helps; test "
+        "set, seed 0). " + " ".join(sentences)
     )

@@ -26,8 +26,8 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
 def summarize(runs: list[Run]) -> list[dict[str, Any]]:
     """One row per (energy, family, length): mean and standard deviation over seeds.
 
-    Keys: energy, family, length, seeds, free_energy, free_energy_sd, kl, kl_sd,
-    kl_min and kl_max (the lowest and highest seed), kl_se (the largest Monte-Carlo standard error among the seeds), seconds_per_1000,
+    Keys: energy, family, length, seeds, free_energy, free_energy_sd, kl, kl_sd, kl_min and kl_max (the lowest
+    and highest seed), kl_se (the largest Monte-Carlo standard error among the seeds), seconds_per_1000,
     parameters.
     """
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
