@@ -288,3 +288,41 @@ def test_a_comparison_averaged_over_seeds_says_so(tmp_path):
     assert "NICE-perm K=20: +0.30 ± " in scaling["evidence"]
     assert "with the scaling (NICE-perm K=20: mean of 3 seeds): NICE-perm K=20: +0.30 ± 0.01" in scaling["evidence"]
     assert scaling["verdict"] == "not tested"  # NICE-orth is not in this ladder
+
+
+def test_the_start_check_is_the_study_run_of_the_chosen_recipe_started_at_the_identity():
+    from nf.experiments.mnist_study import start_check_config
+
+    assert start_check_config(STUDY, "Adam") is None  # the study names no identity-start model
+    study = {**STUDY, "identity_start": ["planar", 20]}
+    check = start_check_config(study, "Adam, flow step x0.1")
+    random = study_configs(study)["Adam, flow step x0.1"][1]
+    assert check == {**random, "flow_start": "identity"} and check["protocol"] == "validation"
+    with pytest.raises(ValueError, match=r"identity_start=\['planar', 40\] is not among the study's models"):
+        start_check_config({**study, "identity_start": ["planar", 40]}, "Adam")
+
+
+@pytest.mark.parametrize(
+    "shift,called",
+    [
+        (-0.5, "-0.50 ± 0.10 nats in $-\\ln p(x)$; the identity start **would be chosen**"),
+        (-0.15, "-0.15 ± 0.10 nats in $-\\ln p(x)$; the identity start **would not be chosen**"),
+        (0.5, "+0.50 ± 0.10 nats in $-\\ln p(x)$; the identity start **would not be chosen**"),
+    ],
+)
+def test_the_identity_start_is_chosen_only_when_decidedly_better_on_validation(tmp_path, shift, called):
+    from nf.experiments.mnist_study import start_check_config
+    from nf.report.identity_start import start_choice
+    from nf.report.mnist_verdicts import SeedNoise
+
+    study = {**STUDY, "identity_start": ["planar", 20]}
+    runs = study_runs(tmp_path, {"paper's RMSprop": -3.0, "Adam": -0.3, "Adam, flow step x0.1": -0.8})
+    check = start_check_config(study, "Adam, flow step x0.1")
+    base = runs["Adam, flow step x0.1"][1].load_tensors("scores.pt")["nll"]
+    started = fake_run(check, base + shift, tmp_path)
+    noise = SeedNoise(dict.fromkeys(("nll", "bound", "kl"), 0.0), dict.fromkeys(("nll", "bound", "kl"), 0.1), "x")
+    text = start_choice(study, runs, "Adam, flow step x0.1", started, noise)
+    assert "planar K=20 under *Adam, flow step x0.1* started at the identity minus started at random" in text
+    assert called in text
+    waiting = start_choice(study, runs, "Adam, flow step x0.1", None, noise)
+    assert "**Not tested**: the identity-started run of planar K=20 (Adam, flow step x0.1)" in waiting

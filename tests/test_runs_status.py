@@ -88,6 +88,8 @@ def test_the_mnist_chapter_lists_its_study_and_its_ladder():
     runs = chapter_configs("mnist", "ci")
     protocols = [config["protocol"] for _, config in runs]
     assert protocols.count("validation") > 0 and protocols.count("test") > 0
+    checks = [c for _, c in runs if c["protocol"] == "validation" and c.get("flow_start") == "identity"]
+    assert [(c["flow"], c["length"]) for c in checks] == [("planar", 20)]  # the study's start check
     assert chapter_configs("theory", "ci") == []
 
 

@@ -19,12 +19,13 @@ from nf.experiments.mnist_study import (
     regime_configs,
     regime_runs,
     report_configs,
+    start_check_config,
     study_configs,
 )
 from nf.report.mnist_verdicts import seed_noise
 from nf.report.scorecard import MnistEvidence, RegimeEvidence, ToyEvidence
 from nf.report.toy import summarize
-from nf.runs.cache import lookup
+from nf.runs.cache import Run, lookup
 
 
 def toy_configs(parameters: dict[str, Any]) -> list[dict[str, Any]]:
@@ -56,9 +57,11 @@ def toy_evidence(profile: str = "report") -> ToyEvidence:
     return longest, None if any(run is None for run in runs) else summarize(runs)
 
 
-def _ladder(parameters: dict[str, Any]) -> tuple[dict[str, list], list[dict[str, Any]], list[dict[str, Any]]]:
-    """The MNIST study's cached runs by recipe, the report ladder's configs with the recipe they choose, and its
-    identity-start configs (``identity_start_configs``)."""
+def _ladder(
+    parameters: dict[str, Any],
+) -> tuple[dict[str, list], list[dict[str, Any]], list[dict[str, Any]], str]:
+    """The MNIST study's cached runs by recipe, the report ladder's configs with the recipe they choose, its
+    identity-start configs (``identity_start_configs``) and the recipe."""
     study = parameters["study"]
     study_runs = {
         name: mnist.fit_mnist_runs(configs, train=False)
@@ -66,21 +69,30 @@ def _ladder(parameters: dict[str, Any]) -> tuple[dict[str, list], list[dict[str,
     }
     recipe, _ = choose_recipe(study, study_runs)
     ladder = parameters["ladder"]
-    return study_runs, report_configs(study, ladder, recipe), identity_start_configs(study, ladder, recipe)
+    return study_runs, report_configs(study, ladder, recipe), identity_start_configs(study, ladder, recipe), recipe
 
 
 def mnist_evidence(profile: str = "report") -> MnistEvidence:
     """The MNIST chapter's study, its cached runs by recipe, and the report ladder's configs and cached runs."""
     parameters = chapter_parameters("mnist", profile)
-    study_runs, configs, _ = _ladder(parameters)
+    study_runs, configs, _, _ = _ladder(parameters)
     return parameters["study"], study_runs, configs, mnist.fit_mnist_runs(configs, train=False)
 
 
 def identity_start_evidence(profile: str = "report") -> tuple[list[dict[str, Any]], list]:
     """The report ladder's identity-start configs (``identity_start_configs``) and their cached runs (None where
     not trained yet; never trains)."""
-    _, _, configs = _ladder(chapter_parameters("mnist", profile))
+    _, _, configs, _ = _ladder(chapter_parameters("mnist", profile))
     return configs, mnist.fit_mnist_runs(configs, train=False)
+
+
+def start_check_evidence(profile: str = "report") -> tuple[str, dict[str, Any] | None, Run | None]:
+    """The report recipe, the recipe study's identity-start check config (``start_check_config``; None if the
+    study has none) and its cached run (None where not trained yet; never trains)."""
+    parameters = chapter_parameters("mnist", profile)
+    recipe = _ladder(parameters)[3]
+    config = start_check_config(parameters["study"], recipe)
+    return recipe, config, None if config is None else lookup("mnist", config)
 
 
 def regime_evidence(profile: str = "report", mnist: MnistEvidence | None = None) -> RegimeEvidence:
@@ -115,7 +127,7 @@ def gap_entries(parameters: dict[str, Any]) -> list[GapEntry]:
     planar layers are fitted per image to the diagonal models' decoders."""
     p = parameters
     mnist_parameters = chapter_parameters("mnist", p["mnist_profile"])
-    _, ladder, _ = _ladder(mnist_parameters)
+    _, ladder, _, _ = _ladder(mnist_parameters)
     regime = regime_configs(mnist_parameters["study"], mnist_parameters["paper_regime"])
     entries = []
     recipes = (("our recipe", ladder, p["report_models"]), ("paper's recipe", regime, p["regime_models"]))
@@ -208,11 +220,12 @@ def _mnist_runs(parameters: dict[str, Any]) -> tuple[list, list, list, bool]:
     """The MNIST chapter's study runs, report ladder runs (with its identity-start runs) and paper's-regime runs
     (those not in the report ladder) as ``(experiment, config)``, and whether the report ladder's recipe is decided
     (``recipe_decided``)."""
-    study_runs, ladder, identity = _ladder(parameters)
+    study_runs, ladder, identity, recipe = _ladder(parameters)
     study = [("mnist", c) for c in distinct_configs(study_configs(parameters["study"], parameters["seed"]))]
     regime = regime_configs(parameters["study"], parameters["paper_regime"])
     regime = [("mnist", c) for c in regime if c not in ladder]
-    ladder = [("mnist", c) for c in ladder + identity]
+    start_check = start_check_config(parameters["study"], recipe)
+    ladder = [("mnist", c) for c in ladder + identity + ([start_check] if start_check else [])]
     return study, ladder, regime, recipe_decided(parameters["study"], study_runs)
 
 

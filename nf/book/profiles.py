@@ -122,6 +122,7 @@ MNIST_STUDY: dict[str, Any] = {
     },
     "budgets": {"recipe": "Adam", "updates": [20_000, 100_000]},
     "candidates": ["Adam", "Adam, flow step x0.1"],
+    "identity_start": ["planar", 20],  # trained again with the identity start under the chosen recipe
 }
 
 MNIST_LADDER: dict[str, Any] = {  # Table 2's rows (planar, NICE-perm), the NICE scaling/mixing comparison at K=20,

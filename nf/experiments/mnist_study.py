@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from nf.experiments.comparisons import SIGNIFICANT, paired_difference
-from nf.experiments.mnist import budget_config, budget_points, fit_mnist_runs, run_configs
+from nf.experiments.mnist import budget_config, budget_points, fit_mnist_runs, mnist_config, run_configs
 from nf.runs.cache import Run, config_hash, lookup
 
 RECIPE_KEYS = ("optimizer", "learning_rate", "final_learning_rate", "momentum", "clip_grad_norm", "flow_lr_scale")
@@ -106,6 +106,20 @@ def identity_start_configs(study: dict[str, Any], report: dict[str, Any], recipe
     ``nf.report.identity_start``.  Trained as jobs, like the paper's-regime runs, never inside a chapter."""
     common = {**report["common"], **recipe_settings(study, recipe), "flow_start": "identity"}
     return run_configs(report["identity_start"], seed=0, **common)
+
+
+def start_check_config(study: dict[str, Any], recipe: str) -> dict[str, Any] | None:
+    """The study's ``identity_start`` model (a ``[flow, length]`` pair) as the study trains it under ``recipe``
+    (validation protocol, seed 0), but with every flow layer the identity at the first update: whether the start
+    would be chosen on the validation split (``nf.report.identity_start.start_choice``).  None if the study names
+    no such model.  Trained as a job, like the identity-start runs, never inside a chapter."""
+    model = study.get("identity_start")
+    if model is None:
+        return None
+    if model not in study["models"]:
+        raise ValueError(f"identity_start={model!r} is not among the study's models {study['models']!r}")
+    config = study_configs(study)[recipe][study["models"].index(model)]
+    return mnist_config(**{**config, "flow_start": "identity"})
 
 
 def distinct_configs(by_recipe: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
