@@ -20,6 +20,7 @@ from nf.experiments.mnist_study import (
     regime_runs,
     report_configs,
     start_check_config,
+    start_check_run,
     study_configs,
 )
 from nf.report.mnist_verdicts import seed_noise
@@ -86,13 +87,12 @@ def identity_start_evidence(profile: str = "report") -> tuple[list[dict[str, Any
     return configs, mnist.fit_mnist_runs(configs, train=False)
 
 
-def start_check_evidence(profile: str = "report") -> tuple[str, dict[str, Any] | None, Run | None]:
-    """The report recipe, the recipe study's identity-start check config (``start_check_config``; None if the
-    study has none) and its cached run (None where not trained yet; never trains)."""
-    parameters = chapter_parameters("mnist", profile)
-    recipe = _ladder(parameters)[3]
-    config = start_check_config(parameters["study"], recipe)
-    return recipe, config, None if config is None else lookup("mnist", config)
+def start_check_evidence(profile: str = "report", mnist: MnistEvidence | None = None) -> tuple[str, Run | None]:
+    """The report recipe and the cached run of the recipe study's identity-start check (``start_check_run``; None
+    where not trained yet; never trains); ``mnist``: the profile's ``mnist_evidence``, if the caller has it."""
+    study, study_runs, _, _ = mnist_evidence(profile) if mnist is None else mnist
+    recipe, _ = choose_recipe(study, study_runs)
+    return recipe, start_check_run(study, recipe)
 
 
 def regime_evidence(profile: str = "report", mnist: MnistEvidence | None = None) -> RegimeEvidence:

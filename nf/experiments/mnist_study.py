@@ -122,6 +122,13 @@ def start_check_config(study: dict[str, Any], recipe: str) -> dict[str, Any] | N
     return mnist_config(**{**config, "flow_start": "identity"})
 
 
+def start_check_run(study: dict[str, Any], recipe: str, **where: Any) -> Run | None:
+    """The cached run of ``start_check_config`` (None if the study names no such model or it is not trained yet;
+    never trains); ``where``: ``results_dir``, ``device``, ``data_root`` of ``fit_mnist_runs``."""
+    config = start_check_config(study, recipe)
+    return None if config is None else fit_mnist_runs([config], train=False, **where)[0]
+
+
 def distinct_configs(by_recipe: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """The study's configs without repeats (recipes may share a run), in order of first appearance."""
     return list({config_hash("mnist", c): c for configs in by_recipe.values() for c in configs}.values())

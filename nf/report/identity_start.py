@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from nf.experiments.comparisons import SIGNIFICANT, gain_difference, paired_difference
+from nf.experiments.comparisons import SIGNIFICANT, gain_difference
 from nf.experiments.mnist import full_config
 from nf.report.conv import plot_training_gap
 from nf.report.mnist import NOT_TRAINED, model_key, signed
@@ -58,11 +58,16 @@ def loss_with_length(runs: dict[int, Run], noise: SeedNoise) -> tuple[float, flo
     return separately_trained(runs[SHORT], runs[LONG], noise)
 
 
-def start_change(random: dict[int, Run], identity: dict[int, Run], noise: SeedNoise) -> tuple[float, float]:
-    """``L_id - L_random`` per image, with ``u = sqrt(se^2 + 2 s^2)`` (two differences of separately trained
-    models)."""
-    d, se = gain_difference((random[SHORT], random[LONG]), (identity[SHORT], identity[LONG]))
+def change_of_gain(first: tuple[Run, Run], second: tuple[Run, Run], noise: SeedNoise) -> tuple[float, float]:
+    """How much the gain of ``second = (a2, b2)`` differs from that of ``first = (a1, b1)``, per image, with
+    ``u = sqrt(se^2 + 2 s^2)`` (two differences of separately trained models)."""
+    d, se = gain_difference(first, second)
     return d, math.sqrt(se**2 + 2 * noise.gain["nll"] ** 2)
+
+
+def start_change(random: dict[int, Run], identity: dict[int, Run], noise: SeedNoise) -> tuple[float, float]:
+    """``L_id - L_random`` per image (``change_of_gain``)."""
+    return change_of_gain((random[SHORT], random[LONG]), (identity[SHORT], identity[LONG]), noise)
 
 
 def identity_start_verdict(random: dict[int, Run], identity: dict[int, Run], noise: SeedNoise) -> Verdict:
@@ -310,32 +315,27 @@ def start_and_regime(
             missing.append(model_label(model))
             continue
         budget = full_config(started.config)["updates"]
-        identity_gain, random_gain = (signed(separately_trained(diagonal, r, noise)) for r in (started, random))
+        identity_gain, random_gain = (separately_trained(diagonal, r, noise) for r in (started, random))
         text = (
-            f"For {model_label(model)} under our recipe: {identity_gain} started at the identity, "
-            f"{random_gain} started at random"
+            f"For {model_label(model)} under our recipe: {signed(identity_gain)} started at the identity, "
+            f"{signed(random_gain)} started at random"
         )
         regime_diagonal, regime_flow = (points.get(m, {}).get(budget) for m in (("none", 0), model))
         if regime_diagonal is None or regime_flow is None:
             sentences.append(f"{text}; the paper's regime has no budget point of it at {budget:,} updates yet.")
             continue
-        g_random, g_identity, g_regime = (
-            paired_difference(a, b)[0]
-            for a, b in ((diagonal, random), (diagonal, started), (regime_diagonal, regime_flow))
-        )
-        d, se = gain_difference((regime_diagonal, regime_flow), (diagonal, started))
-        u = math.sqrt(se**2 + 2 * noise.gain["nll"] ** 2)
+        regime_gain = separately_trained(regime_diagonal, regime_flow, noise)
+        d, u = change_of_gain((regime_diagonal, regime_flow), (diagonal, started), noise)
         if margin(d, 0.0, u) <= SIGNIFICANT:
             compared = f"within {SIGNIFICANT:g} u: as large"
         else:
             compared = "decidedly " + ("larger" if d < 0 else "smaller")
         text += (
-            f"; in the paper's regime (random start) {signed(separately_trained(regime_diagonal, regime_flow, noise))} "
-            f"at the same {budget:,} updates. The identity-started gain minus the paper's regime's is "
-            f"{d:+.2f} ± {u:.2f} ({compared})"
+            f"; in the paper's regime (random start) {signed(regime_gain)} at the same {budget:,} updates. The "
+            f"identity-started gain minus the paper's regime's is {d:+.2f} ± {u:.2f} ({compared})"
         )
-        if g_regime < g_random:
-            share = (g_identity - g_random) / (g_regime - g_random)
+        if regime_gain[0] < random_gain[0]:
+            share = (identity_gain[0] - random_gain[0]) / (regime_gain[0] - random_gain[0])
             text += f", so the start closes {share:.0%} of the gap between the two recipes' random-start gains"
         sentences.append(text + ".")
     if missing:
