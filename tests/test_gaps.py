@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
-from nf.experiments.gaps import analyse, fit_gaps, gap_config, summarize_gaps
+from nf.experiments.gaps import analyse, fit_gaps, gap_config, lowest_nll, nll_estimates, summarize_gaps
 from nf.experiments.mnist import fit_mnist, mnist_config
 from nf.experiments.trained import parameters_entry
 from nf.models.dlgm import DLGM
@@ -33,6 +34,33 @@ def test_the_gaps_add_up_and_the_local_bound_stays_above_the_likelihood(flow, le
     assert summary["below_nll"] == 0 and summary["approximation_gap"] > -2 * summary["approximation_gap_se"]
     assert summary["converged"] == 1.0
     assert summary["planar_bound"] <= summary["local_bound"] + 2 * summary["planar_gain_se"]  # a richer family
+    for proposal in ("amortised", "local", "planar"):  # the lowest of the proposals' estimates, per image
+        assert (scores["nll"] <= scores[f"nll_{proposal}"]).all()
+    assert summary["nll_amortised_excess"] >= 0 and (scores["nll_se"] > 0).all()
+
+
+def test_the_likelihood_estimate_and_its_delta_method_error():
+    log_w = torch.log(torch.tensor([[1.0, 2.0], [3.0, 2.0], [2.0, 2.0], [6.0, 2.0]], dtype=torch.float64))
+    estimate = nll_estimates(log_w)
+    torch.testing.assert_close(estimate["nll"], -torch.log(torch.tensor([3.0, 2.0], dtype=torch.float64)))
+    torch.testing.assert_close(estimate["nll_half"], -torch.log(torch.tensor([2.0, 2.0], dtype=torch.float64)))
+    se = torch.tensor([1.0, 2.0, 3.0, 6.0]).std() / (3.0 * math.sqrt(4))
+    torch.testing.assert_close(estimate["nll_se"], torch.tensor([se.item(), 0.0], dtype=torch.float64))
+
+
+def test_the_lowest_estimate_is_kept_per_image_with_its_own_error():
+    one = {"nll": torch.tensor([1.0, 5.0]), "nll_half": torch.tensor([1.5, 4.0]), "nll_se": torch.tensor([0.1, 0.2])}
+    two = {"nll": torch.tensor([2.0, 3.0]), "nll_half": torch.tensor([2.5, 3.5]), "nll_se": torch.tensor([0.3, 0.4])}
+    scores = lowest_nll({"amortised": one, "local": two})
+    torch.testing.assert_close(scores["nll"], torch.tensor([1.0, 3.0]))
+    torch.testing.assert_close(scores["nll_se"], torch.tensor([0.1, 0.4]))
+    torch.testing.assert_close(scores["nll_half"], torch.tensor([1.5, 3.5]))
+    torch.testing.assert_close(scores["nll_local"], two["nll"])
+
+
+def test_the_settings_name_the_proposals_of_the_estimate():
+    assert _config()["nll_proposals"] == ["amortised", "local"]
+    assert _config(local_planar=4)["nll_proposals"] == ["amortised", "local", "planar"]
 
 
 @pytest.fixture

@@ -39,6 +39,8 @@ def _analysis(tmp_path, flow: str, length: int, approximation: float, amortisati
     scores = {
         "nll": nll,
         "nll_half": nll + 0.01,
+        "nll_se": torch.full_like(nll, 0.02),
+        "nll_amortised": nll + 0.1,
         "bound": bound,
         "local_bound": local,
         "local_bound_se": torch.full_like(nll, 0.05),
@@ -108,6 +110,7 @@ def test_missing_analyses_are_shown_as_such(tmp_path):
     assert rows[1]["approximation gap"].startswith("3.0")
     (check,) = check_table(entries)
     assert check["F* below −ln p(x)"] == "0 of 1,000" and check["converged"] == "100%"
+    assert check["amortised proposal's excess"] == "0.10 ± 0.00"
     reading = gap_reading(entries, _noise(0.1))
     assert (
         "**Paper's recipe**: which gap flows close is not read yet; it needs the diagonal model's analysis." in reading

@@ -56,7 +56,7 @@ from torch import Tensor, nn
 from nf.flows import FlowLayer, PlanarChain
 from nf.flows.planar import identity_parameters as planar_identity
 from nf.models.distributions import DiagonalGaussian
-from nf.models.dlgm import DLGM, log_mean_exp, push_forward
+from nf.models.dlgm import DLGM, push_forward
 from nf.validation import check_int, check_positive
 
 LogJoint = Callable[[Tensor, Tensor], Tensor]  # (x of shape (B, ...), z of shape (S, B, D)) -> ln p(x, z), (S, B)
@@ -107,10 +107,9 @@ class LocalBound:
 
     ``bound`` is ``F*(x)`` and ``bound_se`` its standard error; ``start_bound`` is the bound at the starting
     parameters on the same draws and ``start_bound_se`` its standard error; ``gain_se`` is the standard error of
-    ``start_bound - bound`` (paired); ``nll`` is ``-ln (1/S) sum_s w_s`` on the same draws, the importance-sampled
-    ``-ln p(x)`` with the optimised posterior as proposal; ``steps`` counts each image's Adam steps and
-    ``converged`` says whether the rule stopped it.  ``parameters`` are the optimised ``(loc, log_scale, flow
-    params)``.
+    ``start_bound - bound`` (paired); ``steps`` counts each image's Adam steps and ``converged`` says whether the
+    rule stopped it.  ``parameters`` are the optimised ``(loc, log_scale, flow params)`` of the family ``flow``
+    (``fitted_log_weights`` draws from them).
     """
 
     bound: Tensor
@@ -118,10 +117,10 @@ class LocalBound:
     start_bound: Tensor
     start_bound_se: Tensor
     gain_se: Tensor
-    nll: Tensor
     steps: Tensor
     converged: Tensor
     parameters: Variational
+    flow: FlowLayer | None
 
 
 def optimise_local_bound(
@@ -188,10 +187,10 @@ def optimise_local_bound(
         start_bound=start_bound,
         start_bound_se=start_bound_se,
         gain_se=(optimised - started).std(0) / math.sqrt(fit.final_samples),
-        nll=-log_mean_exp(optimised),
         steps=steps,
         converged=converged,
         parameters=parameters,
+        flow=flow,
     )
 
 
@@ -219,6 +218,28 @@ def local_planar_bound(model: DLGM, images: Tensor, length: int, fit: LocalFit |
     flow = PlanarChain(model.latent, length, amortized=True)
     with _frozen(model):
         return optimise_local_bound(model.log_joint, flow, images, (q0.loc, q0.log_scale, planar), fit)
+
+
+@torch.no_grad()
+def fitted_log_weights(
+    log_joint: LogJoint,
+    flow: FlowLayer | None,
+    parameters: Variational,
+    images: Tensor,
+    samples: int,
+    generator: torch.Generator,
+) -> Tensor:
+    """``ln w_s = ln p(x, z_s) - ln q(z_s)`` for ``samples`` fresh draws ``z_s`` of each image's posterior ``q``:
+    ``q_0`` and ``flow`` with per-image ``parameters`` (a ``LocalBound``'s fitted ones), draws from ``generator``;
+    shape ``(S, B)``, float64.
+
+    Any posterior whose support covers ``p(z | x)`` is a valid importance proposal: ``(1/S) sum_s w_s`` is unbiased
+    for ``p(x)`` (its logarithm biased low), and the closer ``q`` is to ``p(z | x)`` the lighter the tail of the
+    weights.  Draws independent of those ``F*`` was estimated on keep the two estimates apart.
+    """
+    loc = parameters[0]
+    eps = torch.randn(samples, *loc.shape, dtype=loc.dtype, device=loc.device, generator=generator)
+    return _log_weights(log_joint, flow, images, [t for t in parameters if t is not None], eps)
 
 
 def identity_planar_parameters(

@@ -44,7 +44,7 @@ from nf.runs.cache import Run
 HALF = 0.5
 NOT_ANALYSED = "not analysed yet"
 GAP_COLUMNS = ("−ln p(x)", "F(x)", "F*(x)", "approximation gap", "amortisation gap")
-CHECK_COLUMNS = ("bias of −ln p(x)", "converged", "F* below −ln p(x)")
+CHECK_COLUMNS = ("bias of −ln p(x)", "amortised proposal's excess", "converged", "F* below −ln p(x)")
 DIAGONAL = ("none", 0)
 Entry = tuple[str, tuple[str, int], Run | None]  # (recipe, model, analysis)
 
@@ -184,15 +184,21 @@ def gap_table(entries: list[Entry]) -> list[dict[str, str]]:
 
 
 def check_table(entries: list[Entry]) -> list[dict[str, str]]:
-    """One row per analysis done: the estimate's remaining bias (``-ln p`` from half the draws minus from all), the
-    share of images whose local fit converged, and the images whose ``F*`` lies below ``-ln p(x)`` by more than
-    twice its standard error (a wrong estimate, if any)."""
+    """One row per analysis done: the estimate's remaining bias (``-ln p`` from half the draws minus from all), how
+    far the amortised posterior's estimate alone lies above the one kept (``nf.experiments.gaps``), the share of
+    images whose local fit converged, and the images whose ``F*`` lies below ``-ln p(x)`` by more than twice their
+    combined standard error (a wrong estimate, if any)."""
     rows = []
     for recipe, model, run in entries:
         if run is None:
             continue
         m = run.metrics
-        values = (f"{m['nll_bias']:.3f}", f"{m['converged']:.0%}", f"{m['below_nll']} of {run.config['images']:,}")
+        values = (
+            f"{m['nll_bias']:.3f}",
+            _pm((m["nll_amortised_excess"], m["nll_amortised_excess_se"])),
+            f"{m['converged']:.0%}",
+            f"{m['below_nll']} of {run.config['images']:,}",
+        )
         rows.append({"model": model_label(model), "recipe": recipe, **dict(zip(CHECK_COLUMNS, values))})
     return rows
 
