@@ -111,6 +111,7 @@ def test_missing_analyses_are_shown_as_such(tmp_path):
     (check,) = check_table(entries)
     assert check["F* below −ln p(x)"] == "0 of 1,000" and check["converged"] == "100%"
     assert check["amortised proposal's excess"] == "0.10 ± 0.00"
+    assert check["F* below the amortised estimate"] == "0 of 1,000"
     reading = gap_reading(entries, _noise(0.1))
     assert (
         "**Paper's recipe**: which gap flows close is not read yet; it needs the diagonal model's analysis." in reading
