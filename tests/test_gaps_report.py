@@ -14,6 +14,7 @@ from nf.report.gaps import (
     check_table,
     convergence_table,
     decoder_reading,
+    estimator_reading,
     gap_reading,
     gap_table,
     gaps_at_a_glance,
@@ -30,8 +31,11 @@ def _noise(kl: float) -> SeedNoise:
     return SeedNoise(dict.fromkeys(("nll", "bound", "kl"), 0.0), dict.fromkeys(("nll", "bound", "kl"), kl), "x")
 
 
-def _analysis(tmp_path, flow: str, length: int, approximation: float, amortisation: float, planar=None, seed=0):
-    """A cached analysis whose per-image gaps are the given means plus noise of sd 0.3 (paired se about 0.013)."""
+def _analysis(
+    tmp_path, flow: str, length: int, approximation: float, amortisation: float, planar=None, seed=0, excess=0.1
+):
+    """A cached analysis whose per-image gaps are the given means plus noise of sd 0.3 (paired se about 0.013), and
+    whose amortised estimate of -ln p(x) lies ``excess`` above the one kept."""
     generator = torch.Generator().manual_seed(seed)
     nll = 90 + torch.randn(IMAGES, generator=torch.Generator().manual_seed(99), dtype=torch.float64)
     local = nll + approximation + 0.3 * torch.randn(IMAGES, generator=generator, dtype=torch.float64)
@@ -40,7 +44,7 @@ def _analysis(tmp_path, flow: str, length: int, approximation: float, amortisati
         "nll": nll,
         "nll_half": nll + 0.01,
         "nll_se": torch.full_like(nll, 0.02),
-        "nll_amortised": nll + 0.1,
+        "nll_amortised": nll + excess,
         "bound": bound,
         "local_bound": local,
         "local_bound_se": torch.full_like(nll, 0.05),
@@ -211,3 +215,25 @@ def test_a_noisy_check_is_judged_by_its_paired_standard_error(tmp_path):
     (row,) = convergence_table(entries, checks)  # se about 0.2: two of them exceed the Monte Carlo error of 0.05
     d, se = (float(v) for v in row["lowered by"].split(" ± "))
     assert se > 0.1 and row["converged"] == ("yes" if d <= 2 * se else f"no: {d - 2 * se:.2f} beyond")
+
+
+@pytest.mark.parametrize(
+    "excess,kl_sd,called",
+    [
+        (0.7, 0.1, "+0.60 ± 0.10 nats of the gain the amortised estimate shows are the estimator's (the amortised "),
+        (0.25, 0.1, "+0.15 ± 0.10 nats of the gain the amortised estimate shows are the estimator's (not decidedly"),
+        (-0.2, 0.1, "-0.30 ± 0.10 nats of the gain the amortised estimate shows are the estimator's (it understates"),
+    ],
+)
+def test_the_estimators_share_of_a_gain(tmp_path, excess, kl_sd, called):
+    entries = [
+        ("paper's recipe", ("none", 0), _analysis(tmp_path, "none", 0, 3.0, 1.0, excess=excess)),
+        ("paper's recipe", ("planar", 20), _analysis(tmp_path, "planar", 20, 2.0, 1.0, seed=1, excess=0.1)),
+    ]
+    reading = estimator_reading(entries, _noise(kl_sd))
+    assert reading.startswith("**Paper's recipe**, planar K=20 minus the diagonal model: ")
+    assert f"{0.1 - excess:+.2f} ± 0.10 nats by the amortised estimate, +0.00 ± 0.10 by the estimate kept" in reading
+    assert called in reading
+    assert (
+        estimator_reading(entries[:1], _noise(kl_sd)) == "No recipe has both a diagonal and a flow model analysed yet."
+    )
