@@ -293,29 +293,39 @@ def gap_reading(entries: list[Entry], noise: SeedNoise) -> str:
     return "\n\n".join(text)
 
 
+def estimator_share(flow: Run, diagonal: Run, noise: SeedNoise) -> dict[str, tuple[float, float]]:
+    """The flow model's gain in ``-ln p(x)`` over the diagonal model on the analysed images (paired, with the seed
+    spread of a gain in ``-ln p(x)``), by the amortised posterior's estimate (``shown``: the paper's estimator) and
+    by the estimate kept (``kept``), and the part of ``shown`` that the estimator makes (``made``: the diagonal
+    model's amortised estimate minus its kept one, less the flow model's; ``u`` as for a change of a gap,
+    ``gap_change``); each ``(value, u)``."""
+    f, d = _scores(flow), _scores(diagonal)
+    spread = noise.gain["nll"]
+    return {
+        "shown": _with_spread(mean_se(f["nll_amortised"] - d["nll_amortised"]), spread),
+        "kept": _with_spread(mean_se(f["nll"] - d["nll"]), spread),
+        "made": gap_change(diagonal, flow, "estimator", noise),
+    }
+
+
 def estimator_reading(entries: list[Entry], noise: SeedNoise) -> str:
-    """Per recipe and analysed flow model: its gain in ``-ln p(x)`` over the diagonal model on the analysed images,
-    by the amortised posterior's estimate (the paper's estimator) and by the estimate kept, and the part of the
-    former that the estimator makes: the diagonal model's amortised estimate minus its kept one, less the flow
-    model's (paired per image; ``u`` as for a change of a gap, ``gap_change``) (Markdown)."""
+    """Per recipe and analysed flow model, ``estimator_share`` in words (Markdown)."""
     text = []
     for recipe, found in _by_recipe(entries).items():
         diagonal = found.get(DIAGONAL)
         if diagonal is None:
             continue
-        d, parts = _scores(diagonal), []
+        parts = []
         for model in (m for m in found if m != DIAGONAL):
-            f = _scores(found[model])
-            spread = noise.gain["nll"]
-            shown = _with_spread(mean_se(f["nll_amortised"] - d["nll_amortised"]), spread)
-            kept = _with_spread(mean_se(f["nll"] - d["nll"]), spread)
-            made = gap_change(diagonal, found[model], "estimator", noise)
+            share = estimator_share(found[model], diagonal, noise)
+            (shown, u_shown), (kept, u_kept), made = share["shown"], share["kept"], share["made"]
+            excess = [_pm(mean_se(_scores(run)["estimator"])) for run in (diagonal, found[model])]
             parts.append(
-                f"{model_label(model)} minus the diagonal model: {shown[0]:+.2f} ± {shown[1]:.2f} nats by the "
-                f"amortised estimate, {kept[0]:+.2f} ± {kept[1]:.2f} by the estimate kept. The amortised estimate "
-                f"lies {_pm(mean_se(d['estimator']))} above the kept one for the diagonal model and "
-                f"{_pm(mean_se(f['estimator']))} for the flow model, so {made[0]:+.2f} ± {made[1]:.2f} nats of the "
-                f"gain the amortised estimate shows are the estimator's ({_called_share(made)})"
+                f"{model_label(model)} minus the diagonal model: {shown:+.2f} ± {u_shown:.2f} nats by the "
+                f"amortised estimate, {kept:+.2f} ± {u_kept:.2f} by the estimate kept. The amortised estimate lies "
+                f"{excess[0]} above the kept one for the diagonal model and {excess[1]} for the flow model, so "
+                f"{made[0]:+.2f} ± {made[1]:.2f} nats of the gain the amortised estimate shows are the estimator's "
+                f"({_called_share(made)})"
             )
         if parts:
             text.append(f"**{recipe.capitalize()}**, " + "; ".join(parts) + ".")
@@ -357,6 +367,16 @@ def gaps_at_a_glance(entries: list[Entry], noise: SeedNoise) -> str:
         for recipe, found in _by_recipe(entries).items()
         if (sentence := which_gap_closes(found, noise))
     ]
+    for recipe, found in _by_recipe(entries).items():
+        planar = [m for m in found if m[0] == "planar"]
+        if DIAGONAL in found and planar:
+            longest = max(planar, key=lambda m: m[1])
+            share = estimator_share(found[longest], found[DIAGONAL], noise)
+            closes.append(
+                f"{recipe.capitalize()}: of {model_label(longest)}'s gain over the diagonal model in $-\\ln p(x)$ by "
+                f"the paper's estimator, {share['shown'][0]:+.2f} ± {share['shown'][1]:.2f} nats on these images, "
+                f"{share['made'][0]:+.2f} ± {share['made'][1]:.2f} are the estimator's."
+            )
     return " ".join(
         [
             f"{len(done)} of {len(entries)} analyses done so far. "
