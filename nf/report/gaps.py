@@ -323,8 +323,8 @@ def estimator_reading(entries: list[Entry], noise: SeedNoise) -> str:
             parts.append(
                 f"{model_label(model)} minus the diagonal model: {shown:+.2f} ± {u_shown:.2f} nats by the "
                 f"amortised estimate, {kept:+.2f} ± {u_kept:.2f} by the estimate kept. The amortised estimate lies "
-                f"{excess[0]} above the kept one for the diagonal model and {excess[1]} for the flow model, so "
-                f"{made[0]:+.2f} ± {made[1]:.2f} nats of the gain the amortised estimate shows are the estimator's "
+                f"{excess[0]} above the kept one for the diagonal model and {excess[1]} for the flow model, so up "
+                f"to {made[0]:+.2f} ± {made[1]:.2f} nats of the gain the amortised estimate shows are the estimator's "
                 f"({_called_share(made)})"
             )
         if parts:
@@ -375,7 +375,7 @@ def gaps_at_a_glance(entries: list[Entry], noise: SeedNoise) -> str:
             closes.append(
                 f"{recipe.capitalize()}: of {model_label(longest)}'s gain over the diagonal model in $-\\ln p(x)$ by "
                 f"the paper's estimator, {share['shown'][0]:+.2f} ± {share['shown'][1]:.2f} nats on these images, "
-                f"{share['made'][0]:+.2f} ± {share['made'][1]:.2f} are the estimator's."
+                f"up to {share['made'][0]:+.2f} ± {share['made'][1]:.2f} are the estimator's."
             )
     return " ".join(
         [
