@@ -418,8 +418,8 @@ def decoder_reading(entries: list[Entry]) -> str:
             f"**{recipe.capitalize()}.** On the diagonal model's decoder a planar flow of {length} layers "
             f"fitted to each image lowers the bound by {_pm(gain)} nats, of an approximation gap of {_pm(gap)}: "
             f"{called} ({run.metrics['planar_converged']:.0%} of the fits converged). Its bound ends "
-            f"{_pm(left)} nats above $-\\ln p(x)$, whose estimate is itself biased upward by about "
-            f"{run.metrics['nll_bias']:.2f}."
+            f"{_pm(left)} nats above $-\\ln p(x)$ (whose estimate's bias left at its draws, by the half-draw "
+            f"check, is {run.metrics['nll_bias']:+.2f})."
         )
     return "\n\n".join(text) or "No diagonal model's decoder has been analysed yet."
 
