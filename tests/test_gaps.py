@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
+from test_local_bound import linear_gaussian
 
-from nf.experiments.gaps import analyse, fit_gaps, gap_config, lowest_nll, nll_estimates, summarize_gaps
+from nf.experiments.gaps import analyse, fit_gaps, fitted_nll, gap_config, lowest_nll, nll_estimates, summarize_gaps
 from nf.experiments.mnist import fit_mnist, mnist_config
 from nf.experiments.trained import parameters_entry
 from nf.models.dlgm import DLGM
@@ -46,6 +48,18 @@ def test_the_likelihood_estimate_and_its_delta_method_error():
     torch.testing.assert_close(estimate["nll_half"], -torch.log(torch.tensor([2.0, 2.0], dtype=torch.float64)))
     se = torch.tensor([1.0, 2.0, 3.0, 6.0]).std() / (3.0 * math.sqrt(4))
     torch.testing.assert_close(estimate["nll_se"], torch.tensor([se.item(), 0.0], dtype=torch.float64))
+
+
+def test_the_exact_posterior_as_proposal_gives_the_exact_likelihood_for_every_image_of_every_batch():
+    model, _ = linear_gaussian(diagonal_posterior=True)
+    x = model.marginal.sample((25,))  # more images than one batch of the importance sampling
+    loc = torch.linalg.solve(model.precision, model.weight.T @ (x - model.bias).T).T / model.sigma**2
+    log_scale = -0.5 * torch.diagonal(model.precision).log().expand(25, 3)
+    posterior = SimpleNamespace(parameters=(loc, log_scale, None), flow=None)  # what fitted_nll reads of a LocalBound
+    estimate = fitted_nll(model, posterior, x, samples=40, seed=0)
+    torch.testing.assert_close(estimate["nll"], -model.marginal.log_prob(x))
+    torch.testing.assert_close(estimate["nll_half"], -model.marginal.log_prob(x))
+    assert (estimate["nll_se"] < 1e-6).all()
 
 
 def test_the_lowest_estimate_is_kept_per_image_with_its_own_error():

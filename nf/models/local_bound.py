@@ -80,8 +80,9 @@ class LocalFit:
             stops it.
         max_steps: steps after which an image stops, converged or not.
         final_samples: fresh draws per image on which ``F*(x)`` is estimated.
-        seed: seeds every draw: the rule's and the final estimate's (``seed``), the steps' (``seed + 1``), and a local
-            planar flow's starting ``w`` (``seed + 2``).
+        seed: seeds every draw: the rule's and the final estimate's (``seed``), the steps' (``seed + 1``), a local
+            planar flow's starting ``w`` (``seed + 2``), and the importance samples of ``-ln p(x)`` from the fitted
+            posteriors in ``nf.experiments.gaps`` (``seed + 3``, ``seed + 4``).
     """
 
     learning_rate: float = 1e-2
