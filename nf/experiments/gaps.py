@@ -113,7 +113,7 @@ def amortised_nll(model: DLGM, images: torch.Tensor, samples: int) -> dict[str, 
     for x in images.split(_NLL_BATCH):
         log_w = torch.cat([model.log_importance_weights(x, 500) for _ in range(math.ceil(samples / 500))])
         parts.append(nll_estimates(log_w[:samples]))
-    return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+    return _joined(parts)
 
 
 def fitted_nll(
@@ -126,6 +126,11 @@ def fitted_nll(
         parameters = tuple(None if t is None else t[rows] for t in fitted.parameters)
         log_w = fitted_log_weights(model.log_joint, fitted.flow, parameters, images[rows], samples, generator)
         parts.append(nll_estimates(log_w))
+    return _joined(parts)
+
+
+def _joined(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Per-batch estimates joined along the images."""
     return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
 

@@ -251,13 +251,18 @@ def _changes(flow: Run, diagonal: Run, noise: SeedNoise) -> dict[str, tuple[floa
     return {gap: gap_change(flow, diagonal, gap, noise) for gap in ("approximation", "amortisation")}
 
 
+def _longest_planar(found: dict[tuple[str, int], Run]) -> tuple[str, int] | None:
+    """The longest analysed planar flow of a recipe's analyses, if the diagonal model is analysed too; else None."""
+    planar = [m for m in found if m[0] == "planar"]
+    return max(planar, key=lambda m: m[1]) if planar and DIAGONAL in found else None
+
+
 def which_gap_closes(found: dict[tuple[str, int], Run], noise: SeedNoise) -> str | None:
     """The gap (or gaps) decidedly smaller at the longest analysed planar flow than at the diagonal model of the
     same recipe (``found``: the recipe's analyses by model), as a sentence; None without both analyses."""
-    planar = [m for m in found if m[0] == "planar"]
-    if DIAGONAL not in found or not planar:
+    longest = _longest_planar(found)
+    if longest is None:
         return None
-    longest = max(planar, key=lambda m: m[1])
     changes = _changes(found[longest], found[DIAGONAL], noise)
     smaller = [gap for gap, d in changes.items() if _called(d) == "smaller"]
     return (
@@ -360,10 +365,9 @@ def estimate_sensitivity(entries: list[Entry], noise: SeedNoise) -> list[dict[st
     proposal more than the flow models, so a reading that moves between the rows depends on that choice."""
     rows = []
     for recipe, found in _by_recipe(entries).items():
-        planar = [m for m in found if m[0] == "planar"]
-        if DIAGONAL not in found or not planar:
+        longest = _longest_planar(found)
+        if longest is None:
             continue
-        longest = max(planar, key=lambda m: m[1])
         f, d = _scores(found[longest]), _scores(found[DIAGONAL])
         kept = {side: int((s["nll"] == s["nll_amortised"]).sum()) for side, s in (("diagonal", d), ("flow", f))}
         for name, estimate in ESTIMATES.items():
@@ -415,19 +419,20 @@ def gaps_at_a_glance(entries: list[Entry], noise: SeedNoise) -> str:
     ]
     estimates = []
     for recipe, found in _by_recipe(entries).items():
-        planar = [m for m in found if m[0] == "planar"]
-        if DIAGONAL in found and planar:
-            longest = max(planar, key=lambda m: m[1])
-            others = [estimator_share(found[longest], found[DIAGONAL], noise, name)["made"][0] for name in ESTIMATES]
-            share = estimator_share(found[longest], found[DIAGONAL], noise)
-            draws = found[longest].config["nll_samples"]
-            estimates.append(
-                f"{recipe.capitalize()}: the amortised estimate of $-\\ln p(x)$ (the paper's estimator, here with "
-                f"{draws:,} draws) puts {model_label(longest)} {share['shown'][0]:+.2f} ± {share['shown'][1]:.2f} "
-                f"nats from the diagonal model on these images, and overstates that gain by {share['made'][0]:+.2f} ± "
-                f"{share['made'][1]:.2f} against an estimate with the same tighter proposals for both models "
-                f"({min(others):+.2f} to {max(others):+.2f} by the chapter's other estimates)."
-            )
+        longest = _longest_planar(found)
+        if longest is None:
+            continue
+        shares = {name: estimator_share(found[longest], found[DIAGONAL], noise, name) for name in ESTIMATES}
+        others = [s["made"][0] for s in shares.values()]
+        share = shares[SHARED]
+        draws = found[longest].config["nll_samples"]
+        estimates.append(
+            f"{recipe.capitalize()}: the amortised estimate of $-\\ln p(x)$ (the paper's estimator, here with "
+            f"{draws:,} draws) puts {model_label(longest)} {share['shown'][0]:+.2f} ± {share['shown'][1]:.2f} "
+            f"nats from the diagonal model on these images, and overstates that gain by {share['made'][0]:+.2f} ± "
+            f"{share['made'][1]:.2f} against an estimate with the same tighter proposals for both models "
+            f"({min(others):+.2f} to {max(others):+.2f} by the chapter's other estimates)."
+        )
     first = f"{len(done)} of {len(entries)} analyses done so far. " + ". ".join(p[0].upper() + p[1:] for p in parts)
     return "\n\n".join(text for text in (first + ".", " ".join(closes), " ".join(estimates)) if text)
 
