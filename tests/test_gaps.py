@@ -10,7 +10,17 @@ import pytest
 import torch
 from test_local_bound import linear_gaussian
 
-from nf.experiments.gaps import analyse, fit_gaps, fitted_nll, gap_config, lowest_nll, nll_estimates, summarize_gaps
+from nf.experiments.gaps import (
+    PROPOSALS,
+    analyse,
+    cross_fitted,
+    cross_fitted_nll,
+    fit_gaps,
+    fitted_nll,
+    gap_config,
+    nll_estimates,
+    summarize_gaps,
+)
 from nf.experiments.mnist import fit_mnist, mnist_config
 from nf.experiments.trained import parameters_entry
 from nf.models.dlgm import DLGM
@@ -28,7 +38,7 @@ def test_the_gaps_add_up_and_the_local_bound_stays_above_the_likelihood(flow, le
     torch.manual_seed(0)
     model = DLGM(flow, length, latent=3, hidden=12, data_dim=20)
     images = torch.bernoulli(torch.rand(6, 20, generator=torch.Generator().manual_seed(1)))
-    scores = analyse(model, images, _config(local_planar=4))
+    scores = analyse(model, images, _config(local_planar=4))  # every model gets the same three proposals
     summary = summarize_gaps(scores)
     total = summary["approximation_gap"] + summary["amortisation_gap"]
     assert summary["inference_gap"] == pytest.approx(total, abs=1e-9)
@@ -36,18 +46,24 @@ def test_the_gaps_add_up_and_the_local_bound_stays_above_the_likelihood(flow, le
     assert summary["below_nll"] == 0 and summary["approximation_gap"] > -2 * summary["approximation_gap_se"]
     assert summary["converged"] == 1.0
     assert summary["planar_bound"] <= summary["local_bound"] + 2 * summary["planar_gain_se"]  # a richer family
-    for proposal in ("amortised", "local", "planar"):  # the lowest of the proposals' estimates, per image
-        assert (scores["nll"] <= scores[f"nll_{proposal}"]).all()
-    assert summary["nll_amortised_excess"] >= 0 and (scores["nll_se"] > 0).all()
+    assert (scores["nll_se"] > 0).all() and scores["nll_choice"].shape == (2, 6)
+    assert sum(summary[f"chosen_{p}"] for p in PROPOSALS) == pytest.approx(1.0)
+    assert 0 <= summary["proposals_disagree"] <= 6
+    assert all(1 <= summary[f"ess_{p}"] <= 2000 for p in PROPOSALS)
 
 
-def test_the_likelihood_estimate_and_its_delta_method_error():
-    log_w = torch.log(torch.tensor([[1.0, 2.0], [3.0, 2.0], [2.0, 2.0], [6.0, 2.0]], dtype=torch.float64))
-    estimate = nll_estimates(log_w)
+def test_the_likelihood_estimates_of_a_proposal_from_all_its_draws_its_halves_and_quarters():
+    weights = torch.tensor([[1.0, 2.0], [3.0, 2.0], [2.0, 2.0], [6.0, 2.0]], dtype=torch.float64)
+    estimate = nll_estimates(torch.log(torch.cat([weights, weights[:1]])))  # the fifth draw is cut (S = 4)
     torch.testing.assert_close(estimate["nll"], -torch.log(torch.tensor([3.0, 2.0], dtype=torch.float64)))
-    torch.testing.assert_close(estimate["nll_half"], -torch.log(torch.tensor([2.0, 2.0], dtype=torch.float64)))
+    halves = -torch.log(torch.tensor([[2.0, 2.0], [4.0, 2.0]], dtype=torch.float64))
+    torch.testing.assert_close(estimate["halves"], halves)
+    torch.testing.assert_close(estimate["quarters"], -weights.log())
     se = torch.tensor([1.0, 2.0, 3.0, 6.0]).std() / (3.0 * math.sqrt(4))
     torch.testing.assert_close(estimate["nll_se"], torch.tensor([se.item(), 0.0], dtype=torch.float64))
+    first_half_se = torch.tensor([1.0, 3.0]).std() / (2.0 * math.sqrt(2))
+    torch.testing.assert_close(estimate["halves_se"][0, 0], first_half_se.double())
+    torch.testing.assert_close(estimate["ess"], torch.tensor([144 / 50, 4.0], dtype=torch.float64))  # Kish
 
 
 def test_the_exact_posterior_as_proposal_gives_the_exact_likelihood_for_every_image_of_every_batch():
@@ -57,24 +73,71 @@ def test_the_exact_posterior_as_proposal_gives_the_exact_likelihood_for_every_im
     log_scale = -0.5 * torch.diagonal(model.precision).log().expand(25, 3)
     posterior = SimpleNamespace(parameters=(loc, log_scale, None), flow=None)  # what fitted_nll reads of a LocalBound
     estimate = fitted_nll(model, posterior, x, samples=40, seed=0)
-    torch.testing.assert_close(estimate["nll"], -model.marginal.log_prob(x))
-    torch.testing.assert_close(estimate["nll_half"], -model.marginal.log_prob(x))
-    assert (estimate["nll_se"] < 1e-6).all()
+    exact = -model.marginal.log_prob(x)
+    torch.testing.assert_close(estimate["nll"], exact)
+    torch.testing.assert_close(estimate["halves"], exact.expand(2, 25))
+    torch.testing.assert_close(estimate["quarters"], exact.expand(4, 25))
+    assert (estimate["nll_se"] < 1e-6).all() and torch.allclose(estimate["ess"], torch.tensor(40.0).double())
 
 
-def test_the_lowest_estimate_is_kept_per_image_with_its_own_error():
-    one = {"nll": torch.tensor([1.0, 5.0]), "nll_half": torch.tensor([1.5, 4.0]), "nll_se": torch.tensor([0.1, 0.2])}
-    two = {"nll": torch.tensor([2.0, 3.0]), "nll_half": torch.tensor([2.5, 3.5]), "nll_se": torch.tensor([0.3, 0.4])}
-    scores = lowest_nll({"amortised": one, "local": two})
-    torch.testing.assert_close(scores["nll"], torch.tensor([1.0, 3.0]))
-    torch.testing.assert_close(scores["nll_se"], torch.tensor([0.1, 0.4]))
-    torch.testing.assert_close(scores["nll_half"], torch.tensor([1.5, 3.5]))
-    torch.testing.assert_close(scores["nll_local"], two["nll"])
+def test_the_proposal_chosen_on_one_half_of_the_draws_is_scored_on_the_other():
+    parts = torch.tensor(
+        [
+            [[1.0, 5.0], [9.0, 5.0]],  # proposal 0: lowest on the first half of image 0, high on its second
+            [[2.0, 6.0], [3.0, 4.0]],  # proposal 1: lowest on the second half of both images
+        ]
+    )
+    value, choices = cross_fitted(parts, 0, 1)
+    torch.testing.assert_close(choices, torch.tensor([[0, 0], [1, 1]]))
+    torch.testing.assert_close(value, torch.tensor([(9.0 + 2.0) / 2, (5.0 + 6.0) / 2]))
 
 
-def test_the_settings_name_the_proposals_of_the_estimate():
-    assert _config()["nll_proposals"] == ["amortised", "local"]
-    assert _config(local_planar=4)["nll_proposals"] == ["amortised", "local", "planar"]
+def test_the_cross_fitted_choice_is_not_pulled_down_by_lucky_draws_as_the_lowest_estimate_is():
+    """Three proposals whose estimates scatter around the same value: the lowest per image falls below it, the
+    cross-fitted choice does not (its mean is that of a single proposal's half-draw estimate)."""
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(3, 4, 20_000, generator=generator, dtype=torch.float64)
+    proposals = {
+        name: {
+            "halves": 90 + noise[i, :2],
+            "halves_se": torch.ones(2, 20_000, dtype=torch.float64),
+            "quarters": 90 + noise[i, 2:].repeat(2, 1),
+            "nll": 90 + noise[i, :2].mean(0),
+            "nll_se": torch.ones(20_000, dtype=torch.float64),
+            "ess": torch.ones(20_000, dtype=torch.float64),
+        }
+        for i, name in enumerate(PROPOSALS)
+    }
+    scores = cross_fitted_nll(proposals)
+    error = 3 * scores["nll"].std() / math.sqrt(20_000)
+    assert abs(scores["nll"].mean() - 90) < error
+    assert (torch.stack([p["halves"][0] for p in proposals.values()]).min(0).values.mean() - 90) < -0.8  # E[min]
+    torch.testing.assert_close(scores["nll_se"], torch.full((20_000,), 0.5 * math.sqrt(2), dtype=torch.float64))
+    assert set(scores) >= {"nll_quarter", "nll_choice", *(f"ess_{p}" for p in PROPOSALS)}
+
+
+def test_the_fitted_proposals_disagree_where_their_estimates_differ_beyond_twice_their_combined_error():
+    n = 4
+    scores = {
+        key: torch.zeros(n, dtype=torch.float64)
+        for key in ("bound", "local_bound", "local_bound_se", "planar_bound", "nll_quarter", "nll_amortised")
+    }
+    scores.update(steps=torch.ones(n), converged=torch.ones(n, dtype=torch.bool), nll_choice=torch.zeros(2, n))
+    scores.update(planar_converged=torch.ones(n, dtype=torch.bool), nll=torch.zeros(n, dtype=torch.float64))
+    scores.update({f"ess_{p}": torch.ones(n) for p in PROPOSALS}, nll_se=torch.ones(n, dtype=torch.float64))
+    scores["nll_local"] = torch.tensor([90.0, 90.0, 90.0, 90.3], dtype=torch.float64)
+    scores["nll_planar"] = torch.tensor([90.0, 90.2, 90.5, 90.0], dtype=torch.float64)
+    scores["nll_local_se"] = scores["nll_planar_se"] = torch.full((n,), 0.1, dtype=torch.float64)
+    summary = summarize_gaps(scores)
+    assert summary["proposals_disagree"] == 2  # 0.5 and 0.3 lie beyond 2 sqrt(2) 0.1 = 0.28; 0.2 does not
+    assert summary["proposal_difference"] == pytest.approx((0 - 0.2 - 0.5 + 0.3) / 4)
+    assert summary["chosen_amortised"] == 1.0 and summary["chosen_local"] == 0.0
+
+
+def test_every_analysis_names_the_same_three_proposals_and_the_cross_fitted_choice():
+    assert _config()["nll_proposals"] == list(PROPOSALS) and _config()["nll_choice"] == "cross-fitted halves"
+    with pytest.raises(ValueError, match="local_planar"):
+        _config(local_planar=0)
 
 
 @pytest.fixture

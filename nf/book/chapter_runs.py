@@ -124,7 +124,7 @@ def gap_entries(parameters: dict[str, Any]) -> list[GapEntry]:
     """The analyses the gaps chapter asks for (``nf.experiments.gaps``), as ``(recipe, model, gap_config)``: the
     ``report_models`` of the MNIST chapter's report ladder (seed 0, the recipe its study chose: ``"our recipe"``)
     and the ``regime_models`` of its paper's regime at the full budget (``"paper's recipe"``); ``decoder_flow``
-    planar layers are fitted per image to the diagonal models' decoders."""
+    planar layers are fitted per image to every model's decoder."""
     p = parameters
     mnist_parameters = chapter_parameters("mnist", p["mnist_profile"])
     _, ladder, _, _ = _ladder(mnist_parameters)
@@ -136,8 +136,7 @@ def gap_entries(parameters: dict[str, Any]) -> list[GapEntry]:
             found = [c for c in configs if (c["flow"], c["length"], c["seed"]) == (flow, length, 0)]
             if not found:
                 raise ValueError(f"the MNIST chapter's runs with {recipe} have no model {flow} K={length}")
-            local_planar = p["decoder_flow"] if length == 0 else 0
-            config = gap_config(found[0], p["images"], p["nll_samples"], local_planar, p["fit"])
+            config = gap_config(found[0], p["images"], p["nll_samples"], p["decoder_flow"], p["fit"])
             entries.append((recipe, (flow, length), config))
     return entries
 

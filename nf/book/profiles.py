@@ -205,7 +205,7 @@ GAPS_REPORT: dict[str, Any] = {
     "regime_models": [["none", 0], ["planar", 20], ["planar", 80]],  # the paper's regime, at its full budget
     "images": 1000,  # the first test images, the same for every model
     "nll_samples": 5000,  # importance samples for -ln p(x)
-    "decoder_flow": 40,  # planar layers fitted per image to each diagonal model's decoder
+    "decoder_flow": 40,  # planar layers fitted per image to each model's decoder
     "fit": {},  # nf.models.local_bound.LocalFit settings that differ from its defaults
     # the convergence check: each analysis repeated on its first images with a longer fit (nf.report.gaps)
     "check": {"images": 100, "fit": {"rate_cuts": 4, "max_steps": 20000}},

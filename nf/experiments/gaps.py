@@ -6,9 +6,10 @@ with the trained model's decoder and global parameters fixed (Cremer, Li & Duven
     F(x)       the amortised bound: the inference network's variational parameters
     F*(x)      the locally optimised bound: those parameters optimised for the image alone
                (``nf.models.local_bound.locally_optimised_bound``, its convergence rule)
-    -ln p(x)   importance sampled, ``nll_samples`` draws from each posterior the analysis has (the proposals):
-               the amortised ``q_K``, the locally optimised posterior of ``F*``, and, with ``local_planar``, the
-               planar posterior fitted to the decoder (below); per image the lowest of these estimates
+    -ln p(x)   importance sampled, ``nll_samples`` draws from each of three posteriors (the proposals), the same
+               three for every model: the amortised ``q_K``, the locally optimised posterior of ``F*``, and the
+               planar posterior fitted to the decoder (``local_planar`` layers, below); the proposal is chosen per
+               image on draws independent of the estimate (cross-fitted, below)
 
     F(x) - (-ln p(x))  =  [ F*(x) - (-ln p(x)) ]  +  [ F(x) - F*(x) ]
        inference gap       approximation gap         amortisation gap
@@ -18,21 +19,26 @@ with the trained model's decoder and global parameters fixed (Cremer, Li & Duven
 inequality: ``E[-ln p_hat] >= -ln p``), by an amount that shrinks like ``1/S`` and grows with the weights' tail:
 the amortised ``q_K`` is fitted to no single image, and on some images a few of its draws carry nearly all the
 weight, so its estimate there sits well above ``-ln p(x)``; a posterior fitted to the image is a proposal with
-lighter tails.  Each proposal's estimate is an upper bound in expectation; per image the lowest is kept.  That
-choice favours an estimate that came out low by chance, most of all the amortised one where its weights are
-heavy-tailed (``nf.report.gaps.estimate_sensitivity`` shows the readings with other choices).  The lowest estimate
-from the first ``S/2`` draws of each proposal minus that from all ``S`` is reported beside the gaps as a rough
-size of the bias left at ``S`` (rough: the lowest of the noisier half-draw estimates falls further), with how far
-the amortised proposal's estimate alone lies above the one kept.  The analysis counts the images whose locally
-optimised bound lies below ``-ln p(x)`` by more than twice the two estimates' combined error (``nll_se``: the
-delta-method standard error of the kept estimate, ``std_s(w_s) / (sqrt(S) mean_s(w_s))``, which is at most 1 and
-understates the error of heavy-tailed weights).  With the locally optimised posterior among the proposals this
-holds by construction (by Jensen's inequality its own estimate lies below the bound estimated on the same draws,
-an estimate of ``F*``), so the count
-against the amortised proposal's estimate alone is kept too.
+lighter tails.
 
-**The decoder's question** (``local_planar``: a planar flow length, 0 for none): how much a richer posterior than
-the model's own gains on the model's fixed decoder.  ``q_0`` and a planar flow of that length, all of its
+**Cross-fitted choice** (``cross_fitted_nll``).  Keeping per image the lowest of the proposals' estimates would
+favour an estimate that came out low by chance.  Instead each proposal's draws are split in two halves; per image
+the proposal with the lowest estimate on the first half is scored on the second half, the one lowest on the second
+half is scored on the first, and the two scores are averaged.  The choice never sees the draws it is scored on, so
+each score is an upper bound in expectation like any single proposal's, at ``S/2`` draws.  Its error ``nll_se`` is
+half the root sum of squares of the two halves' delta-method errors, ``std_s(w_s) / (sqrt(S/2) mean_s(w_s))`` (which
+understates the error of heavy-tailed weights).  ``nll_quarter`` repeats the cross-fit with the first quarter of
+each half: the bias shrinks like ``1/S``, so ``nll_quarter - nll`` is a rough size of the bias left at ``S/2``.
+
+**Checks that can fail** (``summarize_gaps``): the images where ``F*`` lies below ``-ln p(x)`` by more than twice
+their combined error (the chosen proposal may be another than the locally optimised one, whose estimate lies below
+``F*`` in expectation by Jensen's inequality, so the count is not zero by construction); the images where the two
+fitted proposals' full-draw estimates disagree by more than twice their combined error (both estimate the same
+``-ln p(x)``, so a disagreement is a bias of one of them); with the amortised proposal's excess over the kept
+estimate, its effective sample size, and the count of images whose ``F*`` lies below the amortised estimate alone.
+
+**The decoder's question** (``local_planar``: a planar flow length): how much a richer posterior than the model's own
+gains on the model's fixed decoder.  ``q_0`` and a planar flow of that length, all of its
 parameters fitted to each image alone (``local_planar_bound``, starting at the encoder's ``q_0`` and the identity
 flow), on the same draws as ``F*``.  If it barely beats ``F*`` of the model's own family, the decoder has made its
 posterior nearly as simple as that family.
@@ -72,38 +78,55 @@ GAP_NLL_SAMPLES = 5000
 _NLL_BATCH = 10  # images per pass of the importance sampling
 
 
+PROPOSALS = ("amortised", "local", "planar")  # the posteriors -ln p(x) is importance sampled with, in this order
+
+
 def gap_config(
     run_config: dict[str, Any],
     images: int = GAP_IMAGES,
     nll_samples: int = GAP_NLL_SAMPLES,
-    local_planar: int = 0,
+    local_planar: int = 40,
     fit: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The settings of one analysis of the MNIST run of ``run_config`` (module docstring), validated: the cache key
     of its entry.  ``fit``: ``LocalFit`` settings that differ from its defaults."""
     check_int("images", images)
-    check_int("nll_samples", nll_samples, minimum=2)
-    check_int("local_planar", local_planar, minimum=0)
+    check_int("nll_samples", nll_samples, minimum=4)
+    check_int("local_planar", local_planar)
     return {
         "run": mnist_config(**run_config),
         "images": images,
         "nll_samples": nll_samples,
         "local_planar": local_planar,
-        "nll_proposals": ["amortised", "local", *(["planar"] if local_planar else [])],
+        "nll_proposals": list(PROPOSALS),
+        "nll_choice": "cross-fitted halves",
         "fit": dataclasses.asdict(LocalFit(**(fit or {}))),
     }
 
 
 def nll_estimates(log_w: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per image ``-ln p(x) ~ -ln (1/S) sum_s w_s`` from log-weights ``log_w`` of shape ``(S, B)``, from their first
-    half, and the estimate's delta-method standard error ``std_s(w_s) / (sqrt(S) mean_s(w_s))`` (float64)."""
+    """One proposal's estimates of ``-ln p(x) ~ -ln (1/S) sum_s w_s`` per image from log-weights ``log_w`` of shape
+    ``(S, B)`` (float64): from all draws (``nll``, with its delta-method error ``nll_se``, ``std_s(w_s) /
+    (sqrt(S) mean_s(w_s))``, and Kish's effective sample size ``ess``, ``(sum_s w_s)^2 / sum_s w_s^2``), from each
+    half of them (``halves``, ``halves_se``: shape ``(2, B)``) and from each quarter (``quarters``: ``(4, B)``;
+    ``S`` is cut to a multiple of 4)."""
     log_w = log_w.double()
+    log_w = log_w[: len(log_w) - len(log_w) % 4]
     weights = (log_w - log_w.max(0).values).exp()
+    halves, quarters = log_w.unflatten(0, (2, -1)), log_w.unflatten(0, (4, -1))
+    half_weights = weights.unflatten(0, (2, -1))
     return {
         "nll": -log_mean_exp(log_w),
-        "nll_half": -log_mean_exp(log_w[: len(log_w) // 2]),
-        "nll_se": weights.std(0) / (weights.mean(0) * math.sqrt(len(log_w))),
+        "nll_se": _delta_se(weights, 0),
+        "ess": weights.sum(0) ** 2 / (weights**2).sum(0),
+        "halves": -log_mean_exp(halves, dim=1),
+        "halves_se": _delta_se(half_weights, 1),
+        "quarters": -log_mean_exp(quarters, dim=1),
     }
+
+
+def _delta_se(weights: torch.Tensor, dim: int) -> torch.Tensor:
+    return weights.std(dim) / (weights.mean(dim) * math.sqrt(weights.shape[dim]))
 
 
 @torch.no_grad()
@@ -130,22 +153,38 @@ def fitted_nll(
 
 
 def _joined(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Per-batch estimates joined along the images."""
-    return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+    """Per-batch estimates joined along the images (the last dimension)."""
+    return {key: torch.cat([p[key] for p in parts], dim=-1) for key in parts[0]}
 
 
-def lowest_nll(proposals: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Per image the lowest ``-ln p(x)`` of the proposals' estimates with its standard error, and the lowest of their
-    half-draw estimates; each proposal's own estimate as ``nll_<proposal>``."""
+def cross_fitted(parts: torch.Tensor, first: int, second: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cross-fitted choice (module docstring) from per-proposal estimates ``parts`` of shape ``(P, k, B)`` (``k``
+    disjoint parts of the draws): per image, the proposal lowest on part ``first`` scored on part ``second`` and the
+    one lowest on ``second`` scored on ``first``, averaged; returns the estimate ``(B,)`` and the two choices
+    ``(2, B)`` (proposal indices)."""
+    images = torch.arange(parts.shape[-1])
+    choices = torch.stack([parts[:, first].argmin(0), parts[:, second].argmin(0)])
+    value = 0.5 * (parts[choices[0], second, images] + parts[choices[1], first, images])
+    return value, choices
+
+
+def cross_fitted_nll(proposals: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The kept ``-ln p(x)`` per image from the proposals' ``nll_estimates`` (module docstring): ``nll`` cross-fitted
+    on the two halves of the draws with its error ``nll_se``, ``nll_quarter`` cross-fitted on the first quarter of
+    each half, ``nll_choice`` the proposals chosen (``(2, B)``, indices into ``proposals``' order); each proposal's
+    full-draw estimate, error and effective sample size as ``nll_<proposal>``, ``nll_<proposal>_se``,
+    ``ess_<proposal>``."""
     names = list(proposals)
-    nll = torch.stack([proposals[n]["nll"] for n in names])
-    lowest = nll.argmin(0)
-    scores = {
-        "nll": nll.gather(0, lowest[None])[0],
-        "nll_se": torch.stack([proposals[n]["nll_se"] for n in names]).gather(0, lowest[None])[0],
-        "nll_half": torch.stack([proposals[n]["nll_half"] for n in names]).min(0).values,
-    }
-    scores.update({f"nll_{n}": proposals[n]["nll"] for n in names})
+    halves = torch.stack([proposals[n]["halves"] for n in names])
+    halves_se = torch.stack([proposals[n]["halves_se"] for n in names])
+    quarters = torch.stack([proposals[n]["quarters"] for n in names])
+    nll, choices = cross_fitted(halves, 0, 1)
+    images = torch.arange(halves.shape[-1])
+    se = 0.5 * torch.hypot(halves_se[choices[0], 1, images], halves_se[choices[1], 0, images])
+    scores = {"nll": nll, "nll_se": se, "nll_quarter": cross_fitted(quarters, 0, 2)[0], "nll_choice": choices}
+    for n in names:
+        scores.update({f"nll_{n}": proposals[n]["nll"], f"nll_{n}_se": proposals[n]["nll_se"]})
+        scores[f"ess_{n}"] = proposals[n]["ess"]
     return scores
 
 
@@ -154,27 +193,26 @@ def analyse(model: DLGM, images: torch.Tensor, config: dict[str, Any]) -> dict[s
     fit = LocalFit(**config["fit"])
     torch.manual_seed(fit.seed)
     samples = config["nll_samples"]
-    proposals = {"amortised": amortised_nll(model, images, samples)}
     local = locally_optimised_bound(model, images, fit)
-    proposals["local"] = fitted_nll(model, local, images, samples, fit.seed + 3)
-    scores = {
+    planar = local_planar_bound(model, images, config["local_planar"], fit)
+    proposals = {
+        "amortised": amortised_nll(model, images, samples),
+        "local": fitted_nll(model, local, images, samples, fit.seed + 3),
+        "planar": fitted_nll(model, planar, images, samples, fit.seed + 4),
+    }
+    return {
+        **cross_fitted_nll(proposals),
         "bound": local.start_bound.double(),
         "local_bound": local.bound.double(),
         "local_bound_se": local.bound_se.double(),
         "amortisation_se": local.gain_se.double(),
         "steps": local.steps,
         "converged": local.converged,
+        "planar_bound": planar.bound.double(),
+        "planar_bound_se": planar.bound_se.double(),
+        "planar_steps": planar.steps,
+        "planar_converged": planar.converged,
     }
-    if config["local_planar"]:
-        planar = local_planar_bound(model, images, config["local_planar"], fit)
-        proposals["planar"] = fitted_nll(model, planar, images, samples, fit.seed + 4)
-        scores.update(
-            planar_bound=planar.bound.double(),
-            planar_bound_se=planar.bound_se.double(),
-            planar_steps=planar.steps,
-            planar_converged=planar.converged,
-        )
-    return {**lowest_nll(proposals), **scores}
 
 
 def mean_se(values: torch.Tensor) -> tuple[float, float]:
@@ -183,10 +221,11 @@ def mean_se(values: torch.Tensor) -> tuple[float, float]:
 
 
 def summarize_gaps(scores: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Means over the images with standard errors: the three estimates, the three gaps (each paired, per image),
-    the estimate's remaining bias and how far the amortised proposal's estimate lies above it, the share of images
-    converged, and the images whose ``F*`` lies below ``-ln p(x)`` by more than twice their combined standard
-    error (and below the amortised proposal's estimate alone by more than twice ``F*``'s)."""
+    """Means over the images with standard errors: the three estimates, the three gaps (each paired, per image), the
+    planar bound fitted to the decoder and its gain over ``F*``, the estimate's remaining bias and how far the
+    amortised proposal's estimate lies above it; the share of images converged, how often each proposal was chosen
+    (of the two choices per image) and each proposal's median effective sample size; and the checks of the module
+    docstring, as counts of images."""
     gaps = {
         "inference": scores["bound"] - scores["nll"],
         "approximation": scores["local_bound"] - scores["nll"],
@@ -198,20 +237,26 @@ def summarize_gaps(scores: dict[str, torch.Tensor]) -> dict[str, float]:
         ("local_bound", scores["local_bound"]),
         ("nll", scores["nll"]),
         *((f"{g}_gap", v) for g, v in gaps.items()),
-        ("nll_bias", scores["nll_half"] - scores["nll"]),
+        ("planar_bound", scores["planar_bound"]),
+        ("planar_gain", scores["local_bound"] - scores["planar_bound"]),
+        ("nll_bias", scores["nll_quarter"] - scores["nll"]),
         ("nll_amortised_excess", scores["nll_amortised"] - scores["nll"]),
+        ("proposal_difference", scores["nll_local"] - scores["nll_planar"]),
     ]:
         summary[name], summary[f"{name}_se"] = mean_se(values)
-    if "planar_bound" in scores:
-        summary["planar_bound"], summary["planar_bound_se"] = mean_se(scores["planar_bound"])
-        summary["planar_gain"], summary["planar_gain_se"] = mean_se(scores["local_bound"] - scores["planar_bound"])
-        summary["planar_converged"] = scores["planar_converged"].double().mean().item()
     summary["converged"] = scores["converged"].double().mean().item()
+    summary["planar_converged"] = scores["planar_converged"].double().mean().item()
     summary["max_steps"] = int(scores["steps"].max())
+    for index, name in enumerate(PROPOSALS):
+        summary[f"chosen_{name}"] = (scores["nll_choice"] == index).double().mean().item()
+        summary[f"ess_{name}"] = scores[f"ess_{name}"].median().item()
     below = scores["nll"] - scores["local_bound"] > 2 * torch.hypot(scores["local_bound_se"], scores["nll_se"])
     summary["below_nll"] = int(below.sum())
     below_amortised = scores["nll_amortised"] - scores["local_bound"] > 2 * scores["local_bound_se"]
     summary["below_amortised_nll"] = int(below_amortised.sum())  # the check with the amortised estimate alone
+    apart = (scores["nll_local"] - scores["nll_planar"]).abs()
+    disagree = apart > 2 * torch.hypot(scores["nll_local_se"], scores["nll_planar_se"])
+    summary["proposals_disagree"] = int(disagree.sum())
     return summary
 
 

@@ -194,10 +194,11 @@ def push_forward(
     return zk, q0.log_prob(z0) - log_det
 
 
-def log_mean_exp(log_w: Tensor) -> Tensor:
-    """``ln (1/S) sum_s exp(ln w_s)`` over the leading dimension: the importance estimate of ``ln p(x)`` from ``S``
-    log-weights (``DLGM.log_importance_weights``), biased low for finite ``S`` by Jensen's inequality."""
-    return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
+def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
+    """``ln (1/S) sum_s exp(ln w_s)`` over dimension ``dim`` (the leading one by default): the importance estimate
+    of ``ln p(x)`` from ``S`` log-weights (``DLGM.log_importance_weights``), biased low for finite ``S`` by Jensen's
+    inequality."""
+    return torch.logsumexp(log_w, dim=dim) - math.log(log_w.shape[dim])
 
 
 def _rows(linear: nn.Linear, start: int, stop: int) -> nn.Linear:
