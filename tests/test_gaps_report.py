@@ -131,8 +131,8 @@ def test_missing_analyses_are_shown_as_such(tmp_path):
     (check,) = check_table(entries)
     assert check["F* below −ln p(x)"] == "0 of 1,000" and check["converged"] == "100%"
     assert check["amortised excess"] == "0.10 ± 0.00" and check["chosen: amortised / own / planar"] == "0% / 100% / 0%"
-    assert (
-        check["F* below the amortised estimate"] == "0 of 1,000" and check["fitted proposals disagree"] == "0 of 1,000"
+    assert check["F* below the amortised estimate"] == "0 of 1,000" and check["fitted proposals disagree"] == (
+        "0 of 1,000 (own − planar +0.00 ± 0.00)"
     )
     reading = gap_reading(entries, _noise(0.1))
     assert (

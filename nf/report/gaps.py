@@ -223,9 +223,10 @@ def check_table(entries: list[Entry]) -> list[dict[str, str]]:
     """One row per analysis done (``nf.experiments.gaps``): the estimate's remaining bias (the cross-fitted estimate
     from a quarter of the draws minus that from half), how far the amortised posterior's estimate alone lies above
     the one kept, how often each proposal was chosen, the images where the two fitted proposals disagree beyond
-    twice their combined standard error, the share of images whose local fit converged, and the images whose ``F*``
-    lies below ``-ln p(x)`` by more than twice their combined standard error, and below the amortised posterior's
-    estimate alone by more than twice ``F*``'s standard error (the check as it stood before the estimate changed)."""
+    twice their combined standard error (with their mean difference, the model's own family minus the planar
+    flow), the share of images whose local fit converged, and the images whose ``F*`` lies below ``-ln p(x)`` by
+    more than twice their combined standard error, and below the amortised posterior's estimate alone by more than
+    twice ``F*``'s standard error (the check as it stood before the estimate first changed)."""
     rows = []
     for recipe, model, run in entries:
         if run is None:
@@ -236,7 +237,8 @@ def check_table(entries: list[Entry]) -> list[dict[str, str]]:
             f"{m['nll_bias']:.3f}",
             _pm((m["nll_amortised_excess"], m["nll_amortised_excess_se"])),
             " / ".join(f"{m[f'chosen_{p}']:.0%}" for p in PROPOSALS),
-            f"{m['proposals_disagree']} of {images:,}",
+            f"{m['proposals_disagree']} of {images:,} (own − planar "
+            f"{m['proposal_difference']:+.2f} ± {m['proposal_difference_se']:.2f})",
             f"{m['converged']:.0%}",
             f"{m['below_nll']} of {run.config['images']:,}",
             f"{m['below_amortised_nll']} of {run.config['images']:,}",
