@@ -64,10 +64,9 @@ CHECK_COLUMNS = (
     "bias of −ln p(x)",
     "amortised excess",
     "chosen: amortised / own / planar",
-    "fitted proposals disagree",
+    "fitted proposals disagree (own − planar)",
     "converged",
-    "F* below −ln p(x)",
-    "F* below the amortised estimate",
+    "F* below −ln p(x): kept / amortised estimate",
 )
 DIAGONAL = ("none", 0)
 Entry = tuple[str, tuple[str, int], Run | None]  # (recipe, model, analysis)
@@ -237,11 +236,10 @@ def check_table(entries: list[Entry]) -> list[dict[str, str]]:
             f"{m['nll_bias']:.3f}",
             _pm((m["nll_amortised_excess"], m["nll_amortised_excess_se"])),
             " / ".join(f"{m[f'chosen_{p}']:.0%}" for p in PROPOSALS),
-            f"{m['proposals_disagree']} of {images:,} (own − planar "
-            f"{m['proposal_difference']:+.2f} ± {m['proposal_difference_se']:.2f})",
+            f"{m['proposals_disagree']} of {images:,} "
+            f"({m['proposal_difference']:+.2f} ± {m['proposal_difference_se']:.2f})",
             f"{m['converged']:.0%}",
-            f"{m['below_nll']} of {run.config['images']:,}",
-            f"{m['below_amortised_nll']} of {run.config['images']:,}",
+            f"{m['below_nll']} / {m['below_amortised_nll']} of {images:,}",
         )
         rows.append({"model": model_label(model), "recipe": recipe, **dict(zip(CHECK_COLUMNS, values))})
     return rows
