@@ -162,10 +162,13 @@ def cross_fitted(parts: torch.Tensor, first: int, second: int) -> tuple[torch.Te
     disjoint parts of the draws): per image, the proposal lowest on part ``first`` scored on part ``second`` and the
     one lowest on ``second`` scored on ``first``, averaged; returns the estimate ``(B,)`` and the two choices
     ``(2, B)`` (proposal indices)."""
-    images = torch.arange(parts.shape[-1])
     choices = torch.stack([parts[:, first].argmin(0), parts[:, second].argmin(0)])
-    value = 0.5 * (parts[choices[0], second, images] + parts[choices[1], first, images])
-    return value, choices
+    return 0.5 * (_chosen(parts, choices[0], second) + _chosen(parts, choices[1], first)), choices
+
+
+def _chosen(parts: torch.Tensor, choice: torch.Tensor, part: int) -> torch.Tensor:
+    """Per image, the estimate on part ``part`` of the proposal ``choice`` chose (``parts``: ``(P, k, B)``)."""
+    return parts[choice, part, torch.arange(parts.shape[-1])]
 
 
 def cross_fitted_nll(proposals: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -179,8 +182,7 @@ def cross_fitted_nll(proposals: dict[str, dict[str, torch.Tensor]]) -> dict[str,
     halves_se = torch.stack([proposals[n]["halves_se"] for n in names])
     quarters = torch.stack([proposals[n]["quarters"] for n in names])
     nll, choices = cross_fitted(halves, 0, 1)
-    images = torch.arange(halves.shape[-1])
-    se = 0.5 * torch.hypot(halves_se[choices[0], 1, images], halves_se[choices[1], 0, images])
+    se = 0.5 * torch.hypot(_chosen(halves_se, choices[0], 1), _chosen(halves_se, choices[1], 0))
     scores = {"nll": nll, "nll_se": se, "nll_quarter": cross_fitted(quarters, 0, 2)[0], "nll_choice": choices}
     for n in names:
         scores.update({f"nll_{n}": proposals[n]["nll"], f"nll_{n}_se": proposals[n]["nll_se"]})
