@@ -8,9 +8,13 @@ import pytest
 import torch
 from test_mnist_study import fake_run
 
+from nf.book.chapter_runs import chapter_configs, gap_levels
+from nf.book.profiles import chapter_parameters
 from nf.experiments.gaps import PROPOSALS, gap_config, summarize_gaps
 from nf.experiments.mnist import mnist_config
 from nf.report.gaps import (
+    GapLevel,
+    analyses_done,
     check_table,
     convergence_table,
     decoder_reading,
@@ -20,10 +24,14 @@ from nf.report.gaps import (
     gap_table,
     gaps_at_a_glance,
     plot_gaps,
+    read_analyses,
     retrain_table,
 )
+from nf.report.gaps import converged as gaps_converged
 from nf.report.mnist_verdicts import SeedNoise
-from nf.runs.cache import cached_run
+from nf.report.nice import model_label
+from nf.runs.cache import cached_run, config_hash
+from nf.runs.status import describe_run
 
 IMAGES = 1000
 
@@ -44,6 +52,7 @@ def _analysis(
     local_excess=0.0,
     planar_excess=0.0,
     chosen=1,
+    config=None,
 ):
     """A cached analysis whose per-image gaps are the given means plus noise of sd 0.3 (paired se about 0.013),
     whose planar fit on the decoder lowers ``F*`` by ``planar``, whose amortised, locally optimised and planar
@@ -75,7 +84,7 @@ def _analysis(
         "planar_converged": torch.ones(IMAGES, dtype=torch.bool),
     }
     run = mnist_config(flow=flow, length=length, protocol="test")
-    return _cached(gap_config(run), scores, tmp_path)
+    return _cached(config or gap_config(run), scores, tmp_path)
 
 
 def _cached(config, scores, tmp_path):
@@ -144,7 +153,7 @@ def test_missing_analyses_are_shown_as_such(tmp_path):
     assert ticks.get_offsets()[0][0] == pytest.approx(entries[1][2].metrics["planar_bound"])
 
 
-def _check(tmp_path, standard, lowered: float, images: int = 100, noise: float = 0.05):
+def _check(tmp_path, standard, lowered: float, images: int = 100, noise: float = 0.05, config=None):
     """The convergence check of ``standard``: its first ``images`` images, each bound lowered by ``lowered`` on
     average (noise of sd ``noise`` per image), with a Monte Carlo error per image of 0.05 (``F*``) and 0.08 (the
     planar bound)."""
@@ -153,10 +162,15 @@ def _check(tmp_path, standard, lowered: float, images: int = 100, noise: float =
     for bound in ("local_bound", "planar_bound"):
         scores[bound] = scores[bound] - lowered + noise * torch.randn(images, generator=generator, dtype=torch.float64)
     scores["planar_bound_se"] = torch.full_like(scores["planar_bound"], 0.08)
-    config = gap_config(
+    config = config or gap_config(
         standard.config["run"], images, local_planar=standard.config["local_planar"], fit={"rate_cuts": 4}
     )
     return _cached(config, scores, tmp_path)
+
+
+def _levels(standard, check) -> list:
+    """One model's single fit: ``standard`` and its ``check``, as ``nf.book.chapter_runs.gap_levels`` gives them."""
+    return [GapLevel(standard.config, check.config if check else {**standard.config, "images": 100}, standard, check)]
 
 
 @pytest.mark.parametrize(
@@ -170,16 +184,18 @@ def _check(tmp_path, standard, lowered: float, images: int = 100, noise: float =
 )
 def test_the_convergence_check_on_both_sides_of_the_estimators_error(tmp_path, lowered, converged):
     standard = _analysis(tmp_path, "none", 0, 3.0, 1.0, planar=2.0)
-    entries = [("our recipe", ("none", 0), standard), ("our recipe", ("planar", 20), None)]
-    checks = [("our recipe", ("none", 0), _check(tmp_path, standard, lowered)), ("our recipe", ("planar", 20), None)]
-    rows = convergence_table(entries, checks)
+    check = _check(tmp_path, standard, lowered)
+    models = [("our recipe", ("none", 0), _levels(standard, check)), ("our recipe", ("planar", 20), [])]
+    rows = convergence_table(models)
     assert [r["bound"] for r in rows] == ["F*(x)", "planar bound"]  # the model without analyses has no row
-    unchecked = convergence_table(entries, [(r, m, None) for r, m, _ in checks])
+    unchecked = convergence_table([("our recipe", ("none", 0), _levels(standard, None))])
     assert [r["converged"] for r in unchecked] == ["not checked yet"] and list(unchecked[0]) == list(rows[0])
-    assert rows[0]["Monte Carlo error"] == "0.05" and rows[0]["longer fit"] == "100 images, 4 cuts, ≤ 5,000 steps"
+    assert rows[0]["Monte Carlo error"] == "0.05" and rows[0]["check's fit"] == "100 images, 4 cuts, ≤ 5,000 steps"
+    assert rows[0]["fit"] == "2 cuts, ≤ 5,000 steps"
     assert rows[1]["Monte Carlo error"] == "0.08"  # each bound its own
     assert rows[0]["lowered by"].startswith(f"{lowered:.2f} ± 0.0")
     assert [r["converged"] for r in rows] == converged  # against 0.05 (F*) and 0.08 (the planar bound)
+    assert gaps_converged(standard, check) == (converged == ["yes", "yes"])
 
 
 def test_the_chapter_in_a_paragraph(tmp_path):
@@ -230,10 +246,9 @@ def test_a_retrained_model_is_set_beside_the_cached_one(tmp_path, difference, wi
 
 def test_a_noisy_check_is_judged_by_its_paired_standard_error(tmp_path):
     standard = _analysis(tmp_path, "none", 0, 3.0, 1.0)
-    entries = [("our recipe", ("none", 0), standard)]
-    checks = [("our recipe", ("none", 0), _check(tmp_path, standard, 0.3, noise=2.0))]
-    row, _ = convergence_table(entries, checks)  # se about 0.2: two of them exceed the Monte Carlo error of 0.05
-    d, se = (float(v) for v in row["lowered by"].split(" ± "))
+    check = _check(tmp_path, standard, 0.3, noise=2.0)
+    row, _ = convergence_table([("our recipe", ("none", 0), _levels(standard, check))])
+    d, se = (float(v) for v in row["lowered by"].split(" ± "))  # se about 0.2: beyond the Monte Carlo error of 0.05
     assert se > 0.1 and row["converged"] == ("yes" if d <= 2 * se else f"no: {d - 2 * se:.2f} beyond")
 
 
@@ -302,3 +317,49 @@ def test_the_decoders_of_the_flow_models_are_measured_without_a_rule(tmp_path):
     reading = decoder_reading(entries)
     assert reading.startswith("**Our recipe, the flow models' decoders** (measured; no rule)")
     assert "planar K=20: 0.50 ± 0.00 of 2.0" in reading and "decidedly" not in reading
+
+
+@pytest.mark.parametrize("refit_lowered,refit_converged", [(0.0, "yes"), (0.3, "no: ")])
+def test_an_analysis_whose_check_says_no_is_refitted_with_the_checks_fit(
+    tmp_path, monkeypatch, refit_lowered, refit_converged
+):
+    monkeypatch.setenv("NF_RESULTS_DIR", str(tmp_path))
+    parameters = chapter_parameters("gaps", "ci")
+    recipe, model, (level,) = gap_levels(parameters)[0]
+    assert level.analysis is None and level.check is None  # nothing made: one fit, waiting
+    fits = parameters["check"]["fits"]
+    assert level.check_config["fit"] == {**level.analysis_config["fit"], **fits[0]}
+    n = parameters["check"]["images"]
+    standard = _analysis(tmp_path, *model, 3.0, 1.0, config=level.analysis_config)
+    _check(tmp_path, standard, 0.3, images=n, config=level.check_config)  # says no
+    models = gap_levels(parameters)
+    first, refit = models[0][2]
+    assert refit.analysis is None and refit.analysis_config == {
+        **first.analysis_config,
+        "fit": first.check_config["fit"],
+    }
+    assert refit.check_config["fit"] == {**refit.analysis_config["fit"], **fits[1]}
+    assert describe_run("gaps", refit.analysis_config) != describe_run("gaps", first.analysis_config)  # told apart
+    assert read_analyses(models)[0][2].key == standard.key  # the standard fit is read until the refit is made
+    assert f"waiting for a refit with a longer fit, its check having said no: {model_label(model)}, {recipe}" in (
+        analyses_done(models)
+    )
+    states = [r["converged"] for r in convergence_table(models[:1])]
+    assert [state.startswith("no: ") for state in states[:2]] == [True, True] and states[2] == "refit waiting"
+    wanted = {config_hash("gaps", c) for level in (first, refit) for c in (level.analysis_config, level.check_config)}
+    assert wanted <= {config_hash(e, c) for e, c in chapter_configs("gaps", "ci")}
+
+    made = _analysis(tmp_path, *model, 2.5, 1.0, seed=1, config=refit.analysis_config)
+    _check(tmp_path, made, refit_lowered, images=n, config=refit.check_config)
+    models = gap_levels(parameters)
+    assert len(models[0][2]) == 2  # the longest fit ends the levels, whatever its check says
+    assert read_analyses(models)[0][2].key == made.key and "waiting" not in analyses_done(models)
+    rows = convergence_table(models[:1])
+    assert [r["fit"] for r in rows] == [_fit(first)] * 2 + [_fit(refit)] * 2
+    assert rows[2]["converged"].startswith(refit_converged)
+
+
+def _fit(level) -> str:
+    fit = level.analysis_config["fit"]
+    chunks = "" if fit["check_every"] == 100 else f", {fit['check_every']:,}-step chunks"
+    return f"{fit['rate_cuts']} cuts{chunks}, ≤ {fit['max_steps']:,} steps"

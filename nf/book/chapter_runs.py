@@ -23,6 +23,7 @@ from nf.experiments.mnist_study import (
     start_check_run,
     study_configs,
 )
+from nf.report.gaps import GapLevel, Levels, converged, read_analyses
 from nf.report.mnist_verdicts import seed_noise
 from nf.report.scorecard import MnistEvidence, RegimeEvidence, ToyEvidence
 from nf.report.toy import summarize
@@ -117,70 +118,67 @@ def mnist_verdict(claim_start: str, profile: str = "report") -> dict[str, str]:
     return {**rows[0], "updates": f"{configs[0]['updates']:,}"}
 
 
-GapEntry = tuple[str, tuple[str, int], dict[str, Any]]  # (recipe, model, gap_config)
-
-
-def gap_entries(parameters: dict[str, Any]) -> list[GapEntry]:
-    """The analyses the gaps chapter asks for (``nf.experiments.gaps``), as ``(recipe, model, gap_config)``: the
-    ``report_models`` of the MNIST chapter's report ladder (seed 0, the recipe its study chose: ``"our recipe"``)
-    and the ``regime_models`` of its paper's regime at the full budget (``"paper's recipe"``); ``decoder_flow``
-    planar layers are fitted per image to every model's decoder."""
+def gap_models(parameters: dict[str, Any]) -> list[tuple[str, tuple[str, int], dict[str, Any]]]:
+    """The models the gaps chapter analyses, as ``(recipe, model, MNIST run config)``: the ``report_models`` of the
+    MNIST chapter's report ladder (seed 0, the recipe its study chose: ``"our recipe"``) and the ``regime_models``
+    of its paper's regime at the full budget (``"paper's recipe"``)."""
     p = parameters
     mnist_parameters = chapter_parameters("mnist", p["mnist_profile"])
     _, ladder, _, _ = _ladder(mnist_parameters)
     regime = regime_configs(mnist_parameters["study"], mnist_parameters["paper_regime"])
-    entries = []
+    models = []
     recipes = (("our recipe", ladder, p["report_models"]), ("paper's recipe", regime, p["regime_models"]))
-    for recipe, configs, models in recipes:
-        for flow, length in models:
+    for recipe, configs, chosen in recipes:
+        for flow, length in chosen:
             found = [c for c in configs if (c["flow"], c["length"], c["seed"]) == (flow, length, 0)]
             if not found:
                 raise ValueError(f"the MNIST chapter's runs with {recipe} have no model {flow} K={length}")
-            config = gap_config(found[0], p["images"], p["nll_samples"], p["decoder_flow"], p["fit"])
-            entries.append((recipe, (flow, length), config))
-    return entries
+            models.append((recipe, (flow, length), found[0]))
+    return models
 
 
-def gap_check_entries(parameters: dict[str, Any]) -> list[GapEntry]:
-    """The convergence check of each of ``gap_entries`` (``nf.report.gaps``): the same analysis on its first
-    ``check["images"]`` images with the fit settings ``check["fit"]`` (a longer optimisation) on top of ``fit``."""
-    check = parameters["check"]
+def gap_fits(parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    """The local fits of the gaps chapter, each longer than the one before: the standard ``fit``, then each of
+    ``check["fits"]`` on top of it.  An analysis with one fit is checked with the next (``nf.report.gaps``)."""
+    fit, check = parameters["fit"], parameters["check"]
     if check["images"] > parameters["images"]:
         raise ValueError(
             f"check images={check['images']} exceeds images={parameters['images']}: the check repeats an analysis "
             "on its first images"
         )
-    return [
-        (
-            recipe,
-            model,
-            gap_config(
-                config["run"],
-                check["images"],
-                config["nll_samples"],
-                config["local_planar"],
-                {**parameters["fit"], **check["fit"]},
-            ),
-        )
-        for recipe, model, config in gap_entries(parameters)
-    ]
+    if not check["fits"]:
+        raise ValueError("check fits=[] is empty: every analysis needs a longer fit to be checked with")
+    return [fit] + [{**fit, **longer} for longer in check["fits"]]
 
 
-def gap_runs(
-    entries: list[GapEntry], results_dir: str | None = None, data_root: str | None = None, train: bool = False
-) -> list[tuple[str, tuple[str, int], Any]]:
-    """Each of ``gap_entries`` with its cached analysis (``nf.experiments.gaps.fit_gaps``; made where missing if
-    ``train`` and its MNIST run is cached), None where there is none."""
+def gap_levels(
+    parameters: dict[str, Any], results_dir: str | None = None, data_root: str | None = None, train: bool = False
+) -> list[Levels]:
+    """Per model of ``gap_models``, its analyses (``nf.experiments.gaps``) and their checks, fit by fit
+    (``GapLevel``): the standard fit and its check with the next; where that check says no (``converged``), the
+    analysis made again with the check's fit and checked with the one after, up to the longest fit.  Cached
+    analyses are read; missing ones are made if ``train`` and the model's MNIST run is cached (else None), and a
+    model's levels stop at the first analysis or check not made."""
+    p, fits = parameters, gap_fits(parameters)
     found = []
-    for recipe, model, config in entries:
-        ready = train and lookup("mnist", config["run"], results_dir) is not None
-        found.append((recipe, model, fit_gaps(config, results_dir, data_root, train=ready)))
+    for recipe, model, run_config in gap_models(p):
+        levels = []
+        for fit, longer in zip(fits, fits[1:]):
+            analysis_config = gap_config(run_config, p["images"], p["nll_samples"], p["decoder_flow"], fit)
+            check_config = gap_config(run_config, p["check"]["images"], p["nll_samples"], p["decoder_flow"], longer)
+            ready = train and lookup("mnist", analysis_config["run"], results_dir) is not None
+            analysis = fit_gaps(analysis_config, results_dir, data_root, train=ready)
+            check = fit_gaps(check_config, results_dir, data_root, train=ready and analysis is not None)
+            levels.append(GapLevel(analysis_config, check_config, analysis, check))
+            if analysis is None or check is None or converged(analysis, check):
+                break
+        found.append((recipe, model, levels))
     return found
 
 
 def gap_evidence(profile: str = "report") -> list[tuple[str, tuple[str, int], Any]]:
-    """The gaps chapter's analyses under ``profile`` (``gap_entries`` with their cached analyses; never trains)."""
-    return gap_runs(gap_entries(chapter_parameters("gaps", profile)))
+    """The analyses the gaps chapter reads under ``profile`` (``read_analyses`` of ``gap_levels``; never trains)."""
+    return read_analyses(gap_levels(chapter_parameters("gaps", profile)))
 
 
 def paper_updates() -> dict[str, int]:
@@ -211,7 +209,10 @@ def chapter_configs(
         study, ladder, regime, _ = _mnist_runs(p)
         return study + ladder + regime
     if chapter == "gaps":
-        return [("gaps", config) for _, _, config in gap_entries(p) + gap_check_entries(p)]
+        levels = [level for _, _, model_levels in gap_levels(p) for level in model_levels]
+        return [("gaps", level.analysis_config) for level in levels] + [
+            ("gaps", level.check_config) for level in levels
+        ]
     return []
 
 

@@ -207,8 +207,12 @@ GAPS_REPORT: dict[str, Any] = {
     "nll_samples": 5000,  # importance samples for -ln p(x)
     "decoder_flow": 40,  # planar layers fitted per image to each model's decoder
     "fit": {},  # nf.models.local_bound.LocalFit settings that differ from its defaults
-    # the convergence check: each analysis repeated on its first images with a longer fit (nf.report.gaps)
-    "check": {"images": 100, "fit": {"rate_cuts": 4, "max_steps": 20000}},
+    # the convergence check: each analysis repeated on its first images with the next, longer fit; an analysis
+    # whose check says no is made again with that fit and checked with the one after (nf.report.gaps)
+    "check": {
+        "images": 100,
+        "fits": [{"rate_cuts": 4, "max_steps": 20000}, {"rate_cuts": 4, "check_every": 400, "max_steps": 40000}],
+    },
     "train": False,
 }
 
@@ -291,7 +295,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "nll_samples": 50,
             "decoder_flow": 2,
             "fit": {"samples": 2, "check_every": 5, "check_samples": 20, "max_steps": 20, "final_samples": 20},
-            "check": {"images": 5, "fit": {"rate_cuts": 3, "max_steps": 40}},
+            "check": {
+                "images": 5,
+                "fits": [{"rate_cuts": 3, "max_steps": 40}, {"rate_cuts": 3, "check_every": 20, "max_steps": 160}],
+            },
             "train": True,
         },
     },

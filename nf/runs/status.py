@@ -239,9 +239,14 @@ def status_rows(runs: Runs, results_dir: str | os.PathLike | None = None) -> lis
 
 def describe_run(experiment: str, config: Mapping[str, Any]) -> str:
     """A run in a few words: ``planar K=20, test, seed 0, 100,000 updates`` (``, identity start`` where the flow
-    starts at the identity); an analysis of a run (``gaps``): ``gaps of <the run>, 1,000 images``."""
+    starts at the identity); an analysis of a run (``gaps``): ``gaps of <the run>, 1,000 images, fit of 2 cuts in
+    100-step chunks`` (its local fit: the cuts of the step size, and the steps between checks)."""
     if experiment == "gaps":
-        return f"gaps of {describe_run('mnist', config['run'])}, {config['images']:,} images"
+        fit = config["fit"]
+        return (
+            f"gaps of {describe_run('mnist', config['run'])}, {config['images']:,} images, "
+            f"fit of {fit['rate_cuts']} cuts in {fit['check_every']}-step chunks"
+        )
     model = f"{config.get('family', config.get('flow'))} K={config['length']}"
     where = config.get("energy") or config.get("protocol", "quick")
     start = ", identity start" if config.get("flow_start") == "identity" else ""
