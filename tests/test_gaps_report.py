@@ -18,8 +18,10 @@ from nf.report.gaps import (
     check_table,
     convergence_table,
     decoder_reading,
+    decomposition_reading,
     estimate_sensitivity,
     estimator_reading,
+    gain_decomposition,
     gap_reading,
     gap_table,
     gaps_at_a_glance,
@@ -406,3 +408,18 @@ def _fit(level) -> str:
     fit = level.analysis_config["fit"]
     chunks = "" if fit["check_every"] == 100 else f", {fit['check_every']:,}-step chunks"
     return f"{fit['rate_cuts']} cuts{chunks}, ≤ {fit['max_steps']:,} steps"
+
+
+def test_a_flows_gain_in_the_bound_splits_exactly_into_model_family_and_encoder(tmp_path):
+    diagonal = _analysis(tmp_path, "none", 0, 3.0, 1.0)
+    flow = _analysis(tmp_path, "planar", 80, 2.0, 1.5, seed=1)  # the same -ln p(x); the family 1 nat tighter
+    entries = [("our recipe", ("none", 0), diagonal), ("our recipe", ("planar", 80), flow)]
+    (row,) = gain_decomposition(entries, _noise(0.1))
+    values = {k: float(v.split(" ± ")[0]) for k, v in row.items() if " ± " in v}
+    assert values["−ln p(x)"] == 0.0 and abs(values["approximation gap"] + 1.0) < 0.05
+    assert abs(values["amortisation gap"] - 0.5) < 0.05
+    assert values["bound F(x)"] == pytest.approx(sum(v for k, v in values.items() if k != "bound F(x)"), abs=0.015)
+    reading = decomposition_reading(entries, _noise(0.1))
+    assert reading.startswith("**Our recipe**, planar K=80: the bound is 0.5")
+    assert "0.00 is a better model ($-\\ln p(x)$) and 1.0" in reading
+    assert reading.endswith("(larger).") and decomposition_reading(entries[1:], _noise(0.1)) == ""
