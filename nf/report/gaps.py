@@ -184,13 +184,20 @@ def _fit_label(config: dict[str, Any]) -> str:
     return f"{fit['rate_cuts']} cuts{chunks}, ≤ {fit['max_steps']:,} steps"
 
 
-CONVERGENCE_COLUMNS = ("fit", "bound", "check's fit", "lowered by", "Monte Carlo error", "converged")
+CONVERGENCE_COLUMNS = (
+    "fit",
+    "check's fit",
+    "F*(x) lowered by (Monte Carlo error)",
+    "planar bound lowered by (Monte Carlo error)",
+    "converged",
+)
 
 
 def convergence_table(models: list[Levels]) -> list[dict[str, str]]:
-    """Per model and fit (``GapLevel``): how much the check's longer fit lowers ``F*`` (and the decoder's planar
-    bound), paired on the same images, against the rule of the module docstring; a fit whose check says no is
-    followed by its refit's row (the longer fit on every image), "refit waiting" until that is made."""
+    """Per model and fit (``GapLevel``): how much the check's longer fit lowers ``F*`` and the decoder's planar
+    bound, paired on the same images, with each bound's Monte Carlo error, and whether both converged by the rule
+    of the module docstring (else which not, and by how much beyond it); a fit whose check says no is followed by
+    its refit's row (the longer fit on every image), "refit waiting" until that is made."""
     rows = []
     for recipe, model, levels in models:
         if not levels or levels[0].analysis is None:
@@ -201,16 +208,11 @@ def convergence_table(models: list[Levels]) -> list[dict[str, str]]:
                 state = "refit waiting" if level.analysis is None else "not checked yet"
                 rows.append({**head, **dict.fromkeys(CONVERGENCE_COLUMNS[1:-1], "—"), "converged": state})
                 continue
-            longer = f"{level.check_config['images']:,} images, {_fit_label(level.check_config)}"
-            for label, (lowered, error, beyond) in convergence(level.analysis, level.check).items():
-                values = (
-                    label,
-                    longer,
-                    _pm(lowered),
-                    f"{error:.2f}",
-                    "yes" if beyond <= 0 else f"no: {beyond:.2f} beyond",
-                )
-                rows.append({**head, **dict(zip(CONVERGENCE_COLUMNS[1:], values))})
+            found = convergence(level.analysis, level.check)
+            lowered = [f"{_pm(lowered)} ({error:.2f})" for lowered, error, _ in found.values()]
+            failed = [f"{label} {beyond:.2f} beyond" for label, (_, _, beyond) in found.items() if beyond > 0]
+            values = (_fit_label(level.check_config), *lowered, f"no: {'; '.join(failed)}" if failed else "yes")
+            rows.append({**head, **dict(zip(CONVERGENCE_COLUMNS[1:], values))})
     return rows
 
 
