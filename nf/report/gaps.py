@@ -502,6 +502,24 @@ def share_at_table_draws(
     }
 
 
+def estimator_note(entries: list[Entry], noise: SeedNoise, results_dir: Any = None) -> str:
+    """For the scorecard: per recipe whose longest analysed planar flow and diagonal model are scored runs, the
+    flow's gain over the diagonal model by Table 2's estimator on the analysed images and how much of it is the
+    estimator's (``share_at_table_draws``), in a sentence; empty where no recipe has both."""
+    parts = []
+    for recipe, found in _by_recipe(entries).items():
+        longest = _longest_planar(found)
+        table = None if longest is None else share_at_table_draws(found[longest], found[DIAGONAL], noise, results_dir)
+        if table:
+            config, under = found[longest].config, recipe if recipe.startswith("our") else f"the {recipe}"
+            parts.append(
+                f"with {under}, {model_label(longest)} gains {_signed(table['shown'])} nats over the diagonal model "
+                f"by it ({config['run']['eval_samples']} draws, the first {config['images']:,} test images), of "
+                f"which {_signed(table['made'])} is the estimator's ({_called_share(table['made'])})"
+            )
+    return f"Measured there: {'; '.join(parts)}." if parts else ""
+
+
 def estimator_reading(entries: list[Entry], noise: SeedNoise, results_dir: Any = None) -> str:
     """Per recipe and analysed flow model, ``estimator_share`` with the kept estimate, in words, and the same at
     Table 2's number of draws where both models are scored runs (``share_at_table_draws``)."""
