@@ -23,7 +23,7 @@ from nf.experiments.mnist_study import (
     start_check_run,
     study_configs,
 )
-from nf.report.gaps import GapLevel, Levels, converged, read_analyses
+from nf.report.gaps import GapLevel, Levels, converged
 from nf.report.mnist_verdicts import seed_noise
 from nf.report.scorecard import MnistEvidence, RegimeEvidence, ToyEvidence
 from nf.report.toy import summarize
@@ -176,9 +176,10 @@ def gap_levels(
     return found
 
 
-def gap_evidence(profile: str = "report") -> list[tuple[str, tuple[str, int], Any]]:
-    """The analyses the gaps chapter reads under ``profile`` (``read_analyses`` of ``gap_levels``; never trains)."""
-    return read_analyses(gap_levels(chapter_parameters("gaps", profile)))
+def gap_evidence(profile: str = "report") -> list[Levels]:
+    """The gaps chapter's analyses under ``profile``, fit by fit (``gap_levels``; never trains): the summary pages
+    read them with ``nf.report.gaps.read_analyses`` and ``convergence_caveats``."""
+    return gap_levels(chapter_parameters("gaps", profile))
 
 
 def paper_updates() -> dict[str, int]:

@@ -73,7 +73,7 @@ CHECK_COLUMNS = (
     "amortised excess",
     "chosen: amortised / own / planar",
     "fitted proposals disagree (own − planar)",
-    "converged",
+    "stopped by its rule",
     "F* below −ln p(x): kept / amortised estimate",
 )
 DIAGONAL = ("none", 0)
@@ -81,38 +81,38 @@ Entry = tuple[str, tuple[str, int], Run | None]  # (recipe, model, analysis)
 
 
 def gap_rules() -> str:
-    """The rules of the module docstring, written out from the constants the code uses (a Markdown list)."""
+    """The rules of the module docstring, written out from the constants the code uses (a numbered Markdown list)."""
     return "\n".join(
         [
-            f"- **A flow changes a gap** when the flow model's gap minus the diagonal model's (same recipe, paired "
+            f"1. **A flow changes a gap** when the flow model's gap minus the diagonal model's (same recipe, paired "
             f"on the same images) is beyond {SIGNIFICANT:g} uncertainties $u = \\sqrt{{se^2 + s^2}}$: $se$ the paired "
             "standard error over the images, $s$ the spread over training seeds of a paired difference of the "
             "inference gap (the KL), measured by the MNIST chapter, since the two models were trained separately. "
             "*Smaller*, *larger*, or *no decided change*.",
-            "- **Which gap flows close**, per recipe, is read at the longest analysed planar flow: the gap that is "
+            "2. **Which gap flows close**, per recipe, is read at the longest analysed planar flow: the gap that is "
             "decidedly smaller there.",
-            f"- **The decoder's side.** On a diagonal model's fixed decoder, a planar flow fitted to each image "
+            f"3. **The decoder's side.** On a diagonal model's fixed decoder, a planar flow fitted to each image "
             f"recovers part of that model's approximation gap. Decidedly less than {HALF:.0%} of it (per image, "
             f"recovered minus {HALF:g} times the gap, beyond {SIGNIFICANT:g} paired standard errors): the decoder has "
             "made its posterior nearly as simple as the diagonal family. Decidedly more: the family, not the "
             "decoder, limits the bound. Otherwise not established.",
-            "- **Convergence, checked** (added after the first analysis, the paper's-regime diagonal model, had run, "
+            "4. **Convergence, checked** (added after the first analysis, the paper's-regime diagonal model, had run, "
             "before its check). Each analysis is repeated on its first images with a longer local optimisation. The "
             "standard fit has converged if the longer one lowers $\\mathcal F^*$ (and the decoder's fitted planar "
             f"bound) on average by no more than the larger of {SIGNIFICANT:g} paired standard errors and the bound's "
             "own Monte Carlo error per image.",
-            "- **The estimate of $-\\ln p(x)$, changed** after the first flow model's analysis (the paper's-regime "
+            "5. **The estimate of $-\\ln p(x)$, changed** after the first flow model's analysis (the paper's-regime "
             "planar K=20), before any other flow model's: the lowest of the estimates with every posterior the "
             "analysis has as the proposal, no longer the amortised posterior's alone; an image counts as "
             "$\\mathcal F^*$ below $-\\ln p(x)$ when it lies below by more than twice the two estimates' combined "
             "standard error. Every analysis was made again with it; the rules above are unchanged.",
-            "- **The estimate of $-\\ln p(x)$, changed again** after four analyses (both recipes' diagonal models "
+            "6. **The estimate of $-\\ln p(x)$, changed again** after four analyses (both recipes' diagonal models "
             "and planar K=20), before any other: the same three proposals for every model (the amortised posterior, "
             "the model's own family fitted to each image, a planar flow fitted to each image on its decoder), chosen "
             "per image on half of the draws and scored on the other half (both ways, averaged), so that no estimate "
             "is kept for having come out low by chance; the checks count the images where the two fitted proposals "
             "disagree. Every analysis was made again with it; the rules above are unchanged.",
-            "- **Refitted where not converged**, added after the first check that said no (our recipe's planar "
+            "7. **Refitted where not converged**, added after the first check that said no (our recipe's planar "
             "K=80), before its refit: an analysis whose check says no is made again on every image with the check's "
             "fit, and that refit is checked with the next, longer fit; the chapter reads the refit once it is made, "
             "and the convergence table keeps every fit's check. Where the longest fit's check says no, the analysis "
@@ -153,6 +153,7 @@ class GapLevel(NamedTuple):
 
 
 Levels = tuple[str, tuple[str, int], list[GapLevel]]  # (recipe, model, its levels in order)
+Caveats = dict[tuple[str, tuple[str, int]], str]  # (recipe, model) -> why its analysis is not read as converged
 
 
 def read_analyses(models: list[Levels]) -> list[Entry]:
@@ -165,17 +166,42 @@ def read_analyses(models: list[Levels]) -> list[Entry]:
 
 
 def analyses_done(models: list[Levels]) -> str:
-    """How many of the models are analysed, and how many wait for a refit with a longer fit (Markdown)."""
-    done = sum(run is not None for _, _, run in read_analyses(models))
-    waiting = [
+    """How many of the models are analysed, which wait for a refit with a longer fit, and which are not analysed
+    yet (Markdown)."""
+    read = read_analyses(models)
+    done = sum(run is not None for _, _, run in read)
+    refits = [
         f"{model_label(model)}, {recipe}"
         for recipe, model, levels in models
-        if len(levels) > 1 and levels[-1].analysis is None
+        if len(levels) > 1 and not levels[-1].analysis
     ]
-    refits = (
-        f"; waiting for a refit with a longer fit, its check having said no: {'; '.join(waiting)}" if waiting else ""
+    missing = [f"{model_label(model)}, {recipe}" for recipe, model, run in read if run is None]
+    return (
+        f"*{done} of {len(models)} models analysed"
+        + (f" ({'; '.join(refits)}: waiting for a refit with a longer fit, its check having said no)" if refits else "")
+        + (f"; not analysed yet: {'; '.join(missing)}" if missing else "")
+        + ".*"
     )
-    return f"*{done} of {len(models)} analyses done{refits}.*"
+
+
+def convergence_caveats(models: list[Levels]) -> Caveats:
+    """Per ``(recipe, model)`` whose analysis read by the chapter (``read_analyses``) has not passed its check:
+    "not checked yet", or how much further the check's longer fit lowers ``F*`` (and the planar bound) beyond the
+    rule, for the readings to carry."""
+    caveats = {}
+    for recipe, model, levels in models:
+        made = [level for level in levels if level.analysis is not None]
+        if not made:
+            continue
+        level = made[-1]
+        if level.check is None:
+            caveats[(recipe, model)] = "not checked for convergence yet"
+            continue
+        found = convergence(level.analysis, level.check)
+        failed = [f"{label} by {lowered[0]:.2f}" for label, (lowered, _, beyond) in found.items() if beyond > 0]
+        if failed:
+            caveats[(recipe, model)] = f"not converged: a longer fit lowers {' and '.join(failed)} more"
+    return caveats
 
 
 def _fit_label(config: dict[str, Any]) -> str:
@@ -203,25 +229,31 @@ def convergence_table(models: list[Levels]) -> list[dict[str, str]]:
         if not levels or levels[0].analysis is None:
             continue
         for level in levels:
-            head = {"model": model_label(model), "recipe": recipe, "fit": _fit_label(level.analysis_config)}
+            head = {
+                "model": model_label(model),
+                "recipe": recipe,
+                "fit": _fit_label(level.analysis_config),
+                "check's fit": _fit_label(level.check_config),
+            }
             if level.analysis is None or level.check is None:
                 state = "refit waiting" if level.analysis is None else "not checked yet"
-                rows.append({**head, **dict.fromkeys(CONVERGENCE_COLUMNS[1:-1], "—"), "converged": state})
+                rows.append({**head, **dict.fromkeys(CONVERGENCE_COLUMNS[2:-1], "—"), "converged": state})
                 continue
             found = convergence(level.analysis, level.check)
-            lowered = [f"{_pm(lowered)} ({error:.2f})" for lowered, error, _ in found.values()]
-            failed = [f"{label} {beyond:.2f} beyond" for label, (_, _, beyond) in found.items() if beyond > 0]
-            values = (_fit_label(level.check_config), *lowered, f"no: {'; '.join(failed)}" if failed else "yes")
-            rows.append({**head, **dict(zip(CONVERGENCE_COLUMNS[1:], values))})
+            lowered = [f"{lowered[0]:.3f} ± {lowered[1]:.3f} ({error:.3f})" for lowered, error, _ in found.values()]
+            failed = [f"{label} {beyond:.3f} beyond" for label, (_, _, beyond) in found.items() if beyond > 0]
+            values = (*lowered, f"no: {'; '.join(failed)}" if failed else "yes")
+            rows.append({**head, **dict(zip(CONVERGENCE_COLUMNS[2:], values))})
     return rows
 
 
 def retrain_table(entries: list[Entry], noise: SeedNoise, results_dir: Any = None) -> list[dict[str, str]]:
     """The analysed runs whose parameters came from a retraining (``nf.experiments.trained``): the cached and the
     retrained test ``-ln p(x)``, their difference, the code versions of both trainings, and whether the difference
-    lies within the spread over training seeds of a model's ``-ln p(x)`` (``noise.level``): training is
-    deterministic for one version of the code, so a run trained with an earlier version may retrain to a slightly
-    different model, as good a stand-in for the scored one as another seed would be if within that spread."""
+    lies within the spread over training seeds of a difference of ``-ln p(x)`` between two trainings
+    (``noise.gain``): training is deterministic for one version of the code, so a run trained with an earlier
+    version may retrain to a slightly different model, as good a stand-in for the scored one as another seed would be
+    if within that spread."""
     from nf.experiments.trained import parameters_entry
     from nf.runs.cache import lookup
 
@@ -234,7 +266,7 @@ def retrain_table(entries: list[Entry], noise: SeedNoise, results_dir: Any = Non
         check = entry.metrics
         (key,) = [k for k in check["cached"] if k.endswith("_nll")]
         difference = check["difference"][key]
-        spread = noise.level["nll"]
+        spread = noise.gain["nll"]
         rows.append(
             {
                 "model": model_label(model),
@@ -354,24 +386,36 @@ def _longest_planar(found: dict[tuple[str, int], Run]) -> tuple[str, int] | None
     return max(planar, key=lambda m: m[1]) if planar and DIAGONAL in found else None
 
 
-def which_gap_closes(found: dict[tuple[str, int], Run], noise: SeedNoise) -> str | None:
+def _caveat(caveats: Caveats | None, recipe: str, *models: tuple[str, int]) -> str:
+    """The convergence caveats (``convergence_caveats``) of ``models`` of ``recipe``, in brackets ('' if none)."""
+    notes = [f"{model_label(m)} {caveats[(recipe, m)]}" for m in models if (recipe, m) in (caveats or {})]
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def which_gap_closes(
+    found: dict[tuple[str, int], Run], noise: SeedNoise, recipe: str = "", caveats: Caveats | None = None
+) -> str | None:
     """The gap (or gaps) decidedly smaller at the longest analysed planar flow than at the diagonal model of the
-    same recipe (``found``: the recipe's analyses by model), as a sentence; None without both analyses."""
+    same recipe (``found``: the recipe's analyses by model), and any decidedly larger, as a sentence with the
+    convergence caveats of both models (``caveats``, of ``recipe``); None without both analyses."""
     longest = _longest_planar(found)
     if longest is None:
         return None
     changes = _changes(found[longest], found[DIAGONAL], noise)
     smaller = [gap for gap, d in changes.items() if _called(d) == "smaller"]
+    larger = [gap for gap, d in changes.items() if _called(d) == "larger"]
     return (
         f"At the longest planar flow analysed so far ({model_label(longest)}) the flow closes "
         + (" and ".join(f"the {gap} gap" for gap in smaller) if smaller else "neither gap decidedly")
+        + (" and widens " + " and ".join(f"the {gap} gap" for gap in larger) if larger else "")
+        + _caveat(caveats, recipe, DIAGONAL, longest)
         + "."
     )
 
 
-def gap_reading(entries: list[Entry], noise: SeedNoise) -> str:
+def gap_reading(entries: list[Entry], noise: SeedNoise, caveats: Caveats | None = None) -> str:
     """Per recipe: each flow model's change in both gaps from the diagonal model, and which gap the longest planar
-    flow closes, by the module's rules (Markdown)."""
+    flow closes, by the module's rules, with the convergence caveats (``convergence_caveats``) (Markdown)."""
     text = []
     for recipe, found in _by_recipe(entries).items():
         diagonal = found.get(DIAGONAL)
@@ -385,7 +429,7 @@ def gap_reading(entries: list[Entry], noise: SeedNoise) -> str:
             changes = _changes(found[model], diagonal, noise)
             gaps = ", ".join(f"{gap} gap {d:+.2f} ± {u:.2f} ({_called((d, u))})" for gap, (d, u) in changes.items())
             parts.append(f"{model_label(model)}: {gaps}")
-        closes = which_gap_closes(found, noise)
+        closes = which_gap_closes(found, noise, recipe, caveats)
         text.append(
             f"**{recipe.capitalize()}**, each flow minus the diagonal model (paired, nats): "
             + "; ".join(parts)
@@ -425,10 +469,10 @@ def gain_decomposition(entries: list[Entry], noise: SeedNoise) -> list[dict[str,
     return rows
 
 
-def decomposition_reading(entries: list[Entry], noise: SeedNoise) -> str:
-    """Per recipe, at its longest analysed planar flow: how much of the flow's gain in the bound is a better model
-    and how much a tighter family at its best, and how the encoder's gap changes (``gain_decomposition``; the
-    last called as in the rules, ``gap_change``) (Markdown)."""
+def decomposition_reading(entries: list[Entry], noise: SeedNoise, caveats: Caveats | None = None) -> str:
+    """Per recipe, at its longest analysed planar flow: the flow's change of the bound as the sum of its three parts
+    (``gain_decomposition``'s means), the encoder's part called as in the rules (``gap_change``), with the
+    convergence caveats (Markdown)."""
     text = []
     for recipe, found in _by_recipe(entries).items():
         longest = _longest_planar(found)
@@ -438,10 +482,12 @@ def decomposition_reading(entries: list[Entry], noise: SeedNoise) -> str:
         change = {key: (f[key] - d[key]).mean().item() for key, _ in DECOMPOSITION.values()}
         encoder = gap_change(found[longest], found[DIAGONAL], "amortisation", noise)
         text.append(
-            f"**{recipe.capitalize()}**, {model_label(longest)}: the bound is {-change['bound']:.2f} nats lower "
-            f"than the diagonal model's; of that, {-change['nll']:.2f} is a better model ($-\\ln p(x)$) and "
-            f"{-change['approximation']:.2f} a tighter family at its best, while the amortisation gap changes by "
-            f"{_signed(encoder)} ({_called(encoder)})."
+            f"**{recipe.capitalize()}**, {model_label(longest)} minus the diagonal model: the bound changes by "
+            f"{change['bound']:+.2f} = {change['nll']:+.2f} (a better model, $-\\ln p(x)$) "
+            f"{change['approximation']:+.2f} (the family at its best, the approximation gap) "
+            f"{change['amortisation']:+.2f} (the encoder, the amortisation gap: {_called(encoder)}) nats"
+            + _caveat(caveats, recipe, DIAGONAL, longest)
+            + "."
         )
     return "\n\n".join(text)
 
@@ -514,8 +560,9 @@ def estimator_note(entries: list[Entry], noise: SeedNoise, results_dir: Any = No
             config, under = found[longest].config, recipe if recipe.startswith("our") else f"the {recipe}"
             parts.append(
                 f"with {under}, {model_label(longest)} gains {_signed(table['shown'])} nats over the diagonal model "
-                f"by it ({config['run']['eval_samples']} draws, the first {config['images']:,} test images), of "
-                f"which {_signed(table['made'])} is the estimator's ({_called_share(table['made'])})"
+                f"by Table 2's estimator ({config['run']['eval_samples']} draws, on the first {config['images']:,} "
+                f"test images only), of which {_signed(table['made'])} is the estimator's "
+                f"({_called_share(table['made'])})"
             )
     return f"Measured there: {'; '.join(parts)}." if parts else ""
 
@@ -608,11 +655,14 @@ def estimate_sensitivity(entries: list[Entry], noise: SeedNoise) -> list[dict[st
     return rows
 
 
-def gaps_at_a_glance(entries: list[Entry], noise: SeedNoise, results_dir: Any = None) -> str:
+def gaps_at_a_glance(
+    entries: list[Entry], noise: SeedNoise, results_dir: Any = None, caveats: Caveats | None = None
+) -> str:
     """The chapter in three short paragraphs: how many analyses are done, each analysed model's two gaps and what a
-    planar flow fitted on a diagonal model's decoder recovers; which gap the flows close per recipe; how much the
-    amortised estimate overstates the longest planar flow's gain, per recipe, with 5,000 draws and, where the
-    analysed models are the scored runs, with Table 2's (``share_at_table_draws``) (Markdown)."""
+    planar flow fitted on a diagonal model's decoder recovers; which gap the flows close per recipe, with the
+    convergence caveats (``convergence_caveats``); how much the amortised estimate overstates the longest planar
+    flow's gain, per recipe, with 5,000 draws and, where the analysed models are the scored runs, with Table 2's
+    (``share_at_table_draws``) (Markdown)."""
     done = [(recipe, model, run) for recipe, model, run in entries if run is not None]
     if not done:
         return "No trained model has been analysed yet."
@@ -633,7 +683,7 @@ def gaps_at_a_glance(entries: list[Entry], noise: SeedNoise, results_dir: Any = 
     closes = [
         f"{recipe.capitalize()}: {sentence[0].lower()}{sentence[1:]}"
         for recipe, found in _by_recipe(entries).items()
-        if (sentence := which_gap_closes(found, noise))
+        if (sentence := which_gap_closes(found, noise, recipe, caveats))
     ]
     estimates = []
     for recipe, found in _by_recipe(entries).items():
@@ -648,8 +698,9 @@ def gaps_at_a_glance(entries: list[Entry], noise: SeedNoise, results_dir: Any = 
             f"{recipe.capitalize()}: the amortised estimate of $-\\ln p(x)$ (the paper's estimator, here with "
             f"{draws:,} draws) puts {model_label(longest)} {share['shown'][0]:+.2f} ± {share['shown'][1]:.2f} "
             f"nats from the diagonal model on these images, and overstates that gain by {share['made'][0]:+.2f} ± "
-            f"{share['made'][1]:.2f} against the chapter's estimate, which has the same three proposals for both "
-            f"models ({min(others):+.2f} to {max(others):+.2f} by its other estimates)."
+            f"{share['made'][1]:.2f} against the gaps chapter's estimate (each image's proposal chosen on held-out "
+            f"draws, from the same three proposals for both models; {min(others):+.2f} to {max(others):+.2f} by its "
+            "other estimates)."
         )
         table = share_at_table_draws(found[longest], found[DIAGONAL], noise, results_dir)
         if table:
