@@ -27,6 +27,7 @@ from nf.report.gaps import (
     gap_reading,
     gap_table,
     gaps_at_a_glance,
+    longest_fit_note,
     plot_gaps,
     read_analyses,
     retrain_table,
@@ -463,3 +464,22 @@ def test_the_scorecards_note_on_the_estimator_needs_a_recipe_with_scored_runs(tm
         "Table 2's estimator (200 draws, on the first 1,000 test images only), of which +0.60 ± 0.10 is the "
         "estimator's (decidedly)."
     )
+
+
+def test_the_chapter_says_which_models_were_checked_with_its_longest_fit(tmp_path):
+    standard = _analysis(tmp_path, "none", 0, 3.0, 1.0)
+    short = _check(tmp_path, standard, 0.0)  # 4 cuts
+    refit = _analysis(tmp_path, "planar", 80, 2.0, 1.0, seed=1)
+    long = _check(
+        tmp_path, refit, 0.0, config=gap_config(refit.config["run"], 100, fit={"rate_cuts": 4, "check_every": 400})
+    )
+    models = [
+        ("our recipe", ("none", 0), _levels(standard, short)),
+        ("our recipe", ("planar", 80), _levels(refit, long)),
+        ("paper's recipe", ("none", 0), []),
+    ]
+    assert longest_fit_note(models) == (
+        "Checked with the chapter's longest fit (4 cuts, 400-step chunks, ≤ 5,000 steps): planar K=80, our recipe. "
+        "With a shorter fit only, so far: diagonal, our recipe."
+    )
+    assert longest_fit_note(models[2:]) == ""

@@ -219,6 +219,25 @@ CONVERGENCE_COLUMNS = (
 )
 
 
+def longest_fit_note(models: list[Levels]) -> str:
+    """Which analysed models have been checked with the chapter's longest fit (the last level's check) and which only
+    with a shorter one, so that a pass with the shorter is read as such (Markdown; empty if none is checked)."""
+    checked = [(recipe, model, levels) for recipe, model, levels in models if levels and levels[0].check is not None]
+    if not checked:
+        return ""
+    longest = max((level.check_config["fit"] for _, _, levels in checked for level in levels), key=_fit_order)
+    reached = [f"{model_label(m)}, {r}" for r, m, levels in checked if levels[-1].check_config["fit"] == longest]
+    shorter = [f"{model_label(m)}, {r}" for r, m, levels in checked if levels[-1].check_config["fit"] != longest]
+    label = _fit_label({"fit": longest})
+    return f"Checked with the chapter's longest fit ({label}): {'; '.join(reached) or 'none yet'}." + (
+        f" With a shorter fit only, so far: {'; '.join(shorter)}." if shorter else ""
+    )
+
+
+def _fit_order(fit: dict[str, Any]) -> tuple[int, int, int]:
+    return fit["rate_cuts"], fit["check_every"], fit["max_steps"]
+
+
 def convergence_table(models: list[Levels]) -> list[dict[str, str]]:
     """Per model and fit (``GapLevel``): how much the check's longer fit lowers ``F*`` and the decoder's planar
     bound, paired on the same images, with each bound's Monte Carlo error, and whether both converged by the rule
