@@ -163,10 +163,10 @@ def gap_levels(
     found = []
     for recipe, model, run_config in gap_models(p):
         levels = []
+        ready = train and lookup("mnist", mnist.mnist_config(**run_config), results_dir) is not None
         for fit, longer in zip(fits, fits[1:]):
             analysis_config = gap_config(run_config, p["images"], p["nll_samples"], p["decoder_flow"], fit)
             check_config = gap_config(run_config, p["check"]["images"], p["nll_samples"], p["decoder_flow"], longer)
-            ready = train and lookup("mnist", analysis_config["run"], results_dir) is not None
             analysis = fit_gaps(analysis_config, results_dir, data_root, train=ready)
             check = fit_gaps(check_config, results_dir, data_root, train=ready and analysis is not None)
             levels.append(GapLevel(analysis_config, check_config, analysis, check))

@@ -54,6 +54,7 @@ amortisation gap ``F - F*``, means with standard errors over the images.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import torch
@@ -405,6 +406,15 @@ def _longest_planar(found: dict[tuple[str, int], Run]) -> tuple[str, int] | None
     return max(planar, key=lambda m: m[1]) if planar and DIAGONAL in found else None
 
 
+def _longest_pairs(entries: list[Entry]) -> Iterator[tuple[str, tuple[str, int], Run, Run]]:
+    """Per recipe with its diagonal model and a planar flow analysed: the recipe, its longest analysed planar flow
+    (``_longest_planar``), that flow's analysis and the diagonal model's."""
+    for recipe, found in _by_recipe(entries).items():
+        longest = _longest_planar(found)
+        if longest is not None:
+            yield recipe, longest, found[longest], found[DIAGONAL]
+
+
 def _caveat(caveats: Caveats | None, recipe: str, *models: tuple[str, int]) -> str:
     """The convergence caveats (``convergence_caveats``) of ``models`` of ``recipe``, in brackets ('' if none)."""
     notes = [f"{model_label(m)} {caveats[(recipe, m)]}" for m in models if (recipe, m) in (caveats or {})]
@@ -493,13 +503,10 @@ def decomposition_reading(entries: list[Entry], noise: SeedNoise, caveats: Cavea
     (``gain_decomposition``'s means), the encoder's part called as in the rules (``gap_change``), with the
     convergence caveats (Markdown)."""
     text = []
-    for recipe, found in _by_recipe(entries).items():
-        longest = _longest_planar(found)
-        if longest is None:
-            continue
-        f, d = _scores(found[longest]), _scores(found[DIAGONAL])
+    for recipe, longest, flow, diagonal in _longest_pairs(entries):
+        f, d = _scores(flow), _scores(diagonal)
         change = {key: (f[key] - d[key]).mean().item() for key, _ in DECOMPOSITION.values()}
-        encoder = gap_change(found[longest], found[DIAGONAL], "amortisation", noise)
+        encoder = gap_change(flow, diagonal, "amortisation", noise)
         text.append(
             f"**{recipe.capitalize()}**, {model_label(longest)} minus the diagonal model: the bound changes by "
             f"{change['bound']:+.2f} = {change['nll']:+.2f} (a better model, $-\\ln p(x)$) "
@@ -572,11 +579,10 @@ def estimator_note(entries: list[Entry], noise: SeedNoise, results_dir: Any = No
     flow's gain over the diagonal model by Table 2's estimator on the analysed images and how much of it is the
     estimator's (``share_at_table_draws``), in a sentence; empty where no recipe has both."""
     parts = []
-    for recipe, found in _by_recipe(entries).items():
-        longest = _longest_planar(found)
-        table = None if longest is None else share_at_table_draws(found[longest], found[DIAGONAL], noise, results_dir)
+    for recipe, longest, flow, diagonal in _longest_pairs(entries):
+        table = share_at_table_draws(flow, diagonal, noise, results_dir)
         if table:
-            config, under = found[longest].config, recipe if recipe.startswith("our") else f"the {recipe}"
+            config, under = flow.config, recipe if recipe.startswith("our") else f"the {recipe}"
             parts.append(
                 f"with {under}, {model_label(longest)} gains {_signed(table['shown'])} nats over the diagonal model "
                 f"by Table 2's estimator ({config['run']['eval_samples']} draws, on the first {config['images']:,} "
@@ -595,10 +601,10 @@ def estimator_reading(entries: list[Entry], noise: SeedNoise, results_dir: Any =
         if diagonal is None:
             continue
         parts, unmeasured = [], []
+        draws = diagonal.config["run"]["eval_samples"]  # Table 2's draws, the same for every model of a recipe
         for model in (m for m in found if m != DIAGONAL):
             share = estimator_share(found[model], diagonal, noise)
             (shown, u_shown), (tighter, u_tighter), made = share["shown"], share["tighter"], share["made"]
-            draws = found[model].config["run"]["eval_samples"]
             table = share_at_table_draws(found[model], diagonal, noise, results_dir)
             parts.append(
                 f"{model_label(model)} minus the diagonal model: {shown:+.2f} ± {u_shown:.2f} nats by the "
@@ -646,19 +652,13 @@ def estimate_sensitivity(entries: list[Entry], noise: SeedNoise) -> list[dict[st
     ``-ln p(x)``: a reading that moves between the rows depends on the choice of estimate; the lowest of the three on
     the same draws shows how far keeping lucky estimates would have moved it."""
     rows = []
-    for recipe, found in _by_recipe(entries).items():
-        longest = _longest_planar(found)
-        if longest is None:
-            continue
-        f, d = _scores(found[longest]), _scores(found[DIAGONAL])
-        chosen = {
-            side: found[model].metrics["chosen_amortised"]
-            for side, model in (("diagonal", DIAGONAL), ("flow", longest))
-        }
+    for recipe, longest, flow, diagonal in _longest_pairs(entries):
+        f, d = _scores(flow), _scores(diagonal)
+        chosen = {side: run.metrics["chosen_amortised"] for side, run in (("diagonal", diagonal), ("flow", flow))}
         for name, estimate in ESTIMATES.items():
             approximation = (f["local_bound"] - estimate(f)) - (d["local_bound"] - estimate(d))
             change = _with_spread(mean_se(approximation), noise.gain["kl"])
-            made = estimator_share(found[longest], found[DIAGONAL], noise, name)["made"]
+            made = estimator_share(flow, diagonal, noise, name)["made"]
             rows.append(
                 {
                     "recipe": recipe,
@@ -705,14 +705,11 @@ def gaps_at_a_glance(
         if (sentence := which_gap_closes(found, noise, recipe, caveats))
     ]
     estimates = []
-    for recipe, found in _by_recipe(entries).items():
-        longest = _longest_planar(found)
-        if longest is None:
-            continue
-        shares = {name: estimator_share(found[longest], found[DIAGONAL], noise, name) for name in ESTIMATES}
+    for recipe, longest, flow, diagonal in _longest_pairs(entries):
+        shares = {name: estimator_share(flow, diagonal, noise, name) for name in ESTIMATES}
         others = [s["made"][0] for s in shares.values()]
         share = shares[KEPT]
-        draws = found[longest].config["nll_samples"]
+        draws = flow.config["nll_samples"]
         estimates.append(
             f"{recipe.capitalize()}: the amortised estimate of $-\\ln p(x)$ (the paper's estimator, here with "
             f"{draws:,} draws) puts {model_label(longest)} {share['shown'][0]:+.2f} ± {share['shown'][1]:.2f} "
@@ -721,10 +718,10 @@ def gaps_at_a_glance(
             f"draws, from the same three proposals for both models; {min(others):+.2f} to {max(others):+.2f} by its "
             "other estimates)."
         )
-        table = share_at_table_draws(found[longest], found[DIAGONAL], noise, results_dir)
+        table = share_at_table_draws(flow, diagonal, noise, results_dir)
         if table:
             estimates[-1] += (
-                f" With {found[longest].config['run']['eval_samples']} draws, as in Table 2 (the models' own "
+                f" With {flow.config['run']['eval_samples']} draws, as in Table 2 (the models' own "
                 f"scores), the gain is {_signed(table['shown'])} and the overstatement {_signed(table['made'])}."
             )
     first = f"{len(done)} of {len(entries)} analyses done so far. " + ". ".join(p[0].upper() + p[1:] for p in parts)
