@@ -8,22 +8,25 @@ import pytest
 import torch
 from test_mnist_study import fake_run
 
-from nf.book.chapter_runs import chapter_configs, gap_levels
+from nf.book.chapter_runs import chapter_configs, gap_fits, gap_levels
 from nf.book.profiles import chapter_parameters
 from nf.experiments.gaps import PROPOSALS, gap_config, summarize_gaps
 from nf.experiments.mnist import mnist_config
 from nf.report.gaps import (
+    Caveat,
     GapLevel,
     analyses_done,
     check_table,
     convergence_caveats,
     convergence_table,
+    decoder_call,
     decoder_reading,
     decomposition_reading,
     estimate_sensitivity,
     estimator_note,
     estimator_reading,
     gain_decomposition,
+    gap_call,
     gap_reading,
     gap_table,
     gaps_at_a_glance,
@@ -118,7 +121,7 @@ def test_a_flow_changes_a_gap_only_beyond_two_uncertainties(tmp_path, approximat
     ]
     reading = gap_reading(entries, _noise(kl_sd))
     assert called in reading
-    caveat = {("our recipe", ("none", 0)): "not checked for convergence yet"}
+    caveat = {("our recipe", ("none", 0)): Caveat("not checked for convergence yet")}
     assert gap_reading(entries, _noise(kl_sd), caveat).endswith(" (diagonal not checked for convergence yet).")
     closes = {
         "(smaller)": "the approximation gap",
@@ -407,7 +410,10 @@ def test_an_analysis_whose_check_says_no_is_refitted_with_the_checks_fit(
         analyses_done(models)
     )
     caveat = convergence_caveats(models)[(recipe, model)]  # 0.3 on average, on 5 noisy images
-    assert caveat.startswith("not converged: a longer fit lowers F*(x) by 0.") and "and planar bound by 0." in caveat
+    assert caveat.note.startswith("not converged: a longer fit lowers F*(x) by 0.") and "and planar bound by 0." in (
+        caveat.note
+    )
+    assert caveat.bounds == {"F*(x)", "planar bound"}
     states = [r["converged"] for r in convergence_table(models[:1])]
     assert states[0].startswith("no: F*(x)") and states[1] == "refit waiting"
     wanted = {config_hash("gaps", c) for level in (first, refit) for c in (level.analysis_config, level.check_config)}
@@ -446,7 +452,7 @@ def test_a_flows_gain_in_the_bound_splits_exactly_into_model_family_and_encoder(
         "larger) nats"
     )
     assert reading.endswith("larger) nats.") and decomposition_reading(entries[1:], _noise(0.1)) == ""
-    caveats = {("our recipe", ("planar", 80)): "not converged: a longer fit lowers F*(x) by 0.08 more"}
+    caveats = {("our recipe", ("planar", 80)): Caveat("not converged: a longer fit lowers F*(x) by 0.08 more")}
     assert decomposition_reading(entries, _noise(0.1), caveats).endswith(
         "larger) nats (planar K=80 not converged: a longer fit lowers F*(x) by 0.08 more)."
     )
@@ -483,3 +489,70 @@ def test_the_chapter_says_which_models_were_checked_with_its_longest_fit(tmp_pat
         "With a shorter fit only, so far: diagonal, our recipe."
     )
     assert longest_fit_note(models[2:]) == ""
+
+
+def test_an_analysis_passing_its_check_early_is_checked_with_the_longest_fit_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("NF_RESULTS_DIR", str(tmp_path))
+    parameters = chapter_parameters("gaps", "ci")
+    recipe, model, (level,) = gap_levels(parameters)[0]
+    n, longest = parameters["check"]["images"], gap_fits(parameters)[-1]
+    standard = _analysis(tmp_path, *model, 3.0, 1.0, config=level.analysis_config)
+    _check(tmp_path, standard, 0.0, images=n, config=level.check_config)  # passes with the next fit
+    first, last = gap_levels(parameters)[0][2]
+    assert last.analysis.key == standard.key and last.check is None
+    assert {key: last.check_config["fit"][key] for key in longest} == longest
+    assert convergence_table(gap_levels(parameters)[:1])[1]["converged"] == "not checked yet"
+    _check(tmp_path, standard, 0.3, images=n, config=last.check_config)  # says no: read as not converged, no refit
+    models = gap_levels(parameters)
+    assert len(models[0][2]) == 2 and read_analyses(models)[0][2].key == standard.key
+    assert "waiting" not in analyses_done(models)
+    assert convergence_caveats(models)[(recipe, model)].bounds == {"F*(x)", "planar bound"}
+    assert longest_fit_note(models[:1]) == (
+        "Checked with the chapter's longest fit (3 cuts, 20-step chunks, ≤ 160 steps): diagonal, our recipe."
+    )
+
+
+@pytest.mark.parametrize(
+    "flow_open,diagonal_open,approximation,amortisation",
+    [
+        (False, False, "smaller", "larger"),
+        (True, False, "smaller", "larger"),  # an unconverged flow F* understates both
+        (
+            False,
+            True,
+            "smaller as measured, not established: diagonal not converged",
+            "larger as measured, not established: diagonal not converged",
+        ),
+        (
+            True,
+            True,
+            "smaller as measured, not established: flow and diagonal not converged",
+            "larger as measured, not established: flow and diagonal not converged",
+        ),
+    ],
+)
+def test_a_change_stands_only_where_an_unconverged_fit_can_only_understate_it(
+    flow_open, diagonal_open, approximation, amortisation
+):
+    flow, recipe = ("planar", 80), "our recipe"
+    unconverged = Caveat("not converged", frozenset({"F*(x)"}))
+    caveats = {(recipe, m): unconverged for m, is_open in ((flow, flow_open), (("none", 0), diagonal_open)) if is_open}
+    assert gap_call((-1.0, 0.1), "approximation", recipe, flow, caveats) == approximation
+    assert gap_call((1.0, 0.1), "amortisation", recipe, flow, caveats) == amortisation
+    assert gap_call((0.1, 0.1), "amortisation", recipe, flow, caveats) == "no decided change"
+    reversed_call = gap_call((1.0, 0.1), "approximation", recipe, flow, caveats)  # larger: the diagonal's direction
+    assert (reversed_call == "larger") == (flow_open is False)
+    planar_only = {(recipe, flow): Caveat("not converged", frozenset({"planar bound"}))}  # not the F* the gaps use
+    assert gap_call((1.0, 0.1), "approximation", recipe, flow, planar_only) == "larger"
+
+
+@pytest.mark.parametrize("recovered,blamed", [(0.5, "planar bound"), (2.5, "F*(x)")])
+def test_the_decoders_call_stands_only_where_an_unconverged_bound_can_only_understate_it(tmp_path, recovered, blamed):
+    run = _analysis(tmp_path, "none", 0, 3.0, 1.0, planar=recovered)  # of a gap of 3: less / more than half
+    side = "less" if recovered < 1.5 else "more"
+    assert decoder_call(run).startswith(f"{side} than 50% of it, decidedly")
+    other = ({"F*(x)", "planar bound"} - {blamed}).pop()
+    assert decoder_call(run, Caveat("", frozenset({other}))).startswith(f"{side} than 50% of it, decidedly")
+    assert decoder_call(run, Caveat("", frozenset({blamed}))) == (
+        f"{side} than 50% of it as measured, not established: the {blamed} has not converged"
+    )

@@ -27,7 +27,7 @@ from nf.report.gaps import GapLevel, Levels, converged
 from nf.report.mnist_verdicts import seed_noise
 from nf.report.scorecard import MnistEvidence, RegimeEvidence, ToyEvidence
 from nf.report.toy import summarize
-from nf.runs.cache import Run, lookup
+from nf.runs.cache import Run, config_hash, lookup
 
 
 def toy_configs(parameters: dict[str, Any]) -> list[dict[str, Any]]:
@@ -156,7 +156,8 @@ def gap_levels(
 ) -> list[Levels]:
     """Per model of ``gap_models``, its analyses (``nf.experiments.gaps``) and their checks, fit by fit
     (``GapLevel``): the standard fit and its check with the next; where that check says no (``converged``), the
-    analysis made again with the check's fit and checked with the one after, up to the longest fit.  Cached
+    analysis made again with the check's fit and checked with the one after, up to the longest fit; where it says
+    yes before the longest fit, the same analysis checked with the longest fit too (rule 8), not refitted.  Cached
     analyses are read; missing ones are made if ``train`` and the model's MNIST run is cached (else None), and a
     model's levels stop at the first analysis or check not made."""
     p, fits = parameters, gap_fits(parameters)
@@ -164,13 +165,25 @@ def gap_levels(
     for recipe, model, run_config in gap_models(p):
         levels = []
         ready = train and lookup("mnist", mnist.mnist_config(**run_config), results_dir) is not None
+
+        def config(fit: dict[str, Any], images: int) -> dict[str, Any]:
+            return gap_config(run_config, images, p["nll_samples"], p["decoder_flow"], fit)
+
         for fit, longer in zip(fits, fits[1:]):
-            analysis_config = gap_config(run_config, p["images"], p["nll_samples"], p["decoder_flow"], fit)
-            check_config = gap_config(run_config, p["check"]["images"], p["nll_samples"], p["decoder_flow"], longer)
+            analysis_config, check_config = config(fit, p["images"]), config(longer, p["check"]["images"])
             analysis = fit_gaps(analysis_config, results_dir, data_root, train=ready)
             check = fit_gaps(check_config, results_dir, data_root, train=ready and analysis is not None)
             levels.append(GapLevel(analysis_config, check_config, analysis, check))
-            if analysis is None or check is None or converged(analysis, check):
+            if analysis is None or check is None:
+                break
+            if converged(analysis, check):
+                if longer != fits[-1]:  # rule 8: checked with the longest fit too, never refitted with it
+                    longest = config(fits[-1], p["check"]["images"])
+                    levels.append(
+                        GapLevel(
+                            analysis_config, longest, analysis, fit_gaps(longest, results_dir, data_root, train=ready)
+                        )
+                    )
                 break
         found.append((recipe, model, levels))
     return found
@@ -211,9 +224,8 @@ def chapter_configs(
         return study + ladder + regime
     if chapter == "gaps":
         levels = [level for _, _, model_levels in gap_levels(p) for level in model_levels]
-        return [("gaps", level.analysis_config) for level in levels] + [
-            ("gaps", level.check_config) for level in levels
-        ]
+        configs = [level.analysis_config for level in levels] + [level.check_config for level in levels]
+        return [("gaps", c) for c in {config_hash("gaps", c): c for c in configs}.values()]  # a rule-8 level repeats
     return []
 
 

@@ -49,6 +49,18 @@ amortisation gap ``F - F*``, means with standard errors over the images.
   check's fit, and that refit is checked with the next, longer fit (``GapLevel``; the chapter's ``check["fits"]``);
   the chapter reads the refit once it is made, and the table keeps every fit's check.  The fits end with the
   chapter's longest; an analysis whose check with that says no is read as *not converged*, by how much shown.
+
+**Added after the longest fit had been tried on the other analyses (its results seen), before the chapter read it**:
+
+* **Checked with the longest fit, read one way where not converged.**  An analysis whose check passes before the
+  longest fit is checked with the longest fit too, and is not refitted with it (a refit on every image costs several
+  times the analysis).  A fit that has not converged leaves its bound too high, so the approximation gap it gives
+  (``F* + ln p``) too large and the amortisation gap (``F - F*``) too small.  A decided change from the diagonal
+  model (the first rule) stands only in the direction that error can only understate (``ROBUST``): with the flow
+  model's ``F*`` not converged, a smaller approximation gap or a larger amortisation gap; with the diagonal model's,
+  a larger approximation gap or a smaller amortisation gap; with both, neither.  Otherwise it is *not established*.
+  On the decoder's side, with the planar fit not converged only "more than half" can stand, with the diagonal
+  model's ``F*`` not converged only "less than half".
 """
 
 from __future__ import annotations
@@ -118,6 +130,15 @@ def gap_rules() -> str:
             "fit, and that refit is checked with the next, longer fit; the chapter reads the refit once it is made, "
             "and the convergence table keeps every fit's check. Where the longest fit's check says no, the analysis "
             "is read as not converged, by how much shown.",
+            "8. **Checked with the longest fit, read one way where not converged**, added after the longest fit had "
+            "been tried on the other analyses (its results seen), before the chapter read it: an analysis whose check "
+            "passes before the longest fit is checked with the longest fit too, and not refitted with it. A fit that "
+            "has not converged leaves its bound too high, so its approximation gap too large and its amortisation "
+            "gap too small: a decided change (rule 1) stands only in the direction that error can only understate "
+            "(the flow's $\\mathcal F^*$ not converged: a smaller approximation gap or a larger amortisation gap; "
+            "the diagonal model's: the reverse; both: neither), else it is *not established*. On the decoder's side "
+            "(rule 3), with the planar fit not converged only *more than half* can stand, with the diagonal model's "
+            "$\\mathcal F^*$ not converged only *less than half*.",
         ]
     )
 
@@ -154,7 +175,17 @@ class GapLevel(NamedTuple):
 
 
 Levels = tuple[str, tuple[str, int], list[GapLevel]]  # (recipe, model, its levels in order)
-Caveats = dict[tuple[str, tuple[str, int]], str]  # (recipe, model) -> why its analysis is not read as converged
+
+
+class Caveat(NamedTuple):
+    """Why a model's analysis is not read as converged (``note``, for the readings to carry) and which of its bounds
+    a longer fit lowers beyond the rule (``bounds``: ``"F*(x)"``, ``"planar bound"``; empty if not checked yet)."""
+
+    note: str
+    bounds: frozenset[str] = frozenset()
+
+
+Caveats = dict[tuple[str, tuple[str, int]], Caveat]  # (recipe, model) -> its caveat
 
 
 def read_analyses(models: list[Levels]) -> list[Entry]:
@@ -196,12 +227,13 @@ def convergence_caveats(models: list[Levels]) -> Caveats:
             continue
         level = made[-1]
         if level.check is None:
-            caveats[(recipe, model)] = "not checked for convergence yet"
+            caveats[(recipe, model)] = Caveat("not checked for convergence yet")
             continue
         found = convergence(level.analysis, level.check)
-        failed = [f"{label} by {lowered[0]:.2f}" for label, (lowered, _, beyond) in found.items() if beyond > 0]
+        failed = {label: lowered[0] for label, (lowered, _, beyond) in found.items() if beyond > 0}
         if failed:
-            caveats[(recipe, model)] = f"not converged: a longer fit lowers {' and '.join(failed)} more"
+            lowered = " and ".join(f"{label} by {value:.2f}" for label, value in failed.items())
+            caveats[(recipe, model)] = Caveat(f"not converged: a longer fit lowers {lowered} more", frozenset(failed))
     return caveats
 
 
@@ -386,6 +418,33 @@ def _called(d: tuple[float, float]) -> str:
     return "smaller" if d[0] < 0 else "larger"
 
 
+ROBUST = {  # per gap and model whose F* has not converged: the only change from the diagonal model that can stand
+    ("approximation", "flow"): "smaller",
+    ("amortisation", "flow"): "larger",
+    ("approximation", "diagonal"): "larger",
+    ("amortisation", "diagonal"): "smaller",
+}
+LOCAL = "F*(x)"  # the label of a model's own locally optimised bound in ``convergence`` and ``Caveat.bounds``
+
+
+def _open(caveats: Caveats | None, recipe: str, model: tuple[str, int], bound: str = LOCAL) -> bool:
+    """Whether ``bound`` of ``model``'s analysis has not converged by its check (``convergence_caveats``)."""
+    return bound in (caveats or {}).get((recipe, model), Caveat("")).bounds
+
+
+def gap_call(
+    change: tuple[float, float], gap: str, recipe: str, model: tuple[str, int], caveats: Caveats | None = None
+) -> str:
+    """The first rule's call of the flow ``model``'s change in ``gap`` from the diagonal model (``gap_change``),
+    kept by rule 8 only in the direction an unconverged ``F*`` can only understate (``ROBUST``), else "not
+    established"."""
+    call = _called(change)
+    sides = [side for side, m in (("flow", model), ("diagonal", DIAGONAL)) if _open(caveats, recipe, m)]
+    if call == "no decided change" or all(ROBUST[(gap, side)] == call for side in sides):
+        return call
+    return f"{call} as measured, not established: {' and '.join(sides)} not converged"
+
+
 def _by_recipe(entries: list[Entry]) -> dict[str, dict[tuple[str, int], Run]]:
     """The analysed models of each recipe, in the entries' order."""
     found: dict[str, dict[tuple[str, int], Run]] = {}
@@ -417,7 +476,7 @@ def _longest_pairs(entries: list[Entry]) -> Iterator[tuple[str, tuple[str, int],
 
 def _caveat(caveats: Caveats | None, recipe: str, *models: tuple[str, int]) -> str:
     """The convergence caveats (``convergence_caveats``) of ``models`` of ``recipe``, in brackets ('' if none)."""
-    notes = [f"{model_label(m)} {caveats[(recipe, m)]}" for m in models if (recipe, m) in (caveats or {})]
+    notes = [f"{model_label(m)} {caveats[(recipe, m)].note}" for m in models if (recipe, m) in (caveats or {})]
     return f" ({'; '.join(notes)})" if notes else ""
 
 
@@ -431,8 +490,9 @@ def which_gap_closes(
     if longest is None:
         return None
     changes = _changes(found[longest], found[DIAGONAL], noise)
-    smaller = [gap for gap, d in changes.items() if _called(d) == "smaller"]
-    larger = [gap for gap, d in changes.items() if _called(d) == "larger"]
+    calls = {gap: gap_call(d, gap, recipe, longest, caveats) for gap, d in changes.items()}
+    smaller = [gap for gap, call in calls.items() if call == "smaller"]
+    larger = [gap for gap, call in calls.items() if call == "larger"]
     return (
         f"At the longest planar flow analysed so far ({model_label(longest)}) the flow closes "
         + (" and ".join(f"the {gap} gap" for gap in smaller) if smaller else "neither gap decidedly")
@@ -456,7 +516,10 @@ def gap_reading(entries: list[Entry], noise: SeedNoise, caveats: Caveats | None 
         parts = []
         for model in flows:
             changes = _changes(found[model], diagonal, noise)
-            gaps = ", ".join(f"{gap} gap {d:+.2f} ± {u:.2f} ({_called((d, u))})" for gap, (d, u) in changes.items())
+            gaps = ", ".join(
+                f"{gap} gap {d:+.2f} ± {u:.2f} ({gap_call((d, u), gap, recipe, model, caveats)})"
+                for gap, (d, u) in changes.items()
+            )
             parts.append(f"{model_label(model)}: {gaps}")
         closes = which_gap_closes(found, noise, recipe, caveats)
         text.append(
@@ -511,7 +574,8 @@ def decomposition_reading(entries: list[Entry], noise: SeedNoise, caveats: Cavea
             f"**{recipe.capitalize()}**, {model_label(longest)} minus the diagonal model: the bound changes by "
             f"{change['bound']:+.2f} = {change['nll']:+.2f} (a better model, $-\\ln p(x)$) "
             f"{change['approximation']:+.2f} (the family at its best, the approximation gap) "
-            f"{change['amortisation']:+.2f} (the encoder, the amortisation gap: {_called(encoder)}) nats"
+            f"{change['amortisation']:+.2f} (the encoder, the amortisation gap: "
+            f"{gap_call(encoder, 'amortisation', recipe, longest, caveats)}) nats"
             + _caveat(caveats, recipe, DIAGONAL, longest)
             + "."
         )
@@ -696,7 +760,7 @@ def gaps_at_a_glance(
             part += (
                 f"; a planar flow fitted per image on its decoder recovers {_pm(_decoder_gain(s)[0])} nats of the "
                 "approximation gap, "
-                f"{decoder_call(run)}"
+                f"{decoder_call(run, (caveats or {}).get((recipe, model)))}"
             )
         parts.append(part)
     closes = [
@@ -728,14 +792,19 @@ def gaps_at_a_glance(
     return "\n\n".join(text for text in (first + ".", " ".join(closes), " ".join(estimates)) if text)
 
 
-def decoder_call(run: Run) -> str:
+def decoder_call(run: Run, caveat: Caveat | None = None) -> str:
     """The decoder's side (module docstring) decided for one analysis with a fitted planar posterior: whether the
     planar fit recovers decidedly less or more than ``HALF`` of the approximation gap, per image, and what that
-    means."""
+    means; a call an unconverged bound (``caveat``) may have made is not established (rule 8)."""
     s = _scores(run)
     d, se = mean_se(s["local_bound"] - s["planar_bound"] - HALF * s["approximation"])
     if abs(d) <= SIGNIFICANT * se:
         return f"not established whether it recovers more or less than {HALF:.0%} of it"
+    unconverged = (caveat or Caveat("")).bounds
+    blamed = "planar bound" if d < 0 else LOCAL  # the bound whose excess alone could have made this call
+    if blamed in unconverged:
+        side = "less" if d < 0 else "more"
+        return f"{side} than {HALF:.0%} of it as measured, not established: the {blamed} has not converged"
     if d < 0:
         return (
             f"less than {HALF:.0%} of it, decidedly: the decoder has made its posterior nearly as simple as the "
@@ -744,9 +813,10 @@ def decoder_call(run: Run) -> str:
     return f"more than {HALF:.0%} of it, decidedly: the diagonal family, not the decoder, limits the bound"
 
 
-def decoder_reading(entries: list[Entry]) -> str:
-    """The decoder's side (module docstring) for each analysed diagonal model; then, per recipe, what the same planar
-    fit gains on each analysed flow model's decoder over ``F*`` of that model's own family (measured; no rule)."""
+def decoder_reading(entries: list[Entry], caveats: Caveats | None = None) -> str:
+    """The decoder's side (module docstring) for each analysed diagonal model, with rule 8 for unconverged bounds
+    (``caveats``); then, per recipe, what the same planar fit gains on each analysed flow model's decoder over ``F*``
+    of that model's own family (measured; no rule)."""
     text = []
     for recipe, model, run in entries:
         if model != DIAGONAL or run is None:
@@ -758,7 +828,8 @@ def decoder_reading(entries: list[Entry]) -> str:
         text.append(
             f"**{recipe.capitalize()}.** On the diagonal model's decoder a planar flow of {length} layers "
             f"fitted to each image lowers the bound by {_pm(gain)} nats, of an approximation gap of {_pm(gap)}: "
-            f"{decoder_call(run)} ({run.metrics['planar_converged']:.0%} of the fits converged). Its bound ends "
+            f"{decoder_call(run, (caveats or {}).get((recipe, model)))} "
+            f"({run.metrics['planar_converged']:.0%} of the fits stopped by their rule). Its bound ends "
             f"{_pm(left)} nats above $-\\ln p(x)$."
         )
     for recipe, found in _by_recipe(entries).items():
@@ -769,7 +840,8 @@ def decoder_reading(entries: list[Entry]) -> str:
         for model, run in flows:
             gain, gap = _decoder_gain(_scores(run))
             parts.append(
-                f"{model_label(model)}: {_pm(gain)} of {_pm(gap)} ({run.metrics['planar_converged']:.0%} converged)"
+                f"{model_label(model)}: {_pm(gain)} of {_pm(gap)} "
+                f"({run.metrics['planar_converged']:.0%} stopped by their rule)"
             )
         text.append(
             f"**{recipe.capitalize()}, the flow models' decoders** (measured; no rule): how far the same planar "
