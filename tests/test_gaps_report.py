@@ -486,7 +486,7 @@ def test_the_chapter_says_which_models_were_checked_with_its_longest_fit(tmp_pat
     ]
     assert longest_fit_note(models) == (
         "Checked with the chapter's longest fit (4 cuts, 400-step chunks, ≤ 5,000 steps): planar K=80, our recipe. "
-        "With a shorter fit only, so far: diagonal, our recipe."
+        "Not yet checked with it: diagonal, our recipe."
     )
     assert longest_fit_note(models[2:]) == ""
 
@@ -502,6 +502,10 @@ def test_an_analysis_passing_its_check_early_is_checked_with_the_longest_fit_too
     assert last.analysis.key == standard.key and last.check is None
     assert {key: last.check_config["fit"][key] for key in longest} == longest
     assert convergence_table(gap_levels(parameters)[:1])[1]["converged"] == "not checked yet"
+    assert longest_fit_note(gap_levels(parameters)[:1]) == (
+        "Checked with the chapter's longest fit (3 cuts, 20-step chunks, ≤ 160 steps): none yet. Not yet checked "
+        "with it: diagonal, our recipe."
+    )
     _check(tmp_path, standard, 0.3, images=n, config=last.check_config)  # says no: read as not converged, no refit
     models = gap_levels(parameters)
     assert len(models[0][2]) == 2 and read_analyses(models)[0][2].key == standard.key

@@ -253,17 +253,20 @@ CONVERGENCE_COLUMNS = (
 
 
 def longest_fit_note(models: list[Levels]) -> str:
-    """Which analysed models have been checked with the chapter's longest fit (the last level's check) and which only
-    with a shorter one, so that a pass with the shorter is read as such (Markdown; empty if none is checked)."""
+    """Which analysed models have been checked with the chapter's longest fit (the last level's check, made) and
+    which not yet, so that a pass with a shorter fit is read as such (Markdown; empty if none is checked)."""
     checked = [(recipe, model, levels) for recipe, model, levels in models if levels and levels[0].check is not None]
     if not checked:
         return ""
     longest = max((level.check_config["fit"] for _, _, levels in checked for level in levels), key=_fit_order)
-    reached = [f"{model_label(m)}, {r}" for r, m, levels in checked if levels[-1].check_config["fit"] == longest]
-    shorter = [f"{model_label(m)}, {r}" for r, m, levels in checked if levels[-1].check_config["fit"] != longest]
+    reached = {
+        (r, m): levels[-1].check is not None and levels[-1].check_config["fit"] == longest for r, m, levels in checked
+    }
+    done = [f"{model_label(m)}, {r}" for (r, m), made in reached.items() if made]
+    waiting = [f"{model_label(m)}, {r}" for (r, m), made in reached.items() if not made]
     label = _fit_label({"fit": longest})
-    return f"Checked with the chapter's longest fit ({label}): {'; '.join(reached) or 'none yet'}." + (
-        f" With a shorter fit only, so far: {'; '.join(shorter)}." if shorter else ""
+    return f"Checked with the chapter's longest fit ({label}): {'; '.join(done) or 'none yet'}." + (
+        f" Not yet checked with it: {'; '.join(waiting)}." if waiting else ""
     )
 
 
