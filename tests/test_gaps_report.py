@@ -121,7 +121,7 @@ def test_a_flow_changes_a_gap_only_beyond_two_uncertainties(tmp_path, approximat
     ]
     reading = gap_reading(entries, _noise(kl_sd))
     assert called in reading
-    caveat = {("our recipe", ("none", 0)): Caveat("not checked for convergence yet")}
+    caveat = {("our recipe", ("none", 0)): Caveat()}
     assert gap_reading(entries, _noise(kl_sd), caveat).endswith(" (diagonal not checked for convergence yet).")
     closes = {
         "(smaller)": "the approximation gap",
@@ -410,9 +410,10 @@ def test_an_analysis_whose_check_says_no_is_refitted_with_the_checks_fit(
         analyses_done(models)
     )
     caveat = convergence_caveats(models)[(recipe, model)]  # 0.3 on average, on 5 noisy images
-    assert caveat.note.startswith("not converged: a longer fit lowers F*(x) by 0.") and "and planar bound by 0." in (
-        caveat.note
+    assert caveat.note().startswith("not converged: a longer fit lowers F*(x) by 0.") and "and planar bound by 0." in (
+        caveat.note()
     )
+    assert caveat.note(frozenset({"planar bound"})).startswith("not converged: a longer fit lowers planar bound by 0.")
     assert caveat.bounds == {"F*(x)", "planar bound"}
     states = [r["converged"] for r in convergence_table(models[:1])]
     assert states[0].startswith("no: F*(x)") and states[1] == "refit waiting"
@@ -452,7 +453,7 @@ def test_a_flows_gain_in_the_bound_splits_exactly_into_model_family_and_encoder(
         "larger) nats"
     )
     assert reading.endswith("larger) nats.") and decomposition_reading(entries[1:], _noise(0.1)) == ""
-    caveats = {("our recipe", ("planar", 80)): Caveat("not converged: a longer fit lowers F*(x) by 0.08 more")}
+    caveats = {("our recipe", ("planar", 80)): Caveat((("F*(x)", 0.08), ("planar bound", 0.3)))}
     assert decomposition_reading(entries, _noise(0.1), caveats).endswith(
         "larger) nats (planar K=80 not converged: a longer fit lowers F*(x) by 0.08 more)."
     )
@@ -539,14 +540,14 @@ def test_a_change_stands_only_where_an_unconverged_fit_can_only_understate_it(
     flow_open, diagonal_open, approximation, amortisation
 ):
     flow, recipe = ("planar", 80), "our recipe"
-    unconverged = Caveat("not converged", frozenset({"F*(x)"}))
+    unconverged = Caveat((("F*(x)", 0.5),))
     caveats = {(recipe, m): unconverged for m, is_open in ((flow, flow_open), (("none", 0), diagonal_open)) if is_open}
     assert gap_call((-1.0, 0.1), "approximation", recipe, flow, caveats) == approximation
     assert gap_call((1.0, 0.1), "amortisation", recipe, flow, caveats) == amortisation
     assert gap_call((0.1, 0.1), "amortisation", recipe, flow, caveats) == "no decided change"
     reversed_call = gap_call((1.0, 0.1), "approximation", recipe, flow, caveats)  # larger: the diagonal's direction
     assert (reversed_call == "larger") == (flow_open is False)
-    planar_only = {(recipe, flow): Caveat("not converged", frozenset({"planar bound"}))}  # not the F* the gaps use
+    planar_only = {(recipe, flow): Caveat((("planar bound", 0.5),))}  # not the F* the gaps use
     assert gap_call((1.0, 0.1), "approximation", recipe, flow, planar_only) == "larger"
 
 
@@ -556,7 +557,12 @@ def test_the_decoders_call_stands_only_where_an_unconverged_bound_can_only_under
     side = "less" if recovered < 1.5 else "more"
     assert decoder_call(run).startswith(f"{side} than 50% of it, decidedly")
     other = ({"F*(x)", "planar bound"} - {blamed}).pop()
-    assert decoder_call(run, Caveat("", frozenset({other}))).startswith(f"{side} than 50% of it, decidedly")
-    assert decoder_call(run, Caveat("", frozenset({blamed}))) == (
+    assert decoder_call(run, Caveat(((other, 0.5),))).startswith(f"{side} than 50% of it, decidedly")
+    assert decoder_call(run, Caveat(((blamed, 0.5),))) == (
         f"{side} than 50% of it as measured, not established: the {blamed} has not converged"
+    )
+    caveats = {("our recipe", ("none", 0)): Caveat((("planar bound", 0.34),))}
+    assert decoder_reading([("our recipe", ("none", 0), run)], caveats).endswith(
+        "Its fit has not converged: a longer one lowers that bound by 0.34 more on the checked images, so the flow "
+        "recovers more than this."
     )

@@ -178,11 +178,22 @@ Levels = tuple[str, tuple[str, int], list[GapLevel]]  # (recipe, model, its leve
 
 
 class Caveat(NamedTuple):
-    """Why a model's analysis is not read as converged (``note``, for the readings to carry) and which of its bounds
-    a longer fit lowers beyond the rule (``bounds``: ``"F*(x)"``, ``"planar bound"``; empty if not checked yet)."""
+    """Why a model's analysis is not read as converged: per bound that a longer fit lowers beyond the rule
+    (``"F*(x)"``, ``"planar bound"``), by how much (``lowered``); empty if the analysis is not checked yet."""
 
-    note: str
-    bounds: frozenset[str] = frozenset()
+    lowered: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def bounds(self) -> frozenset[str]:
+        """The bounds not converged."""
+        return frozenset(label for label, _ in self.lowered)
+
+    def note(self, bounds: frozenset[str] | None = None) -> str:
+        """The caveat in words, about ``bounds`` only (default: all)."""
+        if not self.lowered:
+            return "not checked for convergence yet"
+        told = [f"{label} by {value:.2f}" for label, value in self.lowered if bounds is None or label in bounds]
+        return f"not converged: a longer fit lowers {' and '.join(told)} more"
 
 
 Caveats = dict[tuple[str, tuple[str, int]], Caveat]  # (recipe, model) -> its caveat
@@ -227,13 +238,12 @@ def convergence_caveats(models: list[Levels]) -> Caveats:
             continue
         level = made[-1]
         if level.check is None:
-            caveats[(recipe, model)] = Caveat("not checked for convergence yet")
+            caveats[(recipe, model)] = Caveat()
             continue
         found = convergence(level.analysis, level.check)
-        failed = {label: lowered[0] for label, (lowered, _, beyond) in found.items() if beyond > 0}
+        failed = tuple((label, lowered[0]) for label, (lowered, _, beyond) in found.items() if beyond > 0)
         if failed:
-            lowered = " and ".join(f"{label} by {value:.2f}" for label, value in failed.items())
-            caveats[(recipe, model)] = Caveat(f"not converged: a longer fit lowers {lowered} more", frozenset(failed))
+            caveats[(recipe, model)] = Caveat(failed)
     return caveats
 
 
@@ -432,7 +442,7 @@ LOCAL = "F*(x)"  # the label of a model's own locally optimised bound in ``conve
 
 def _open(caveats: Caveats | None, recipe: str, model: tuple[str, int], bound: str = LOCAL) -> bool:
     """Whether ``bound`` of ``model``'s analysis has not converged by its check (``convergence_caveats``)."""
-    return bound in (caveats or {}).get((recipe, model), Caveat("")).bounds
+    return bound in (caveats or {}).get((recipe, model), Caveat()).bounds
 
 
 def gap_call(
@@ -478,8 +488,11 @@ def _longest_pairs(entries: list[Entry]) -> Iterator[tuple[str, tuple[str, int],
 
 
 def _caveat(caveats: Caveats | None, recipe: str, *models: tuple[str, int]) -> str:
-    """The convergence caveats (``convergence_caveats``) of ``models`` of ``recipe``, in brackets ('' if none)."""
-    notes = [f"{model_label(m)} {caveats[(recipe, m)].note}" for m in models if (recipe, m) in (caveats or {})]
+    """The convergence caveats (``convergence_caveats``) of ``models`` of ``recipe`` about ``F*``, the bound the
+    gaps are made of, in brackets ('' if none)."""
+    about = frozenset({LOCAL})
+    found = [(m, caveats[(recipe, m)]) for m in models if (recipe, m) in (caveats or {})]
+    notes = [f"{model_label(m)} {c.note(about)}" for m, c in found if not c.lowered or LOCAL in c.bounds]
     return f" ({'; '.join(notes)})" if notes else ""
 
 
@@ -803,7 +816,7 @@ def decoder_call(run: Run, caveat: Caveat | None = None) -> str:
     d, se = mean_se(s["local_bound"] - s["planar_bound"] - HALF * s["approximation"])
     if abs(d) <= SIGNIFICANT * se:
         return f"not established whether it recovers more or less than {HALF:.0%} of it"
-    unconverged = (caveat or Caveat("")).bounds
+    unconverged = (caveat or Caveat()).bounds
     blamed = "planar bound" if d < 0 else LOCAL  # the bound whose excess alone could have made this call
     if blamed in unconverged:
         side = "less" if d < 0 else "more"
@@ -828,12 +841,20 @@ def decoder_reading(entries: list[Entry], caveats: Caveats | None = None) -> str
         gain, gap = _decoder_gain(s)
         length = run.config["local_planar"]
         left = mean_se(s["planar_bound"] - s["nll"])
+        caveat = (caveats or {}).get((recipe, model))
+        planar = frozenset({"planar bound"})
+        unconverged = (
+            f" Its fit has not converged: a longer one lowers that bound by {dict(caveat.lowered)['planar bound']:.2f} "
+            "more on the checked images, so the flow recovers more than this."
+            if caveat is not None and caveat.bounds & planar
+            else ""
+        )
         text.append(
             f"**{recipe.capitalize()}.** On the diagonal model's decoder a planar flow of {length} layers "
             f"fitted to each image lowers the bound by {_pm(gain)} nats, of an approximation gap of {_pm(gap)}: "
-            f"{decoder_call(run, (caveats or {}).get((recipe, model)))} "
+            f"{decoder_call(run, caveat)} "
             f"({run.metrics['planar_converged']:.0%} of the fits stopped by their rule). Its bound ends "
-            f"{_pm(left)} nats above $-\\ln p(x)$."
+            f"{_pm(left)} nats above $-\\ln p(x)$.{unconverged}"
         )
     for recipe, found in _by_recipe(entries).items():
         flows = [(model, run) for model, run in found.items() if model != DIAGONAL]
