@@ -167,6 +167,12 @@ def test_missing_analyses_are_shown_as_such(tmp_path):
     assert len(ax.patches) == 3  # one analysis: three stacked bars
     (ticks,) = ax.collections  # the decoder's planar fit, at its bound
     assert ticks.get_offsets()[0][0] == pytest.approx(entries[1][2].metrics["planar_bound"])
+    assert not ax.texts  # converged (no caveats): no arrow
+    recipe, model, run = entries[1]
+    ax = plot_gaps(entries, {(recipe, model): Caveat((("F*(x)", 0.4),))})
+    (arrow,) = ax.texts  # from F* to where the longer fit takes it
+    assert arrow.xy == pytest.approx((run.metrics["local_bound"] - 0.4, 0))
+    assert "F*(x) after a longer fit (its check)" in [t.get_text() for t in ax.figure.legends[0].get_texts()]
 
 
 def _check(tmp_path, standard, lowered: float, images: int = 100, noise: float = 0.05, config=None):

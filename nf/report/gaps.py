@@ -875,12 +875,15 @@ def decoder_reading(entries: list[Entry], caveats: Caveats | None = None) -> str
     return "\n\n".join(text) or "No model's decoder has been analysed yet."
 
 
-def plot_gaps(entries: list[Entry], ax: Any = None) -> Any:
+def plot_gaps(entries: list[Entry], caveats: Caveats | None = None, ax: Any = None) -> Any:
     """One horizontal bar per analysed model and recipe: ``-ln p(x)``, then the approximation gap and the
     amortisation gap stacked on it (so the bar ends at the amortised bound ``F``), means over the images; a black
-    tick at the bound of the planar flow fitted per image to the model's decoder.
+    tick at the bound of the planar flow fitted per image to the model's decoder; where ``F*`` has not converged
+    (``caveats``), a white arrow from ``F*`` as far as the longest fit's check lowers it further (rule 8).
     ``ax``: a matplotlib axis, or None for a new figure; returns the axis."""
     import matplotlib.pyplot as plt
+    from matplotlib import patheffects
+    from matplotlib.lines import Line2D
 
     done = [(recipe, model, run) for recipe, model, run in entries if run is not None]
     if ax is None:
@@ -914,12 +917,24 @@ def plot_gaps(entries: list[Entry], ax: Any = None) -> Any:
         zorder=3,
         label="planar flow fitted on the decoder",
     )
+    outline = [patheffects.withStroke(linewidth=3.5, foreground="black")]
+    arrow = {"arrowstyle": "-|>", "color": "white", "lw": 1.8, "mutation_scale": 14, "shrinkA": 0, "shrinkB": 0}
+    arrow["path_effects"] = outline
+    moved = False
+    for row, (recipe, model, run) in zip(y, done):
+        caveat = (caveats or {}).get((recipe, model))
+        if caveat is not None and LOCAL in caveat.bounds:
+            local, moved = run.metrics["local_bound"], True
+            ax.annotate("", xy=(local - dict(caveat.lowered)[LOCAL], row), xytext=(local, row), arrowprops=arrow)
     ax.set_yticks(y, labels)
     ax.set_xlim(left=start)
     ax.set_xlabel(f"nats, test images (axis from {start}; each bar ends at the amortised bound F(x))")
     handles, names = ax.get_legend_handles_labels()
     order = sorted(range(len(names)), key=lambda i: names[i] == "planar flow fitted on the decoder")  # the tick last
-    ax.figure.legend(
-        [handles[i] for i in order], [names[i] for i in order], loc="outside lower center", ncol=4, markerscale=0.35
-    )
+    handles, names = [handles[i] for i in order], [names[i] for i in order]
+    if moved:  # a proxy at the legend's size: an arrow pointing left
+        proxy = Line2D([], [], color="white", lw=1.8, marker="<", markersize=16, markevery=[0], path_effects=outline)
+        handles.append(proxy)
+        names.append("F*(x) after a longer fit (its check)")
+    ax.figure.legend(handles, names, loc="outside lower center", ncol=3, markerscale=0.35)
     return ax
