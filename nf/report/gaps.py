@@ -60,7 +60,8 @@ amortisation gap ``F - F*``, means with standard errors over the images.
   model's ``F*`` not converged, a smaller approximation gap or a larger amortisation gap; with the diagonal model's,
   a larger approximation gap or a smaller amortisation gap; with both, neither.  Otherwise it is *not established*.
   On the decoder's side, with the planar fit not converged only "more than half" can stand, with the diagonal
-  model's ``F*`` not converged only "less than half".
+  model's ``F*`` not converged only "less than half".  The rule can withdraw a call, never make one; a "no decided
+  change" beside an unconverged fit says which change the fit may hide.
 """
 
 from __future__ import annotations
@@ -131,14 +132,17 @@ def gap_rules() -> str:
             "and the convergence table keeps every fit's check. Where the longest fit's check says no, the analysis "
             "is read as not converged, by how much shown.",
             "8. **Checked with the longest fit, read one way where not converged**, added after the longest fit had "
-            "been tried on the other analyses (its results seen), before the chapter read it: an analysis whose check "
-            "passes before the longest fit is checked with the longest fit too, and not refitted with it. A fit that "
+            "been tried on the diagonal models and planar K=20 of both recipes (their results seen), before the "
+            "chapter read those checks and before NICE-perm K=80's ran: an analysis whose check passes before the "
+            "longest fit is checked with the longest fit too, and not refitted with it (a refit of every image costs "
+            "several times the analysis). A fit that "
             "has not converged leaves its bound too high, so its approximation gap too large and its amortisation "
             "gap too small: a decided change (rule 1) stands only in the direction that error can only understate "
             "(the flow's $\\mathcal F^*$ not converged: a smaller approximation gap or a larger amortisation gap; "
             "the diagonal model's: the reverse; both: neither), else it is *not established*. On the decoder's side "
             "(rule 3), with the planar fit not converged only *more than half* can stand, with the diagonal model's "
-            "$\\mathcal F^*$ not converged only *less than half*.",
+            "$\\mathcal F^*$ not converged only *less than half*. The rule can withdraw a call, never make one; a "
+            "*no decided change* beside an unconverged fit says which change the fit may hide.",
         ]
     )
 
@@ -193,7 +197,7 @@ class Caveat(NamedTuple):
         if not self.lowered:
             return "not checked for convergence yet"
         told = [f"{label} by {value:.2f}" for label, value in self.lowered if bounds is None or label in bounds]
-        return f"not converged: a longer fit lowers {' and '.join(told)} more"
+        return f"not converged: a longer fit lowers {' and '.join(told)} more on the checked images"
 
 
 Caveats = dict[tuple[str, tuple[str, int]], Caveat]  # (recipe, model) -> its caveat
@@ -259,24 +263,36 @@ CONVERGENCE_COLUMNS = (
     "F*(x) lowered by (Monte Carlo error)",
     "planar bound lowered by (Monte Carlo error)",
     "converged",
+    "−ln p(x) lowered by",
 )
 
 
 def longest_fit_note(models: list[Levels]) -> str:
     """Which analysed models have been checked with the chapter's longest fit (the last level's check, made) and
-    which not yet, so that a pass with a shorter fit is read as such (Markdown; empty if none is checked)."""
+    which not yet, and, per bound, for which of them that check finds it converged (Markdown; empty if none is
+    checked)."""
     checked = [(recipe, model, levels) for recipe, model, levels in models if levels and levels[0].check is not None]
     if not checked:
         return ""
     longest = max((level.check_config["fit"] for _, _, levels in checked for level in levels), key=_fit_order)
-    reached = {
-        (r, m): levels[-1].check is not None and levels[-1].check_config["fit"] == longest for r, m, levels in checked
+    at_longest = {
+        (r, m): levels[-1]
+        for r, m, levels in checked
+        if levels[-1].check is not None and levels[-1].check_config["fit"] == longest
     }
-    done = [f"{model_label(m)}, {r}" for (r, m), made in reached.items() if made]
-    waiting = [f"{model_label(m)}, {r}" for (r, m), made in reached.items() if not made]
+    waiting = [f"{model_label(m)}, {r}" for r, m, _ in checked if (r, m) not in at_longest]
     label = _fit_label({"fit": longest})
-    return f"Checked with the chapter's longest fit ({label}): {'; '.join(done) or 'none yet'}." + (
-        f" Not yet checked with it: {'; '.join(waiting)}." if waiting else ""
+    not_yet = f" Not yet checked with it: {'; '.join(waiting)}." if waiting else ""
+    if not at_longest:
+        return f"Checked with the chapter's longest fit ({label}): none yet.{not_yet}"
+    found = {key: convergence(level.analysis, level.check) for key, level in at_longest.items()}
+    parts = []
+    for bound in (LOCAL, "planar bound"):
+        passed = [f"{model_label(m)}, {r}" for (r, m), f in found.items() if f[bound][2] <= 0]
+        parts.append(f"{len(passed)} of them ({'; '.join(passed)})" if passed else "none")
+    return (
+        f"Checked with the chapter's longest fit ({label}): {len(at_longest)} of {len(checked)} analysed models. By "
+        f"that check {LOCAL} has converged for {parts[0]} and the planar bound for {parts[1]}.{not_yet}"
     )
 
 
@@ -284,10 +300,19 @@ def _fit_order(fit: dict[str, Any]) -> tuple[int, int, int]:
     return fit["rate_cuts"], fit["check_every"], fit["max_steps"]
 
 
+def _nll_lowered(analysis: Run, check: Run) -> tuple[float, float]:
+    """How much the check's estimate of ``-ln p(x)`` (its proposals fitted longer) lies below the analysis's, paired
+    on the checked images: the approximation gap moves by ``F*``'s lowering minus this (no rule; rule 8's reading
+    of the approximation gap assumes it small)."""
+    longer = check.load_tensors("scores.pt")["nll"]
+    return mean_se(analysis.load_tensors("scores.pt")["nll"][: len(longer)] - longer)
+
+
 def convergence_table(models: list[Levels]) -> list[dict[str, str]]:
     """Per model and fit (``GapLevel``): how much the check's longer fit lowers ``F*`` and the decoder's planar
     bound, paired on the same images, with each bound's Monte Carlo error, and whether both converged by the rule
-    of the module docstring (else which not, and by how much beyond it); a fit whose check says no is followed by
+    of the module docstring (else which not, and by how much beyond it), and how much the estimate of ``-ln p(x)``
+    moves with the longer fit's proposals (``_nll_lowered``); a fit whose check says no is followed by
     its refit's row (the longer fit on every image), "refit waiting" until that is made."""
     rows = []
     for recipe, model, levels in models:
@@ -302,12 +327,13 @@ def convergence_table(models: list[Levels]) -> list[dict[str, str]]:
             }
             if level.analysis is None or level.check is None:
                 state = "refit waiting" if level.analysis is None else "not checked yet"
-                rows.append({**head, **dict.fromkeys(CONVERGENCE_COLUMNS[2:-1], "—"), "converged": state})
+                rows.append({**head, **dict.fromkeys(CONVERGENCE_COLUMNS[2:], "—"), "converged": state})
                 continue
             found = convergence(level.analysis, level.check)
             lowered = [f"{lowered[0]:.3f} ± {lowered[1]:.3f} ({error:.3f})" for lowered, error, _ in found.values()]
             failed = [f"{label} {beyond:.3f} beyond" for label, (_, _, beyond) in found.items() if beyond > 0]
-            values = (*lowered, f"no: {'; '.join(failed)}" if failed else "yes")
+            nll = _nll_lowered(level.analysis, level.check)
+            values = (*lowered, f"no: {'; '.join(failed)}" if failed else "yes", f"{nll[0]:.3f} ± {nll[1]:.3f}")
             rows.append({**head, **dict(zip(CONVERGENCE_COLUMNS[2:], values))})
     return rows
 
@@ -453,6 +479,9 @@ def gap_call(
     established"."""
     call = _called(change)
     sides = [side for side, m in (("flow", model), ("diagonal", DIAGONAL)) if _open(caveats, recipe, m)]
+    if call == "no decided change" and sides:  # the unconverged fit may hide a change in its direction
+        hidden = " or ".join(sorted({ROBUST[(gap, side)] for side in sides}, reverse=True))
+        return f"no decided change as measured; the unconverged {' and '.join(sides)} fit may hide a {hidden} gap"
     if call == "no decided change" or all(ROBUST[(gap, side)] == call for side in sides):
         return call
     return f"{call} as measured, not established: {' and '.join(sides)} not converged"
@@ -707,7 +736,7 @@ def estimator_reading(entries: list[Entry], noise: SeedNoise, results_dir: Any =
                 + "; ".join(parts)
                 + "."
                 + (
-                    f" With {draws} draws, as in Table 2, not measured for {' and '.join(unmeasured)}: the analysed "
+                    f" With {draws} draws, as in Table 2, not measured for {', '.join(unmeasured)}: the analysed "
                     "models are retrainings of the scored runs."
                     if unmeasured
                     else ""
@@ -844,8 +873,8 @@ def decoder_reading(entries: list[Entry], caveats: Caveats | None = None) -> str
         caveat = (caveats or {}).get((recipe, model))
         planar = frozenset({"planar bound"})
         unconverged = (
-            f" Its fit has not converged: a longer one lowers that bound by {dict(caveat.lowered)['planar bound']:.2f} "
-            "more on the checked images, so the flow recovers more than this."
+            f" A longer fit still lowers that bound by {dict(caveat.lowered)['planar bound']:.2f} on the checked "
+            "images (its fit has not converged), so the flow recovers more than this."
             if caveat is not None and caveat.bounds & planar
             else ""
         )
@@ -863,9 +892,12 @@ def decoder_reading(entries: list[Entry], caveats: Caveats | None = None) -> str
         parts = []
         for model, run in flows:
             gain, gap = _decoder_gain(_scores(run))
+            caveat = (caveats or {}).get((recipe, model))
             parts.append(
                 f"{model_label(model)}: {_pm(gain)} of {_pm(gap)} "
-                f"({run.metrics['planar_converged']:.0%} stopped by their rule)"
+                f"({run.metrics['planar_converged']:.0%} stopped by their rule"
+                + (f"; {caveat.note()}" if caveat is not None else "")
+                + ")"
             )
         text.append(
             f"**{recipe.capitalize()}, the flow models' decoders** (measured; no rule): how far the same planar "
@@ -935,6 +967,6 @@ def plot_gaps(entries: list[Entry], caveats: Caveats | None = None, ax: Any = No
     if moved:  # a proxy at the legend's size: an arrow pointing left
         proxy = Line2D([], [], color="white", lw=1.8, marker="<", markersize=16, markevery=[0], path_effects=outline)
         handles.append(proxy)
-        names.append("F*(x) after a longer fit (its check)")
+        names.append("F*(x) after the longest fit (its check)")
     ax.figure.legend(handles, names, loc="outside lower center", ncol=3, markerscale=0.35)
     return ax
