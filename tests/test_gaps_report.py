@@ -211,10 +211,11 @@ def test_the_convergence_check_on_both_sides_of_the_estimators_error(tmp_path, l
     (row,) = convergence_table(models)  # the model without analyses has no row
     (unchecked,) = convergence_table([("our recipe", ("none", 0), _levels(standard, None))])
     assert unchecked["converged"] == "not checked yet" and list(unchecked) == list(row)
-    assert row["fit"] == "2 cuts, ≤ 5,000 steps" and row["check's fit"] == "4 cuts, ≤ 5,000 steps"
-    assert abs(float(row["F*(x) lowered by (Monte Carlo error)"].split(" ± ")[0]) - lowered) < 0.01
-    assert row["F*(x) lowered by (Monte Carlo error)"].endswith(" (0.050)")
-    assert row["planar bound lowered by (Monte Carlo error)"].endswith(" (0.080)")  # each bound its own
+    assert row["fit: cuts · chunk · steps"] == "2 · 100 · 5,000" and row["check's fit"] == "4 · 100 · 5,000"
+    assert row["model"] == "diagonal, our recipe" and row["−ln p(x) lowered"] == "0.000 ± 0.000"
+    assert abs(float(row["F*(x) lowered by (its Monte Carlo error)"].split(" ± ")[0]) - lowered) < 0.01
+    assert row["F*(x) lowered by (its Monte Carlo error)"].endswith(" (0.050)")
+    assert row["planar bound lowered by (its error)"].endswith(" (0.080)")  # each bound its own
     assert row["converged"] == converged  # against 0.05 (F*) and 0.08 (the planar bound)
     assert gaps_converged(standard, check) == (converged == "yes")
 
@@ -270,7 +271,7 @@ def test_a_noisy_check_is_judged_by_its_paired_standard_error(tmp_path):
     standard = _analysis(tmp_path, "none", 0, 3.0, 1.0)
     check = _check(tmp_path, standard, 0.3, noise=2.0)
     (row,) = convergence_table([("our recipe", ("none", 0), _levels(standard, check))])
-    lowered = row["F*(x) lowered by (Monte Carlo error)"].split(" (")[0]
+    lowered = row["F*(x) lowered by (its Monte Carlo error)"].split(" (")[0]
     d, se = (float(v) for v in lowered.split(" ± "))  # se about 0.2: beyond the Monte Carlo error of 0.05
     assert se > 0.1
     if d <= 2 * se:
@@ -433,14 +434,13 @@ def test_an_analysis_whose_check_says_no_is_refitted_with_the_checks_fit(
     assert read_analyses(models)[0][2].key == made.key and "waiting" not in analyses_done(models)
     rows = convergence_table(models[:1])
     assert ((recipe, model) in convergence_caveats(models)) == (refit_converged != "yes")
-    assert [r["fit"] for r in rows] == [_fit(first), _fit(refit)]
+    assert [r["fit: cuts · chunk · steps"] for r in rows] == [_fit(first), _fit(refit)]
     assert rows[1]["converged"].startswith(refit_converged)
 
 
 def _fit(level) -> str:
     fit = level.analysis_config["fit"]
-    chunks = "" if fit["check_every"] == 100 else f", {fit['check_every']:,}-step chunks"
-    return f"{fit['rate_cuts']} cuts{chunks}, ≤ {fit['max_steps']:,} steps"
+    return f"{fit['rate_cuts']} · {fit['check_every']} · {fit['max_steps']:,}"
 
 
 def test_a_flows_gain_in_the_bound_splits_exactly_into_model_family_and_encoder(tmp_path):

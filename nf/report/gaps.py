@@ -257,13 +257,20 @@ def _fit_label(config: dict[str, Any]) -> str:
     return f"{fit['rate_cuts']} cuts{chunks}, ≤ {fit['max_steps']:,} steps"
 
 
+def _short_fit_label(config: dict[str, Any]) -> str:
+    """``_fit_label`` for a table cell: cuts, steps per chunk, most steps."""
+    fit = config["fit"]
+    return f"{fit['rate_cuts']} · {fit['check_every']} · {fit['max_steps']:,}"
+
+
+FIT_COLUMN = "fit: cuts · chunk · steps"
 CONVERGENCE_COLUMNS = (
-    "fit",
+    FIT_COLUMN,
     "check's fit",
-    "F*(x) lowered by (Monte Carlo error)",
-    "planar bound lowered by (Monte Carlo error)",
+    "F*(x) lowered by (its Monte Carlo error)",
+    "planar bound lowered by (its error)",
     "converged",
-    "−ln p(x) lowered by",
+    "−ln p(x) lowered",
 )
 
 
@@ -320,10 +327,9 @@ def convergence_table(models: list[Levels]) -> list[dict[str, str]]:
             continue
         for level in levels:
             head = {
-                "model": model_label(model),
-                "recipe": recipe,
-                "fit": _fit_label(level.analysis_config),
-                "check's fit": _fit_label(level.check_config),
+                "model": f"{model_label(model)}, {recipe}",
+                FIT_COLUMN: _short_fit_label(level.analysis_config),
+                "check's fit": _short_fit_label(level.check_config),
             }
             if level.analysis is None or level.check is None:
                 state = "refit waiting" if level.analysis is None else "not checked yet"
