@@ -91,6 +91,7 @@ CHECK_COLUMNS = (
     "F* below −ln p(x): kept / amortised estimate",
 )
 DIAGONAL = ("none", 0)
+LOCAL, PLANAR = "F*(x)", "planar bound"  # the labels of the two fitted bounds in ``convergence`` and ``Caveat``
 Entry = tuple[str, tuple[str, int], Run | None]  # (recipe, model, analysis)
 
 
@@ -155,7 +156,7 @@ def convergence(analysis: Run, check: Run) -> dict[str, tuple[tuple[float, float
     n = check.config["images"]
     standard, longer = analysis.load_tensors("scores.pt"), check.load_tensors("scores.pt")
     found = {}
-    for bound, label in (("local_bound", "F*(x)"), ("planar_bound", "planar bound")):
+    for bound, label in (("local_bound", LOCAL), ("planar_bound", PLANAR)):
         lowered = mean_se(standard[bound][:n] - longer[bound])
         error = longer[f"{bound}_se"].mean().item()
         found[label] = (lowered, error, lowered[0] - max(SIGNIFICANT * lowered[1], error))
@@ -192,6 +193,10 @@ class Caveat(NamedTuple):
         """The bounds not converged."""
         return frozenset(label for label, _ in self.lowered)
 
+    def lowered_by(self, bound: str) -> float:
+        """How much a longer fit lowers ``bound`` (one of ``bounds``)."""
+        return dict(self.lowered)[bound]
+
     def note(self, bounds: frozenset[str] | None = None) -> str:
         """The caveat in words, about ``bounds`` only (default: all)."""
         if not self.lowered:
@@ -201,6 +206,11 @@ class Caveat(NamedTuple):
 
 
 Caveats = dict[tuple[str, tuple[str, int]], Caveat]  # (recipe, model) -> its caveat
+
+
+def _caveat_of(caveats: Caveats | None, recipe: str, model: tuple[str, int]) -> Caveat | None:
+    """``model``'s convergence caveat under ``recipe`` (None if it has none)."""
+    return (caveats or {}).get((recipe, model))
 
 
 def read_analyses(models: list[Levels]) -> list[Entry]:
@@ -294,7 +304,7 @@ def longest_fit_note(models: list[Levels]) -> str:
         return f"Checked with the chapter's longest fit ({label}): none yet.{not_yet}"
     found = {key: convergence(level.analysis, level.check) for key, level in at_longest.items()}
     parts = []
-    for bound in (LOCAL, "planar bound"):
+    for bound in (LOCAL, PLANAR):
         passed = [f"{model_label(m)}, {r}" for (r, m), f in found.items() if f[bound][2] <= 0]
         parts.append(f"{len(passed)} of them ({'; '.join(passed)})" if passed else "none")
     return (
@@ -469,12 +479,11 @@ ROBUST = {  # per gap and model whose F* has not converged: the only change from
     ("approximation", "diagonal"): "larger",
     ("amortisation", "diagonal"): "smaller",
 }
-LOCAL = "F*(x)"  # the label of a model's own locally optimised bound in ``convergence`` and ``Caveat.bounds``
 
 
 def _open(caveats: Caveats | None, recipe: str, model: tuple[str, int], bound: str = LOCAL) -> bool:
     """Whether ``bound`` of ``model``'s analysis has not converged by its check (``convergence_caveats``)."""
-    return bound in (caveats or {}).get((recipe, model), Caveat()).bounds
+    return bound in (_caveat_of(caveats, recipe, model) or Caveat()).bounds
 
 
 def gap_call(
@@ -526,7 +535,7 @@ def _caveat(caveats: Caveats | None, recipe: str, *models: tuple[str, int]) -> s
     """The convergence caveats (``convergence_caveats``) of ``models`` of ``recipe`` about ``F*``, the bound the
     gaps are made of, in brackets ('' if none)."""
     about = frozenset({LOCAL})
-    found = [(m, caveats[(recipe, m)]) for m in models if (recipe, m) in (caveats or {})]
+    found = [(m, c) for m in models if (c := _caveat_of(caveats, recipe, m)) is not None]
     notes = [f"{model_label(m)} {c.note(about)}" for m, c in found if not c.lowered or LOCAL in c.bounds]
     return f" ({'; '.join(notes)})" if notes else ""
 
@@ -811,7 +820,7 @@ def gaps_at_a_glance(
             part += (
                 f"; a planar flow fitted per image on its decoder recovers {_pm(_decoder_gain(s)[0])} nats of the "
                 "approximation gap, "
-                f"{decoder_call(run, (caveats or {}).get((recipe, model)))}"
+                f"{decoder_call(run, _caveat_of(caveats, recipe, model))}"
             )
         parts.append(part)
     closes = [
@@ -852,7 +861,7 @@ def decoder_call(run: Run, caveat: Caveat | None = None) -> str:
     if abs(d) <= SIGNIFICANT * se:
         return f"not established whether it recovers more or less than {HALF:.0%} of it"
     unconverged = (caveat or Caveat()).bounds
-    blamed = "planar bound" if d < 0 else LOCAL  # the bound whose excess alone could have made this call
+    blamed = PLANAR if d < 0 else LOCAL  # the bound whose excess alone could have made this call
     if blamed in unconverged:
         side = "less" if d < 0 else "more"
         return f"{side} than {HALF:.0%} of it as measured, not established: the {blamed} has not converged"
@@ -876,12 +885,11 @@ def decoder_reading(entries: list[Entry], caveats: Caveats | None = None) -> str
         gain, gap = _decoder_gain(s)
         length = run.config["local_planar"]
         left = mean_se(s["planar_bound"] - s["nll"])
-        caveat = (caveats or {}).get((recipe, model))
-        planar = frozenset({"planar bound"})
+        caveat = _caveat_of(caveats, recipe, model)
         unconverged = (
-            f" A longer fit still lowers that bound by {dict(caveat.lowered)['planar bound']:.2f} on the checked "
+            f" A longer fit still lowers that bound by {caveat.lowered_by(PLANAR):.2f} on the checked "
             "images (its fit has not converged), so the flow recovers more than this."
-            if caveat is not None and caveat.bounds & planar
+            if caveat is not None and PLANAR in caveat.bounds
             else ""
         )
         text.append(
@@ -898,7 +906,7 @@ def decoder_reading(entries: list[Entry], caveats: Caveats | None = None) -> str
         parts = []
         for model, run in flows:
             gain, gap = _decoder_gain(_scores(run))
-            caveat = (caveats or {}).get((recipe, model))
+            caveat = _caveat_of(caveats, recipe, model)
             parts.append(
                 f"{model_label(model)}: {_pm(gain)} of {_pm(gap)} "
                 f"({run.metrics['planar_converged']:.0%} stopped by their rule"
@@ -957,13 +965,17 @@ def plot_gaps(entries: list[Entry], caveats: Caveats | None = None, ax: Any = No
     )
     outline = [patheffects.withStroke(linewidth=3.5, foreground="black")]
     arrow = {"arrowstyle": "-|>", "color": "white", "lw": 1.8, "mutation_scale": 14, "shrinkA": 0, "shrinkB": 0}
-    arrow["path_effects"] = outline
     moved = False
     for row, (recipe, model, run) in zip(y, done):
-        caveat = (caveats or {}).get((recipe, model))
+        caveat = _caveat_of(caveats, recipe, model)
         if caveat is not None and LOCAL in caveat.bounds:
             local, moved = run.metrics["local_bound"], True
-            ax.annotate("", xy=(local - dict(caveat.lowered)[LOCAL], row), xytext=(local, row), arrowprops=arrow)
+            ax.annotate(
+                "",
+                xy=(local - caveat.lowered_by(LOCAL), row),
+                xytext=(local, row),
+                arrowprops={**arrow, "path_effects": outline},
+            )
     ax.set_yticks(y, labels)
     ax.set_xlim(left=start)
     ax.set_xlabel(f"nats, test images (axis from {start}; each bar ends at the amortised bound F(x))")
