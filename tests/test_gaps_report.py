@@ -34,6 +34,7 @@ from nf.report.gaps import (
     plot_gaps,
     read_analyses,
     retrain_table,
+    retrainings,
 )
 from nf.report.gaps import converged as gaps_converged
 from nf.report.mnist_verdicts import SeedNoise
@@ -265,6 +266,14 @@ def test_a_retrained_model_is_set_beside_the_cached_one(tmp_path, difference, wi
     )
     assert row["difference"] == ("0 (identical)" if difference == 0 else f"{difference:+.4f}")
     assert row["within the seed spread"] == within and " → " in row["code (cached → retrained)"]
+    flow = _analysis(tmp_path, "planar", 20, 2.0, 1.0)
+    reading = gap_reading(
+        [("our recipe", ("none", 0), analysis), ("our recipe", ("planar", 20), flow)],
+        noise,
+        retrained=retrainings([("our recipe", ("none", 0), analysis)], noise, tmp_path),
+    )
+    outside = f"spread: diagonal, {difference:+.2f} nats from the scored run against a seed spread of 0.09 ("
+    assert (outside in reading) == within.startswith("no")
 
 
 def test_a_noisy_check_is_judged_by_its_paired_standard_error(tmp_path):

@@ -354,17 +354,32 @@ def convergence_table(models: list[Levels]) -> list[dict[str, str]]:
     return rows
 
 
-def retrain_table(entries: list[Entry], noise: SeedNoise, results_dir: Any = None) -> list[dict[str, str]]:
-    """The analysed runs whose parameters came from a retraining (``nf.experiments.trained``): the cached and the
-    retrained test ``-ln p(x)``, their difference, the code versions of both trainings, and whether the difference
-    lies within the spread over training seeds of a difference of ``-ln p(x)`` between two trainings
-    (``noise.gain``): training is deterministic for one version of the code, so a run trained with an earlier
-    version may retrain to a slightly different model, as good a stand-in for the scored one as another seed would be
-    if within that spread."""
+class Retraining(NamedTuple):
+    """An analysed model whose parameters came from a retraining (``nf.experiments.trained``): its recipe and model,
+    the scored run's and the retraining's test ``-ln p(x)``, their difference, both trainings' code versions, and the
+    spread over training seeds of a difference of ``-ln p(x)`` between two trainings (``SeedNoise.gain``)."""
+
+    recipe: str
+    model: tuple[str, int]
+    cached: float
+    retrained: float
+    difference: float
+    code: str
+    spread: float
+
+    @property
+    def within(self) -> bool:
+        """Whether the retraining lies within the seed spread of the scored run: as good a stand-in as another seed."""
+        return abs(self.difference) <= self.spread
+
+
+def retrainings(entries: list[Entry], noise: SeedNoise, results_dir: Any = None) -> list[Retraining]:
+    """The analysed runs whose parameters came from a retraining, in ``entries``' order: training is deterministic
+    for one version of the code, so a run trained with an earlier version may retrain to a slightly different model."""
     from nf.experiments.trained import parameters_entry
     from nf.runs.cache import lookup
 
-    rows = []
+    found = []
     for recipe, model, run in entries:
         mnist_run = None if run is None else lookup("mnist", run.config["run"], results_dir)
         entry = None if mnist_run is None else parameters_entry(mnist_run, results_dir)
@@ -372,21 +387,48 @@ def retrain_table(entries: list[Entry], noise: SeedNoise, results_dir: Any = Non
             continue
         check = entry.metrics
         (key,) = [k for k in check["cached"] if k.endswith("_nll")]
-        difference = check["difference"][key]
-        spread = noise.gain["nll"]
-        rows.append(
-            {
-                "model": model_label(model),
-                "recipe": recipe,
-                "cached −ln p(x)": f"{check['cached'][key]:.4f}",
-                "retrained": f"{check['retrained'][key]:.4f}",
-                "difference": f"{difference:+.4f}" if difference else "0 (identical)",
-                "code (cached → retrained)": f"{mnist_run.provenance['git_commit'][:7]} → "
-                f"{entry.provenance['git_commit'][:7]}",
-                "within the seed spread": ("yes" if abs(difference) <= spread else "no") + f" ({spread:.2f})",
-            }
+        code = f"{mnist_run.provenance['git_commit'][:7]} → {entry.provenance['git_commit'][:7]}"
+        found.append(
+            Retraining(
+                recipe, model, check["cached"][key], check["retrained"][key], check["difference"][key], code,
+                noise.gain["nll"],
+            )
         )
-    return rows
+    return found
+
+
+def retrain_table(entries: list[Entry], noise: SeedNoise, results_dir: Any = None) -> list[dict[str, str]]:
+    """The retrained analysed models (``retrainings``): the cached and the retrained test ``-ln p(x)``, their
+    difference, the code versions of both trainings, and whether the difference lies within the seed spread."""
+    return [
+        {
+            "model": model_label(r.model),
+            "recipe": r.recipe,
+            "cached −ln p(x)": f"{r.cached:.4f}",
+            "retrained": f"{r.retrained:.4f}",
+            "difference": f"{r.difference:+.4f}" if r.difference else "0 (identical)",
+            "code (cached → retrained)": r.code,
+            "within the seed spread": ("yes" if r.within else "no") + f" ({r.spread:.2f})",
+        }
+        for r in retrainings(entries, noise, results_dir)
+    ]
+
+
+def _retrain_note(retrained: list[Retraining], recipe: str) -> str:
+    """For ``recipe``'s analysed models retrained outside the seed spread: which, by how much, and how to read their
+    gaps, as a sentence after a space ('' if none)."""
+    outside = [r for r in retrained if r.recipe == recipe and not r.within]
+    if not outside:
+        return ""
+    models = "; ".join(
+        f"{model_label(r.model)}, {r.difference:+.2f} nats from the scored run against a seed spread of {r.spread:.2f}"
+        for r in outside
+    )
+    return (
+        f" Retrained outside the seed spread: {models} ({{ref}}`sec-gaps-retrained`); "
+        f"{'its gaps are those of a nearby model' if len(outside) == 1 else 'their gaps are those of nearby models'} "
+        "of the same config, not of the run the MNIST chapter scores."
+    )
 
 
 def _scores(run: Run) -> dict[str, torch.Tensor]:
@@ -562,9 +604,15 @@ def which_gap_closes(
     )
 
 
-def gap_reading(entries: list[Entry], noise: SeedNoise, caveats: Caveats | None = None) -> str:
+def gap_reading(
+    entries: list[Entry],
+    noise: SeedNoise,
+    caveats: Caveats | None = None,
+    retrained: list[Retraining] | None = None,
+) -> str:
     """Per recipe: each flow model's change in both gaps from the diagonal model, and which gap the longest planar
-    flow closes, by the module's rules, with the convergence caveats (``convergence_caveats``) (Markdown)."""
+    flow closes, by the module's rules, with the convergence caveats (``convergence_caveats``) and a note on any
+    model retrained outside the seed spread (``retrainings``) (Markdown)."""
     text = []
     for recipe, found in _by_recipe(entries).items():
         diagonal = found.get(DIAGONAL)
@@ -587,6 +635,7 @@ def gap_reading(entries: list[Entry], noise: SeedNoise, caveats: Caveats | None 
             + "; ".join(parts)
             + "."
             + (f" {closes}" if closes else "")
+            + _retrain_note(retrained or [], recipe)
         )
     return "\n\n".join(text)
 
