@@ -198,3 +198,17 @@ def test_the_gpu_estimate_is_set_beside_the_cpu_time_measured(tmp_path):
     )
     work[("planar", 10)] = UpdateWork(kernels=1, flops=1e14)
     assert gpu_reading(configs, found, work).startswith("1 of the 2 models are bound by their kernel launches")
+
+
+def test_each_flow_length_has_its_own_line_and_the_legend_sits_below_the_panels(tmp_path):
+    from nf.report.paper_regime import plot_regime
+
+    configs = regime_configs(STUDY, REGIME)
+    for config in configs:
+        _store(config, 100_000, -config["length"] / 40, tmp_path)
+        _store(config, 200_000, -config["length"] / 40, tmp_path)
+    axes = plot_regime(configs, regime_runs(configs, tmp_path))
+    styles = {bars.get_label(): bars.lines[0].get_linestyle() for bars in axes[0].containers}
+    planar = [styles[f"DLGM+planar K={k}"] for k in (10, 20, 40, 80)]
+    assert len(set(planar)) == 4 and planar[-1] == "-" and styles["DLGM diagonal"] == "-"
+    assert axes[0].get_legend() is None and len(axes[0].figure.legends) == 1

@@ -262,6 +262,9 @@ def regime_rules(noise: SeedNoise) -> str:
     )
 
 
+LENGTH_STYLES = (":", "-.", "--", "-")  # a flow's line by its length's rank among the regime's: the longest solid
+
+
 def plot_regime(configs: list[dict[str, Any]], found: list[dict[int, Run]], axes: Any = None) -> Any:
     """Test ``-ln p(x)`` of every model of the regime against the updates trained (± two standard errors), and the
     paired gain over the diagonal model at each budget both have reached; the paper's values at 500,000 dashed."""
@@ -274,10 +277,13 @@ def plot_regime(configs: list[dict[str, Any]], found: list[dict[int, Run]], axes
     diagonal = models.get(DIAGONAL, {})
     full = configs[0]["updates"]
     paper_diagonal = TABLE2_NEG_LOG_LIKELIHOOD[paper_key(*DIAGONAL)]
+    lengths = sorted({c["length"] for c in configs if c["length"]})
     for config, points in zip(configs, found):
         model = model_key(config)
         family = "none" if model == DIAGONAL else model[0]
         style = dict(color=family_colour(family), marker=family_marker(family), capsize=3)
+        rank = len(LENGTH_STYLES) - len(lengths) + lengths.index(model[1]) if model[1] else len(LENGTH_STYLES) - 1
+        style["linestyle"] = LENGTH_STYLES[max(rank, 0)]
         alpha = 0.4 + 0.6 * (model[1] / max(c["length"] for c in configs) if model[1] else 1.0)
         label = model_name({"flow": model[0], "length": model[1]})
         budgets = sorted(points)
@@ -316,7 +322,8 @@ def plot_regime(configs: list[dict[str, Any]], found: list[dict[int, Run]], axes
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k" if x else "0"))
     axes[0].set_ylabel("test −ln p(x) (nats)")
     axes[1].set_ylabel("test −ln p(x) minus the diagonal\nmodel's, paired (nats)")
-    axes[0].legend(fontsize="small")
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].figure.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize="small")
     return axes
 
 
