@@ -390,7 +390,12 @@ def retrainings(entries: list[Entry], noise: SeedNoise, results_dir: Any = None)
         code = f"{mnist_run.provenance['git_commit'][:7]} → {entry.provenance['git_commit'][:7]}"
         found.append(
             Retraining(
-                recipe, model, check["cached"][key], check["retrained"][key], check["difference"][key], code,
+                recipe,
+                model,
+                check["cached"][key],
+                check["retrained"][key],
+                check["difference"][key],
+                code,
                 noise.gain["nll"],
             )
         )
