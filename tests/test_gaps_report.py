@@ -262,7 +262,7 @@ def test_a_retrained_model_is_set_beside_the_cached_one(tmp_path, difference, wi
     # the spread of a difference between two trainings (0.09), not of one model's -ln p(x) (0.06)
     noise = SeedNoise({"nll": 0.06, "bound": 0.0, "kl": 0.0}, {"nll": 0.09, "bound": 0.1, "kl": 0.1}, "x")
     (row,) = retrain_table(
-        [("our recipe", ("none", 0), analysis), ("our recipe", ("planar", 20), None)], noise, tmp_path
+        retrainings([("our recipe", ("none", 0), analysis), ("our recipe", ("planar", 20), None)], noise, tmp_path)
     )
     assert row["difference"] == ("0 (identical)" if difference == 0 else f"{difference:+.4f}")
     assert row["within the seed spread"] == within and " → " in row["code (cached → retrained)"]

@@ -402,7 +402,7 @@ def retrainings(entries: list[Entry], noise: SeedNoise, results_dir: Any = None)
     return found
 
 
-def retrain_table(entries: list[Entry], noise: SeedNoise, results_dir: Any = None) -> list[dict[str, str]]:
+def retrain_table(retrained: list[Retraining]) -> list[dict[str, str]]:
     """The retrained analysed models (``retrainings``): the cached and the retrained test ``-ln p(x)``, their
     difference, the code versions of both trainings, and whether the difference lies within the seed spread."""
     return [
@@ -415,7 +415,7 @@ def retrain_table(entries: list[Entry], noise: SeedNoise, results_dir: Any = Non
             "code (cached → retrained)": r.code,
             "within the seed spread": ("yes" if r.within else "no") + f" ({r.spread:.2f})",
         }
-        for r in retrainings(entries, noise, results_dir)
+        for r in retrained
     ]
 
 

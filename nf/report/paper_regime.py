@@ -278,12 +278,12 @@ def plot_regime(configs: list[dict[str, Any]], found: list[dict[int, Run]], axes
     full = configs[0]["updates"]
     paper_diagonal = TABLE2_NEG_LOG_LIKELIHOOD[paper_key(*DIAGONAL)]
     lengths = sorted({c["length"] for c in configs if c["length"]})
+    line_style = {0: "-", **dict(zip(reversed(lengths), reversed(LENGTH_STYLES)))}  # beyond the styles: dotted
     for config, points in zip(configs, found):
         model = model_key(config)
         family = "none" if model == DIAGONAL else model[0]
         style = dict(color=family_colour(family), marker=family_marker(family), capsize=3)
-        rank = len(LENGTH_STYLES) - len(lengths) + lengths.index(model[1]) if model[1] else len(LENGTH_STYLES) - 1
-        style["linestyle"] = LENGTH_STYLES[max(rank, 0)]
+        style["linestyle"] = line_style.get(model[1], LENGTH_STYLES[0])
         alpha = 0.4 + 0.6 * (model[1] / max(c["length"] for c in configs) if model[1] else 1.0)
         label = model_name({"flow": model[0], "length": model[1]})
         budgets = sorted(points)
