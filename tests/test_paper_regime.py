@@ -81,6 +81,30 @@ def test_regime_runs_use_the_paper_recipe_and_find_every_budget_point(tmp_path):
     assert planar["evidence"].startswith("so far at 200,000 updates ours 89.")
     assert "to 300,000 updates" in planar["evidence"]
     assert verdicts["planar K=20 gives a lower −ln p(x) than the diagonal model (Table 2)"]["verdict"] == "not tested"
+    ladder = verdicts["longer planar flows give a lower −ln p(x) (Table 2)"]
+    assert ladder["verdict"] == "not tested" and ladder["ours"] == "so far -1.00 ± 0.10 at 200,000 updates"
+    assert ladder["evidence"].startswith(
+        "so far at 200,000 updates K=0 to 20: -1.00 ± 0.10 (paper -3.4); less than 50%"
+    )
+
+
+def test_a_ladder_still_training_shows_its_fall_at_the_furthest_budget_its_rungs_share(tmp_path):
+    configs = regime_configs(STUDY, REGIME)
+    for config, gain, furthest in zip(configs, (0.0, -0.5, -1.0, 0.0, -3.0), (300_000, 200_000, 300_000, 0, 200_000)):
+        for updates in range(100_000, furthest + 1, 100_000):
+            _store(config, updates, gain, tmp_path)
+    rows = {row["claim"]: row for row in regime_verdicts(configs, regime_runs(configs, tmp_path), _noise(0.1))}
+    ladder = rows["longer planar flows give a lower −ln p(x) (Table 2)"]
+    assert ladder["verdict"] == "not tested"  # K=10, 40 and 80 short of the full budget
+    assert ladder["evidence"] == (
+        "so far at 200,000 updates K=0 to 80 (K=0, 10, 20, 80): -3.00 ± 0.10 (paper -4.8); "
+        "not trained yet: DLGM+planar K=10, DLGM+planar K=40, DLGM+planar K=80 to the full budget"
+    )
+    _store(configs[3], 100_000, 0.5, tmp_path)  # K=40 above K=20: the step that rises is named
+    rows = {row["claim"]: row for row in regime_verdicts(configs, regime_runs(configs, tmp_path), _noise(0.1))}
+    evidence = rows["longer planar flows give a lower −ln p(x) (Table 2)"]["evidence"]
+    assert evidence.startswith("so far at 100,000 updates K=0 to 80 (K=0, 10, 20, 40, 80): -3.00 ± 0.10")
+    assert "rises at step +1.50 ± 0.10" in evidence
 
 
 @pytest.mark.parametrize(
