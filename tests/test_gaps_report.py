@@ -239,7 +239,8 @@ def test_the_chapter_in_a_paragraph(tmp_path):
     )
     assert text.endswith(
         "Our recipe: the amortised estimate of $-\\ln p(x)$ (the paper's estimator, here with 5,000 draws) puts "
-        "planar K=80 +0.00 ± 0.10 nats from the diagonal model on these images, and overstates that gain by +0.00 ± "
+        f"planar K=80 +0.00 ± 0.10 nats from the diagonal model on the first {IMAGES:,} test images, and overstates "
+        "that gain by +0.00 ± "
         "0.10 against the gaps chapter's estimate (each image's proposal chosen on held-out draws, from the same three "
         "proposals for both models; +0.00 to +0.00 by its other estimates)."
     )

@@ -21,6 +21,7 @@ from nf.report.paper_regime import (
     verdicts_across_recipes,
     with_paper_recipe,
 )
+from nf.report.style import family_colour
 
 REGIME = {
     "models": [["none", 0], *[["planar", k] for k in (10, 20, 40, 80)]],
@@ -105,6 +106,14 @@ def test_a_ladder_still_training_shows_its_fall_at_the_furthest_budget_its_rungs
     evidence = rows["longer planar flows give a lower −ln p(x) (Table 2)"]["evidence"]
     assert evidence.startswith("so far at 100,000 updates K=0 to 80 (K=0, 10, 20, 40, 80): -3.00 ± 0.10")
     assert "rises at step +1.50 ± 0.10" in evidence
+    assert "; steps that rise: K=20 → 40 by +1.50 ± 0.10 (decidedly)" in evidence
+    within = tmp_path / "within"  # a step that rises within the uncertainty is named too
+    for config, gain in zip(configs, (0.0, -0.5, -1.0, -0.9, -3.0)):
+        _store(config, 100_000, gain, within)
+    rows = {row["claim"]: row for row in regime_verdicts(configs, regime_runs(configs, within), _noise(0.1))}
+    evidence = rows["longer planar flows give a lower −ln p(x) (Table 2)"]["evidence"]
+    assert "rises at step" not in evidence
+    assert "; steps that rise: K=20 → 40 by +0.10 ± 0.10 (within 2 uncertainties)" in evidence
 
 
 @pytest.mark.parametrize(
@@ -152,6 +161,7 @@ def test_the_scorecard_shows_the_paper_regime_beside_our_recipe(tmp_path):
     assert rows["diagonal"][f"ours, {REGIME_COLUMN}"].endswith("(300,000 updates)")
     assert rows["planar K=20"][f"ours, {REGIME_COLUMN}"].endswith("(100,000 updates so far)")
     assert rows["planar K=40"][f"ours, {REGIME_COLUMN}"] == "not trained yet"
+    assert rows["NICE-perm K=80"][f"ours, {REGIME_COLUMN}"] == "— (not a model of that regime)"
     rows = claims(None, mnist, regime)
     glance = {row["claim"]: row for row in claims_at_a_glance(rows)}
     evidence = {row["claim"]: row["evidence"] for row in claims_evidence(rows)}
@@ -236,3 +246,9 @@ def test_each_flow_length_has_its_own_line_and_the_legend_sits_below_the_panels(
     planar = [styles[f"DLGM+planar K={k}"] for k in (10, 20, 40, 80)]
     assert len(set(planar)) == 4 and planar[-1] == "-" and styles["DLGM diagonal"] == "-"
     assert axes[0].get_legend() is None and len(axes[0].figure.legends) == 1
+    colours = [bars.lines[0].get_color() for bars in axes[0].containers if "planar" in bars.get_label()]
+    assert (
+        len(set(colours)) == 4 and colours[-1] == family_colour("planar").lower()
+    )  # the longest in the family's colour
+    squares = [line for line in axes[0].lines if line.get_marker() == "s" and len(line.get_xdata())]
+    assert squares and all(min(line.get_xdata()) > 300_000 for line in squares)  # clear of our points at 300k

@@ -891,7 +891,8 @@ def gaps_at_a_glance(
         estimates.append(
             f"{recipe.capitalize()}: the amortised estimate of $-\\ln p(x)$ (the paper's estimator, here with "
             f"{draws:,} draws) puts {model_label(longest)} {share['shown'][0]:+.2f} ± {share['shown'][1]:.2f} "
-            f"nats from the diagonal model on these images, and overstates that gain by {share['made'][0]:+.2f} ± "
+            f"nats from the diagonal model on the first {flow.config['images']:,} test images, and overstates that "
+            f"gain by {share['made'][0]:+.2f} ± "
             f"{share['made'][1]:.2f} against the gaps chapter's estimate (each image's proposal chosen on held-out "
             f"draws, from the same three proposals for both models; {min(others):+.2f} to {max(others):+.2f} by its "
             "other estimates)."

@@ -327,7 +327,7 @@ def start_and_regime(
         regime_gain = separately_trained(regime_diagonal, regime_flow, noise)
         d, u = change_of_gain((regime_diagonal, regime_flow), (diagonal, started), noise)
         if margin(d, 0.0, u) <= SIGNIFICANT:
-            compared = f"within {SIGNIFICANT:g} u: as large"
+            compared = f"within {SIGNIFICANT:g} u: not decidedly different"
         else:
             compared = "decidedly " + ("larger" if d < 0 else "smaller")
         text += (
@@ -336,7 +336,12 @@ def start_and_regime(
         )
         if regime_gain[0] < random_gain[0]:
             share = (identity_gain[0] - random_gain[0]) / (regime_gain[0] - random_gain[0])
-            text += f", so the start closes {share:.0%} of the gap between the two recipes' random-start gains"
+            gap = "the gap between the two recipes' random-start gains"
+            text += (
+                f", so the start more than closes {gap} ({share:.0%} of it)"
+                if share > 1
+                else f", so the start closes {share:.0%} of {gap}"
+            )
         sentences.append(text + ".")
     if missing:
         sentences.append(f"Not trained yet with both starts: {', '.join(missing)}.")

@@ -38,6 +38,7 @@ every 100,000 updates of a run is the run of that budget, stored on its way
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from nf.experiments.comparisons import SIGNIFICANT, metric, paired_difference
@@ -46,11 +47,12 @@ from nf.report.mnist import NOT_TRAINED, model_key, model_name, paper_key, signe
 from nf.report.mnist_verdicts import SeedNoise
 from nf.report.nice import model_label
 from nf.report.paper import TABLE2_NEG_LOG_LIKELIHOOD
-from nf.report.style import family_colour, family_marker
+from nf.report.style import family_colour, family_marker, length_shade
 from nf.report.verdicts import (
     GAIN_FRACTION,
     Verdict,
     falls_along,
+    margin,
     not_tested,
     table2_number,
     verdict_columns,
@@ -211,9 +213,20 @@ def regime_verdicts(
     ladder = [m for m in models if (m == DIAGONAL or m[0] == "planar") and paper_key(*m) is not None]
 
     def fall(rungs: list[tuple[str, int]], runs: list[Run], span: str) -> Verdict:
+        """The fall along ``rungs`` by the rule, its reason naming every step that rises, decidedly or not."""
         steps = [difference(a, b) for a, b in zip(runs, runs[1:])]
         paper_fall = TABLE2_NEG_LOG_LIKELIHOOD[paper_key(*rungs[-1])] - paper_diagonal
-        return falls_along(steps, difference(runs[0], runs[-1]), paper_fall, span)
+        verdict = falls_along(steps, difference(runs[0], runs[-1]), paper_fall, span)
+        rising = [
+            f"K={a[1]} → {b[1]} by {d:+.2f} ± {u:.2f} ("
+            + ("decidedly" if margin(d, 0.0, u) > SIGNIFICANT else f"within {SIGNIFICANT:g} uncertainties")
+            + ")"
+            for a, b, (d, u) in zip(rungs, rungs[1:], steps)
+            if d > 0
+        ]
+        if rising:
+            verdict = replace(verdict, reason=f"{verdict.reason}; steps that rise: {', '.join(rising)}")
+        return verdict
 
     def fall_so_far(rungs: list[tuple[str, int]]) -> tuple[str, str]:
         """The fall at the furthest budget every rung with a point has reached, over the rungs there (the
@@ -281,16 +294,18 @@ def regime_rules(noise: SeedNoise) -> str:
 
 
 LENGTH_STYLES = (":", "-.", "--", "-")  # a flow's line by its length's rank among the regime's: the longest solid
+PAPER_MARK_SHIFT = 1.06  # the paper's values, all at the full budget, are drawn this far right of it to stay clear
 
 
 def plot_regime(configs: list[dict[str, Any]], found: list[dict[int, Run]], axes: Any = None) -> Any:
     """Test ``-ln p(x)`` of every model of the regime against the updates trained (± two standard errors), and the
-    paired gain over the diagonal model at each budget both have reached; the paper's values at 500,000 dashed."""
+    paired gain over the diagonal model at each budget both have reached; the paper's values (at the full budget)
+    as hollow squares set just right of it, so they never hide a point of ours there."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+        _, axes = plt.subplots(1, 2, figsize=(9.5, 4.2), layout="constrained")
     models = {model_key(c): points for c, points in zip(configs, found)}
     diagonal = models.get(DIAGONAL, {})
     full = configs[0]["updates"]
@@ -300,48 +315,49 @@ def plot_regime(configs: list[dict[str, Any]], found: list[dict[int, Run]], axes
     for config, points in zip(configs, found):
         model = model_key(config)
         family = "none" if model == DIAGONAL else model[0]
-        style = dict(color=family_colour(family), marker=family_marker(family), capsize=3)
+        shade = (
+            family_colour(family) if model == DIAGONAL else length_shade(family, lengths.index(model[1]), len(lengths))
+        )
+        style = dict(color=shade, marker=family_marker(family), capsize=3)
         style["linestyle"] = line_style.get(model[1], LENGTH_STYLES[0])
-        alpha = 0.4 + 0.6 * (model[1] / max(c["length"] for c in configs) if model[1] else 1.0)
         label = model_name({"flow": model[0], "length": model[1]})
         budgets = sorted(points)
         if budgets:
             values = [metric(points[b], "nll") for b in budgets]
-            axes[0].errorbar(
-                budgets, [v for v, _ in values], yerr=[2 * s for _, s in values], alpha=alpha, label=label, **style
-            )
+            axes[0].errorbar(budgets, [v for v, _ in values], yerr=[2 * s for _, s in values], label=label, **style)
         shared = sorted(set(points) & set(diagonal)) if model != DIAGONAL else []
         if shared:
             gains = [paired_difference(diagonal[b], points[b]) for b in shared]
-            axes[1].errorbar(shared, [d for d, _ in gains], yerr=[2 * s for _, s in gains], alpha=alpha, **style)
+            axes[1].errorbar(shared, [d for d, _ in gains], yerr=[2 * s for _, s in gains], **style)
         key = paper_key(*model)
         if key is not None:
             paper = TABLE2_NEG_LOG_LIKELIHOOD[key]
-            dashed = dict(marker="s", markerfacecolor="none", markersize=9, color=style["color"], alpha=alpha)
-            short = model_label(model)
+            square = dict(marker="s", markerfacecolor="none", markersize=9, color=shade)
             marks = [(axes[0], paper)] + ([(axes[1], paper - paper_diagonal)] if model != DIAGONAL else [])
             for ax, value in marks:
-                ax.plot([full], [value], linestyle="none", **dashed)
+                ax.plot([PAPER_MARK_SHIFT * full], [value], linestyle="none", **square)
                 ax.annotate(
-                    short,
-                    (full, value),
+                    model_label(model),
+                    (PAPER_MARK_SHIFT * full, value),
                     xytext=(7, 0),
                     textcoords="offset points",
                     va="center",
                     fontsize="x-small",
-                    color=style["color"],
+                    color=shade,
                 )
-    axes[0].plot([], [], "s", markerfacecolor="none", color="gray", label="paper, Table 2 (labelled)")
+    axes[0].plot(
+        [], [], "s", markerfacecolor="none", color="gray", label=f"paper, Table 2 at {full:,} (labelled, set right)"
+    )
     axes[1].axhline(0, color="gray", linewidth=1)
     for ax in axes:
         ax.set_xlabel("updates")
-        ax.set_xlim(0, full * 1.25)  # room for the labels of the paper's values
+        ax.set_xlim(0, full * 1.3)  # room for the paper's values and their labels
         ax.set_xticks(range(0, full + 1, full // 5))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k" if x else "0"))
     axes[0].set_ylabel("test −ln p(x) (nats)")
     axes[1].set_ylabel("test −ln p(x) minus the diagonal\nmodel's, paired (nats)")
     handles, labels = axes[0].get_legend_handles_labels()
-    axes[0].figure.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize="small")
+    axes[0].figure.legend(handles, labels, loc="outside lower center", ncol=(len(labels) + 1) // 2, fontsize="small")
     return axes
 
 

@@ -60,6 +60,10 @@ def model_story(
     gains = {b: separately_trained(diagonal[b], flow[b], noise) for b in dict.fromkeys((first, last))}
     text = ", ".join(f"{d:+.2f} ± {u:.2f} at {b:,}" for b, (d, u) in gains.items())
     text = f"gain over the diagonal model {text} updates (paper {paper:+.1f})"
+    if first != last:
+        shrink, se = gain_difference((diagonal[first], flow[first]), (diagonal[last], flow[last]))
+        shrink_u = with_uncertainty(se, noise.gain["nll"])
+        text += f"; the gain changed by {shrink:+.2f} ± {shrink_u:.2f} since {first:,}"
     if last != full:
         return "not tested", f"so far {text}; the full budget is {full:,} updates"
     d, u = gains[full]
@@ -71,9 +75,6 @@ def model_story(
     short = f"less than {GAIN_FRACTION:.0%} of the paper's gain, decidedly"
     if first == full:
         return "neither decided", f"{text}: {short}, but no earlier budget point shows whether it shrank"
-    shrink, se = gain_difference((diagonal[first], flow[first]), (diagonal[full], flow[full]))
-    shrink_u = with_uncertainty(se, noise.gain["nll"])
-    text += f"; the gain changed by {shrink:+.2f} ± {shrink_u:.2f} since {first:,}"
     if shrink > 0 and margin(shrink, 0.0, shrink_u) > SIGNIFICANT:
         return "transient", f"{text}: {short}, and shrinking"
     return "neither decided", f"{text}: {short}, but not decidedly shrinking"
@@ -92,7 +93,7 @@ def story_reading(configs: list[dict[str, Any]], found: list[dict[int, Run]], no
             continue
         reading, evidence = model_story(diagonal, points[model][1], full, paper_gain(model), noise)
         readings[model] = reading
-        parts.append(f"planar K={model[1]}: *{reading}* ({evidence})")
+        parts.append(f"planar K={model[1]}: *{STORIES.get(reading, reading)}* ({evidence})")
     if not readings:
         return "The paper's regime trains none of the models the story is read on."
     found_readings = set(readings.values())

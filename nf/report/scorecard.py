@@ -18,6 +18,7 @@ from nf.report.verdicts import VERDICTS
 from nf.runs.cache import Run
 
 NOT_RUN = "not trained yet"
+NOT_IN_REGIME = "— (not a model of that regime)"
 PLOT = "bound plotted, no number"
 FIG3D_FAMILIES = ("planar", "nice-orth", "nice-perm")  # the flows of the paper's Fig. 3(d)
 
@@ -32,8 +33,9 @@ REGIME_COLUMN = "paper's regime"
 def mnist_rows(evidence: MnistEvidence, regime: RegimeEvidence | None = None) -> list[dict[str, str]]:
     """Table 2: the paper's -ln p(x) beside ours (importance-sampled, S = 200, test set) where the run exists.
 
-    Rows come from the MNIST chapter's report ladder (seed 0), with its recipe and budget, and, given ``regime``,
-    from its runs in the paper's regime at the furthest budget reached ("so far" while a run trains).  The NICE
+    Rows come from the MNIST chapter's report ladder (its seed-0 runs, said in each cell), with its recipe and
+    budget, and, given ``regime``, from its runs in the paper's regime at the furthest budget reached ("so far"
+    while a run trains; a model the regime does not train says so).  The NICE
     chapter's runs are short runs of the book's first version (``quick`` protocol) and are not mixed into this
     table.
     """
@@ -43,10 +45,13 @@ def mnist_rows(evidence: MnistEvidence, regime: RegimeEvidence | None = None) ->
         key = paper_key(config["flow"], config["length"])
         if run is not None and key is not None and config["seed"] == 0:
             nll, se = metric(run, "nll")
-            ours[key] = f"−ln p(x) = {nll:.2f} ± {se:.2f} ({describe_recipe(config)}; {config['updates']:,} updates)"
+            recipe = describe_recipe(config)
+            ours[key] = f"−ln p(x) = {nll:.2f} ± {se:.2f} ({recipe}; {config['updates']:,} updates; seed 0)"
     in_regime = {}
     for config, points in zip(*regime[:2]) if regime is not None else ():
         key = paper_key(config["flow"], config["length"])
+        if key is not None:
+            in_regime[key] = NOT_RUN
         if points and key is not None:
             updates = max(points)
             nll, se = metric(points[updates], "nll")
@@ -62,7 +67,7 @@ def mnist_rows(evidence: MnistEvidence, regime: RegimeEvidence | None = None) ->
             "ours": ours.get(key, NOT_RUN),
         }
         if regime is not None:
-            row[f"ours, {REGIME_COLUMN}"] = in_regime.get(key, NOT_RUN)
+            row[f"ours, {REGIME_COLUMN}"] = in_regime.get(key, NOT_IN_REGIME)
         rows.append(row)
     return rows
 

@@ -17,6 +17,7 @@ FAMILY_COLOURS: dict[str, str] = {
     "conv": "#6A3D9A",
 }
 OTHER_COLOUR = "#999999"
+SHORTEST_SHADE = 0.5  # the share of its family's colour the shortest of several flow lengths is drawn in
 # Markers tell apart families whose points crowd at one flow length (the paper's values are drawn as squares).
 FAMILY_MARKERS = {
     "planar": "o",
@@ -56,6 +57,15 @@ def family_marker(family: str) -> str:
 def length_alpha(rank: int, count: int) -> float:
     """Opacity of the ``rank``-th of ``count`` flow lengths of one family: the longest flow fully opaque."""
     return 1.0 if count <= 1 else 0.5 + 0.5 * rank / (count - 1)
+
+
+def length_shade(family: str, rank: int, count: int) -> str:
+    """The colour of the ``rank``-th of ``count`` flow lengths of one family: the family's colour for the longest,
+    mixed with white for shorter ones (down to ``SHORTEST_SHADE`` of it), so lines stay crisp where they cross."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    weight = 1.0 if count <= 1 else SHORTEST_SHADE + (1 - SHORTEST_SHADE) * rank / (count - 1)
+    return to_hex(tuple(weight * c + (1 - weight) for c in to_rgb(family_colour(family))))
 
 
 def length_linestyle(rank: int, count: int) -> str:
