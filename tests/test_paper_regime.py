@@ -9,19 +9,22 @@ import torch
 from test_mnist_study import STUDY, fake_run
 
 from nf.experiments.mnist import budget_config
-from nf.experiments.mnist_study import regime_configs, regime_runs
-from nf.report.mnist_verdicts import SeedNoise
+from nf.experiments.mnist_study import regime_configs, regime_runs, regime_seed_configs, regime_seed_runs
+from nf.report.mnist_verdicts import SeedNoise, seed_noise
 from nf.report.paper_regime import (
     ACROSS,
     PAPER_RECIPE_COLUMN,
     across_recipes,
     common_budget,
+    regime_noise,
+    regime_seed_note,
     regime_table,
     regime_verdicts,
     verdicts_across_recipes,
     with_paper_recipe,
 )
 from nf.report.style import family_colour
+from nf.runs.cache import config_hash
 
 REGIME = {
     "models": [["none", 0], *[["planar", k] for k in (10, 20, 40, 80)]],
@@ -252,3 +255,54 @@ def test_each_flow_length_has_its_own_line_and_the_legend_sits_below_the_panels(
     )  # the longest in the family's colour
     squares = [line for line in axes[0].lines if line.get_marker() == "s" and len(line.get_xdata())]
     assert squares and all(min(line.get_xdata()) > 300_000 for line in squares)  # clear of our points at 300k
+
+
+SEEDED = {**REGIME, "seeded": [["none", 0], ["planar", 20]], "seeds": [0, 1, 2], "seeds_at": 100_000}
+
+
+def test_the_regimes_seed_runs_are_budget_points_of_runs_with_other_seeds():
+    configs = regime_configs(STUDY, SEEDED)
+    seeds = regime_seed_configs(STUDY, SEEDED)
+    assert [(c["flow"], c["length"], c["seed"], c["updates"]) for c in seeds] == [
+        ("none", 0, 1, 100_000),
+        ("planar", 20, 1, 100_000),
+        ("none", 0, 2, 100_000),
+        ("planar", 20, 2, 100_000),
+    ]
+    longer = [{**c, "seed": 1} for c in configs if (c["flow"], c["length"]) in (("none", 0), ("planar", 20))]
+    assert [config_hash("mnist", budget_config(c, 100_000)) for c in longer] == [
+        config_hash("mnist", c) for c in seeds[:2]
+    ]  # so a seed's run can be carried on to the full budget later
+    assert regime_seed_configs(STUDY, REGIME) == []
+    with pytest.raises(ValueError, match=r"paper_regime.seeded: \[\['planar', 30\]\] are not models of the regime"):
+        regime_seed_configs(STUDY, {**SEEDED, "seeded": [["planar", 30]]})
+    with pytest.raises(ValueError, match="paper_regime.seeds_at: 150000 updates is neither"):
+        regime_seed_configs(STUDY, {**SEEDED, "seeds_at": 150_000})
+
+
+def test_the_regimes_own_seed_spread_can_widen_its_uncertainties_never_narrow_them(tmp_path):
+    configs = regime_configs(STUDY, SEEDED)
+    seeds = regime_seed_configs(STUDY, SEEDED)
+    _store(configs[0], 100_000, 0.0, tmp_path)
+    _store(configs[2], 100_000, -1.0, tmp_path)
+    found = regime_runs(configs, tmp_path)
+    ours = _noise(0.09, 0.06)
+    gathered = regime_seed_runs(configs, found, seeds, tmp_path)
+    assert [c["seed"] for c in gathered[0]] == [0, 0, 1, 1, 2, 2]
+    assert gathered[1][0] is found[0][100_000] and gathered[1][2:] == [None] * 4
+    own = seed_noise(*gathered)
+    assert regime_noise(ours, own) == ours  # one seed each: nothing measured yet
+    note = regime_seed_note(ours, own, seeds)
+    assert note.startswith("**The regime's own spread over training seeds** is not measured yet: DLGM diagonal, ")
+    assert "with seeds 1, 2 to 100,000 updates are not trained, so its rules use our recipe's spread (0.06" in note
+    for i, (config, shift) in enumerate(zip(seeds, (0.5, 0.0, -0.5, -1.0))):  # diagonal spread 0.5, planar 0.5
+        fake_run(config, BASE + shift + (-1.0 if config["length"] else 0.0), tmp_path)
+    own = seed_noise(*regime_seed_runs(configs, found, seeds, tmp_path))
+    wide = regime_noise(ours, own)
+    assert wide.level["nll"] == pytest.approx(own.level["nll"]) and wide.level["nll"] > ours.level["nll"]
+    assert wide.measured_on.startswith("x; in the paper's regime: DLGM diagonal (3 seeds)")
+    narrow = regime_noise(_noise(9.0, 9.0), own)
+    assert narrow.level["nll"] == 9.0 and narrow.gain["nll"] == 9.0
+    note = regime_seed_note(ours, own, seeds)
+    assert f"{own.level['nll']:.2f} nats for a model's $-\\ln p(x)$" in note
+    assert note.endswith(f"the regime's rules use the larger, {wide.level['nll']:.2f} and {wide.gain['nll']:.2f}.")

@@ -18,6 +18,8 @@ from nf.experiments.mnist_study import (
     recipe_decided,
     regime_configs,
     regime_runs,
+    regime_seed_configs,
+    regime_seed_runs,
     report_configs,
     start_check_config,
     start_check_run,
@@ -25,6 +27,7 @@ from nf.experiments.mnist_study import (
 )
 from nf.report.gaps import GapLevel, Levels, converged
 from nf.report.mnist_verdicts import seed_noise
+from nf.report.paper_regime import regime_noise
 from nf.report.scorecard import MnistEvidence, RegimeEvidence, ToyEvidence
 from nf.report.toy import summarize
 from nf.runs.cache import Run, config_hash, lookup
@@ -97,13 +100,16 @@ def start_check_evidence(profile: str = "report", mnist: MnistEvidence | None = 
 
 
 def regime_evidence(profile: str = "report", mnist: MnistEvidence | None = None) -> RegimeEvidence:
-    """The MNIST chapter's paper's-regime configs, the budget points each has stored, and the report ladder's
-    spread over training seeds (``nf.report.paper_regime``); ``mnist``: the profile's ``mnist_evidence``, if the
-    caller has it already (it reads and verifies every run of the chapter)."""
+    """The MNIST chapter's paper's-regime configs, the budget points each has stored, and the spread over training
+    seeds its rules use (``nf.report.paper_regime.regime_noise``: the report ladder's, or the regime's own where
+    larger); ``mnist``: the profile's ``mnist_evidence``, if the caller has it already (it reads and verifies every
+    run of the chapter)."""
     parameters = chapter_parameters("mnist", profile)
     configs = regime_configs(parameters["study"], parameters["paper_regime"])
+    found = regime_runs(configs)
     _, _, ladder, runs = mnist_evidence(profile) if mnist is None else mnist
-    return configs, regime_runs(configs), seed_noise(ladder, runs)
+    seeds = regime_seed_runs(configs, found, regime_seed_configs(parameters["study"], parameters["paper_regime"]))
+    return configs, found, regime_noise(seed_noise(ladder, runs), seed_noise(*seeds))
 
 
 def mnist_verdict(claim_start: str, profile: str = "report") -> dict[str, str]:
@@ -231,11 +237,12 @@ def chapter_configs(
 
 def _mnist_runs(parameters: dict[str, Any]) -> tuple[list, list, list, bool]:
     """The MNIST chapter's study runs, report ladder runs (with its identity-start runs) and paper's-regime runs
-    (those not in the report ladder) as ``(experiment, config)``, and whether the report ladder's recipe is decided
-    (``recipe_decided``)."""
+    (with the runs of its seed measurement; those not in the report ladder) as ``(experiment, config)``, and
+    whether the report ladder's recipe is decided (``recipe_decided``)."""
     study_runs, ladder, identity, recipe = _ladder(parameters)
     study = [("mnist", c) for c in distinct_configs(study_configs(parameters["study"], parameters["seed"]))]
     regime = regime_configs(parameters["study"], parameters["paper_regime"])
+    regime += regime_seed_configs(parameters["study"], parameters["paper_regime"])
     regime = [("mnist", c) for c in regime if c not in ladder]
     start_check = start_check_config(parameters["study"], recipe)
     ladder = [("mnist", c) for c in ladder + identity + ([start_check] if start_check else [])]

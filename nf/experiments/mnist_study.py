@@ -19,7 +19,9 @@ the test set.
 the study's paper recipe (RMSprop, constant learning rate) for the paper's
 500,000 updates; each such run stores its budget points on its way
 (``nf.experiments.mnist.budget_points``), so ``regime_runs`` finds every
-budget a run has passed, before the run ends.
+budget a run has passed, before the run ends.  ``regime_seed_configs`` trains some of its models again with other
+seeds to a budget point, where ``regime_seed_runs`` gathers them with seed 0's point: the regime's own spread over
+training seeds.
 """
 
 from __future__ import annotations
@@ -152,6 +154,55 @@ def regime_configs(study: dict[str, Any], regime: dict[str, Any]) -> list[dict[s
     if recipe is None:
         raise ValueError(f"the study has no recipe with the paper's optimiser (rmsprop): {sorted(study['recipes'])}")
     return run_configs(regime["models"], seed=0, **{**regime["common"], **recipe_settings(study, recipe)})
+
+
+def regime_seed_configs(study: dict[str, Any], regime: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs that measure the regime's own spread over training seeds: each model of ``regime["seeded"]``
+    (models of the regime) with each seed of ``regime["seeds"]`` but 0, for ``regime["seeds_at"]`` updates of the
+    paper's recipe.  Seed 0 is the regime's own run, at its budget point there; a run of a budget point's updates
+    is that point of a longer run with the same seed, so these runs can be taken on later.  Empty where the regime
+    names no ``seeded`` models.
+
+    Raises:
+        ValueError: a seeded model that is not a model of the regime, or a ``seeds_at`` that is neither a budget
+            point of the regime's runs nor their full budget.
+    """
+    seeded = regime.get("seeded", [])
+    if not seeded:
+        return []
+    strangers = [model for model in seeded if model not in regime["models"]]
+    if strangers:
+        raise ValueError(f"paper_regime.seeded: {strangers} are not models of the regime ({regime['models']})")
+    base = regime_configs(study, {**regime, "models": seeded})
+    at = regime["seeds_at"]
+    if at != base[0]["updates"] and at not in budget_points(base[0]):
+        raise ValueError(
+            f"paper_regime.seeds_at: {at!r} updates is neither the regime's budget ({base[0]['updates']:,}) nor one "
+            f"of its budget points ({budget_points(base[0])})"
+        )
+    return [mnist_config(**{**c, "seed": seed, "updates": at}) for seed in regime["seeds"] if seed != 0 for c in base]
+
+
+def regime_seed_runs(
+    configs: list[dict[str, Any]],
+    found: list[dict[int, Run]],
+    seed_configs: list[dict[str, Any]],
+    results_dir: str | None = None,
+) -> tuple[list[dict[str, Any]], list[Run | None]]:
+    """Every run of the regime's seed measurement, as ``(configs, runs)``: for each model of ``seed_configs``
+    (``regime_seed_configs``), seed 0's run at their budget (the budget point of the regime's run in ``configs`` and
+    ``found``, from ``regime_runs``), then the other seeds' cached runs (None where not trained yet; never trains)."""
+    if not seed_configs:
+        return [], []
+    at = seed_configs[0]["updates"]
+    seeded = {(c["flow"], c["length"]) for c in seed_configs}
+    first = [
+        (c if at == c["updates"] else budget_config(c, at), points.get(at))
+        for c, points in zip(configs, found)
+        if (c["flow"], c["length"]) in seeded
+    ]
+    others = [(c, lookup("mnist", c, results_dir)) for c in seed_configs]
+    return [c for c, _ in first + others], [run for _, run in first + others]
 
 
 def regime_runs(configs: list[dict[str, Any]], results_dir: str | None = None) -> list[dict[int, Run]]:

@@ -30,6 +30,13 @@ every 100,000 updates of a run is the run of that budget, stored on its way
   (``nf.report.verdicts``); the Table 2 number here is judged with them, its
   ``u`` combining the test images' standard error with the seed spread of a
   model's ``-ln p(x)``, and ``s`` above is the largest paired spread measured.
+* **Later, before any run of the regime was trained with a second seed**: the
+  regime measures its own spread over training seeds (the diagonal model and
+  planar ``K = 20`` retrained with more seeds to a budget point,
+  ``nf.experiments.mnist_study.regime_seed_configs``), and its rules use, for
+  a model and for a gain alike, the larger of that spread and the report
+  recipe's (``regime_noise``): a spread measured in the regime can widen an
+  uncertainty, never narrow it.
 * **Across the two recipes** (``across_recipes``): *reproduced under both*,
   *only in the paper's regime*, *only under our recipe*, *in neither*; a
   *partly* on either side is named as such; *not tested* until the paper's
@@ -267,6 +274,42 @@ def across_recipes(ours: str, paper_regime: str) -> str:
     return settled.get((ours, paper_regime), f"paper's regime: {paper_regime}; our recipe: {ours}")
 
 
+def regime_noise(ours: SeedNoise, own: SeedNoise) -> SeedNoise:
+    """The spread over training seeds the regime's rules use (module docstring): per quantity the larger of our
+    recipe's (``ours``, measured on the report ladder) and the regime's own (``own``, from
+    ``nf.experiments.mnist_study.regime_seed_runs``; zero until one of its models has two seeds)."""
+    if not own.measured_on:
+        return ours
+    return SeedNoise(
+        {q: max(ours.level[q], own.level[q]) for q in ours.level},
+        {q: max(ours.gain[q], own.gain[q]) for q in ours.gain},
+        f"{ours.measured_on}; in the paper's regime: {own.measured_on}",
+    )
+
+
+def regime_seed_note(ours: SeedNoise, own: SeedNoise, seed_configs: list[dict[str, Any]]) -> str:
+    """The regime's own spread over training seeds beside our recipe's, and which one its rules use (Markdown);
+    ``seed_configs``: the runs that measure it (``regime_seed_configs``), for what it waits on."""
+    if not seed_configs:
+        return "The paper's regime measures no spread over training seeds of its own; its rules use our recipe's."
+    at = seed_configs[0]["updates"]
+    if not own.measured_on:
+        models = ", ".join(dict.fromkeys(model_name(c) for c in seed_configs))
+        seeds = ", ".join(str(s) for s in dict.fromkeys(c["seed"] for c in seed_configs))
+        return (
+            f"**The regime's own spread over training seeds** is not measured yet: {models} with seeds {seeds} to "
+            f"{at:,} updates are not trained, so its rules use our recipe's spread ({ours.level['nll']:.2f} nats "
+            f"for a model's $-\\ln p(x)$, {ours.gain['nll']:.2f} for a gain)."
+        )
+    used = regime_noise(ours, own)
+    return (
+        f"**The regime's own spread over training seeds**, at {at:,} updates ({own.measured_on}): "
+        f"{own.level['nll']:.2f} nats for a model's $-\\ln p(x)$ and {own.gain['nll']:.2f} for a gain, against "
+        f"our recipe's {ours.level['nll']:.2f} and {ours.gain['nll']:.2f}; the regime's rules use the larger, "
+        f"{used.level['nll']:.2f} and {used.gain['nll']:.2f}."
+    )
+
+
 def regime_rules(noise: SeedNoise) -> str:
     """The rules of the module docstring as a Markdown list, from the constants the code uses."""
     spread = f"{noise.gain['nll']:.2f} nats" if noise.measured_on else "not measured yet"
@@ -276,16 +319,20 @@ def regime_rules(noise: SeedNoise) -> str:
             "- **A Table 2 number in the paper's regime**: the report recipe's rule (within 1 nat of the paper's, "
             "or below it, decided beyond two uncertainties of each threshold) on the run at the paper's full "
             f"500,000 updates, its uncertainty combining the test images' standard error with the seed spread of a "
-            f"model's $-\\ln p(x)$ under the report recipe ({level}); until a run gets there, *not tested*, with its "
-            "furthest budget point as the evidence so far.",
+            f"model's $-\\ln p(x)$ ({level}); until a run gets there, *not tested*, with its furthest budget point as "
+            "the evidence so far.",
             f"- **A gain over the diagonal model**: both models at the full budget, paired on the same test images; "
             f"the uncertainty combines the paired standard error with the spread over training seeds of a paired "
-            f"gain under the report recipe ({spread}: the larger of the spread measured on gains and $\\sqrt 2$ "
+            f"gain ({spread}: under the report recipe the larger of the spread measured on gains and $\\sqrt 2$ "
             "times a model's, as the note on training seeds under *Verdicts* explains), since each model here has "
             f"one seed. A fall counts if it exceeds {SIGNIFICANT:g} of these uncertainties and is at least "
             f"{GAIN_FRACTION:.0%} of the paper's, with no step along the ladder rising by more than "
             f"{SIGNIFICANT:g} uncertainties. Until every rung gets there, *not tested*, with the fall at the "
             "furthest budget that every rung with a budget point has reached as the evidence so far.",
+            "- **The regime's own spread over training seeds** (added before any of its models had a second "
+            "seed): where the regime's models retrained with other seeds show a larger spread than the report "
+            "recipe's, for a model or for a gain, the uncertainties above use the larger; a spread measured in the "
+            "regime can widen them, never narrow them.",
             "- **Across the two recipes**: *reproduced under both*, *only in the paper's regime*, *only under our "
             "recipe* or *in neither*; where either recipe's verdict is *partly* or *not established*, the reading "
             "says so.",
