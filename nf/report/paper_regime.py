@@ -246,7 +246,8 @@ def regime_verdicts(
         lengths = [k for (_, k), _ in there]
         span = f"K=0 to {lengths[-1]}" + (f" (K={', '.join(map(str, lengths))})" if len(there) > 2 else "")
         so_far = fall([m for m, _ in there], [run for _, run in there], span)
-        return f"at {budget:,} updates {so_far.reason}", f"so far {so_far.ours} at {budget:,} updates"
+        shared = f"at {budget:,} updates (the furthest budget its rungs share)"
+        return f"at {budget:,} updates {so_far.reason}", f"so far {so_far.ours} {shared}"
 
     for claim, rungs in (
         ("planar K=20 gives a lower −ln p(x) than the diagonal model (Table 2)", [DIAGONAL, ("planar", 20)]),
