@@ -222,17 +222,18 @@ def regime_verdicts(
     def fall(rungs: list[tuple[str, int]], runs: list[Run], span: str) -> Verdict:
         """The fall along ``rungs`` by the rule, its reason naming every step that rises, decidedly or not."""
         steps = [difference(a, b) for a, b in zip(runs, runs[1:])]
+        labels = [f"K={a[1]} → {b[1]}" for a, b in zip(rungs, rungs[1:])]
         paper_fall = TABLE2_NEG_LOG_LIKELIHOOD[paper_key(*rungs[-1])] - paper_diagonal
-        verdict = falls_along(steps, difference(runs[0], runs[-1]), paper_fall, span)
-        rising = [
-            f"K={a[1]} → {b[1]} by {d:+.2f} ± {u:.2f} ("
-            + ("decidedly" if margin(d, 0.0, u) > SIGNIFICANT else f"within {SIGNIFICANT:g} uncertainties")
-            + ")"
-            for a, b, (d, u) in zip(rungs, rungs[1:], steps)
-            if d > 0
+        verdict = falls_along(steps, difference(runs[0], runs[-1]), paper_fall, span, labels)
+        within = [
+            f"{label} by {d:+.2f} ± {u:.2f}"
+            for label, (d, u) in zip(labels, steps)
+            if d > 0 and margin(d, 0.0, u) <= SIGNIFICANT
         ]
-        if rising:
-            verdict = replace(verdict, reason=f"{verdict.reason}; steps that rise: {', '.join(rising)}")
+        if within:
+            verdict = replace(
+                verdict, reason=f"{verdict.reason}; rising within {SIGNIFICANT:g} uncertainties: {', '.join(within)}"
+            )
         return verdict
 
     def fall_so_far(rungs: list[tuple[str, int]]) -> tuple[str, str]:

@@ -170,9 +170,10 @@ def falls_along(
     whole: tuple[float, float],
     paper_fall: float | None = None,
     span: str = "first to last rung",
+    labels: Sequence[str] | None = None,
 ) -> Verdict:
     """Does a quantity fall along a ladder? ``steps`` and ``whole`` are paired ``(difference, u)`` (module
-    docstring); ``span`` names the ladder's ends in the reason."""
+    docstring); ``span`` names the ladder's ends in the reason, ``labels`` (if given) each step in it."""
     d, u = whole
     text = f"{span}: {_plus_minus(d, u)}"
     shown = _plus_minus(d, u)
@@ -205,9 +206,8 @@ def falls_along(
         reasons.append(f"less than {GAIN_FRACTION:.0%} of the paper's fall")
     if rises:
         margins += [margin(steps[i][0], 0.0, steps[i][1]) for i in rises]
-        reasons.append(
-            f"rises at step{'s' if len(rises) > 1 else ''} " + ", ".join(_plus_minus(*steps[i]) for i in rises)
-        )
+        named = [(f"{labels[i]} by " if labels else "") + _plus_minus(*steps[i]) for i in rises]
+        reasons.append(f"rises at step{'s' if len(rises) > 1 else ''} " + ", ".join(named))
     return Verdict("partly", f"{text}; " + "; ".join(reasons), shown, min(margins))
 
 
