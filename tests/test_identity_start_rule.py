@@ -194,6 +194,7 @@ GAP = "the gap between the two recipes' random-start gains"
         (-2.9, "+0.10 ± 0.13 (within 2 u: not decidedly different)", f"closes 96% of {GAP}"),
         (-3.2, "-0.20 ± 0.13 (within 2 u: not decidedly different)", f"more than closes {GAP} (108% of it)"),
         (-1.0, "+2.00 ± 0.13 (decidedly smaller)", f"closes 20% of {GAP}"),
+        (0.1, "+3.10 ± 0.13 (decidedly smaller)", f"widens {GAP} (by 24% of it)"),
     ],
 )
 def test_the_start_is_read_against_the_paper_regime_at_the_same_budget(tmp_path, identity_shift, compared, closes):

@@ -87,7 +87,7 @@ def test_regime_runs_use_the_paper_recipe_and_find_every_budget_point(tmp_path):
     assert verdicts["planar K=20 gives a lower −ln p(x) than the diagonal model (Table 2)"]["verdict"] == "not tested"
     ladder = verdicts["longer planar flows give a lower −ln p(x) (Table 2)"]
     assert ladder["verdict"] == "not tested" and ladder["ours"] == (
-        "so far -1.00 ± 0.10 at 200,000 updates (the furthest budget its rungs share)"
+        "so far -1.00 ± 0.10 at 200,000 updates (the furthest budget its trained rungs share)"
     )
     assert ladder["evidence"].startswith(
         "so far at 200,000 updates K=0 to 20: -1.00 ± 0.10 (paper -3.4); less than 50%"
@@ -118,6 +118,14 @@ def test_a_ladder_still_training_shows_its_fall_at_the_furthest_budget_its_rungs
     evidence = rows["longer planar flows give a lower −ln p(x) (Table 2)"]["evidence"]
     assert "rises at step" not in evidence
     assert "; rising within 2 uncertainties: K=20 → 40 by +0.10 ± 0.10" in evidence
+    flat = tmp_path / "flat"  # no decided fall overall: a decided rise is still named
+    for config, gain in zip(configs, (0.0, -0.5, -1.0, 0.5, -0.1)):
+        _store(config, 100_000, gain, flat)
+    rows = {row["claim"]: row for row in regime_verdicts(configs, regime_runs(configs, flat), _noise(0.1))}
+    evidence = rows["longer planar flows give a lower −ln p(x) (Table 2)"]["evidence"]
+    assert (
+        "-0.10 ± 0.10 (paper -4.8): within 2 uncertainties of no change; rises decidedly at K=20 → 40 by " in evidence
+    )
 
 
 @pytest.mark.parametrize(
@@ -193,12 +201,19 @@ def test_the_cost_of_the_regime_comes_from_the_budget_points(tmp_path):
     run = _store(configs[0], 100_000, 0.0, tmp_path)
     metrics = {**run.metrics, "seconds_per_update": 0.036}  # fake runs store no timing: give the one this needs
     (run.path / "metrics.json").write_text(json.dumps(metrics))
-    rows = regime_cost(
-        configs, [{100_000: type(run)(run.experiment, run.key, run.path, run.provenance)}, {}, {}, {}, {}]
-    )
+    timed = type(run)(run.experiment, run.key, run.path, run.provenance)
+    rows = regime_cost(configs, [{100_000: timed}, {}, {}, {}, {}])
     assert rows[0]["trained to"] == "100,000 so far" and rows[0]["hours so far"] == "1.0"
     assert rows[0]["hours for 300,000 (projected)"] == "3.0" and rows[1]["trained to"] == "not trained yet"
     assert rows[-1]["hours so far"] == "1.0" and rows[-1]["run"].endswith("(core-hours)")
+    seeded = [{**configs[0], "seed": 1, "updates": 100_000}, {**configs[2], "seed": 1, "updates": 100_000}]
+    with_seeds = regime_cost(configs, [{}] * 5, ([configs[0], *seeded], [None, timed, None]))  # seed 0: the regime's
+    assert [r["run"] for r in with_seeds[5:7]] == [
+        "DLGM diagonal, seed 1 (a 100,000-update run)",
+        "DLGM+planar K=20, seed 1 (a 100,000-update run)",
+    ]
+    assert with_seeds[5]["trained to"] == "100,000" and with_seeds[5]["hours for 300,000 (projected)"] == "1.0"
+    assert with_seeds[6]["trained to"] == "not trained yet" and with_seeds[-1]["hours so far"] == "1.0"
 
 
 def test_a_regime_of_models_the_paper_does_not_report_is_not_tested_and_still_plotted(tmp_path):
@@ -273,10 +288,12 @@ def test_the_regimes_seed_runs_are_budget_points_of_runs_with_other_seeds():
     longer = [{**c, "seed": 1} for c in configs if (c["flow"], c["length"]) in (("none", 0), ("planar", 20))]
     assert [config_hash("mnist", budget_config(c, 100_000)) for c in longer] == [
         config_hash("mnist", c) for c in seeds[:2]
-    ]  # so a seed's run can be carried on to the full budget later
+    ]  # the same run as a full-length run's budget point
     assert regime_seed_configs(STUDY, REGIME) == []
     with pytest.raises(ValueError, match=r"paper_regime.seeded: \[\['planar', 30\]\] are not models of the regime"):
         regime_seed_configs(STUDY, {**SEEDED, "seeded": [["planar", 30]]})
+    with pytest.raises(ValueError, match=r"paper_regime.seeds: \[1, 2\] lacks seed 0"):
+        regime_seed_configs(STUDY, {**SEEDED, "seeds": [1, 2]})
     with pytest.raises(ValueError, match="paper_regime.seeds_at: 150000 updates is neither"):
         regime_seed_configs(STUDY, {**SEEDED, "seeds_at": 150_000})
 
@@ -296,7 +313,7 @@ def test_the_regimes_own_seed_spread_can_widen_its_uncertainties_never_narrow_th
     note = regime_seed_note(ours, own, seeds)
     assert note.startswith("**The regime's own spread over training seeds** is not measured yet: DLGM diagonal, ")
     assert "with seeds 1, 2 to 100,000 updates are not trained, so its rules use our recipe's spread (0.06" in note
-    for i, (config, shift) in enumerate(zip(seeds, (0.5, 0.0, -0.5, -1.0))):  # diagonal spread 0.5, planar 0.5
+    for config, shift in zip(seeds, (0.5, 0.0, -0.5, -1.0)):  # sd over seeds: diagonal 0.5, planar about 0.58
         fake_run(config, BASE + shift + (-1.0 if config["length"] else 0.0), tmp_path)
     own = seed_noise(*regime_seed_runs(configs, found, seeds, tmp_path))
     wide = regime_noise(ours, own)
@@ -304,6 +321,11 @@ def test_the_regimes_own_seed_spread_can_widen_its_uncertainties_never_narrow_th
     assert wide.measured_on.startswith("x; in the paper's regime: DLGM diagonal (3 seeds)")
     narrow = regime_noise(_noise(9.0, 9.0), own)
     assert narrow.level["nll"] == 9.0 and narrow.gain["nll"] == 9.0
+    mixed = regime_noise(_noise(0.01, 9.0), own)  # each quantity takes its own larger
+    assert mixed.level["nll"] == 9.0 and mixed.gain["nll"] == pytest.approx(own.gain["nll"])
+    assert own.gain["nll"] > 0.01
+    unmeasured = SeedNoise(ours.level, ours.gain, "")
+    assert regime_noise(unmeasured, own).measured_on.startswith("in the paper's regime: DLGM diagonal")
     note = regime_seed_note(ours, own, seeds)
     assert f"{own.level['nll']:.2f} nats for a model's $-\\ln p(x)$" in note
     assert note.endswith(f"the regime's rules use the larger, {wide.level['nll']:.2f} and {wide.gain['nll']:.2f}.")

@@ -104,12 +104,20 @@ def regime_evidence(profile: str = "report", mnist: MnistEvidence | None = None)
     seeds its rules use (``nf.report.paper_regime.regime_noise``: the report ladder's, or the regime's own where
     larger); ``mnist``: the profile's ``mnist_evidence``, if the caller has it already (it reads and verifies every
     run of the chapter)."""
+    configs, found, seeds = regime_seed_evidence(profile)
+    _, _, ladder, runs = mnist_evidence(profile) if mnist is None else mnist
+    return configs, found, regime_noise(seed_noise(ladder, runs), seed_noise(*seeds))
+
+
+def regime_seed_evidence(profile: str = "report") -> tuple[list[dict[str, Any]], list[dict[int, Run]], tuple]:
+    """The MNIST chapter's paper's-regime configs, the budget points each has stored, and the runs of its seed
+    measurement (``nf.experiments.mnist_study.regime_seed_runs``: configs and runs, None where not trained yet);
+    never trains."""
     parameters = chapter_parameters("mnist", profile)
     configs = regime_configs(parameters["study"], parameters["paper_regime"])
     found = regime_runs(configs)
-    _, _, ladder, runs = mnist_evidence(profile) if mnist is None else mnist
-    seeds = regime_seed_runs(configs, found, regime_seed_configs(parameters["study"], parameters["paper_regime"]))
-    return configs, found, regime_noise(seed_noise(ladder, runs), seed_noise(*seeds))
+    seeds = regime_seed_configs(parameters["study"], parameters["paper_regime"])
+    return configs, found, regime_seed_runs(configs, found, seeds)
 
 
 def mnist_verdict(claim_start: str, profile: str = "report") -> dict[str, str]:

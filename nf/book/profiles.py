@@ -149,8 +149,9 @@ MNIST_LADDER: dict[str, Any] = {  # Table 2's rows (planar, NICE-perm), the NICE
 }
 
 # Table 2 in the paper's own regime: the study's paper recipe (RMSprop 1e-5, momentum 0.9) for the paper's 500,000
-# updates on the test protocol; each run stores its budget points on its way.  Days of CPU time: trained as jobs
-# (``python -m nf runs train mnist``), never inside the chapter, which shows what is cached.
+# updates on the test protocol; each run stores its budget points on its way.  Hours per run on a CPU core (the
+# compute appendix measures them): trained as jobs (``python -m nf runs train mnist``), never inside the chapter,
+# which shows what is cached.
 # Its own spread over training seeds: the diagonal model and planar K=20 again with seeds 1 and 2, to the first
 # budget point (seed 0's is the regime run's own).
 MNIST_PAPER_REGIME: dict[str, Any] = {

@@ -159,13 +159,13 @@ def regime_configs(study: dict[str, Any], regime: dict[str, Any]) -> list[dict[s
 def regime_seed_configs(study: dict[str, Any], regime: dict[str, Any]) -> list[dict[str, Any]]:
     """The runs that measure the regime's own spread over training seeds: each model of ``regime["seeded"]``
     (models of the regime) with each seed of ``regime["seeds"]`` but 0, for ``regime["seeds_at"]`` updates of the
-    paper's recipe.  Seed 0 is the regime's own run, at its budget point there; a run of a budget point's updates
-    is that point of a longer run with the same seed, so these runs can be taken on later.  Empty where the regime
+    paper's recipe.  Seed 0 is the regime's own run, at its budget point there; each of these runs is the same run,
+    and the same cache entry, as that budget point of a full-length run with its seed.  Empty where the regime
     names no ``seeded`` models.
 
     Raises:
-        ValueError: a seeded model that is not a model of the regime, or a ``seeds_at`` that is neither a budget
-            point of the regime's runs nor their full budget.
+        ValueError: a seeded model that is not a model of the regime, seeds without 0 (the regime's own run), or a
+            ``seeds_at`` that is neither a budget point of the regime's runs nor their full budget.
     """
     seeded = regime.get("seeded", [])
     if not seeded:
@@ -173,6 +173,8 @@ def regime_seed_configs(study: dict[str, Any], regime: dict[str, Any]) -> list[d
     strangers = [model for model in seeded if model not in regime["models"]]
     if strangers:
         raise ValueError(f"paper_regime.seeded: {strangers} are not models of the regime ({regime['models']})")
+    if 0 not in regime["seeds"]:
+        raise ValueError(f"paper_regime.seeds: {regime['seeds']} lacks seed 0, the regime's own run")
     base = regime_configs(study, {**regime, "models": seeded})
     at = regime["seeds_at"]
     if at != base[0]["updates"] and at not in budget_points(base[0]):

@@ -337,11 +337,12 @@ def start_and_regime(
         if regime_gain[0] < random_gain[0]:
             share = (identity_gain[0] - random_gain[0]) / (regime_gain[0] - random_gain[0])
             gap = "the gap between the two recipes' random-start gains"
-            text += (
-                f", so the start more than closes {gap} ({share:.0%} of it)"
-                if share > 1
-                else f", so the start closes {share:.0%} of {gap}"
-            )
+            if share > 1:
+                text += f", so the start more than closes {gap} ({share:.0%} of it)"
+            elif share < 0:
+                text += f", so the start widens {gap} (by {-share:.0%} of it)"
+            else:
+                text += f", so the start closes {share:.0%} of {gap}"
         sentences.append(text + ".")
     if missing:
         sentences.append(f"Not trained yet with both starts: {', '.join(missing)}.")

@@ -179,7 +179,7 @@ def regime_verdicts(
     configs: list[dict[str, Any]], found: list[dict[int, Run]], noise: SeedNoise
 ) -> list[dict[str, str]]:
     """The paper's planar Table 2 claims in its own regime, by the rules of the module docstring; ``noise``: the
-    report ladder's spread over training seeds (``nf.report.mnist_verdicts.seed_noise``)."""
+    spread over training seeds its rules use (``regime_noise``)."""
     models = {model_key(c): (c, points) for c, points in zip(configs, found)}
     rows = []
 
@@ -220,21 +220,21 @@ def regime_verdicts(
     ladder = [m for m in models if (m == DIAGONAL or m[0] == "planar") and paper_key(*m) is not None]
 
     def fall(rungs: list[tuple[str, int]], runs: list[Run], span: str) -> Verdict:
-        """The fall along ``rungs`` by the rule, its reason naming every step that rises, decidedly or not."""
+        """The fall along ``rungs`` by the rule, its reason naming every step that rises, decidedly or not (a
+        *partly* fall's decided rises are named by ``falls_along`` itself)."""
         steps = [difference(a, b) for a, b in zip(runs, runs[1:])]
         labels = [f"K={a[1]} → {b[1]}" for a, b in zip(rungs, rungs[1:])]
         paper_fall = TABLE2_NEG_LOG_LIKELIHOOD[paper_key(*rungs[-1])] - paper_diagonal
         verdict = falls_along(steps, difference(runs[0], runs[-1]), paper_fall, span, labels)
-        within = [
-            f"{label} by {d:+.2f} ± {u:.2f}"
-            for label, (d, u) in zip(labels, steps)
-            if d > 0 and margin(d, 0.0, u) <= SIGNIFICANT
-        ]
+        rising = [(label, d, u, margin(d, 0.0, u) > SIGNIFICANT) for label, (d, u) in zip(labels, steps) if d > 0]
+        notes = []
+        unnamed = [f"{label} by {d:+.2f} ± {u:.2f}" for label, d, u, decided in rising if decided]
+        if unnamed and verdict.verdict != "partly":
+            notes.append(f"rises decidedly at {', '.join(unnamed)}")
+        within = [f"{label} by {d:+.2f} ± {u:.2f}" for label, d, u, decided in rising if not decided]
         if within:
-            verdict = replace(
-                verdict, reason=f"{verdict.reason}; rising within {SIGNIFICANT:g} uncertainties: {', '.join(within)}"
-            )
-        return verdict
+            notes.append(f"rising within {SIGNIFICANT:g} uncertainties: {', '.join(within)}")
+        return replace(verdict, reason="; ".join([verdict.reason, *notes])) if notes else verdict
 
     def fall_so_far(rungs: list[tuple[str, int]]) -> tuple[str, str]:
         """The fall at the furthest budget every rung with a point has reached, over the rungs there (the
@@ -247,7 +247,7 @@ def regime_verdicts(
         lengths = [k for (_, k), _ in there]
         span = f"K=0 to {lengths[-1]}" + (f" (K={', '.join(map(str, lengths))})" if len(there) > 2 else "")
         so_far = fall([m for m, _ in there], [run for _, run in there], span)
-        shared = f"at {budget:,} updates (the furthest budget its rungs share)"
+        shared = f"at {budget:,} updates (the furthest budget its trained rungs share)"
         return f"at {budget:,} updates {so_far.reason}", f"so far {so_far.ours} {shared}"
 
     for claim, rungs in (
@@ -285,7 +285,7 @@ def regime_noise(ours: SeedNoise, own: SeedNoise) -> SeedNoise:
     return SeedNoise(
         {q: max(ours.level[q], own.level[q]) for q in ours.level},
         {q: max(ours.gain[q], own.gain[q]) for q in ours.gain},
-        f"{ours.measured_on}; in the paper's regime: {own.measured_on}",
+        "; ".join(filter(None, [ours.measured_on, f"in the paper's regime: {own.measured_on}"])),
     )
 
 
@@ -321,13 +321,15 @@ def regime_rules(noise: SeedNoise) -> str:
             "- **A Table 2 number in the paper's regime**: the report recipe's rule (within 1 nat of the paper's, "
             "or below it, decided beyond two uncertainties of each threshold) on the run at the paper's full "
             f"500,000 updates, its uncertainty combining the test images' standard error with the seed spread of a "
-            f"model's $-\\ln p(x)$ ({level}); until a run gets there, *not tested*, with its furthest budget point as "
+            f"model's $-\\ln p(x)$ ({level}: the larger of the report recipe's and the regime's own, below); until "
+            "a run gets there, *not tested*, with its furthest budget point as "
             "the evidence so far.",
             f"- **A gain over the diagonal model**: both models at the full budget, paired on the same test images; "
             f"the uncertainty combines the paired standard error with the spread over training seeds of a paired "
-            f"gain ({spread}: under the report recipe the larger of the spread measured on gains and $\\sqrt 2$ "
-            "times a model's, as the note on training seeds under *Verdicts* explains), since each model here has "
-            f"one seed. A fall counts if it exceeds {SIGNIFICANT:g} of these uncertainties and is at least "
+            f"gain ({spread}: the larger of the report recipe's, itself the larger of the spread measured on gains "
+            "and $\\sqrt 2$ times a model's as the note on training seeds under *Verdicts* explains, and the "
+            "regime's own, below), since each model here has one seed. A fall counts if it exceeds "
+            f"{SIGNIFICANT:g} of these uncertainties and is at least "
             f"{GAIN_FRACTION:.0%} of the paper's, with no step along the ladder rising by more than "
             f"{SIGNIFICANT:g} uncertainties. Until every rung gets there, *not tested*, with the fall at the "
             "furthest budget that every rung with a budget point has reached as the evidence so far.",
@@ -364,9 +366,8 @@ def plot_regime(configs: list[dict[str, Any]], found: list[dict[int, Run]], axes
     for config, points in zip(configs, found):
         model = model_key(config)
         family = "none" if model == DIAGONAL else model[0]
-        shade = (
-            family_colour(family) if model == DIAGONAL else length_shade(family, lengths.index(model[1]), len(lengths))
-        )
+        own = sorted({c["length"] for c in configs if c["flow"] == family and c["length"]})  # the family's lengths
+        shade = family_colour(family) if model == DIAGONAL else length_shade(family, own.index(model[1]), len(own))
         style = dict(color=shade, marker=family_marker(family), capsize=3)
         style["linestyle"] = line_style.get(model[1], LENGTH_STYLES[0])
         label = model_name({"flow": model[0], "length": model[1]})
@@ -428,16 +429,26 @@ def verdicts_across_recipes(ours: list[dict[str, str]], regime: list[dict[str, s
     ]
 
 
-def regime_cost(configs: list[dict[str, Any]], found: list[dict[int, Run]]) -> list[dict[str, str]]:
+def regime_cost(
+    configs: list[dict[str, Any]],
+    found: list[dict[int, Run]],
+    seeds: tuple[list[dict[str, Any]], list[Run | None]] = ([], []),
+) -> list[dict[str, str]]:
     """What the paper's regime costs here: per run, the training time its furthest budget point measured (one
     thread, the runs sharing the machine two at a time), the time per 100,000 updates, and the full budget's time
-    projected from it; a last row sums the core-hours of the runs trained so far."""
+    projected from it; then the runs of its seed measurement (``seeds``: ``nf.experiments.mnist_study.
+    regime_seed_runs``, whose seed-0 runs are the regime's own), whose full budget is their own; a last row sums
+    the core-hours of the runs trained so far."""
     full = f"hours for {configs[0]['updates']:,} (projected)" if configs else "projected hours"
+    runs = list(zip(configs, found))
+    runs += [(c, {c["updates"]: run} if run is not None else {}) for c, run in zip(*seeds) if c["seed"] != 0]
     rows, spent, projected = [], 0.0, 0.0
-    for config, points in zip(configs, found):
+    for config, points in runs:
         model = model_key(config)
-        row = {"run": model_name({"flow": model[0], "length": model[1]}), "trained to": NOT_TRAINED}
-        row.update({"hours so far": "—", "hours per 100,000": "—", full: "—"})
+        name = model_name({"flow": model[0], "length": model[1]})
+        if config["seed"]:
+            name += f", seed {config['seed']} (a {config['updates']:,}-update run)"
+        row = {"run": name, "trained to": NOT_TRAINED, "hours so far": "—", "hours per 100,000": "—", full: "—"}
         if points:
             updates, run = max(points.items())
             per_update = run.metrics["seconds_per_update"]

@@ -22,6 +22,9 @@ each of planar ``K = 20`` and ``K = 80`` (``STORY_MODELS``), with ``g(b)`` its p
   is positive by more than ``SIGNIFICANT`` ``u`` (its ``se`` from the per-image differences, one ``s``);
 * **neither decided** otherwise; **not tested** until both runs reach ``F``, with the gains so far.
 
+**Later, before any model of the regime had a second seed**: ``s`` is the spread the regime's rules use
+(``nf.report.paper_regime.regime_noise``), the larger of our recipe's and the regime's own once measured.
+
 The story the data supports: *the gains last* if every model is *kept*, *the gains fade* if every model is
 *transient*, and otherwise says which model reads which way.
 """
@@ -73,7 +76,7 @@ def model_story(
     if margin(d, target, u) <= SIGNIFICANT:
         return "neither decided", f"{text}: within {SIGNIFICANT:g} uncertainties of {GAIN_FRACTION:.0%} of the paper's"
     short = f"less than {GAIN_FRACTION:.0%} of the paper's gain, decidedly"
-    if first == full:
+    if first == last:
         return "neither decided", f"{text}: {short}, but no earlier budget point shows whether it shrank"
     if shrink > 0 and margin(shrink, 0.0, shrink_u) > SIGNIFICANT:
         return "transient", f"{text}: {short}, and shrinking"
@@ -122,7 +125,9 @@ def story_rule() -> str:
         f"{models}, with $g(b)$ the paired gain over the diagonal model when both have trained $b$ updates and "
         f"$P$ the paper's gain: *the gains last* for a model if $g$ at the full budget is at least "
         f"{GAIN_FRACTION:.0%} of $P$ by more than {SIGNIFICANT:g} uncertainties $u$ (the paired standard error with "
-        f"the spread over training seeds of a paired gain); *the gains fade* if it is short of {GAIN_FRACTION:.0%} "
+        "the spread over training seeds of a paired gain that the regime's rules use, since before any of its "
+        "models had a second seed the larger of our recipe's and the regime's own); *the gains fade* if it is "
+        f"short of {GAIN_FRACTION:.0%} "
         f"of $P$ by more than {SIGNIFICANT:g} $u$ and has shrunk since the first budget point by more than "
         f"{SIGNIFICANT:g} $u$ (per image, the four scores paired). The data support a story if every model reads "
         "that way."

@@ -26,7 +26,7 @@ ToyEvidence = tuple[int, list[dict[str, Any]] | None]  # the longest flow length
 MnistEvidence = tuple[dict[str, Any], dict[str, list[Run | None]], list[dict[str, Any]], list[Run | None]]
 """The study, its runs by recipe, and the report ladder's configs and runs (None where missing)."""
 RegimeEvidence = tuple[list[dict[str, Any]], list[dict[int, Run]], SeedNoise]
-"""The paper's-regime configs, the budget points each has stored, and the report ladder's spread over seeds."""
+"""The paper's-regime configs, the budget points each has stored, and the spread over seeds its rules use."""
 REGIME_COLUMN = "paper's regime"
 
 

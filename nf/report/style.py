@@ -17,7 +17,6 @@ FAMILY_COLOURS: dict[str, str] = {
     "conv": "#6A3D9A",
 }
 OTHER_COLOUR = "#999999"
-SHORTEST_SHADE = 0.5  # the share of its family's colour the shortest of several flow lengths is drawn in
 # Markers tell apart families whose points crowd at one flow length (the paper's values are drawn as squares).
 FAMILY_MARKERS = {
     "planar": "o",
@@ -60,11 +59,11 @@ def length_alpha(rank: int, count: int) -> float:
 
 
 def length_shade(family: str, rank: int, count: int) -> str:
-    """The colour of the ``rank``-th of ``count`` flow lengths of one family: the family's colour for the longest,
-    mixed with white for shorter ones (down to ``SHORTEST_SHADE`` of it), so lines stay crisp where they cross."""
+    """The colour of the ``rank``-th of ``count`` flow lengths of one family: the family's colour mixed with white in
+    the proportion ``length_alpha`` gives (the longest pure), so lines stay crisp where they cross."""
     from matplotlib.colors import to_hex, to_rgb
 
-    weight = 1.0 if count <= 1 else SHORTEST_SHADE + (1 - SHORTEST_SHADE) * rank / (count - 1)
+    weight = length_alpha(rank, count)
     return to_hex(tuple(weight * c + (1 - weight) for c in to_rgb(family_colour(family))))
 
 
