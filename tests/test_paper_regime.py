@@ -18,6 +18,7 @@ from nf.report.paper_regime import (
     common_budget,
     regime_noise,
     regime_seed_note,
+    regime_seed_section,
     regime_table,
     regime_verdicts,
     verdicts_across_recipes,
@@ -329,3 +330,6 @@ def test_the_regimes_own_seed_spread_can_widen_its_uncertainties_never_narrow_th
     note = regime_seed_note(ours, own, seeds)
     assert f"{own.level['nll']:.2f} nats for a model's $-\\ln p(x)$" in note
     assert note.endswith(f"the regime's rules use the larger, {wide.level['nll']:.2f} and {wide.gain['nll']:.2f}.")
+    section = regime_seed_section(ours, seeds, regime_seed_runs(configs, found, seeds, tmp_path))
+    assert section.startswith("| model |") and section.endswith(note)  # the seed table, then the note
+    assert regime_seed_section(ours, seeds, gathered).startswith("**The regime's own spread")  # no table yet

@@ -88,6 +88,18 @@ def test_fall_along_a_ladder():
     assert falls_along(steps, (0.3, 0.2)).verdict == "not established"
 
 
+def test_a_labelled_fall_names_every_rising_step_whatever_its_verdict():
+    labels = ["K=0 → 10", "K=10 → 20"]
+    within = falls_along([(-2.0, 0.1), (0.15, 0.1)], (-1.85, 0.2), labels=labels)
+    assert within.verdict == "reproduced"
+    assert within.reason.endswith("; rising within 2 uncertainties: K=10 → 20 by +0.15 ± 0.10")
+    decided = falls_along([(-0.3, 0.1), (0.5, 0.1)], (0.2, 0.2), labels=labels)  # no change overall
+    assert decided.verdict == "not established" and "; rises decidedly at K=10 → 20 by +0.50 ± 0.10" in decided.reason
+    partly = falls_along([(-2.0, 0.1), (0.5, 0.1)], (-1.5, 0.2), labels=labels)
+    assert "rises at step K=10 → 20 by +0.50 ± 0.10" in partly.reason and "decidedly" not in partly.reason
+    assert falls_along([(-2.0, 0.1), (0.15, 0.1)], (-1.85, 0.2)).reason == "first to last rung: -1.85 ± 0.20"
+
+
 def test_beats_at_every_some_or_no_length():
     labels = ["K=10", "K=20"]
     every = beats([(1.0, 0.1), (0.5, 0.2)], labels)

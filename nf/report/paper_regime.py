@@ -45,21 +45,20 @@ every 100,000 updates of a run is the run of that budget, stored on its way
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from nf.experiments.comparisons import SIGNIFICANT, metric, paired_difference
 from nf.experiments.cost import UpdateWork, gpu_seconds_estimate
-from nf.report.mnist import NOT_TRAINED, model_key, model_name, paper_key, signed, table2_models
-from nf.report.mnist_verdicts import SeedNoise
+from nf.report.mnist import NOT_TRAINED, model_key, model_name, paper_key, seed_table, signed, table2_models
+from nf.report.mnist_verdicts import SeedNoise, seed_noise
 from nf.report.nice import model_label
 from nf.report.paper import TABLE2_NEG_LOG_LIKELIHOOD
 from nf.report.style import family_colour, family_marker, length_shade
+from nf.report.tables import markdown_table
 from nf.report.verdicts import (
     GAIN_FRACTION,
     Verdict,
     falls_along,
-    margin,
     not_tested,
     table2_number,
     verdict_columns,
@@ -220,21 +219,11 @@ def regime_verdicts(
     ladder = [m for m in models if (m == DIAGONAL or m[0] == "planar") and paper_key(*m) is not None]
 
     def fall(rungs: list[tuple[str, int]], runs: list[Run], span: str) -> Verdict:
-        """The fall along ``rungs`` by the rule, its reason naming every step that rises, decidedly or not (a
-        *partly* fall's decided rises are named by ``falls_along`` itself)."""
+        """The fall along ``rungs`` by the rule, its reason naming every step that rises (``falls_along``)."""
         steps = [difference(a, b) for a, b in zip(runs, runs[1:])]
         labels = [f"K={a[1]} → {b[1]}" for a, b in zip(rungs, rungs[1:])]
         paper_fall = TABLE2_NEG_LOG_LIKELIHOOD[paper_key(*rungs[-1])] - paper_diagonal
-        verdict = falls_along(steps, difference(runs[0], runs[-1]), paper_fall, span, labels)
-        rising = [(label, d, u, margin(d, 0.0, u) > SIGNIFICANT) for label, (d, u) in zip(labels, steps) if d > 0]
-        notes = []
-        unnamed = [f"{label} by {d:+.2f} ± {u:.2f}" for label, d, u, decided in rising if decided]
-        if unnamed and verdict.verdict != "partly":
-            notes.append(f"rises decidedly at {', '.join(unnamed)}")
-        within = [f"{label} by {d:+.2f} ± {u:.2f}" for label, d, u, decided in rising if not decided]
-        if within:
-            notes.append(f"rising within {SIGNIFICANT:g} uncertainties: {', '.join(within)}")
-        return replace(verdict, reason="; ".join([verdict.reason, *notes])) if notes else verdict
+        return falls_along(steps, difference(runs[0], runs[-1]), paper_fall, span, labels)
 
     def fall_so_far(rungs: list[tuple[str, int]]) -> tuple[str, str]:
         """The fall at the furthest budget every rung with a point has reached, over the rungs there (the
@@ -310,6 +299,16 @@ def regime_seed_note(ours: SeedNoise, own: SeedNoise, seed_configs: list[dict[st
         f"our recipe's {ours.level['nll']:.2f} and {ours.gain['nll']:.2f}; the regime's rules use the larger, "
         f"{used.level['nll']:.2f} and {used.gain['nll']:.2f}."
     )
+
+
+def regime_seed_section(
+    ours: SeedNoise, seed_configs: list[dict[str, Any]], found: tuple[list[dict[str, Any]], list[Run | None]]
+) -> str:
+    """The regime's seed table (``seed_table``, once a model has two seeds) and ``regime_seed_note`` (Markdown);
+    ``found``: the configs and runs of the seed measurement (``nf.experiments.mnist_study.regime_seed_runs``)."""
+    rows = seed_table(*found)
+    table = markdown_table(rows) + "\n\n" if rows else ""
+    return table + regime_seed_note(ours, seed_noise(*found), seed_configs)
 
 
 def regime_rules(noise: SeedNoise) -> str:

@@ -80,7 +80,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nf.experiments.comparisons import SIGNIFICANT
 
@@ -173,7 +173,30 @@ def falls_along(
     labels: Sequence[str] | None = None,
 ) -> Verdict:
     """Does a quantity fall along a ladder? ``steps`` and ``whole`` are paired ``(difference, u)`` (module
-    docstring); ``span`` names the ladder's ends in the reason, ``labels`` (if given) each step in it."""
+    docstring); ``span`` names the ladder's ends in the reason.  With ``labels`` (one per step) the reason also
+    names every step that rises, whatever the verdict: a decided rise, and a rise within the uncertainty."""
+    verdict = _fall_verdict(steps, whole, paper_fall, span, labels)
+    if labels is None:
+        return verdict
+    rising = [(label, d, u, _decided(margin(d, 0.0, u))) for label, (d, u) in zip(labels, steps) if d > 0]
+    notes = []
+    decided = [f"{label} by {_plus_minus(d, u)}" for label, d, u, sure in rising if sure]
+    if decided and verdict.verdict != "partly":  # a partly fall names its decided rises already
+        notes.append(f"rises decidedly at {', '.join(decided)}")
+    within = [f"{label} by {_plus_minus(d, u)}" for label, d, u, sure in rising if not sure]
+    if within:
+        notes.append(f"rising within {SIGNIFICANT:g} uncertainties: {', '.join(within)}")
+    return replace(verdict, reason="; ".join([verdict.reason, *notes])) if notes else verdict
+
+
+def _fall_verdict(
+    steps: Sequence[tuple[float, float]],
+    whole: tuple[float, float],
+    paper_fall: float | None,
+    span: str,
+    labels: Sequence[str] | None,
+) -> Verdict:
+    """``falls_along``'s verdict by the rule, naming the decided rises of a *partly* fall."""
     d, u = whole
     text = f"{span}: {_plus_minus(d, u)}"
     shown = _plus_minus(d, u)
