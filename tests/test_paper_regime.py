@@ -10,7 +10,7 @@ from test_mnist_study import STUDY, fake_run
 
 from nf.experiments.mnist import budget_config
 from nf.experiments.mnist_study import regime_configs, regime_runs, regime_seed_configs, regime_seed_runs
-from nf.report.mnist_verdicts import SeedNoise, seed_noise
+from nf.report.mnist_verdicts import LADDER_CLAIMS, SeedNoise, seed_noise
 from nf.report.paper_regime import (
     ACROSS,
     PAPER_RECIPE_COLUMN,
@@ -127,6 +127,25 @@ def test_a_ladder_still_training_shows_its_fall_at_the_furthest_budget_its_rungs
     assert (
         "-0.10 ± 0.10 (paper -4.8): within 2 uncertainties of no change; rises decidedly at K=20 → 40 by " in evidence
     )
+
+
+def test_fig4_is_judged_in_the_regime_by_the_report_recipes_rule(tmp_path):
+    configs = regime_configs(STUDY, REGIME)
+    gains, gaps = (0.0, -0.5, -1.0, -1.5, -2.0), (3.0, 2.8, 2.6, 2.4, 2.0)  # the KL falls by 1 nat, the bound by 3
+    for config, gain, gap in zip(configs, gains, gaps):
+        fake_run(budget_config(config, 100_000), BASE + gain, tmp_path, gap)
+    rows = {row["claim"]: row for row in regime_verdicts(configs, regime_runs(configs, tmp_path), _noise(0.1))}
+    kl = rows[LADDER_CLAIMS["kl"]]
+    assert kl["verdict"] == "not tested" and kl["paper"] == "falls (plot)"  # no rung at the full budget yet
+    assert kl["evidence"].startswith("so far at 100,000 updates K=0 to 80 (K=0, 10, 20, 40, 80): -1.00 ± 0.10;")
+    for config, gain, gap in zip(configs, gains, (3.0, 2.8, 2.9, 2.4, 2.0)):  # K=10 -> 20 rises a little
+        fake_run(config, BASE + gain, tmp_path, gap)
+    rows = {row["claim"]: row for row in regime_verdicts(configs, regime_runs(configs, tmp_path), _noise(0.1))}
+    assert rows[LADDER_CLAIMS["bound"]]["verdict"] == "reproduced"
+    assert rows[LADDER_CLAIMS["bound"]]["evidence"] == "K=0 to 80: -3.00 ± 0.10"
+    kl = rows[LADDER_CLAIMS["kl"]]
+    assert kl["verdict"] == "reproduced"  # a step rising within its uncertainty is named, and decides nothing
+    assert kl["evidence"] == "K=0 to 80: -1.00 ± 0.10; rising within 2 uncertainties: K=10 → 20 by +0.10 ± 0.10"
 
 
 @pytest.mark.parametrize(
