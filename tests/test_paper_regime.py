@@ -84,7 +84,7 @@ def test_regime_runs_use_the_paper_recipe_and_find_every_budget_point(tmp_path):
     planar = verdicts["Table 2: planar K=20, −ln p(x)"]
     assert planar["verdict"] == "not tested"  # a budget point is evidence so far, never the verdict
     assert planar["evidence"].startswith("so far at 200,000 updates ours 89.")
-    assert "to 300,000 updates" in planar["evidence"]
+    assert planar["evidence"].endswith("; not at the full budget yet: planar K=20 (200,000 of 300,000 updates)")
     assert verdicts["planar K=20 gives a lower −ln p(x) than the diagonal model (Table 2)"]["verdict"] == "not tested"
     ladder = verdicts["longer planar flows give a lower −ln p(x) (Table 2)"]
     assert ladder["verdict"] == "not tested" and ladder["ours"] == (
@@ -105,7 +105,8 @@ def test_a_ladder_still_training_shows_its_fall_at_the_furthest_budget_its_rungs
     assert ladder["verdict"] == "not tested"  # K=10, 40 and 80 short of the full budget
     assert ladder["evidence"] == (
         "so far at 200,000 updates K=0 to 80 (K=0, 10, 20, 80): -3.00 ± 0.10 (paper -4.8); "
-        "not trained yet: DLGM+planar K=10, DLGM+planar K=40, DLGM+planar K=80 to the full budget"
+        "not at the full budget yet: DLGM+planar K=10 (200,000 of 300,000 updates), DLGM+planar K=80 (200,000 of "
+        "300,000 updates); not trained yet: DLGM+planar K=40"
     )
     _store(configs[3], 100_000, 0.5, tmp_path)  # K=40 above K=20: the step that rises is named
     rows = {row["claim"]: row for row in regime_verdicts(configs, regime_runs(configs, tmp_path), _noise(0.1))}

@@ -77,10 +77,26 @@ from nf.runs.cache import Run
 
 ACROSS = ("reproduced under both", "only in the paper's regime", "only under our recipe", "in neither")
 DIAGONAL = ("none", 0)
+SHORT_OF_BUDGET = "not at the full budget yet"  # a run still training: what a not-tested verdict waits for
 
 
 def _furthest(points: dict[int, Run]) -> tuple[int, Run] | None:
     return max(points.items()) if points else None
+
+
+def _waiting_for(
+    short: list[tuple[str, int]], models: dict[tuple[str, int], tuple[dict[str, Any], dict[int, Run]]]
+) -> tuple[str, str]:
+    """What a verdict waits for while rungs ``short`` lack the full budget (``not_tested``'s ``missing`` and
+    ``waiting``): the runs still training, each with how far it has got, then those not started."""
+    training = [m for m in short if m in models and models[m][1]]
+    started = [
+        f"{model_name(models[m][0])} ({max(models[m][1]):,} of {models[m][0]['updates']:,} updates)" for m in training
+    ]
+    untrained = ", ".join(model_name({"flow": f, "length": k}) for f, k in short if (f, k) not in training)
+    if not started:
+        return untrained, "not trained yet"
+    return ", ".join(started) + (f"; not trained yet: {untrained}" if untrained else ""), SHORT_OF_BUDGET
 
 
 def _trained_to(updates: int, full: int) -> str:
@@ -217,9 +233,10 @@ def regime_verdicts(
         elif furthest is not None:
             so_far = number(furthest[1], paper)
             verdict = not_tested(
-                f"{name} to {config['updates']:,} updates",
+                f"{name} ({furthest[0]:,} of {config['updates']:,} updates)",
                 f"at {furthest[0]:,} updates {so_far.reason}",
                 f"so far {so_far.ours} at {furthest[0]:,} updates",
+                SHORT_OF_BUDGET,
             )
         else:
             verdict = not_tested(f"{name} to {config['updates']:,} updates")
@@ -259,9 +276,10 @@ def regime_verdicts(
         (LADDER_CLAIMS["bound"], ladder, "bound", "falls (plot)"),  # Fig. 4, by the report recipe's rule
         (LADDER_CLAIMS["kl"], ladder, "kl", "falls (plot)"),
     ):
-        missing = [model_name({"flow": f, "length": k}) for f, k in rungs if (f, k) not in finished]
-        if len(rungs) < 2 or missing:
-            add(claim, paper, not_tested(", ".join(missing) + " to the full budget", *fall_so_far(rungs, quantity)))
+        short = [m for m in rungs if m not in finished]
+        if len(rungs) < 2 or short:
+            missing, waiting = _waiting_for(short, models)
+            add(claim, paper, not_tested(missing, *fall_so_far(rungs, quantity), waiting))
             continue
         add(claim, paper, fall(rungs, [finished[m] for m in rungs], f"K=0 to {rungs[-1][1]}", quantity))
     return rows

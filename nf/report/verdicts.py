@@ -134,10 +134,10 @@ def _plus_minus(value: float, u: float) -> str:
     return f"{value:+.2f} ± {u:.2f}"
 
 
-def not_tested(missing: str, so_far: str = "", ours: str = "") -> Verdict:
+def not_tested(missing: str, so_far: str = "", ours: str = "", waiting: str = "not trained yet") -> Verdict:
     """No verdict until ``missing`` is trained; ``so_far``: the evidence of the runs already trained, if any, and
-    ``ours`` its deciding number."""
-    return Verdict("not tested", (f"so far {so_far}; " if so_far else "") + f"not trained yet: {missing}", ours)
+    ``ours`` its deciding number; ``waiting``: what ``missing`` lacks."""
+    return Verdict("not tested", (f"so far {so_far}; " if so_far else "") + f"{waiting}: {missing}", ours)
 
 
 def table2_number(ours: float, paper: float, u: float) -> Verdict:
