@@ -136,8 +136,10 @@ def _plus_minus(value: float, u: float) -> str:
 
 def not_tested(missing: str, so_far: str = "", ours: str = "", waiting: str = "not trained yet") -> Verdict:
     """No verdict until ``missing`` is trained; ``so_far``: the evidence of the runs already trained, if any, and
-    ``ours`` its deciding number; ``waiting``: what ``missing`` lacks."""
-    return Verdict("not tested", (f"so far {so_far}; " if so_far else "") + f"{waiting}: {missing}", ours)
+    ``ours`` its deciding number; ``waiting``: what ``missing`` lacks (empty: ``missing`` says it itself)."""
+    return Verdict(
+        "not tested", (f"so far {so_far}; " if so_far else "") + (f"{waiting}: " if waiting else "") + missing, ours
+    )
 
 
 def table2_number(ours: float, paper: float, u: float) -> Verdict:
@@ -173,30 +175,33 @@ def falls_along(
     labels: Sequence[str] | None = None,
 ) -> Verdict:
     """Does a quantity fall along a ladder? ``steps`` and ``whole`` are paired ``(difference, u)`` (module
-    docstring); ``span`` names the ladder's ends in the reason.  With ``labels`` (one per step) the reason also
-    names every step that rises, whatever the verdict: a decided rise, and a rise within the uncertainty."""
-    verdict = _fall_verdict(steps, whole, paper_fall, span, labels)
-    if labels is None:
-        return verdict
-    rising = [(label, d, u, _decided(margin(d, 0.0, u))) for label, (d, u) in zip(labels, steps) if d > 0]
+    docstring); ``span`` names the ladder's ends in the reason.  The reason names every step that rises
+    decidedly, whatever the verdict, and with ``labels`` (one per step, naming it) also every step that rises
+    within its uncertainty."""
+    if labels is not None and len(labels) != len(steps):
+        raise ValueError(f"falls_along: {len(labels)} labels for {len(steps)} steps")
+    rising = [(i, margin(step, 0.0, step_u)) for i, (step, step_u) in enumerate(steps) if step > 0]
+    decided = [(i, m) for i, m in rising if _decided(m)]
+
+    def named(indices: list[int]) -> str:
+        return ", ".join((f"{labels[i]} by " if labels else "") + _plus_minus(*steps[i]) for i in indices)
+
+    verdict = _fall_verdict(whole, paper_fall, span, [m for _, m in decided])
     notes = []
-    decided = [f"{label} by {_plus_minus(d, u)}" for label, d, u, sure in rising if sure]
-    if decided and verdict.verdict != "partly":  # a partly fall names its decided rises already
-        notes.append(f"rises decidedly at {', '.join(decided)}")
-    within = [f"{label} by {_plus_minus(d, u)}" for label, d, u, sure in rising if not sure]
-    if within:
-        notes.append(f"rising within {SIGNIFICANT:g} uncertainties: {', '.join(within)}")
-    return replace(verdict, reason="; ".join([verdict.reason, *notes])) if notes else verdict
+    if decided:
+        notes.append(f"rises decidedly at step{'s' if len(decided) > 1 else ''} {named([i for i, _ in decided])}")
+    within = [i for i, m in rising if not _decided(m)]
+    if labels is not None and within:
+        notes.append(f"rising within {SIGNIFICANT:g} uncertainties: {named(within)}")
+    return replace(verdict, reason="; ".join([verdict.reason, *notes]))
 
 
 def _fall_verdict(
-    steps: Sequence[tuple[float, float]],
-    whole: tuple[float, float],
-    paper_fall: float | None,
-    span: str,
-    labels: Sequence[str] | None,
+    whole: tuple[float, float], paper_fall: float | None, span: str, rise_margins: list[float]
 ) -> Verdict:
-    """``falls_along``'s verdict by the rule, naming the decided rises of a *partly* fall."""
+    """``falls_along``'s verdict by the rule (module docstring), ``rise_margins`` those of the decided rises; its
+    reason gives the whole fall and why it is not reproduced, if it is not, save for the rises it leaves to
+    ``falls_along`` to name."""
     d, u = whole
     text = f"{span}: {_plus_minus(d, u)}"
     shown = _plus_minus(d, u)
@@ -221,17 +226,10 @@ def _fall_verdict(
                 fraction,
             )
         small = d > GAIN_FRACTION * paper_fall
-    rises = [i for i, (step, step_u) in enumerate(steps) if step > 0 and _decided(margin(step, 0.0, step_u))]
-    if not rises and not small:
+    if not rise_margins and not small:
         return Verdict("reproduced", text, shown, min(margins))
-    reasons = []
-    if small:
-        reasons.append(f"less than {GAIN_FRACTION:.0%} of the paper's fall")
-    if rises:
-        margins += [margin(steps[i][0], 0.0, steps[i][1]) for i in rises]
-        named = [(f"{labels[i]} by " if labels else "") + _plus_minus(*steps[i]) for i in rises]
-        reasons.append(f"rises at step{'s' if len(rises) > 1 else ''} " + ", ".join(named))
-    return Verdict("partly", f"{text}; " + "; ".join(reasons), shown, min(margins))
+    reason = f"{text}; less than {GAIN_FRACTION:.0%} of the paper's fall" if small else text
+    return Verdict("partly", reason, shown, min(margins + rise_margins))
 
 
 def beats(differences: Sequence[tuple[float, float]], labels: Sequence[str], names: str = "") -> Verdict:
