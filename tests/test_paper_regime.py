@@ -1,4 +1,5 @@
-"""Table 2 and Fig. 4 in the paper's own regime: budget points found, shown and judged (made-up per-image scores, no training)."""
+"""Table 2 and Fig. 4 in the paper's own regime: budget points found, shown and judged (made-up per-image scores, no
+training)."""
 
 from __future__ import annotations
 
