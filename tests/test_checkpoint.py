@@ -78,3 +78,16 @@ def test_the_status_of_a_run_with_an_unreadable_checkpoint_says_so(tmp_path):
         "checkpoint cannot be read: it will be moved aside and the run started over",
     )
     assert path.exists()  # status only reads
+
+
+def test_a_finished_runs_checkpoint_goes_with_the_temporary_files_of_killed_saves(tmp_path):
+    from nf.runs.checkpoint import remove_checkpoint
+
+    checkpoint = tmp_path / ".abc.checkpoint.pt"
+    checkpoint.write_bytes(b"state")
+    stale = tmp_path / "..abc.checkpoint.pt.x1y2z3.tmp"  # a save killed before its rename (SIGKILL)
+    stale.write_bytes(b"half")
+    other = tmp_path / "..abd.checkpoint.pt.x1y2z3.tmp"  # another run's save
+    other.write_bytes(b"half")
+    remove_checkpoint(checkpoint)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name]

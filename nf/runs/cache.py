@@ -49,6 +49,7 @@ from typing import Any
 
 import torch
 
+from nf.runs.checkpoint import remove_checkpoint
 from nf.runs.parallel import run_tasks
 
 RESULTS_ENV_VAR = "NF_RESULTS_DIR"
@@ -291,7 +292,7 @@ def cached_run(
             return found
         checkpoint = checkpoint_path(experiment, config, results_dir)
         run = store_run(experiment, config, lambda folder: train(config, folder, checkpoint), results_dir, version)
-        checkpoint.unlink(missing_ok=True)
+        remove_checkpoint(checkpoint)  # with any temporary file a killed save left
     return run
 
 

@@ -48,6 +48,14 @@ def save_atomically(state: dict[str, Any], path: Path) -> None:
         raise
 
 
+def remove_checkpoint(path: Path) -> None:
+    """Delete the checkpoint at ``path`` of a finished run, and the temporary files of saves that a killed process
+    left beside it (``save_atomically``: ``.<name>.<random>.tmp``)."""
+    path.unlink(missing_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
 UNREADABLE = ".unreadable"  # the suffix of a checkpoint moved aside because it could not be read
 
 
