@@ -87,6 +87,11 @@ def _furthest(points: dict[int, Run]) -> tuple[int, Run] | None:
     return max(points.items()) if points else None
 
 
+def _progress(name: str, points: dict[int, Run], updates: int) -> str:
+    """A run short of its full budget and how far it has got: ``"planar K=80 (400,000 of 500,000 updates)"``."""
+    return f"{name} ({max(points):,} of {updates:,} updates)"
+
+
 def _waiting_for(
     rungs: list[tuple[str, int]],
     finished: dict[tuple[str, int], Run],
@@ -99,11 +104,7 @@ def _waiting_for(
     groups = [
         (
             SHORT_OF_BUDGET,
-            [
-                f"{name(m)} ({max(models[m][1]):,} of {models[m][0]['updates']:,} updates)"
-                for m in short
-                if m in models and models[m][1]
-            ],
+            [_progress(name(m), models[m][1], models[m][0]["updates"]) for m in short if m in models and models[m][1]],
         ),
         ("not trained yet", [name(m) for m in short if m in models and not models[m][1]]),
         ("not a model of the regime", [name(m) for m in short if m not in models]),
@@ -246,7 +247,7 @@ def regime_verdicts(
         elif furthest is not None:
             so_far = number(furthest[1], paper)
             verdict = not_tested(
-                f"{name} ({furthest[0]:,} of {config['updates']:,} updates)",
+                _progress(name, points, config["updates"]),
                 f"at {furthest[0]:,} updates {so_far.reason}",
                 f"so far {so_far.ours} at {furthest[0]:,} updates",
                 SHORT_OF_BUDGET,
@@ -257,14 +258,18 @@ def regime_verdicts(
     paper_diagonal = TABLE2_NEG_LOG_LIKELIHOOD[paper_key(*DIAGONAL)]
     ladder = [m for m in models if (m == DIAGONAL or m[0] == "planar") and paper_key(*m) is not None]
 
+    def paper_fall(rungs: list[tuple[str, int]]) -> float:
+        """The paper's Table 2 fall in ``-ln p(x)`` from the diagonal model to the last of ``rungs``."""
+        return TABLE2_NEG_LOG_LIKELIHOOD[paper_key(*rungs[-1])] - paper_diagonal
+
     def fall(rungs: list[tuple[str, int]], runs: list[Run], span: str, quantity: str) -> Verdict:
         """The fall of ``quantity`` along ``rungs`` by the rule, its reason naming every step that rises
         (``falls_along``); measured against the paper's fall for ``-ln p(x)`` (Table 2), against none for the
         bound and the KL (Fig. 4, a plot)."""
         steps = [difference(a, b, quantity) for a, b in zip(runs, runs[1:])]
         labels = [f"K={a[1]} → {b[1]}" for a, b in zip(rungs, rungs[1:])]
-        paper_fall = TABLE2_NEG_LOG_LIKELIHOOD[paper_key(*rungs[-1])] - paper_diagonal if quantity == "nll" else None
-        return falls_along(steps, difference(runs[0], runs[-1], quantity), paper_fall, span, labels)
+        paper_value = paper_fall(rungs) if quantity == "nll" else None
+        return falls_along(steps, difference(runs[0], runs[-1], quantity), paper_value, span, labels)
 
     def fall_so_far(rungs: list[tuple[str, int]], quantity: str) -> tuple[str, str]:
         """The fall at the furthest budget every rung with a point has reached, over the rungs there (the
@@ -280,12 +285,9 @@ def regime_verdicts(
         shared = f"at {budget:,} updates (the furthest budget its trained rungs share)"
         return f"at {budget:,} updates {so_far.reason}", f"so far {so_far.ours} {shared}"
 
-    def paper_gain(rungs: list[tuple[str, int]]) -> str:
-        return f"{TABLE2_NEG_LOG_LIKELIHOOD[paper_key(*rungs[-1])] - paper_diagonal:+.1f}"
-
     for claim, rungs, quantity, paper in (
-        (PAIR_CLAIM, [DIAGONAL, ("planar", 20)], "nll", paper_gain([DIAGONAL, ("planar", 20)])),
-        (LADDER_CLAIMS["nll"], ladder, "nll", paper_gain(ladder)),
+        (PAIR_CLAIM, [DIAGONAL, ("planar", 20)], "nll", f"{paper_fall([DIAGONAL, ('planar', 20)]):+.1f}"),
+        (LADDER_CLAIMS["nll"], ladder, "nll", f"{paper_fall(ladder):+.1f}"),
         (LADDER_CLAIMS["bound"], ladder, "bound", "falls (plot)"),  # Fig. 4, by the report recipe's rule
         (LADDER_CLAIMS["kl"], ladder, "kl", "falls (plot)"),
     ):
