@@ -1,6 +1,7 @@
 """Command line: ``python -m nf book run [CHAPTER ...] [--profile P] [--device D] [-p NAME VALUE ...] [--output F]``,
 ``python -m nf book build``, ``python -m nf runs status CHAPTER [--profile P] [-p NAME VALUE ...]`` and
-``python -m nf runs train CHAPTER [--profile P] [-p NAME VALUE ...] --executor local|slurm [--jobs N] ...``.
+``python -m nf runs train CHAPTER [--profile P] [-p NAME VALUE ...] --executor local|slurm [--jobs N] ...`` and
+``python -m nf runs recheck EXPERIMENT FOLDER``.
 
 Bad input gets one line naming the bad value and the allowed ones, and a
 non-zero exit status.
@@ -76,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--slurm-cpus-per-job", type=int, default=None, help="CPUs per job (default: 1)")
     train.add_argument("--force", action="store_true", help="also submit runs that are being trained or queued")
     train.add_argument("--dry-run", action="store_true", help="list the jobs (and the sbatch script); submit nothing")
+    recheck = run_actions.add_parser(
+        "recheck",
+        help="compare runs retrained from scratch in another results folder with the cached ones, and store the "
+        "comparisons in the cache (rechecks/)",
+    )
+    recheck.add_argument("experiment", metavar="EXPERIMENT", help="toy or mnist")
+    recheck.add_argument("folder", metavar="FOLDER", help="the results folder the runs were retrained into")
     return parser
 
 
@@ -191,6 +199,21 @@ def _status(args: argparse.Namespace) -> None:
     print(status_summary(rows) if rows else f"chapter {args.chapter} trains no runs")
 
 
+def _recheck(args: argparse.Namespace) -> None:
+    """Store and print the recheck of every run retrained in ``args.folder`` that the cache holds
+    (``nf.runs.recheck``)."""
+    from nf.runs.recheck import largest, record_rechecks
+
+    records = record_rechecks(args.experiment, args.folder)
+    for record in records:
+        scores = largest(record, "scores.pt")
+        print(
+            f"{record['key']}  largest |difference|: per-image scores {scores:.3g}, everything {largest(record):.3g} "
+            f"(trained {record['committed']['git_commit'][:7]} -> {record['retrained']['git_commit'][:7]})"
+        )
+    print(f"rechecked {_count(len(records), 'run')} of {args.experiment} retrained in {args.folder}")
+
+
 def _validate_run(args: argparse.Namespace, device_here: bool = True) -> None:
     """Known chapters and profile; ``args.device`` (if given and ``device_here``) available on this machine."""
     from nf.runs.devices import resolve_device
@@ -240,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "runs" and args.action == "train":
             return _train(args)
-        if args.command == "runs":
+        if args.command == "runs" and args.action == "recheck":
+            _recheck(args)
+        elif args.command == "runs":
             _status(args)
         elif args.action == "run":
             _validate_run(args)

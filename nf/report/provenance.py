@@ -1,4 +1,4 @@
-"""Which runs made a table or a figure: a collapsed note under it, and a CSV of every scored run.
+"""Which runs made a table or a figure (a collapsed note under it), a CSV of every scored run, the runs trained twice.
 
 Every cached run records its config, the code version (git commit) that trained it and its wall time
 (``nf.runs.cache``); these notes put that record next to the numbers it produced.
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from nf.runs.cache import Run, list_runs
+from nf.runs.recheck import compared, largest
 
 SUMMARY_KEYS = ("flow", "family", "energy", "length", "seed", "protocol", "updates", "optimizer", "flow_lr_scale")
 METRIC_KEYS = ("kl", "free_energy", "test_nll", "test_bound", "test_kl", "validation_nll", "validation_bound")
@@ -66,3 +68,51 @@ def runs_csv(experiments: Sequence[str] = ("toy", "mnist"), results_dir: str | N
             + [run.provenance["git_commit"], run.provenance["wall_time_seconds"]]
         )
     return out.getvalue()
+
+
+def recheck_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """One row per stored recheck (``nf.runs.recheck``): the run, both trainings' code versions and dates, and
+    the largest absolute difference of its per-image test scores and of everything else it stored."""
+    rows = []
+    for record in records:
+        scores, others = largest(record, "scores.pt/"), largest(record, "")
+        rows.append(
+            {
+                "cache key": f"`{record['key']}`",
+                "run": " ".join(f"{k}={record['config'][k]}" for k in SUMMARY_KEYS if k in record["config"]),
+                "first trained": _training(record["committed"]),
+                "trained again": _training(record["retrained"]),
+                "largest |Δ|, per-image scores": f"{scores:.3g}",
+                "largest |Δ|, all it stored": f"{others:.3g}",
+                "reproduced": "bit for bit" if others == 0 else "no",
+            }
+        )
+    return rows
+
+
+def _training(provenance: Mapping[str, Any]) -> str:
+    return f"`{provenance['git_commit'][:7]}`, {provenance['created'][:10]}"
+
+
+def recheck_reading(records: Sequence[Mapping[str, Any]]) -> str:
+    """How many rechecked runs reproduce what they stored bit for bit, over how many compared values (Markdown)."""
+    if not records:
+        return "No run has been trained a second time yet."
+    exact = sum(largest(r) == 0 for r in records)
+    later = sum(r["committed"]["git_commit"] != r["retrained"]["git_commit"] for r in records)
+    scores, values = sum(compared(r, "scores.pt/") for r in records), sum(compared(r) for r in records)
+    runs = "One run has" if len(records) == 1 else f"{len(records)} runs have"
+    versions = (
+        ("by a later code version" if later else "by the same code version")
+        if len(records) == 1
+        else (f"{later} by a later code version")
+    )
+    if exact == len(records):
+        verdict = "it reproduces" if len(records) == 1 else "every one reproduces"
+        verdict += " what it stored the first time bit for bit"
+    else:
+        verdict = f"{exact} of them reproduce what they stored bit for bit, {len(records) - exact} do not (table)"
+    return (
+        f"{runs} been trained a second time from scratch ({versions}): {verdict}. "
+        f"Compared: {values:,} stored values, {scores:,} of them per-image test scores (timings left out)."
+    )
