@@ -590,3 +590,30 @@ def test_the_decoders_call_stands_only_where_an_unconverged_bound_can_only_under
         "A longer fit still lowers that bound by 0.34 on the checked images (its fit has not converged), so the flow "
         "recovers more than this."
     )
+
+
+def test_an_analysis_passing_early_is_checked_with_every_longer_fit_and_read_by_the_longest_made(tmp_path, monkeypatch):
+    monkeypatch.setenv("NF_RESULTS_DIR", str(tmp_path))
+    parameters = chapter_parameters("gaps", "ci")
+    parameters["check"]["fits"].append({"rate_cuts": 3, "check_every": 40, "max_steps": 320})  # rule 9's third fit
+    recipe, model, (level,) = gap_levels(parameters)[0]
+    n = parameters["check"]["images"]
+    standard = _analysis(tmp_path, *model, 3.0, 1.0, config=level.analysis_config)
+    _check(tmp_path, standard, 0.0, images=n, config=level.check_config)  # passes with the next fit
+    first, middle, last = gap_levels(parameters)[0][2]
+    assert middle.analysis.key == last.analysis.key == standard.key and middle.check is None and last.check is None
+    assert [level.check_config["fit"] for level in (middle, last)] == [
+        {**standard.config["fit"], **fit} for fit in parameters["check"]["fits"][1:]
+    ]
+    wanted = {config_hash("gaps", level.check_config) for level in (middle, last)}
+    assert wanted <= {config_hash(e, c) for e, c in chapter_configs("gaps", "ci", {"check": parameters["check"]})}
+    _check(tmp_path, standard, 0.3, images=n, config=middle.check_config)  # the middle fit says no
+    models = gap_levels(parameters)
+    assert convergence_caveats(models)[(recipe, model)].bounds == {"F*(x)", "planar bound"}  # not "not checked yet"
+    assert "none yet" in longest_fit_note(models[:1])
+    states = [r["converged"] for r in convergence_table(models[:1])]
+    assert states[0] == "yes" and states[1].startswith("no: F*(x)") and states[2] == "not checked yet"
+    _check(tmp_path, standard, 0.0, images=n, config=last.check_config)  # the longest passes: read by it
+    models = gap_levels(parameters)
+    assert (recipe, model) not in convergence_caveats(models) and len(models[0][2]) == 3
+    assert [r["converged"][:3] for r in convergence_table(models[:1])] == ["yes", "no:", "yes"]

@@ -171,7 +171,8 @@ def gap_levels(
     """Per model of ``gap_models``, its analyses (``nf.experiments.gaps``) and their checks, fit by fit
     (``GapLevel``): the standard fit and its check with the next; where that check says no (``converged``), the
     analysis made again with the check's fit and checked with the one after, up to the longest fit; where it says
-    yes before the longest fit, the same analysis checked with the longest fit too (rule 8), not refitted.  Cached
+    yes before the longest fit, the same analysis checked with every longer fit too (rules 8 and 9), not refitted.
+    Cached
     analyses are read; missing ones are made if ``train`` and the model's MNIST run is cached (else None), and a
     model's levels stop at the first analysis or check not made."""
     p, fits = parameters, gap_fits(parameters)
@@ -183,7 +184,7 @@ def gap_levels(
         def config(fit: dict[str, Any], images: int) -> dict[str, Any]:
             return gap_config(run_config, images, p["nll_samples"], p["decoder_flow"], fit)
 
-        for fit, longer in zip(fits, fits[1:]):
+        for index, (fit, longer) in enumerate(zip(fits, fits[1:])):
             analysis_config, check_config = config(fit, p["images"]), config(longer, p["check"]["images"])
             analysis = fit_gaps(analysis_config, results_dir, data_root, train=ready)
             check = fit_gaps(check_config, results_dir, data_root, train=ready and analysis is not None)
@@ -191,13 +192,10 @@ def gap_levels(
             if analysis is None or check is None:
                 break
             if converged(analysis, check):
-                if longer != fits[-1]:  # rule 8: checked with the longest fit too, never refitted with it
-                    longest = config(fits[-1], p["check"]["images"])
-                    levels.append(
-                        GapLevel(
-                            analysis_config, longest, analysis, fit_gaps(longest, results_dir, data_root, train=ready)
-                        )
-                    )
+                for later in fits[index + 2 :]:  # rules 8 and 9: checked with every longer fit, never refitted
+                    later_config = config(later, p["check"]["images"])
+                    later_check = fit_gaps(later_config, results_dir, data_root, train=ready)
+                    levels.append(GapLevel(analysis_config, later_config, analysis, later_check))
                 break
         found.append((recipe, model, levels))
     return found
