@@ -13,6 +13,7 @@ from typing import Any
 
 from nf.runs.cache import Run, list_runs
 from nf.runs.recheck import compared, largest
+from nf.runs.status import describe_run
 
 SUMMARY_KEYS = ("flow", "family", "energy", "length", "seed", "protocol", "updates", "optimizer", "flow_lr_scale")
 METRIC_KEYS = ("kl", "free_energy", "test_nll", "test_bound", "test_kl", "validation_nll", "validation_bound")
@@ -72,22 +73,28 @@ def runs_csv(experiments: Sequence[str] = ("toy", "mnist"), results_dir: str | N
 
 def recheck_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     """One row per stored recheck (``nf.runs.recheck``): the run, both trainings' code versions and dates, and
-    the largest absolute difference of its per-image test scores and of everything else it stored."""
+    the largest absolute difference of its per-image test scores and of all it stored."""
     rows = []
     for record in records:
         scores, others = largest(record, "scores.pt/"), largest(record, "")
         rows.append(
             {
                 "cache key": f"`{record['key']}`",
-                "run": " ".join(f"{k}={record['config'][k]}" for k in SUMMARY_KEYS if k in record["config"]),
+                "run": _described(record),
                 "first trained": _training(record["committed"]),
                 "trained again": _training(record["retrained"]),
-                "largest |Δ|, per-image scores": f"{scores:.3g}",
-                "largest |Δ|, all it stored": f"{others:.3g}",
+                "largest |Δ|: scores": f"{scores:.3g}",
+                "largest |Δ|: all": f"{others:.3g}",
                 "reproduced": "bit for bit" if others == 0 else "no",
             }
         )
     return rows
+
+
+def _described(record: Mapping[str, Any]) -> str:
+    """The run as ``runs status`` names it, with its optimiser (the recipes differ in it)."""
+    optimizer = record["config"].get("optimizer")
+    return describe_run(record["experiment"], record["config"]) + (f", {optimizer}" if optimizer else "")
 
 
 def _training(provenance: Mapping[str, Any]) -> str:
@@ -101,6 +108,7 @@ def recheck_reading(records: Sequence[Mapping[str, Any]]) -> str:
     exact = sum(largest(r) == 0 for r in records)
     later = sum(r["committed"]["git_commit"] != r["retrained"]["git_commit"] for r in records)
     scores, values = sum(compared(r, "scores.pt/") for r in records), sum(compared(r) for r in records)
+    unmatched = sum(len(r.get("unmatched", ())) for r in records)
     runs = "One run has" if len(records) == 1 else f"{len(records)} runs have"
     versions = (
         ("by a later code version" if later else "by the same code version")
@@ -114,5 +122,7 @@ def recheck_reading(records: Sequence[Mapping[str, Any]]) -> str:
         verdict = f"{exact} of them reproduce what they stored bit for bit, {len(records) - exact} do not (table)"
     return (
         f"{runs} been trained a second time from scratch ({versions}): {verdict}. "
-        f"Compared: {values:,} stored values, {scores:,} of them per-image test scores (timings left out)."
+        f"Compared: {values:,} stored values, {scores:,} of them per-image test scores (timings left out"
+        + (f"; {unmatched} parts stored by one training only, not compared" if unmatched else "")
+        + ")."
     )
