@@ -504,7 +504,9 @@ def test_the_chapter_says_which_models_were_checked_with_its_longest_fit(tmp_pat
     assert longest_fit_note(models) == (
         "Checked with the chapter's longest fit (4 cuts, 400-step chunks, ≤ 5,000 steps): 1 of 2 analysed models. "
         "By that check F*(x) has converged for 1 of them (planar K=80, our recipe) and the planar bound for 1 of "
-        "them (planar K=80, our recipe). Not yet checked with it: diagonal, our recipe."
+        "them (planar K=80, our recipe). Not yet checked with it: diagonal, our recipe. By their longest check so "
+        "far, with 4 cuts, ≤ 5,000 steps, F*(x) has converged for 1 of them (diagonal, our recipe) and the planar "
+        "bound for 1 of them (diagonal, our recipe)."
     )
     assert longest_fit_note(models[2:]) == ""
 
@@ -522,7 +524,9 @@ def test_an_analysis_passing_its_check_early_is_checked_with_the_longest_fit_too
     assert convergence_table(gap_levels(parameters)[:1])[1]["converged"] == "not checked yet"
     assert longest_fit_note(gap_levels(parameters)[:1]) == (
         "Checked with the chapter's longest fit (3 cuts, 20-step chunks, ≤ 160 steps): none yet. Not yet checked "
-        "with it: diagonal, our recipe."
+        "with it: diagonal, our recipe. By their longest check so far, with 3 cuts, 5-step chunks, ≤ 40 steps, F*(x) "
+        "has converged for 1 of them (diagonal, our recipe) and the planar bound for 1 of them (diagonal, our "
+        "recipe)."
     )
     _check(tmp_path, standard, 0.3, images=n, config=last.check_config)  # says no: read as not converged, no refit
     models = gap_levels(parameters)
@@ -617,3 +621,27 @@ def test_an_analysis_passing_early_is_checked_with_every_longer_fit_and_read_by_
     models = gap_levels(parameters)
     assert (recipe, model) not in convergence_caveats(models) and len(models[0][2]) == 3
     assert [r["converged"][:3] for r in convergence_table(models[:1])] == ["yes", "no:", "yes"]
+
+
+def test_a_refit_chain_continues_to_the_third_fit_and_a_refit_is_read_by_its_own_checks_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("NF_RESULTS_DIR", str(tmp_path))
+    parameters = chapter_parameters("gaps", "ci")
+    parameters["check"]["fits"].append({"rate_cuts": 3, "check_every": 40, "max_steps": 320})  # rule 9's third fit
+    recipe, model, (level,) = gap_levels(parameters)[0]
+    n = parameters["check"]["images"]
+    standard = _analysis(tmp_path, *model, 3.0, 1.0, config=level.analysis_config)
+    _check(tmp_path, standard, 0.3, images=n, config=level.check_config)  # says no: refit with the check's fit
+    first, refit = gap_levels(parameters)[0][2]
+    made = _analysis(tmp_path, *model, 2.5, 1.0, seed=1, config=refit.analysis_config)
+    models = gap_levels(parameters)
+    assert convergence_caveats(models)[(recipe, model)] == Caveat()  # the refit is not checked: not the standard's
+    _check(tmp_path, made, 0.3, images=n, config=refit.check_config)  # says no again: refit with the second fit
+    first, refit, second = gap_levels(parameters)[0][2]
+    assert second.analysis is None and second.analysis_config["fit"] == refit.check_config["fit"]
+    assert second.check_config["fit"] == {**made.config["fit"], **parameters["check"]["fits"][2]}
+    again = _analysis(tmp_path, *model, 2.2, 1.0, seed=2, config=second.analysis_config)
+    _check(tmp_path, again, 0.0, images=n, config=second.check_config)
+    models = gap_levels(parameters)
+    assert len(models[0][2]) == 3 and read_analyses(models)[0][2].key == again.key
+    assert (recipe, model) not in convergence_caveats(models)
+    assert [r["converged"][:3] for r in convergence_table(models[:1])] == ["no:", "no:", "yes"]

@@ -172,9 +172,9 @@ def gap_levels(
     (``GapLevel``): the standard fit and its check with the next; where that check says no (``converged``), the
     analysis made again with the check's fit and checked with the one after, up to the longest fit; where it says
     yes before the longest fit, the same analysis checked with every longer fit too (rules 8 and 9), not refitted.
-    Cached
-    analyses are read; missing ones are made if ``train`` and the model's MNIST run is cached (else None), and a
-    model's levels stop at the first analysis or check not made."""
+    Cached analyses are read; missing ones are made if ``train`` and the model's MNIST run is cached (else None).
+    A model's refits stop at the first analysis or check not made; the checks of a passing analysis with the longer
+    fits are all listed, made or not."""
     p, fits = parameters, gap_fits(parameters)
     found = []
     for recipe, model, run_config in gap_models(p):

@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         help="compare runs retrained from scratch in another results folder with the cached ones, and store the "
         "comparisons in the cache (rechecks/)",
     )
-    recheck.add_argument("experiment", metavar="EXPERIMENT", help="toy or mnist")
+    recheck.add_argument("experiment", metavar="EXPERIMENT", help="toy, mnist or gaps")
     recheck.add_argument("folder", metavar="FOLDER", help="the results folder the runs were retrained into")
     return parser
 
@@ -202,14 +202,15 @@ def _status(args: argparse.Namespace) -> None:
 def _recheck(args: argparse.Namespace) -> None:
     """Store and print the recheck of every run retrained in ``args.folder`` that the cache holds
     (``nf.runs.recheck``)."""
-    from nf.runs.recheck import largest, record_rechecks
+    from nf.runs.recheck import compared, largest, record_rechecks, reproduced
 
     records = record_rechecks(args.experiment, args.folder)
     for record in records:
-        scores = largest(record, "scores.pt")
+        scores = f"{largest(record, 'scores.pt/'):.3g}" if compared(record, "scores.pt/") else "none"
+        versions = f"{record['committed']['git_commit'][:7]} -> {record['retrained']['git_commit'][:7]}"
         print(
-            f"{record['key']}  largest |difference|: per-image scores {scores:.3g}, everything {largest(record):.3g} "
-            f"(trained {record['committed']['git_commit'][:7]} -> {record['retrained']['git_commit'][:7]})"
+            f"{record['key']}  {'reproduced' if reproduced(record) else 'NOT reproduced'}; largest |difference|: "
+            f"per-image scores {scores}, all {largest(record):.3g} (code {versions})"
         )
     print(f"rechecked {_count(len(records), 'run')} of {args.experiment} retrained in {args.folder}")
 

@@ -63,14 +63,15 @@ amortisation gap ``F - F*``, means with standard errors over the images.
   model's ``F*`` not converged only "less than half".  The rule can withdraw a call, never make one; a "no decided
   change" beside an unconverged fit says which change the fit may hide.
 
-**Added after every analysis had been checked with the longest fit (4 of 6 not converged by it, their lowering
-seen), before any analysis was checked with the new one**:
+**Added after every analysis made (6 of 7 models) had been checked with the longest fit, and none had converged
+by it (``F*`` not for 4 of them, the planar bound for none; their lowering seen), before any analysis was checked
+with the new one**:
 
 * **A longer check fit.**  The chapter's ``check["fits"]`` gains a fit with chunks four times longer, to measure
-  how much further the bounds fall.  An analysis whose check passed before the longest fit is checked with every
-  longer fit, not only the longest (so no check already made leaves the table); rule 7's refits continue to the new
-  fit.  A model's convergence is read from its check with the longest fit made so far (``convergence_caveats``).
-  The other rules are unchanged.
+  how much further the bounds fall.  This changes the two rules before it: an analysis whose check passed before
+  the longest fit is checked with every longer fit, not only the longest (so no check already made leaves the
+  table), and the refits of the refit rule continue to the new fit.  A model's convergence is read from its check
+  with the longest fit made so far (``convergence_caveats``).  The other rules are unchanged.
 """
 
 from __future__ import annotations
@@ -153,12 +154,14 @@ def gap_rules() -> str:
             "(rule 3), with the planar fit not converged only *more than half* can stand, with the diagonal model's "
             "$\\mathcal F^*$ not converged only *less than half*. The rule can withdraw a call, never make one; a "
             "*no decided change* beside an unconverged fit says which change the fit may hide.",
-            "9. **A longer check fit**, added after every analysis had been checked with the fit of 400-step chunks "
-            "(4 of 6 not converged by it, their lowering seen), before any analysis was checked with the new one: a "
-            "third check fit with chunks four times longer, to measure how much further the bounds fall. An analysis "
-            "whose check passed before the longest fit is checked with every longer fit, not only the longest (so no "
-            "check already made leaves the table); rule 7's refits continue to the new fit. A model's convergence is "
-            "read from its check with the longest fit made so far. The other rules are unchanged.",
+            "9. **A longer check fit**, added after every analysis made (6 of 7 models) had been checked with the "
+            "fit of 400-step chunks and none had converged by it ($\\mathcal F^*$ not for 4 of them, the planar "
+            "bound for none; their lowering seen), before any analysis was checked with the new one: a third check "
+            "fit with chunks four times longer, to measure how much further the bounds fall. This changes rules 7 "
+            "and 8: an analysis whose check passed before the longest fit is checked with every longer fit, not "
+            "only the longest (so no check already made leaves the table), and rule 7's refits continue to the new "
+            "fit. A model's convergence is read from its check with the longest fit made so far. The other rules "
+            "are unchanged.",
         ]
     )
 
@@ -184,9 +187,10 @@ def converged(analysis: Run, check: Run) -> bool:
 
 
 class GapLevel(NamedTuple):
-    """One fit of a model's analysis: the analysis with that fit and its check with the next, longer one (configs
-    as ``nf.experiments.gaps.gap_config``, runs None until made).  A model's levels run from the standard fit up to
-    the first whose check passes (``converged``), or to the longest fit the chapter has."""
+    """One fit of a model's analysis and one check of it with a longer fit (configs as
+    ``nf.experiments.gaps.gap_config``, runs None until made).  A model's levels run from the standard fit, each
+    checked with the next, up to the first whose check passes (``converged``), whose analysis is then checked with
+    every longer fit too (rules 8 and 9), or to the longest fit the chapter has."""
 
     analysis_config: dict[str, Any]
     check_config: dict[str, Any]
@@ -302,31 +306,39 @@ CONVERGENCE_COLUMNS = (
 
 def longest_fit_note(models: list[Levels]) -> str:
     """Which analysed models have been checked with the chapter's longest fit (the last level's check, made) and
-    which not yet, and, per bound, for which of them that check finds it converged (Markdown; empty if none is
-    checked)."""
+    which not yet, and, per bound, for which of them that check finds it converged; then the same for the models
+    not yet checked with it, by their check with the longest fit made so far (rule 9), grouped by that fit
+    (Markdown; empty if none is checked)."""
     checked = [(recipe, model, levels) for recipe, model, levels in models if levels and levels[0].check is not None]
     if not checked:
         return ""
     longest = max((level.check_config["fit"] for _, _, levels in checked for level in levels), key=_fit_order)
-    at_longest = {
-        (r, m): levels[-1]
-        for r, m, levels in checked
-        if levels[-1].check is not None and levels[-1].check_config["fit"] == longest
-    }
-    waiting = [f"{model_label(m)}, {r}" for r, m, _ in checked if (r, m) not in at_longest]
+    latest = {(r, m): [level for level in levels if level.check is not None][-1] for r, m, levels in checked}
+    at_longest = {key: level for key, level in latest.items() if level.check_config["fit"] == longest}
+    waiting = {key: level for key, level in latest.items() if key not in at_longest}
     label = _fit_label({"fit": longest})
-    not_yet = f" Not yet checked with it: {'; '.join(waiting)}." if waiting else ""
-    if not at_longest:
-        return f"Checked with the chapter's longest fit ({label}): none yet.{not_yet}"
-    found = {key: convergence(level.analysis, level.check) for key, level in at_longest.items()}
+    text = f"Checked with the chapter's longest fit ({label}): " + (
+        f"{len(at_longest)} of {len(checked)} analysed models. By that check {_converged_for(at_longest)}."
+        if at_longest
+        else "none yet."
+    )
+    if waiting:
+        text += f" Not yet checked with it: {'; '.join(f'{model_label(m)}, {r}' for r, m in waiting)}."
+    for order in sorted({_fit_order(level.check_config["fit"]) for level in waiting.values()}, reverse=True):
+        group = {key: level for key, level in waiting.items() if _fit_order(level.check_config["fit"]) == order}
+        fit_label = _fit_label(next(iter(group.values())).check_config)
+        text += f" By their longest check so far, with {fit_label}, {_converged_for(group)}."
+    return text
+
+
+def _converged_for(checks: dict[tuple[str, tuple[str, int]], GapLevel]) -> str:
+    """``F*(x) has converged for 2 of them (...) and the planar bound for none``, by each level's check."""
+    found = {key: convergence(level.analysis, level.check) for key, level in checks.items()}
     parts = []
     for bound in (LOCAL, PLANAR):
         passed = [f"{model_label(m)}, {r}" for (r, m), f in found.items() if f[bound][2] <= 0]
         parts.append(f"{len(passed)} of them ({'; '.join(passed)})" if passed else "none")
-    return (
-        f"Checked with the chapter's longest fit ({label}): {len(at_longest)} of {len(checked)} analysed models. By "
-        f"that check {LOCAL} has converged for {parts[0]} and the planar bound for {parts[1]}.{not_yet}"
-    )
+    return f"{LOCAL} has converged for {parts[0]} and the planar bound for {parts[1]}"
 
 
 def _fit_order(fit: dict[str, Any]) -> tuple[int, int, int]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nf.runs.cache import Run, list_runs
-from nf.runs.recheck import compared, largest
+from nf.runs.recheck import compared, largest, reproduced
 from nf.runs.status import describe_run
 
 SUMMARY_KEYS = ("flow", "family", "energy", "length", "seed", "protocol", "updates", "optimizer", "flow_lr_scale")
@@ -72,23 +72,27 @@ def runs_csv(experiments: Sequence[str] = ("toy", "mnist"), results_dir: str | N
 
 
 def recheck_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """One row per stored recheck (``nf.runs.recheck``): the run, both trainings' code versions and dates, and
-    the largest absolute difference of its per-image test scores and of all it stored."""
-    rows = []
-    for record in records:
-        scores, others = largest(record, "scores.pt/"), largest(record, "")
-        rows.append(
-            {
-                "cache key": f"`{record['key']}`",
-                "run": _described(record),
-                "first trained": _training(record["committed"]),
-                "trained again": _training(record["retrained"]),
-                "largest |Δ|: scores": f"{scores:.3g}",
-                "largest |Δ|: all": f"{others:.3g}",
-                "reproduced": "bit for bit" if others == 0 else "no",
-            }
-        )
-    return rows
+    """One row per stored recheck (``nf.runs.recheck``): the run, both trainings' code versions and dates, the
+    largest absolute difference of its per-image test scores and of all it stored, and whether it reproduced."""
+    return [
+        {
+            "cache key": f"`{record['key']}`",
+            "run": _described(record),
+            "first trained": _training(record["committed"]),
+            "trained again": _training(record["retrained"]),
+            "largest |Δ|: scores": f"{largest(record, 'scores.pt/'):.3g}" if compared(record, "scores.pt/") else "—",
+            "largest |Δ|: all": f"{largest(record):.3g}" if compared(record) else "—",
+            "reproduced": "exactly" if reproduced(record) else _not_reproduced(record),
+        }
+        for record in records
+    ]
+
+
+def _not_reproduced(record: Mapping[str, Any]) -> str:
+    if not compared(record):
+        return "nothing to compare"
+    mismatched = record["mismatched"]
+    return f"no ({len(mismatched)} parts mismatched: {', '.join(mismatched)})" if mismatched else "no"
 
 
 def _described(record: Mapping[str, Any]) -> str:
@@ -97,29 +101,32 @@ def _described(record: Mapping[str, Any]) -> str:
     return describe_run(record["experiment"], record["config"]) + (f", {optimizer}" if optimizer else "")
 
 
+def _version(commit: str) -> str:
+    """A code version as the tables show it: the commit's first 7 characters, and ``+modified`` if so."""
+    return commit[:7] + ("+modified" if commit.endswith("+modified") else "")
+
+
 def _training(provenance: Mapping[str, Any]) -> str:
-    return f"`{provenance['git_commit'][:7]}`, {provenance['created'][:10]}"
+    return f"`{_version(provenance['git_commit'])}`, {provenance['created'][:10]}"
 
 
 def recheck_reading(records: Sequence[Mapping[str, Any]]) -> str:
-    """How many rechecked runs reproduce what they stored bit for bit, over how many compared values (Markdown)."""
+    """How many rechecked runs reproduce what they stored exactly, over how many compared values (Markdown)."""
     if not records:
         return "No run has been trained a second time yet."
-    exact = sum(largest(r) == 0 for r in records)
-    later = sum(r["committed"]["git_commit"] != r["retrained"]["git_commit"] for r in records)
+    exact = sum(reproduced(r) for r in records)
+    other = sum(r["committed"]["git_commit"] != r["retrained"]["git_commit"] for r in records)
     scores, values = sum(compared(r, "scores.pt/") for r in records), sum(compared(r) for r in records)
-    unmatched = sum(len(r.get("unmatched", ())) for r in records)
-    runs = "One run has" if len(records) == 1 else f"{len(records)} runs have"
-    versions = (
-        ("by a later code version" if later else "by the same code version")
-        if len(records) == 1
-        else (f"{later} by a later code version")
-    )
-    if exact == len(records):
-        verdict = "it reproduces" if len(records) == 1 else "every one reproduces"
-        verdict += " what it stored the first time bit for bit"
+    unmatched = sum(len(r["unmatched"]) for r in records)
+    if len(records) == 1:
+        runs, versions = "One run has", "by another code version" if other else "by the same code version"
+        verdict = "it reproduces" if exact else "it does not reproduce"
     else:
-        verdict = f"{exact} of them reproduce what they stored bit for bit, {len(records) - exact} do not (table)"
+        runs, versions = f"{len(records)} runs have", f"{other} of them by another code version"
+        verdict = "every one reproduces" if exact == len(records) else f"{exact} of them reproduce"
+    verdict += " every value it stored the first time exactly"
+    if 1 < len(records) != exact:
+        verdict += f", {len(records) - exact} do not (table)"
     return (
         f"{runs} been trained a second time from scratch ({versions}): {verdict}. "
         f"Compared: {values:,} stored values, {scores:,} of them per-image test scores (timings left out"

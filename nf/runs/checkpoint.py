@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
 import threading
 import time
 import warnings
@@ -32,20 +31,12 @@ from typing import Any
 
 import torch
 
+from nf.runs.atomic import write_atomically
+
 
 def save_atomically(state: dict[str, Any], path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """``torch.save`` to a temporary file beside ``path`` (``.<name>.<random>.tmp``), then rename over it."""
+    write_atomically(path, lambda f: torch.save(state, f))
 
 
 def remove_checkpoint(path: Path) -> None:

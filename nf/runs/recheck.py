@@ -1,15 +1,18 @@
 """A run trained again from scratch, compared with the run the cache holds: does it reproduce its numbers?
 
 Training is meant to be deterministic for one config at one thread, so a run trained a second time (on another
-day, by a later code version, in an empty results folder) should store the same files as the first.  A
-*recheck* compares the two entries of one cache key, file by file: for every tensor and every number in the
-committed entry, the largest absolute difference from the retrained entry (``0.0`` where they agree bit for
-bit).  Timings (``TIMING_KEYS``) are left out: they measure the machine, not the model.
+day, by another code version, in an empty results folder) should store the same values as the first.  A
+*recheck* compares the two entries of one cache key, part by part (a tensor or a JSON entry of each stored file):
+the largest absolute difference between them (``0.0`` where every value is equal, NaNs and infinities included).
+Three kinds of part are not compared, and are listed instead: timings (``TIMING_KEYS``: they measure the machine,
+not the model), parts only one of the two stored (``unmatched``: a later code version may store more), and parts
+whose shapes, lengths, keys or types differ (``mismatched``: they do not describe the same thing).  A run
+*reproduces* its numbers if something was compared, nothing mismatched, and every difference is zero.
 
 A recheck is stored as ``<results>/rechecks/<experiment>/<key>.json`` (written atomically) with the config,
-both trainings' code versions, dates, packages and machines, and the differences, so that the book can show
-it and a reader can re-run it: train the config into another results folder
-(``NF_RESULTS_DIR=<folder>``), then ``python -m nf runs recheck <experiment> <folder>``.
+both trainings' code versions, dates, packages, machines and file checksums, so that the book can show it and a
+reader can make it again: train the config into another results folder (``NF_RESULTS_DIR=<folder>``), then
+``python -m nf runs recheck <experiment> <folder>``.
 """
 
 from __future__ import annotations
@@ -17,43 +20,59 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from nf.runs.atomic import write_atomically
 from nf.runs.cache import Run, list_runs, lookup, results_root
 
 RECHECKS = "rechecks"
-TIMING_KEYS = frozenset({"seconds_per_update"})
-PROVENANCE_KEYS = ("git_commit", "created", "packages", "machine")
+EXPERIMENTS = ("toy", "mnist", "gaps")
+TIMING_KEYS = frozenset({"seconds_per_update", "seconds_per_1000_updates", "seconds"})  # mnist, toy, gaps
+PROVENANCE_KEYS = ("git_commit", "created", "packages", "machine", "checksums")
 
 
-def _largest_difference(committed: Any, retrained: Any, where: str) -> float:
-    """The largest absolute difference between two values of the same shape: nested JSON (numbers, strings,
-    lists, dictionaries) or tensors.  A string that differs, or a difference of shape or keys, counts as
-    infinite: the files do not describe the same thing."""
+class Mismatch(Exception):
+    """Two values that do not describe the same thing: shapes, lengths, keys or types differ."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number_difference(a: float, b: float) -> float:
+    if a == b or (math.isnan(a) and math.isnan(b)):
+        return 0.0
+    return abs(a - b) if math.isfinite(a) and math.isfinite(b) else math.inf
+
+
+def _largest_difference(committed: Any, retrained: Any) -> float:
+    """The largest absolute difference between two values of one structure, nested JSON or tensors (equal values
+    differ by 0, NaNs and infinities included; a finite value against a non-finite one by infinity); raises
+    ``Mismatch`` where the structures differ."""
     if isinstance(committed, torch.Tensor) and isinstance(retrained, torch.Tensor):
-        if committed.shape != retrained.shape:
-            return math.inf
-        if committed.numel() == 0:
+        if committed.shape != retrained.shape or committed.dtype != retrained.dtype:
+            raise Mismatch
+        if committed.numel() == 0 or torch.equal(committed, retrained):
             return 0.0
-        return (committed.double() - retrained.double()).abs().max().item()
-    if isinstance(committed, bool) or isinstance(committed, str) or committed is None:
-        return 0.0 if committed == retrained else math.inf
-    if isinstance(committed, (int, float)) and isinstance(retrained, (int, float)):
-        return abs(float(committed) - float(retrained))
+        a, b = committed.double().flatten(), retrained.double().flatten()
+        return max(_number_difference(x, y) for x, y in zip(a.tolist(), b.tolist()))
+    if _is_number(committed) and _is_number(retrained):
+        return _number_difference(float(committed), float(retrained))
     if isinstance(committed, (list, tuple)) and isinstance(retrained, (list, tuple)):
         if len(committed) != len(retrained):
-            return math.inf
-        return max((_largest_difference(a, b, where) for a, b in zip(committed, retrained)), default=0.0)
+            raise Mismatch
+        return max((_largest_difference(a, b) for a, b in zip(committed, retrained)), default=0.0)
     if isinstance(committed, Mapping) and isinstance(retrained, Mapping):
         if set(committed) != set(retrained):
-            return math.inf
-        return max((_largest_difference(committed[k], retrained[k], where) for k in committed), default=0.0)
-    raise ValueError(f"cannot compare {where}: a {type(committed).__name__} against a {type(retrained).__name__}")
+            raise Mismatch
+        return max((_largest_difference(committed[k], retrained[k]) for k in committed), default=0.0)
+    if type(committed) is type(retrained) and (committed is None or isinstance(committed, (str, bool))):
+        return 0.0 if committed == retrained else math.inf
+    raise Mismatch
 
 
 def _size(value: Any) -> int:
@@ -77,17 +96,16 @@ def _parts(value: Any) -> dict[str, Any]:
 
 
 def compare_runs(committed: Run, retrained: Run) -> dict[str, Any]:
-    """The recheck of ``committed`` by ``retrained``, two entries of one cache key (module docstring): each
-    file's parts (``scores.pt/nll``, ``metrics.json/history``) with their largest absolute difference and how many
-    values each holds; the timings left out (``ignored``), and the files or parts that only one of the two stored
-    (``unmatched``: a later code version may store more), not compared."""
+    """The recheck of ``committed`` by ``retrained``, two entries of one cache key (module docstring): per part
+    compared (``scores.pt/nll``, ``metrics.json/history``) its largest absolute difference and how many values it
+    holds, and the parts ``ignored`` (timings), ``unmatched`` and ``mismatched``."""
     if committed.key != retrained.key or committed.experiment != retrained.experiment:
         raise ValueError(
             f"run {retrained.experiment}/{retrained.key} is not a retraining of {committed.experiment}/{committed.key}"
         )
     files, files_again = set(committed.provenance["checksums"]), set(retrained.provenance["checksums"])
-    differences, sizes, ignored = {}, {}, []
-    unmatched = sorted(files ^ files_again)  # stored by one training only (a later code version may store more)
+    differences, sizes, ignored, mismatched = {}, {}, [], []
+    unmatched = sorted(files ^ files_again)
     for name in sorted(files & files_again):
         before, after = _parts(_load(committed, name)), _parts(_load(retrained, name))
         unmatched += sorted(f"{name}/{part}" for part in set(before) ^ set(after))
@@ -96,7 +114,11 @@ def compare_runs(committed: Run, retrained: Run) -> dict[str, Any]:
             if part in TIMING_KEYS:
                 ignored.append(label)
                 continue
-            differences[label] = _largest_difference(before[part], after[part], label)
+            try:
+                differences[label] = _largest_difference(before[part], after[part])
+            except Mismatch:
+                mismatched.append(label)
+                continue
             sizes[label] = _size(before[part])
     return {
         "experiment": committed.experiment,
@@ -104,30 +126,22 @@ def compare_runs(committed: Run, retrained: Run) -> dict[str, Any]:
         "config": committed.config,
         "committed": {k: committed.provenance[k] for k in PROVENANCE_KEYS},
         "retrained": {k: retrained.provenance[k] for k in PROVENANCE_KEYS},
-        "differences": differences,
+        "differences": {label: _storable(d) for label, d in differences.items()},
         "sizes": sizes,
         "ignored": ignored,
         "unmatched": unmatched,
+        "mismatched": mismatched,
     }
+
+
+def _storable(difference: float) -> float | str:
+    """A difference as strict JSON stores it: an infinite one as the string ``"inf"`` (read back by ``largest``)."""
+    return difference if math.isfinite(difference) else "inf"
 
 
 def recheck_path(experiment: str, key: str, results_dir: str | os.PathLike | None = None) -> Path:
     """Where the recheck of run ``experiment/key`` is stored."""
     return results_root(results_dir) / RECHECKS / experiment / f"{key}.json"
-
-
-def _write_atomically(path: Path, record: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w") as f:
-            json.dump(record, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
 
 
 def record_rechecks(
@@ -137,6 +151,8 @@ def record_rechecks(
     ``results_dir`` also holds, and store each recheck (``recheck_path``).  An entry that is a copy of the cache's
     (the same training: the same provenance, checksums and creation time included) is not a retraining and is
     skipped."""
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}")
     folder = Path(retrained_dir)
     if not (folder / experiment).is_dir():
         raise ValueError(f"no {experiment} runs in {folder}: train them there first (NF_RESULTS_DIR={folder})")
@@ -147,24 +163,37 @@ def record_rechecks(
         committed = lookup(experiment, retrained.config, results_dir)
         if committed is None or committed.provenance == retrained.provenance:
             continue
-        record = compare_runs(committed, retrained)
-        _write_atomically(recheck_path(experiment, committed.key, results_dir), record)
-        records.append(record)
+        records.append(compare_runs(committed, retrained))
+    for record in records:  # stored once every comparison has been made
+        text = (json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
+        write_atomically(recheck_path(experiment, record["key"], results_dir), lambda f, text=text: f.write(text))
     return records
 
 
 def stored_rechecks(experiment: str, results_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Every stored recheck of ``experiment``'s runs, ordered by the retraining's date."""
+    """Every stored recheck of ``experiment``'s runs whose first training is still the cache's entry (a recheck of
+    an entry since replaced is left out), ordered by the retraining's date."""
     folder = results_root(results_dir) / RECHECKS / experiment
-    records = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    records = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        record = json.loads(path.read_text())
+        cached = lookup(experiment, record["config"], results_dir)
+        if cached is not None and all(cached.provenance[k] == record["committed"][k] for k in PROVENANCE_KEYS):
+            records.append(record)
     return sorted(records, key=lambda record: record["retrained"]["created"])
 
 
 def largest(record: Mapping[str, Any], prefix: str = "") -> float:
     """The largest difference of a recheck over the parts whose label starts with ``prefix`` (all by default)."""
-    return max((d for label, d in record["differences"].items() if label.startswith(prefix)), default=0.0)
+    found = [float(d) for label, d in record["differences"].items() if label.startswith(prefix)]
+    return max(found, default=0.0)
 
 
 def compared(record: Mapping[str, Any], prefix: str = "") -> int:
     """How many values a recheck compared in the parts whose label starts with ``prefix`` (all by default)."""
     return sum(n for label, n in record["sizes"].items() if label.startswith(prefix))
+
+
+def reproduced(record: Mapping[str, Any]) -> bool:
+    """Whether a recheck finds the run reproduced: something compared, nothing mismatched, every difference 0."""
+    return compared(record) > 0 and not record["mismatched"] and largest(record) == 0

@@ -25,13 +25,13 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nf.runs.atomic import write_atomically
 from nf.runs.cache import (
     _host,
     _pid_alive,
@@ -80,16 +80,9 @@ def record_job(
     machine) is to train the run of ``config``, replacing an earlier record."""
     check_choice("scheduler", scheduler, SCHEDULERS)
     path = job_record_path(experiment, config, results_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {"scheduler": scheduler, "job": job_id, "host": _host(), "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    handle, temporary = tempfile.mkstemp(prefix=f"{path.name}-", dir=path.parent)  # no ".tmp": not a run's folder
-    try:
-        with os.fdopen(handle, "w") as f:
-            json.dump(record, f)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    text = json.dumps(record).encode()
+    write_atomically(path, lambda f: f.write(text), prefix=f"{path.name}-", suffix="")  # not ".tmp": not a run's folder
 
 
 def recorded_job(
