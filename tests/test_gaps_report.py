@@ -645,3 +645,19 @@ def test_a_refit_chain_continues_to_the_third_fit_and_a_refit_is_read_by_its_own
     assert len(models[0][2]) == 3 and read_analyses(models)[0][2].key == again.key
     assert (recipe, model) not in convergence_caveats(models)
     assert [r["converged"][:3] for r in convergence_table(models[:1])] == ["no:", "no:", "yes"]
+
+
+def test_a_refits_check_made_before_the_refit_is_not_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("NF_RESULTS_DIR", str(tmp_path))
+    parameters = chapter_parameters("gaps", "ci")
+    recipe, model, (level,) = gap_levels(parameters)[0]
+    n = parameters["check"]["images"]
+    standard = _analysis(tmp_path, *model, 3.0, 1.0, config=level.analysis_config)
+    _check(tmp_path, standard, 0.3, images=n, config=level.check_config)  # says no: refit with the check's fit
+    first, refit = gap_levels(parameters)[0][2]
+    _check(tmp_path, standard, 0.3, images=n, config=refit.check_config)  # the refit's check, made before the refit
+    first, refit = gap_levels(parameters)[0][2]
+    assert refit.analysis is None and refit.check is None
+    models = gap_levels(parameters)
+    assert [r["converged"] for r in convergence_table(models[:1])][1] == "refit waiting"
+    assert "waiting for a refit" in analyses_done(models) and longest_fit_note(models[:1])

@@ -187,7 +187,9 @@ def gap_levels(
         for index, (fit, longer) in enumerate(zip(fits, fits[1:])):
             analysis_config, check_config = config(fit, p["images"]), config(longer, p["check"]["images"])
             analysis = fit_gaps(analysis_config, results_dir, data_root, train=ready)
-            check = fit_gaps(check_config, results_dir, data_root, train=ready and analysis is not None)
+            # a refit's check is read only once the refit is made (the same check may be cached as another
+            # model's rule-8 check, or made before the refit by a job queue)
+            check = None if analysis is None else fit_gaps(check_config, results_dir, data_root, train=ready)
             levels.append(GapLevel(analysis_config, check_config, analysis, check))
             if analysis is None or check is None:
                 break
