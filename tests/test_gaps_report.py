@@ -596,13 +596,20 @@ def test_the_decoders_call_stands_only_where_an_unconverged_bound_can_only_under
     )
 
 
-def test_an_analysis_passing_early_is_checked_with_every_longer_fit_and_read_by_the_longest_made(tmp_path, monkeypatch):
+def _three_fit_model(tmp_path, monkeypatch):
+    """The ci profile's gaps parameters with a third check fit (rule 9), and its first model's standard analysis:
+    ``(parameters, recipe, model, first level, check images, standard analysis)``."""
     monkeypatch.setenv("NF_RESULTS_DIR", str(tmp_path))
     parameters = chapter_parameters("gaps", "ci")
     parameters["check"]["fits"].append({"rate_cuts": 3, "check_every": 40, "max_steps": 320})  # rule 9's third fit
     recipe, model, (level,) = gap_levels(parameters)[0]
     n = parameters["check"]["images"]
     standard = _analysis(tmp_path, *model, 3.0, 1.0, config=level.analysis_config)
+    return parameters, recipe, model, level, n, standard
+
+
+def test_an_analysis_passing_early_is_checked_with_every_longer_fit_and_read_by_the_longest_made(tmp_path, monkeypatch):
+    parameters, recipe, model, level, n, standard = _three_fit_model(tmp_path, monkeypatch)
     _check(tmp_path, standard, 0.0, images=n, config=level.check_config)  # passes with the next fit
     first, middle, last = gap_levels(parameters)[0][2]
     assert middle.analysis.key == last.analysis.key == standard.key and middle.check is None and last.check is None
@@ -624,12 +631,7 @@ def test_an_analysis_passing_early_is_checked_with_every_longer_fit_and_read_by_
 
 
 def test_a_refit_chain_continues_to_the_third_fit_and_a_refit_is_read_by_its_own_checks_only(tmp_path, monkeypatch):
-    monkeypatch.setenv("NF_RESULTS_DIR", str(tmp_path))
-    parameters = chapter_parameters("gaps", "ci")
-    parameters["check"]["fits"].append({"rate_cuts": 3, "check_every": 40, "max_steps": 320})  # rule 9's third fit
-    recipe, model, (level,) = gap_levels(parameters)[0]
-    n = parameters["check"]["images"]
-    standard = _analysis(tmp_path, *model, 3.0, 1.0, config=level.analysis_config)
+    parameters, recipe, model, level, n, standard = _three_fit_model(tmp_path, monkeypatch)
     _check(tmp_path, standard, 0.3, images=n, config=level.check_config)  # says no: refit with the check's fit
     first, refit = gap_levels(parameters)[0][2]
     made = _analysis(tmp_path, *model, 2.5, 1.0, seed=1, config=refit.analysis_config)
