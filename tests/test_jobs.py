@@ -248,3 +248,25 @@ def test_the_command_leaves_queued_runs_alone_unless_forced(tmp_path, monkeypatc
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("queued ") and lines[0].endswith("(SLURM PENDING (Priority), job 7_0)")
     assert lines[-1] == "4 runs: 2 queued, 2 missing"
+
+
+def test_the_command_trains_only_the_runs_named_by_their_keys(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NF_RESULTS_DIR", str(tmp_path))
+    keys = [config_hash(experiment, config) for experiment, config in chapter_configs("toy", "ci")]
+    command = ["runs", "train", "toy", "--profile", "ci", "--executor", "local", "--dry-run", "--toy-batch", "1"]
+    assert main([*command, "--keys", keys[2], keys[0], keys[2]]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs settled: 2 missing; 2 jobs to submit" in out and out.count("job: toy run") == 2
+
+
+def test_a_key_that_is_not_a_settled_run_of_the_chapter_gets_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NF_RESULTS_DIR", str(tmp_path))
+    command = ["runs", "train", "mnist", "--profile", "ci", "--executor", "local", "--dry-run", "--keys"]
+    assert main([*command, "0123456789abcdef"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: '0123456789abcdef' is not a run of chapter mnist (profile ci)") and "\n" not in err
+    settled = {config_hash(*run) for run in configs_to_train("mnist", "ci")[0]}
+    waiting = [key for key in (config_hash(*run) for run in chapter_configs("mnist", "ci")) if key not in settled]
+    assert main([*command, waiting[0]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: run {waiting[0]} is not settled yet: it waits for runs it depends on; train those first"

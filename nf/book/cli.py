@@ -1,6 +1,7 @@
 """Command line: ``python -m nf book run [CHAPTER ...] [--profile P] [--device D] [-p NAME VALUE ...] [--output F]``,
 ``python -m nf book build``, ``python -m nf runs status CHAPTER [--profile P] [-p NAME VALUE ...]`` and
-``python -m nf runs train CHAPTER [--profile P] [-p NAME VALUE ...] --executor local|slurm [--jobs N] ...`` and
+``python -m nf runs train CHAPTER [--profile P] [-p NAME VALUE ...] --executor local|slurm [--jobs N] [--keys KEY ...]
+...`` and
 ``python -m nf runs recheck EXPERIMENT FOLDER``.
 
 Bad input gets one line naming the bad value and the allowed ones, and a
@@ -75,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--slurm-gpus-per-job", type=int, default=None, help="GPUs per job (default: 0)")
     train.add_argument("--slurm-time", type=int, default=None, help="time limit per job in minutes (default: 1440)")
     train.add_argument("--slurm-cpus-per-job", type=int, default=None, help="CPUs per job (default: 1)")
+    train.add_argument(
+        "--keys",
+        nargs="+",
+        default=None,
+        metavar="KEY",
+        help="train only these of the chapter's runs (their cache keys, as runs status lists them)",
+    )
     train.add_argument("--force", action="store_true", help="also submit runs that are being trained or queued")
     train.add_argument("--dry-run", action="store_true", help="list the jobs (and the sbatch script); submit nothing")
     recheck = run_actions.add_parser(
@@ -133,6 +141,8 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = {key: _parse_value(key, value) for key, value in args.parameter}
     runs, waiting = configs_to_train(args.chapter, args.profile, overrides)
+    if args.keys is not None:
+        runs, waiting = chosen_runs(args.chapter, args.profile, overrides, runs, args.keys), None
     chosen, states = jobs.runs_to_submit(runs, force=args.force)
     batches = jobs.job_batches(chosen, toy_batch)
     print(f"{_count(len(runs), 'run')} settled: {', '.join(_counts(states))}; {_count(len(batches), 'job')} to submit")
@@ -161,6 +171,31 @@ def _train(args: argparse.Namespace) -> int:
     if errors:
         print(f"{_count(len(errors), 'job')} failed; their runs keep their checkpoints: run again to resume them")
     return 1 if errors else 0
+
+
+def chosen_runs(
+    chapter: str,
+    profile: str,
+    overrides: dict,
+    settled: list[tuple[str, dict]],
+    keys: list[str],
+) -> list[tuple[str, dict]]:
+    """The settled runs whose cache keys are ``keys``, in that order; a key that is not one of the chapter's runs,
+    or names a run whose config is not settled yet, gets a one-line error."""
+    from nf.book.chapter_runs import chapter_configs
+    from nf.runs.cache import config_hash
+
+    by_key = {config_hash(experiment, config): (experiment, config) for experiment, config in settled}
+    every = {config_hash(experiment, config) for experiment, config in chapter_configs(chapter, profile, overrides)}
+    for key in keys:
+        if key not in every:
+            raise ValueError(
+                f"{key!r} is not a run of chapter {chapter} (profile {profile}); "
+                f"python -m nf runs status {chapter} --profile {profile} lists its runs' keys"
+            )
+        if key not in by_key:
+            raise ValueError(f"run {key} is not settled yet: it waits for runs it depends on; train those first")
+    return [by_key[key] for key in dict.fromkeys(keys)]
 
 
 def left_alone(states: list[str]) -> str | None:
