@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import os
+import signal
 from types import SimpleNamespace
 
 import pytest
 import torch
 from test_local_bound import linear_gaussian
 
+import nf.experiments.gaps as gaps
 from nf.experiments.gaps import (
     PROPOSALS,
     analyse,
@@ -24,6 +28,7 @@ from nf.experiments.gaps import (
 from nf.experiments.mnist import fit_mnist, mnist_config
 from nf.experiments.trained import parameters_entry
 from nf.models.dlgm import DLGM
+from nf.runs.checkpoint import load_checkpoint
 
 FIT = dict(learning_rate=3e-2, samples=8, check_every=25, check_samples=200, max_steps=600, final_samples=400)
 
@@ -38,7 +43,8 @@ def test_the_gaps_add_up_and_the_local_bound_stays_above_the_likelihood(flow, le
     torch.manual_seed(0)
     model = DLGM(flow, length, latent=3, hidden=12, data_dim=20)
     images = torch.bernoulli(torch.rand(6, 20, generator=torch.Generator().manual_seed(1)))
-    scores = analyse(model, images, _config(local_planar=4))  # every model gets the same three proposals
+    scores, seconds = analyse(model, images, _config(local_planar=4))  # every model gets the same three proposals
+    assert seconds > 0
     summary = summarize_gaps(scores)
     total = summary["approximation_gap"] + summary["amortisation_gap"]
     assert summary["inference_gap"] == pytest.approx(total, abs=1e-9)
@@ -50,6 +56,62 @@ def test_the_gaps_add_up_and_the_local_bound_stays_above_the_likelihood(flow, le
     assert sum(summary[f"chosen_{p}"] for p in PROPOSALS) == pytest.approx(1.0)
     assert 0 <= summary["proposals_disagree"] <= 6
     assert all(1 <= summary[f"ess_{p}"] <= 2000 for p in PROPOSALS)
+
+
+def _interrupting_fit(fit, at: int):
+    """``fit`` (a local bound whose ``at_step`` comes last), sending this process SIGINT at its ``at``-th step."""
+
+    def wrapped(*args):
+        *arguments, at_step = args
+        calls = itertools.count(1)
+
+        def signalling(state):
+            if next(calls) == at:
+                os.kill(os.getpid(), signal.SIGINT)
+            at_step(state)
+
+        return fit(*arguments, signalling)
+
+    return wrapped
+
+
+def _interrupting_estimate(estimate):
+    def wrapped(*args):
+        result = estimate(*args)
+        os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    return wrapped
+
+
+@pytest.mark.parametrize("where", ["locally_optimised_bound", "local_planar_bound", "amortised_nll"])
+def test_an_analysis_interrupted_in_any_stage_resumes_to_the_numbers_of_one_never_stopped(where, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = DLGM("planar", 2, latent=3, hidden=12, data_dim=20)
+    images = torch.bernoulli(torch.rand(6, 20, generator=torch.Generator().manual_seed(1)))
+    config = _config(local_planar=4)
+    whole, _ = analyse(model, images, config)
+    checkpoint = tmp_path / ".analysis.checkpoint.pt"
+    original = getattr(gaps, where)
+    stop = _interrupting_estimate(original) if where == "amortised_nll" else _interrupting_fit(original, 30)
+    monkeypatch.setattr(gaps, where, stop)
+    with pytest.raises(KeyboardInterrupt):
+        analyse(model, images, config, checkpoint)
+    saved = load_checkpoint(checkpoint)
+    assert list(saved["fits"]) == (["local"] if where == "locally_optimised_bound" else ["local", "planar"])
+    assert list(saved["estimates"]) == (["amortised"] if where == "amortised_nll" else [])
+    progress = {
+        "locally_optimised_bound": "fit of F* at step 30",
+        "local_planar_bound": "decoder's planar fit at step 30",
+        "amortised_nll": "1 of 3 estimates of -ln p(x) made",
+    }
+    assert saved["progress"] == progress[where]  # what runs status shows
+    monkeypatch.setattr(gaps, where, original)
+    resumed, seconds = analyse(model, images, config, checkpoint)
+    assert seconds > saved["seconds"] > 0  # the time of both processes
+    assert resumed.keys() == whole.keys()
+    for name, value in whole.items():
+        assert torch.equal(resumed[name], value), name
 
 
 def test_the_likelihood_estimates_of_a_proposal_from_all_its_draws_its_halves_and_quarters():

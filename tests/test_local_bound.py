@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
@@ -208,3 +209,37 @@ def test_bad_settings_and_inputs_are_named():
         local_planar_bound(model, x, 0)
     with pytest.raises(ValueError, match=r"start's flow parameters must be \(3, 18\), got None"):
         optimise_local_bound(model.log_joint, model.flow, x, poor_start(x, 4))
+
+
+def _through_a_file(state: dict) -> dict:
+    """The state as a resumed process reads it: saved and loaded (tensors only)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+@pytest.mark.parametrize("stop", [1, 37, 40, "first cut", "end"])  # the first step, mid-chunk, a chunk's end, ...
+def test_a_fit_resumed_from_any_step_ends_with_the_numbers_of_one_never_stopped(stop):
+    model, x = small_dlgm("planar", 2)
+    fit = LocalFit(check_samples=200, check_every=20, max_steps=400)
+    states: list[dict] = []
+    whole = locally_optimised_bound(model, x, fit, at_step=lambda state: states.append(_through_a_file(state())))
+    assert whole.converged.any() and whole.steps.max() < 400  # some images stop before others
+    assert [s["step"] for s in states[:-1]] == list(range(1, int(whole.steps.max()) + 1))
+    cut = next(s for s in states if s["cuts"].any())  # the step a rate was first cut at
+    state = {"end": states[-1], "first cut": cut}.get(stop) or states[stop - 1]
+    resumed = locally_optimised_bound(model, x, fit, resume=state)
+    for field in ("bound", "bound_se", "start_bound", "gain_se", "steps", "converged"):
+        assert torch.equal(getattr(resumed, field), getattr(whole, field)), field
+    for mine, theirs in zip(resumed.parameters, whole.parameters):
+        assert torch.equal(mine, theirs)
+
+
+def test_a_state_of_another_fit_is_refused_in_one_line():
+    model, x = small_dlgm("planar", 2)
+    fit = LocalFit(check_samples=50, check_every=5, max_steps=5)
+    states: list[dict] = []
+    local_planar_bound(model, x, 3, fit, at_step=lambda state: states.append(state()))
+    with pytest.raises(ValueError, match=r"the state to resume from has tensors of shapes .*: it is another fit's$"):
+        locally_optimised_bound(model, x, fit, resume=states[-1])

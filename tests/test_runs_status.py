@@ -50,6 +50,14 @@ def test_status_follows_the_cache_and_the_checkpoints(tmp_path):
     lock.close()
 
 
+def test_an_analysis_being_made_shows_how_far_it_is(tmp_path):
+    runs = chapter_configs("gaps", "ci")[:1]
+    progress = "decoder's planar fit at step 1,200"  # as nf.experiments.gaps saves it
+    save_atomically({"fits": {}, "progress": progress}, checkpoint_path("gaps", runs[0][1], tmp_path))
+    [row] = status_rows(runs, tmp_path)
+    assert row["state"] == "interrupted" and row["detail"].startswith(f"{progress}, checkpoint 0 min old")
+
+
 def _lock(results, config):
     """The run's lock held, as ``cached_run`` holds it while it trains (released when the file is closed)."""
     f = open(results / "toy" / f".{config_hash('toy', config)}.lock", "a+")

@@ -45,7 +45,8 @@ posterior nearly as simple as that family.
 
 Each analysis is a cached entry of its own (experiment ``gaps``), keyed by the analysed run's config and the
 settings here, with the per-image numbers (``scores.pt``) and their means with paired standard errors
-(``metrics.json``).
+(``metrics.json``).  An analysis being made keeps a checkpoint beside the entry it will be (``analyse``), so an
+interrupted one resumes where it stopped, to the same numbers.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,8 @@ from nf.experiments.mnist import full_config, mnist_config
 from nf.experiments.trained import retrain_parameters, trained_model
 from nf.models.dlgm import DLGM, log_mean_exp
 from nf.models.local_bound import (
+    AtStep,
+    FitState,
     LocalBound,
     LocalFit,
     fitted_log_weights,
@@ -71,6 +75,7 @@ from nf.models.local_bound import (
     locally_optimised_bound,
 )
 from nf.runs.cache import Run, cached_run, config_hash, lookup
+from nf.runs.checkpoint import Checkpointer, InterruptFlag, interrupt_between_updates
 from nf.validation import check_int
 
 GAP_IMAGES = 1000
@@ -190,19 +195,31 @@ def cross_fitted_nll(proposals: dict[str, dict[str, torch.Tensor]]) -> dict[str,
     return scores
 
 
-def analyse(model: DLGM, images: torch.Tensor, config: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The per-image numbers of the module docstring for ``model`` on ``images``, by ``config`` (``gap_config``)."""
+def analyse(
+    model: DLGM, images: torch.Tensor, config: dict[str, Any], checkpoint: Path | None = None
+) -> tuple[dict[str, torch.Tensor], float]:
+    """The per-image numbers of the module docstring for ``model`` on ``images``, by ``config`` (``gap_config``), and
+    the seconds spent on them.
+
+    With ``checkpoint``, the analysis is resumable: it saves its state there every few minutes during either fit
+    (``nf.models.local_bound``, "Resuming") and after each proposal's estimate, and an interrupt (SIGINT) saves it
+    at the next step and stops; run again, it continues from there to the same numbers, its seconds counting every
+    process's.
+    """
     fit = LocalFit(**config["fit"])
     torch.manual_seed(fit.seed)
     samples = config["nll_samples"]
-    local = locally_optimised_bound(model, images, fit)
-    planar = local_planar_bound(model, images, config["local_planar"], fit)
-    proposals = {
-        "amortised": amortised_nll(model, images, samples),
-        "local": fitted_nll(model, local, images, samples, fit.seed + 3),
-        "planar": fitted_nll(model, planar, images, samples, fit.seed + 4),
-    }
-    return {
+    saved = _Resumable(checkpoint)
+    with interrupt_between_updates() as interrupt:
+        local = locally_optimised_bound(model, images, fit, *saved.fit("local", interrupt))
+        planar = local_planar_bound(model, images, config["local_planar"], fit, *saved.fit("planar", interrupt))
+        estimate = {
+            "amortised": lambda: amortised_nll(model, images, samples),
+            "local": lambda: fitted_nll(model, local, images, samples, fit.seed + 3),
+            "planar": lambda: fitted_nll(model, planar, images, samples, fit.seed + 4),
+        }
+        proposals = {name: saved.estimate(name, estimate[name], interrupt) for name in PROPOSALS}
+    scores = {
         **cross_fitted_nll(proposals),
         "bound": local.start_bound.double(),
         "local_bound": local.bound.double(),
@@ -215,6 +232,63 @@ def analyse(model: DLGM, images: torch.Tensor, config: dict[str, Any]) -> dict[s
         "planar_steps": planar.steps,
         "planar_converged": planar.converged,
     }
+    return scores, saved.seconds()
+
+
+CHECKPOINT_SECONDS = 300.0  # an analysis saves its state at least this often (``analyse``)
+_FIT_NAMES = {"local": "fit of F*", "planar": "decoder's planar fit"}
+
+
+class _Resumable:
+    """An analysis's state at ``path`` (none: nothing saved): each fit's state, the proposals' estimates made, the
+    seconds spent so far."""
+
+    def __init__(self, path: Path | None):
+        self.checkpointer = None if path is None else Checkpointer(path, every_seconds=CHECKPOINT_SECONDS)
+        saved = (None if self.checkpointer is None else self.checkpointer.load()) or {}
+        self.fits: dict[str, FitState | Callable[[], FitState]] = dict(saved.get("fits", {}))
+        self.estimates: dict[str, dict[str, torch.Tensor]] = dict(saved.get("estimates", {}))
+        self.earlier, self.start = saved.get("seconds", 0.0), time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.earlier + time.perf_counter() - self.start
+
+    def save(self) -> None:
+        """Save the state, with a line saying how far it is (``python -m nf runs status`` shows it)."""
+        fits = {name: state() if callable(state) else state for name, state in self.fits.items()}
+        if self.estimates:
+            progress = f"{len(self.estimates)} of {len(PROPOSALS)} estimates of -ln p(x) made"
+        else:
+            name = list(fits)[-1]
+            progress = f"{_FIT_NAMES[name]} at step {fits[name]['step']:,}"
+        state = {"fits": fits, "estimates": self.estimates, "seconds": self.seconds(), "progress": progress}
+        self.checkpointer.save(state)
+
+    def _saver(self) -> Callable[[], None] | None:
+        return None if self.checkpointer is None else self.save
+
+    def fit(self, name: str, interrupt: InterruptFlag) -> tuple[FitState | None, AtStep]:
+        """The state to resume fit ``name`` from (None: start it), and its ``at_step``: note the state, save it when
+        due, stop at an interrupt."""
+
+        def at_step(state: Callable[[], FitState]) -> None:
+            self.fits[name] = state
+            if self.checkpointer is not None and self.checkpointer.due(0):
+                self.save()
+            interrupt.check(self._saver())
+
+        return self.fits.get(name), at_step
+
+    def estimate(
+        self, name: str, compute: Callable[[], dict[str, torch.Tensor]], interrupt: InterruptFlag
+    ) -> dict[str, torch.Tensor]:
+        """Proposal ``name``'s estimates: saved, or computed now and saved; then stop if interrupted."""
+        if name not in self.estimates:
+            self.estimates[name] = compute()
+            if self.checkpointer is not None:
+                self.save()
+        interrupt.check(self._saver())
+        return self.estimates[name]
 
 
 def mean_se(values: torch.Tensor) -> tuple[float, float]:
@@ -281,10 +355,9 @@ def fit_gaps(
         model = trained_model(run, results_dir)
         images = BinarizedMNIST("test", "fixed", seed=full_config(run.config)["test_seed"], root=data_root).images()
         images = images[: config["images"]].to(next(model.parameters()).dtype)
-        start = time.perf_counter()
-        scores = analyse(model, images, config)
+        scores, seconds = analyse(model, images, config, checkpoint)
         torch.save(scores, folder / "scores.pt")
-        summary = {**summarize_gaps(scores), "seconds": time.perf_counter() - start}
+        summary = {**summarize_gaps(scores), "seconds": seconds}
         (folder / "metrics.json").write_text(json.dumps(summary, indent=1))
 
     return cached_run("gaps", config, write, results_dir)

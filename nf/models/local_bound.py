@@ -41,6 +41,11 @@ rule looked at, with its standard error; the starting parameters are scored on t
 ``F(x; lambda_start) - F*(x)`` (the amortisation gap, when starting from the encoder) has a paired standard error.
 Images that have stopped leave the batch, so the computation shrinks as they converge; the draws of the images
 still running are rows of full-batch draws, so an image's result does not depend on when the others stop.
+
+**Resuming.**  After every step, and once more when it ends, the fit hands ``at_step`` a function that returns its
+state (``FitState``: the parameters, Adam's moments, each image's rate, step count, cuts and last checked bound, the
+images still running, and the state of the steps' random draws); a fit given that state as ``resume`` continues
+from that step to the same numbers as a fit that never stopped (the rule's draws are drawn again from ``seed``).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -61,6 +67,8 @@ from nf.validation import check_int, check_positive
 
 LogJoint = Callable[[Tensor, Tensor], Tensor]  # (x of shape (B, ...), z of shape (S, B, D)) -> ln p(x, z), (S, B)
 Variational = tuple[Tensor, Tensor, Tensor | None]  # per image: q_0's mean and log std (B, D), flow params (B, P)
+FitState = dict[str, Any]  # a fit's state after a step (module docstring, "Resuming"): tensors and an int
+AtStep = Callable[[Callable[[], FitState]], None]  # called after each step with a function returning the state
 
 _EVALUATION_ROWS = 20_000  # draws times images per pass when only estimating (no gradients kept)
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.95), 1e-8
@@ -125,7 +133,13 @@ class LocalBound:
 
 
 def optimise_local_bound(
-    log_joint: LogJoint, flow: FlowLayer | None, images: Tensor, start: Variational, fit: LocalFit | None = None
+    log_joint: LogJoint,
+    flow: FlowLayer | None,
+    images: Tensor,
+    start: Variational,
+    fit: LocalFit | None = None,
+    resume: FitState | None = None,
+    at_step: AtStep | None = None,
 ) -> LocalBound:
     """``F*(x)`` for each image: the bound with ``q_0``'s mean and log standard deviation and the flow's per-image
     parameters optimised for that image from ``start``, under the convergence rule of the module docstring.
@@ -136,6 +150,8 @@ def optimise_local_bound(
         images: the ``B`` images, batch first.
         start: the starting ``(loc, log_scale, flow params)``, each ``(B, ...)``; flow params None without a flow.
         fit: the optimiser's settings and the rule's (default ``LocalFit()``).
+        resume: a state ``at_step`` was given by a fit of the same images, start and settings: continue from it.
+        at_step: called after every step and when the fit ends, with a function returning the fit's state there.
     """
     fit = LocalFit() if fit is None else fit
     start = tuple(None if t is None else t.detach() for t in start)
@@ -153,30 +169,50 @@ def optimise_local_bound(
     cuts = torch.zeros(batch, dtype=torch.long, device=loc.device)
     steps = torch.zeros(batch, dtype=torch.long, device=loc.device)
     converged = torch.zeros(batch, dtype=torch.bool, device=loc.device)
-    previous = _bound_and_se(_log_weights(log_joint, flow, images, adam.parameters, check_eps))[0]
     active = torch.arange(batch, device=loc.device)
     step = 0
+    if resume is None:
+        previous = _bound_and_se(_log_weights(log_joint, flow, images, adam.parameters, check_eps))[0]
+    else:
+        step, previous, active = _resumed(resume, adam, cuts, steps, converged, steps_draws)
+
+    def state() -> FitState:
+        return {
+            "step": step,
+            **adam.state(),
+            "cuts": cuts,
+            "steps": steps,
+            "converged": converged,
+            "previous": previous,
+            "active": active,
+            "draws": steps_draws.get_state(),
+        }
+
     while len(active) and step < fit.max_steps:
-        for _ in range(min(fit.check_every, fit.max_steps - step)):
-            step += 1
-            eps = normal(fit.samples, steps_draws)[:, active]
-            leaves = [t[active].requires_grad_() for t in adam.parameters]
-            loss = -_log_weights_with_grad(log_joint, flow, images[active], leaves, eps).mean(0).sum()
-            adam.step(active, torch.autograd.grad(loss, leaves))
-        steps[active] = step
-        running = [t[active] for t in adam.parameters]
-        now, se = _bound_and_se(_log_weights(log_joint, flow, images[active], running, check_eps[:, active]))
-        if not torch.isfinite(now).all():
-            bad = active[~torch.isfinite(now)].tolist()
-            raise FloatingPointError(f"the local bound of image(s) {bad} is not finite after {step} steps")
-        stalled = previous[active] - now < se
-        previous[active] = now
-        done = stalled & (cuts[active] == fit.rate_cuts)
-        cut = active[stalled & ~done]
-        adam.restart(cut, 1.0 / RATE_CUT)
-        cuts[cut] += 1
-        converged[active[done]] = True
-        active = active[~done]
+        step += 1
+        eps = normal(fit.samples, steps_draws)[:, active]
+        leaves = [t[active].requires_grad_() for t in adam.parameters]
+        loss = -_log_weights_with_grad(log_joint, flow, images[active], leaves, eps).mean(0).sum()
+        adam.step(active, torch.autograd.grad(loss, leaves))
+        if step % fit.check_every == 0 or step == fit.max_steps:  # the end of a chunk: the rule
+            steps[active] = step
+            running = [t[active] for t in adam.parameters]
+            now, se = _bound_and_se(_log_weights(log_joint, flow, images[active], running, check_eps[:, active]))
+            if not torch.isfinite(now).all():
+                bad = active[~torch.isfinite(now)].tolist()
+                raise FloatingPointError(f"the local bound of image(s) {bad} is not finite after {step} steps")
+            stalled = previous[active] - now < se
+            previous[active] = now
+            done = stalled & (cuts[active] == fit.rate_cuts)
+            cut = active[stalled & ~done]
+            adam.restart(cut, 1.0 / RATE_CUT)
+            cuts[cut] += 1
+            converged[active[done]] = True
+            active = active[~done]
+        if at_step is not None:
+            at_step(state)
+    if at_step is not None:
+        at_step(state)
     optimised = _log_weights(log_joint, flow, images, adam.parameters, final_eps)
     started = _log_weights(log_joint, flow, images, [t for t in start if t is not None], final_eps)
     bound, bound_se = _bound_and_se(optimised)
@@ -195,7 +231,13 @@ def optimise_local_bound(
     )
 
 
-def locally_optimised_bound(model: DLGM, images: Tensor, fit: LocalFit | None = None) -> LocalBound:
+def locally_optimised_bound(
+    model: DLGM,
+    images: Tensor,
+    fit: LocalFit | None = None,
+    resume: FitState | None = None,
+    at_step: AtStep | None = None,
+) -> LocalBound:
     """``F*(x)`` of a trained DLGM (module docstring): every per-image parameter its inference network emits,
     ``q_0``'s mean and log standard deviation and the flow's per-image parameters, optimised for each image from the
     encoder's output, with the decoder and the flow's global networks fixed.  ``start_bound`` is then the amortised
@@ -203,13 +245,22 @@ def locally_optimised_bound(model: DLGM, images: Tensor, fit: LocalFit | None = 
     with torch.no_grad():
         q0, params = model.posterior(images)
     with _frozen(model):
-        return optimise_local_bound(model.log_joint, model.flow, images, (q0.loc, q0.log_scale, params), fit)
+        start = (q0.loc, q0.log_scale, params)
+        return optimise_local_bound(model.log_joint, model.flow, images, start, fit, resume, at_step)
 
 
-def local_planar_bound(model: DLGM, images: Tensor, length: int, fit: LocalFit | None = None) -> LocalBound:
+def local_planar_bound(
+    model: DLGM,
+    images: Tensor,
+    length: int,
+    fit: LocalFit | None = None,
+    resume: FitState | None = None,
+    at_step: AtStep | None = None,
+) -> LocalBound:
     """The bound of ``q_0`` followed by a planar flow of ``length`` layers, all its parameters fitted per image to
     the fixed decoder of ``model`` (the model's own inference network and flow are not used beyond the start):
-    ``q_0`` starts at the encoder's, the flow at the identity (``identity_planar_parameters``)."""
+    ``q_0`` starts at the encoder's, the flow at the identity (``identity_planar_parameters``).  ``resume`` and
+    ``at_step`` as for ``optimise_local_bound``."""
     check_int("planar flow length", length)
     fit = LocalFit() if fit is None else fit
     with torch.no_grad():
@@ -218,7 +269,8 @@ def local_planar_bound(model: DLGM, images: Tensor, length: int, fit: LocalFit |
     planar = identity_planar_parameters(len(images), model.latent, length, generator, q0.loc.dtype)
     flow = PlanarChain(model.latent, length, amortized=True)
     with _frozen(model):
-        return optimise_local_bound(model.log_joint, flow, images, (q0.loc, q0.log_scale, planar), fit)
+        start = (q0.loc, q0.log_scale, planar)
+        return optimise_local_bound(model.log_joint, flow, images, start, fit, resume, at_step)
 
 
 @torch.no_grad()
@@ -300,12 +352,45 @@ class _RowAdam:
             v[rows] = b2 * v[rows] + (1 - b2) * g * g
             p[rows] -= rate * (m[rows] / (1 - b1**count)) / ((v[rows] / (1 - b2**count)).sqrt() + _ADAM_EPS)
 
+    def state(self) -> dict[str, Any]:
+        """The parameters, moments, rates and step counts (the tensors themselves, not copies)."""
+        return {"parameters": self.parameters, "moments": self.moments, "rate": self.rate, "count": self.count}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Take the values of a ``state()`` of an optimiser of the same shapes (one line naming a mismatch)."""
+        mine = [*self.parameters, *(t for pair in self.moments for t in pair), self.rate, self.count]
+        theirs = [*state["parameters"], *(t for pair in state["moments"] for t in pair), state["rate"], state["count"]]
+        if [t.shape for t in mine] != [t.shape for t in theirs]:
+            raise ValueError(
+                f"the state to resume from has tensors of shapes {[tuple(t.shape) for t in theirs]}, "
+                f"this fit {[tuple(t.shape) for t in mine]}: it is another fit's"
+            )
+        for t, value in zip(mine, theirs):
+            t.copy_(value)
+
     def restart(self, rows: Tensor, factor: float) -> None:
         """The images ``rows`` start afresh (moments and step count zero) at ``factor`` times their learning rate."""
         self.rate[rows] *= factor
         self.count[rows] = 0
         for m, v in self.moments:
             m[rows], v[rows] = 0, 0
+
+
+def _resumed(
+    state: FitState,
+    adam: _RowAdam,
+    cuts: Tensor,
+    steps: Tensor,
+    converged: Tensor,
+    draws: torch.Generator,
+) -> tuple[int, Tensor, Tensor]:
+    """Load a fit's ``state`` (``optimise_local_bound``'s ``resume``) into its optimiser, counters and draws; return
+    its step, last checked bounds and running images."""
+    adam.load(state)
+    for t, name in ((cuts, "cuts"), (steps, "steps"), (converged, "converged")):
+        t.copy_(state[name])
+    draws.set_state(state["draws"])
+    return int(state["step"]), state["previous"].clone(), state["active"].clone()
 
 
 def _check_start(images: Tensor, flow: FlowLayer | None, start: Variational) -> None:

@@ -209,7 +209,8 @@ def _state_from_files(
     if state is None:
         return ("running", "started, no checkpoint yet") if here else ("missing", "")
     age = (time.time() if now is None else now) - checkpoint.stat().st_mtime
-    detail = f"update {state['step']:,} of {config['updates']:,}, checkpoint {age / 60:.0f} min old"
+    progress = state.get("progress") or f"update {state['step']:,} of {config['updates']:,}"  # a gaps analysis: its own
+    detail = f"{progress}, checkpoint {age / 60:.0f} min old"
     running = here or (age <= LIVE_SECONDS and held_elsewhere(experiment, config, results_dir))
     return ("running" if running else "interrupted"), detail
 
