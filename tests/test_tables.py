@@ -7,7 +7,7 @@ import pytest
 from nf.book.chapter_runs import mnist_configs, mnist_evidence, mnist_verdict
 from nf.book.profiles import PROFILE_NAMES, PROFILES, chapter_parameters
 from nf.report.scorecard import mnist_rows, mnist_training_note
-from nf.report.tables import markdown_table, profiles_table
+from nf.report.tables import analyses_table, markdown_table, profiles_table
 
 
 def test_markdown_table_without_rows_says_so():
@@ -206,3 +206,31 @@ def test_peers_reading_names_each_peers_multiple_at_the_longest_flow(tmp_path):
         "(Pyro: computes something else, not timed)."
     )
     assert peers_reading(str(tmp_path / "none")) == "No peer was timed in the committed report."
+
+
+def test_the_gap_analyses_table_groups_by_model_and_recipe_and_sums_the_core_hours(tmp_path):
+    import json
+
+    from nf.experiments.gaps import gap_config
+    from nf.experiments.mnist import mnist_config
+    from nf.runs.cache import store_run
+
+    paper = dict(optimizer="rmsprop", learning_rate=1e-5, momentum=0.9, clip_grad_norm=0.0)
+    analyses = [  # (analysed run, images, seconds)
+        (mnist_config(flow="planar", length=2, protocol="test"), 1000, 3600.0),
+        (mnist_config(flow="planar", length=2, protocol="test"), 100, 600.0),
+        (mnist_config(flow="none", length=0, protocol="test", **paper), 1000, 1800.0),
+        (mnist_config(flow="none", length=0, protocol="test"), 1000, 1200.0),
+    ]
+    for run, images, seconds in analyses:
+        metrics = json.dumps({"seconds": seconds})
+        store_run("gaps", gap_config(run, images=images), lambda f: (f / "metrics.json").write_text(metrics), tmp_path)
+    lines = analyses_table(tmp_path).splitlines()
+    assert lines[0].startswith("| model | recipe | analyses | on ≥ 1,000 images | total time (min) | longest (min) |")
+    assert [line.split(" | ")[:6] for line in lines[2:]] == [
+        ["| none K=0", "ours", "1", "1", "20.0", "20.0"],
+        ["| planar K=2", "ours", "2", "1", "70.0", "60.0"],
+        ["| none K=0", "paper's", "1", "1", "30.0", "30.0"],
+        ["| all: 2.0 core-hours", "", "4", "3", "120.0", ""],
+    ]
+    assert analyses_table(tmp_path / "empty") == "No cached gap analyses yet."

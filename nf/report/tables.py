@@ -113,6 +113,45 @@ def runs_table(experiment: str, results_dir: str | None = None) -> str:
     return markdown_table(rows) if rows else f"No cached {experiment} runs yet."
 
 
+def analyses_table(results_dir: str | None = None) -> str:
+    """The cached gap analyses (``nf.experiments.gaps``) grouped by the model they analyse: how many, how many of
+    them on 1,000 images or more (the rest are convergence checks on the first images), their total and longest
+    time (every process of a resumed analysis counted), code versions; a last row sums them in core-hours."""
+    groups: dict[tuple[str, str, int], list[Run]] = {}
+    for run in list_runs("gaps", results_dir):
+        analysed = run.config["run"]
+        recipe = "paper's" if analysed["optimizer"] == "rmsprop" else "ours"
+        groups.setdefault((recipe, analysed["flow"], analysed["length"]), []).append(run)
+    order = {"none": 0, "planar": 1}  # the diagonal model, planar flows, then the others
+
+    def place(group: tuple[str, str, int]) -> tuple[bool, int, str, int]:
+        recipe, flow, length = group
+        return recipe != "ours", order.get(flow, 2), flow, length
+
+    rows = []
+    for (recipe, flow, length), runs in sorted(groups.items(), key=lambda item: place(item[0])):
+        minutes = [run.metrics["seconds"] / 60 for run in runs]
+        rows.append(
+            {
+                "model": f"{flow} K={length}",
+                "recipe": recipe,
+                "analyses": len(runs),
+                "on ≥ 1,000 images": sum(run.config["images"] >= 1000 for run in runs),
+                "total time (min)": f"{sum(minutes):.1f}",
+                "longest (min)": f"{max(minutes):.1f}",
+                "code version": " ".join(sorted({f"`{run.provenance['git_commit'][:10]}`" for run in runs})),
+            }
+        )
+    if not rows:
+        return "No cached gap analyses yet."
+    minutes = sum(run.metrics["seconds"] for runs in groups.values() for run in runs) / 60
+    total = {key: "" for key in rows[0]}
+    total.update(model=f"all: {minutes / 60:.1f} core-hours", analyses=sum(row["analyses"] for row in rows))
+    total.update({"on ≥ 1,000 images": sum(row["on ≥ 1,000 images"] for row in rows)})
+    total["total time (min)"] = f"{minutes:.1f}"
+    return markdown_table([*rows, total])
+
+
 def _wrapped(line: str) -> str:
     """A report line wrapped to the page's code width: between its `` | ``-separated entries where it has them, so
     that no entry is split, else between words; continuation lines indented."""
