@@ -28,7 +28,7 @@ from nf.experiments.gaps import (
 from nf.experiments.mnist import fit_mnist, mnist_config
 from nf.experiments.trained import parameters_entry
 from nf.models.dlgm import DLGM
-from nf.runs.checkpoint import load_checkpoint
+from nf.runs.checkpoint import load_checkpoint, save_atomically
 
 FIT = dict(learning_rate=3e-2, samples=8, check_every=25, check_samples=200, max_steps=600, final_samples=400)
 
@@ -107,11 +107,34 @@ def test_an_analysis_interrupted_in_any_stage_resumes_to_the_numbers_of_one_neve
     }
     assert saved["progress"] == progress[where]  # what runs status shows
     monkeypatch.setattr(gaps, where, original)
+    save_atomically({**saved, "seconds": 1e6}, checkpoint)  # as if the first process had run for days
     resumed, seconds = analyse(model, images, config, checkpoint)
-    assert seconds > saved["seconds"] > 0  # the time of both processes
+    assert 1e6 < seconds < 1e6 + 600  # the time of both processes
     assert resumed.keys() == whole.keys()
     for name, value in whole.items():
         assert torch.equal(resumed[name], value), name
+
+
+def test_a_checkpoint_of_another_analysis_is_ignored_and_one_that_does_not_fit_is_named(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = DLGM("planar", 2, latent=3, hidden=12, data_dim=20)
+    images = torch.bernoulli(torch.rand(6, 20, generator=torch.Generator().manual_seed(1)))
+    config = _config(local_planar=4)
+    whole, _ = analyse(model, images, config)
+    checkpoint = tmp_path / ".analysis.checkpoint.pt"
+    monkeypatch.setattr(gaps, "amortised_nll", _interrupting_estimate(gaps.amortised_nll))
+    with pytest.raises(KeyboardInterrupt):
+        analyse(model, images, config, checkpoint)
+    monkeypatch.undo()
+    saved = load_checkpoint(checkpoint)
+    other = {**saved, "config": _config(local_planar=3), "estimates": {}}  # another analysis's, fits swapped
+    other["fits"] = {"local": saved["fits"]["planar"], "planar": saved["fits"]["local"]}
+    save_atomically(other, checkpoint)
+    again, _ = analyse(model, images, config, checkpoint)  # started afresh
+    assert all(torch.equal(again[name], value) for name, value in whole.items())
+    save_atomically({**other, "config": config}, checkpoint)  # this analysis's config, another fit's tensors
+    with pytest.raises(ValueError, match=r"^the checkpoint .*\.analysis\.checkpoint\.pt does not fit this analysis "):
+        analyse(model, images, config, checkpoint)
 
 
 def test_the_likelihood_estimates_of_a_proposal_from_all_its_draws_its_halves_and_quarters():

@@ -15,6 +15,7 @@ from nf.book.chapter_runs import chapter_configs, configs_to_train
 from nf.book.cli import main
 from nf.experiments.jobs import (
     TrainRuns,
+    describe,
     job_batches,
     make_executor,
     run_local_jobs,
@@ -252,19 +253,25 @@ def test_the_command_leaves_queued_runs_alone_unless_forced(tmp_path, monkeypatc
 
 def test_the_command_trains_only_the_runs_named_by_their_keys(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NF_RESULTS_DIR", str(tmp_path))
-    keys = [config_hash(experiment, config) for experiment, config in chapter_configs("toy", "ci")]
+    runs = chapter_configs("toy", "ci")
+    keys = [config_hash(experiment, config) for experiment, config in runs]
     command = ["runs", "train", "toy", "--profile", "ci", "--executor", "local", "--dry-run", "--toy-batch", "1"]
     assert main([*command, "--keys", keys[2], keys[0], keys[2]]) == 0
     out = capsys.readouterr().out
     assert "2 runs settled: 2 missing; 2 jobs to submit" in out and out.count("job: toy run") == 2
+    chosen = [describe([run]) for run in (runs[2], runs[0])]  # in the order given, each once
+    assert [line[len("job: ") :] for line in out.splitlines() if line.startswith("job: ")] == chosen
 
 
 def test_a_key_that_is_not_a_settled_run_of_the_chapter_gets_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NF_RESULTS_DIR", str(tmp_path))
     command = ["runs", "train", "mnist", "--profile", "ci", "--executor", "local", "--dry-run", "--keys"]
-    assert main([*command, "0123456789abcdef"]) == 2
+    assert main([*command, "0123456789abcdef", "-p", "ladder.common", "{updates: 30, anneal_updates: 10}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: '0123456789abcdef' is not a run of chapter mnist (profile ci)") and "\n" not in err
+    assert err.endswith(
+        "runs status mnist --profile ci -p ladder.common '{updates: 30, anneal_updates: 10}' lists its runs' keys"
+    )
     settled = {config_hash(*run) for run in configs_to_train("mnist", "ci")[0]}
     waiting = [key for key in (config_hash(*run) for run in chapter_configs("mnist", "ci")) if key not in settled]
     assert main([*command, waiting[0]]) == 2

@@ -15,6 +15,7 @@ import re
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -142,7 +143,8 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {key: _parse_value(key, value) for key, value in args.parameter}
     runs, waiting = configs_to_train(args.chapter, args.profile, overrides)
     if args.keys is not None:
-        runs, waiting = chosen_runs(args.chapter, args.profile, overrides, runs, args.keys), None
+        runs = chosen_runs(args.chapter, args.profile, overrides, runs, args.keys, args.parameter)
+        waiting = None
     chosen, states = jobs.runs_to_submit(runs, force=args.force)
     batches = jobs.job_batches(chosen, toy_batch)
     print(f"{_count(len(runs), 'run')} settled: {', '.join(_counts(states))}; {_count(len(batches), 'job')} to submit")
@@ -176,12 +178,14 @@ def _train(args: argparse.Namespace) -> int:
 def chosen_runs(
     chapter: str,
     profile: str,
-    overrides: dict,
-    settled: list[tuple[str, dict]],
+    overrides: dict[str, Any],
+    settled: list[tuple[str, dict[str, Any]]],
     keys: list[str],
-) -> list[tuple[str, dict]]:
-    """The settled runs whose cache keys are ``keys``, in that order; a key that is not one of the chapter's runs,
-    or names a run whose config is not settled yet, gets a one-line error."""
+    parameters: list[tuple[str, str]] = (),
+) -> list[tuple[str, dict[str, Any]]]:
+    """The settled runs whose cache keys are ``keys``, in that order (each once); a key that is not one of the
+    chapter's runs (under ``overrides``, given on the command line as ``parameters``), or names a run whose config
+    is not settled yet, gets a one-line error."""
     from nf.book.chapter_runs import chapter_configs
     from nf.runs.cache import config_hash
 
@@ -191,7 +195,7 @@ def chosen_runs(
         if key not in every:
             raise ValueError(
                 f"{key!r} is not a run of chapter {chapter} (profile {profile}); "
-                f"python -m nf runs status {chapter} --profile {profile} lists its runs' keys"
+                f"{status_command(chapter, profile, list(parameters))} lists its runs' keys"
             )
         if key not in by_key:
             raise ValueError(f"run {key} is not settled yet: it waits for runs it depends on; train those first")

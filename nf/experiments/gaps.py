@@ -70,6 +70,7 @@ from nf.models.local_bound import (
     FitState,
     LocalBound,
     LocalFit,
+    ResumeMismatch,
     fitted_log_weights,
     local_planar_bound,
     locally_optimised_bound,
@@ -81,6 +82,8 @@ from nf.validation import check_int
 GAP_IMAGES = 1000
 GAP_NLL_SAMPLES = 5000
 _NLL_BATCH = 10  # images per pass of the importance sampling
+CHECKPOINT_SECONDS = 300.0  # an analysis saves its state at least this often (``analyse``)
+_FIT_NAMES = {"local": "fit of F*", "planar": "decoder's planar fit"}  # the fits, in order, as progress names them
 
 
 PROPOSALS = ("amortised", "local", "planar")  # the posteriors -ln p(x) is importance sampled with, in this order
@@ -201,18 +204,21 @@ def analyse(
     """The per-image numbers of the module docstring for ``model`` on ``images``, by ``config`` (``gap_config``), and
     the seconds spent on them.
 
-    With ``checkpoint``, the analysis is resumable: it saves its state there every few minutes during either fit
-    (``nf.models.local_bound``, "Resuming") and after each proposal's estimate, and an interrupt (SIGINT) saves it
-    at the next step and stops; run again, it continues from there to the same numbers, its seconds counting every
-    process's.
+    With ``checkpoint``, the analysis is resumable: it saves its state there (with ``config``) every few minutes
+    during either fit (``nf.models.local_bound``, "Resuming") and before and after each proposal's estimate; an
+    interrupt (SIGINT) saves it at the next step of a fit, or when the estimate being made ends, and stops.  Run
+    again with the same ``config``, it continues from there to the same numbers, its seconds counting every
+    process's time up to its last save (a checkpoint of another config is ignored and overwritten).  A second
+    SIGINT stops at once.
     """
     fit = LocalFit(**config["fit"])
     torch.manual_seed(fit.seed)
     samples = config["nll_samples"]
-    saved = _Resumable(checkpoint)
+    saved = _Resumable(checkpoint, config)
     with interrupt_between_updates() as interrupt:
-        local = locally_optimised_bound(model, images, fit, *saved.fit("local", interrupt))
-        planar = local_planar_bound(model, images, config["local_planar"], fit, *saved.fit("planar", interrupt))
+        local = saved.fitted("local", lambda *a: locally_optimised_bound(model, images, fit, *a), interrupt)
+        length = config["local_planar"]
+        planar = saved.fitted("planar", lambda *a: local_planar_bound(model, images, length, fit, *a), interrupt)
         estimate = {
             "amortised": lambda: amortised_nll(model, images, samples),
             "local": lambda: fitted_nll(model, local, images, samples, fit.seed + 3),
@@ -235,41 +241,45 @@ def analyse(
     return scores, saved.seconds()
 
 
-CHECKPOINT_SECONDS = 300.0  # an analysis saves its state at least this often (``analyse``)
-_FIT_NAMES = {"local": "fit of F*", "planar": "decoder's planar fit"}
-
-
 class _Resumable:
-    """An analysis's state at ``path`` (none: nothing saved): each fit's state, the proposals' estimates made, the
-    seconds spent so far."""
+    """An analysis's state at ``path`` (none: nothing is saved) for ``config``: each fit's state, the proposals'
+    estimates made, the seconds spent so far."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, config: dict[str, Any]):
         self.checkpointer = None if path is None else Checkpointer(path, every_seconds=CHECKPOINT_SECONDS)
+        self.config = config
         saved = (None if self.checkpointer is None else self.checkpointer.load()) or {}
+        if saved.get("config") != config:
+            saved = {}
         self.fits: dict[str, FitState | Callable[[], FitState]] = dict(saved.get("fits", {}))
         self.estimates: dict[str, dict[str, torch.Tensor]] = dict(saved.get("estimates", {}))
         self.earlier, self.start = saved.get("seconds", 0.0), time.perf_counter()
+        self.estimating = False  # both fits are made, the estimates are being made
 
     def seconds(self) -> float:
+        """The seconds spent: those of earlier processes (up to their last save) and this one's so far."""
         return self.earlier + time.perf_counter() - self.start
 
     def save(self) -> None:
         """Save the state, with a line saying how far it is (``python -m nf runs status`` shows it)."""
         fits = {name: state() if callable(state) else state for name, state in self.fits.items()}
-        if self.estimates:
+        if self.estimating:
             progress = f"{len(self.estimates)} of {len(PROPOSALS)} estimates of -ln p(x) made"
         else:
             name = list(fits)[-1]
             progress = f"{_FIT_NAMES[name]} at step {fits[name]['step']:,}"
-        state = {"fits": fits, "estimates": self.estimates, "seconds": self.seconds(), "progress": progress}
-        self.checkpointer.save(state)
+        state = {"config": self.config, "fits": fits, "estimates": self.estimates, "seconds": self.seconds()}
+        self.checkpointer.save({**state, "progress": progress})
 
     def _saver(self) -> Callable[[], None] | None:
+        """What an interrupt calls before it stops the analysis: ``save``, if there is a checkpoint."""
         return None if self.checkpointer is None else self.save
 
-    def fit(self, name: str, interrupt: InterruptFlag) -> tuple[FitState | None, AtStep]:
-        """The state to resume fit ``name`` from (None: start it), and its ``at_step``: note the state, save it when
-        due, stop at an interrupt."""
+    def fitted(
+        self, name: str, fit: Callable[[FitState | None, AtStep], LocalBound], interrupt: InterruptFlag
+    ) -> LocalBound:
+        """Fit ``name``, made by ``fit(resume, at_step)``: resumed from its saved state if there is one; its state
+        noted after each step, saved when due, and the fit stopped at an interrupt."""
 
         def at_step(state: Callable[[], FitState]) -> None:
             self.fits[name] = state
@@ -277,13 +287,23 @@ class _Resumable:
                 self.save()
             interrupt.check(self._saver())
 
-        return self.fits.get(name), at_step
+        try:
+            return fit(self.fits.get(name), at_step)
+        except ResumeMismatch as error:
+            raise ValueError(
+                f"the checkpoint {self.checkpointer.path} does not fit this analysis ({error}); "
+                "move or delete it to make the analysis from the start"
+            ) from None
 
     def estimate(
         self, name: str, compute: Callable[[], dict[str, torch.Tensor]], interrupt: InterruptFlag
     ) -> dict[str, torch.Tensor]:
-        """Proposal ``name``'s estimates: saved, or computed now and saved; then stop if interrupted."""
+        """Proposal ``name``'s estimates: saved, or computed now (saved before and after); then stop if
+        interrupted."""
+        self.estimating = True
         if name not in self.estimates:
+            if self.checkpointer is not None:
+                self.save()
             self.estimates[name] = compute()
             if self.checkpointer is not None:
                 self.save()

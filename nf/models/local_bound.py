@@ -42,8 +42,8 @@ rule looked at, with its standard error; the starting parameters are scored on t
 Images that have stopped leave the batch, so the computation shrinks as they converge; the draws of the images
 still running are rows of full-batch draws, so an image's result does not depend on when the others stop.
 
-**Resuming.**  After every step, and once more when it ends, the fit hands ``at_step`` a function that returns its
-state (``FitState``: the parameters, Adam's moments, each image's rate, step count, cuts and last checked bound, the
+**Resuming.**  After every step the fit hands ``at_step`` a function that returns a copy of its state
+(``FitState``: the parameters, Adam's moments, each image's rate, step count, cuts and last checked bound, the
 images still running, and the state of the steps' random draws); a fit given that state as ``resume`` continues
 from that step to the same numbers as a fit that never stopped (the rule's draws are drawn again from ``seed``).
 """
@@ -68,7 +68,7 @@ from nf.validation import check_int, check_positive
 LogJoint = Callable[[Tensor, Tensor], Tensor]  # (x of shape (B, ...), z of shape (S, B, D)) -> ln p(x, z), (S, B)
 Variational = tuple[Tensor, Tensor, Tensor | None]  # per image: q_0's mean and log std (B, D), flow params (B, P)
 FitState = dict[str, Any]  # a fit's state after a step (module docstring, "Resuming"): tensors and an int
-AtStep = Callable[[Callable[[], FitState]], None]  # called after each step with a function returning the state
+AtStep = Callable[[Callable[[], FitState]], None]  # called after each step with a function returning its state
 
 _EVALUATION_ROWS = 20_000  # draws times images per pass when only estimating (no gradients kept)
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.95), 1e-8
@@ -151,7 +151,7 @@ def optimise_local_bound(
         start: the starting ``(loc, log_scale, flow params)``, each ``(B, ...)``; flow params None without a flow.
         fit: the optimiser's settings and the rule's (default ``LocalFit()``).
         resume: a state ``at_step`` was given by a fit of the same images, start and settings: continue from it.
-        at_step: called after every step and when the fit ends, with a function returning the fit's state there.
+        at_step: called after every step with a function returning (a copy of) the fit's state there.
     """
     fit = LocalFit() if fit is None else fit
     start = tuple(None if t is None else t.detach() for t in start)
@@ -176,15 +176,15 @@ def optimise_local_bound(
     else:
         step, previous, active = _resumed(resume, adam, cuts, steps, converged, steps_draws)
 
-    def state() -> FitState:
+    def state() -> FitState:  # copies: the fit goes on changing its own tensors
         return {
             "step": step,
             **adam.state(),
-            "cuts": cuts,
-            "steps": steps,
-            "converged": converged,
-            "previous": previous,
-            "active": active,
+            "cuts": cuts.clone(),
+            "steps": steps.clone(),
+            "converged": converged.clone(),
+            "previous": previous.clone(),
+            "active": active.clone(),
             "draws": steps_draws.get_state(),
         }
 
@@ -211,8 +211,6 @@ def optimise_local_bound(
             active = active[~done]
         if at_step is not None:
             at_step(state)
-    if at_step is not None:
-        at_step(state)
     optimised = _log_weights(log_joint, flow, images, adam.parameters, final_eps)
     started = _log_weights(log_joint, flow, images, [t for t in start if t is not None], final_eps)
     bound, bound_se = _bound_and_se(optimised)
@@ -331,6 +329,10 @@ def _bound_and_se(log_w: Tensor) -> tuple[Tensor, Tensor]:
     return -log_w.mean(0), log_w.std(0) / math.sqrt(log_w.shape[0])
 
 
+class ResumeMismatch(ValueError):
+    """A state to resume from whose tensors do not fit the fit (another fit's); the message names the shapes."""
+
+
 class _RowAdam:
     """Adam (Kingma & Ba 2015) on per-image tensors (images along the first dimension), each image with its own
     learning rate and step count, so that any subset of images can take a step or start afresh."""
@@ -353,15 +355,20 @@ class _RowAdam:
             p[rows] -= rate * (m[rows] / (1 - b1**count)) / ((v[rows] / (1 - b2**count)).sqrt() + _ADAM_EPS)
 
     def state(self) -> dict[str, Any]:
-        """The parameters, moments, rates and step counts (the tensors themselves, not copies)."""
-        return {"parameters": self.parameters, "moments": self.moments, "rate": self.rate, "count": self.count}
+        """Copies of the parameters, moments, rates and step counts."""
+        return {
+            "parameters": [t.clone() for t in self.parameters],
+            "moments": [(m.clone(), v.clone()) for m, v in self.moments],
+            "rate": self.rate.clone(),
+            "count": self.count.clone(),
+        }
 
     def load(self, state: dict[str, Any]) -> None:
         """Take the values of a ``state()`` of an optimiser of the same shapes (one line naming a mismatch)."""
         mine = [*self.parameters, *(t for pair in self.moments for t in pair), self.rate, self.count]
         theirs = [*state["parameters"], *(t for pair in state["moments"] for t in pair), state["rate"], state["count"]]
         if [t.shape for t in mine] != [t.shape for t in theirs]:
-            raise ValueError(
+            raise ResumeMismatch(
                 f"the state to resume from has tensors of shapes {[tuple(t.shape) for t in theirs]}, "
                 f"this fit {[tuple(t.shape) for t in mine]}: it is another fit's"
             )

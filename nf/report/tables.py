@@ -116,7 +116,8 @@ def runs_table(experiment: str, results_dir: str | None = None) -> str:
 def analyses_table(results_dir: str | None = None) -> str:
     """The cached gap analyses (``nf.experiments.gaps``) grouped by the model they analyse: how many, how many of
     them on 1,000 images or more (the rest are convergence checks on the first images), their total and longest
-    time (every process of a resumed analysis counted), code versions; a last row sums them in core-hours."""
+    time (a resumed analysis's earlier processes counted up to their last save), code versions; a last row sums them
+    in core-hours."""
     groups: dict[tuple[str, str, int], list[Run]] = {}
     for run in list_runs("gaps", results_dir):
         analysed = run.config["run"]

@@ -45,7 +45,8 @@ from nf.runs.cache import (
 from nf.runs.checkpoint import UnreadableCheckpoint, load_checkpoint
 from nf.validation import check_choice
 
-LIVE_SECONDS = 600.0  # a few checkpoint intervals (2-3 minutes each)
+# a few checkpoint intervals: 2-3 minutes in training, 5 in a gap analysis's fits (none while it makes an estimate)
+LIVE_SECONDS = 600.0
 STATES = ("cached", "running", "queued", "interrupted", "missing")
 SCHEDULERS = ("slurm", "local")
 # SLURM job states in which the job will still run its runs, or runs them now
