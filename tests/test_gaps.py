@@ -84,13 +84,18 @@ def _interrupting_estimate(estimate):
     return wrapped
 
 
-@pytest.mark.parametrize("where", ["locally_optimised_bound", "local_planar_bound", "amortised_nll"])
-def test_an_analysis_interrupted_in_any_stage_resumes_to_the_numbers_of_one_never_stopped(where, tmp_path, monkeypatch):
+def _analysed_once():
+    """A small planar DLGM, six images, an analysis config, and that analysis made without a checkpoint."""
     torch.manual_seed(0)
     model = DLGM("planar", 2, latent=3, hidden=12, data_dim=20)
     images = torch.bernoulli(torch.rand(6, 20, generator=torch.Generator().manual_seed(1)))
     config = _config(local_planar=4)
-    whole, _ = analyse(model, images, config)
+    return model, images, config, analyse(model, images, config)[0]
+
+
+@pytest.mark.parametrize("where", ["locally_optimised_bound", "local_planar_bound", "amortised_nll"])
+def test_an_analysis_interrupted_in_any_stage_resumes_to_the_numbers_of_one_never_stopped(where, tmp_path, monkeypatch):
+    model, images, config, whole = _analysed_once()
     checkpoint = tmp_path / ".analysis.checkpoint.pt"
     original = getattr(gaps, where)
     stop = _interrupting_estimate(original) if where == "amortised_nll" else _interrupting_fit(original, 30)
@@ -116,11 +121,7 @@ def test_an_analysis_interrupted_in_any_stage_resumes_to_the_numbers_of_one_neve
 
 
 def test_a_checkpoint_of_another_analysis_is_ignored_and_one_that_does_not_fit_is_named(tmp_path, monkeypatch):
-    torch.manual_seed(0)
-    model = DLGM("planar", 2, latent=3, hidden=12, data_dim=20)
-    images = torch.bernoulli(torch.rand(6, 20, generator=torch.Generator().manual_seed(1)))
-    config = _config(local_planar=4)
-    whole, _ = analyse(model, images, config)
+    model, images, config, whole = _analysed_once()
     checkpoint = tmp_path / ".analysis.checkpoint.pt"
     monkeypatch.setattr(gaps, "amortised_nll", _interrupting_estimate(gaps.amortised_nll))
     with pytest.raises(KeyboardInterrupt):
