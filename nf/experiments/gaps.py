@@ -261,7 +261,10 @@ class _Resumable:
         return self.earlier + time.perf_counter() - self.start
 
     def save(self) -> None:
-        """Save the state, with a line saying how far it is (``python -m nf runs status`` shows it)."""
+        """Save the state, with a line saying how far it is (``python -m nf runs status`` shows it); without a
+        checkpoint, nothing."""
+        if self.checkpointer is None:
+            return
         fits = {name: state() if callable(state) else state for name, state in self.fits.items()}
         if self.estimating:
             progress = f"{len(self.estimates)} of {len(PROPOSALS)} estimates of -ln p(x) made"
@@ -270,10 +273,6 @@ class _Resumable:
             progress = f"{_FIT_NAMES[name]} at step {fits[name]['step']:,}"
         state = {"config": self.config, "fits": fits, "estimates": self.estimates, "seconds": self.seconds()}
         self.checkpointer.save({**state, "progress": progress})
-
-    def _saver(self) -> Callable[[], None] | None:
-        """What an interrupt calls before it stops the analysis: ``save``, if there is a checkpoint."""
-        return None if self.checkpointer is None else self.save
 
     def fitted(
         self, name: str, fit: Callable[[FitState | None, AtStep], LocalBound], interrupt: InterruptFlag
@@ -285,7 +284,7 @@ class _Resumable:
             self.fits[name] = state
             if self.checkpointer is not None and self.checkpointer.due(0):
                 self.save()
-            interrupt.check(self._saver())
+            interrupt.check(self.save)
 
         try:
             return fit(self.fits.get(name), at_step)
@@ -302,12 +301,10 @@ class _Resumable:
         interrupted."""
         self.estimating = True
         if name not in self.estimates:
-            if self.checkpointer is not None:
-                self.save()
+            self.save()
             self.estimates[name] = compute()
-            if self.checkpointer is not None:
-                self.save()
-        interrupt.check(self._saver())
+            self.save()
+        interrupt.check(self.save)
         return self.estimates[name]
 
 
