@@ -38,10 +38,11 @@ def test_a_training_state_round_trips_through_the_safe_loader(tmp_path):
         "elapsed": 1.5,
     }
     save_atomically(state, tmp_path / "c.pt")
-    loaded = load_checkpoint(tmp_path / "c.pt")
-    assert loaded["step"] == 7 and loaded["history"] == state["history"]
-    assert torch.equal(loaded["order"], state["order"])
-    assert loaded["optimizer"]["param_groups"] == state["optimizer"]["param_groups"]
+    for mapped in (False, True):  # read, or mapped from the file (what runs status does)
+        loaded = load_checkpoint(tmp_path / "c.pt", mapped=mapped)
+        assert loaded["step"] == 7 and loaded["history"] == state["history"]
+        assert torch.equal(loaded["order"], state["order"])
+        assert loaded["optimizer"]["param_groups"] == state["optimizer"]["param_groups"]
 
 
 def test_a_planted_checkpoint_runs_no_code_and_is_moved_aside_by_name(tmp_path):
@@ -49,6 +50,8 @@ def test_a_planted_checkpoint_runs_no_code_and_is_moved_aside_by_name(tmp_path):
     torch.save({"step": 3, "payload": _Planted(target)}, planted)
     with pytest.raises(UnreadableCheckpoint, match=r"\.abc\.checkpoint\.pt cannot be read \(UnpicklingError"):
         load_checkpoint(planted)
+    with pytest.raises(UnreadableCheckpoint, match=r"cannot be read \(UnpicklingError"):
+        load_checkpoint(planted, mapped=True)
     assert not target.exists() and planted.exists()  # nothing ran; reading alone moves nothing
     with pytest.warns(UserWarning, match=r"moved aside to \.abc\.checkpoint\.pt\.unreadable, and this run starts"):
         assert load_checkpoint(planted, move_aside=True) is None
@@ -59,8 +62,9 @@ def test_a_damaged_checkpoint_is_kept_aside_and_the_run_starts_over(tmp_path):
     damaged = tmp_path / "c.pt"
     save_atomically({"step": 3, "model": {"w": torch.zeros(1000)}}, damaged)
     damaged.write_bytes(damaged.read_bytes()[:2000])  # cut short, as by a full disk under another writer
-    with pytest.raises(UnreadableCheckpoint, match="c.pt cannot be read"):
-        load_checkpoint(damaged)
+    for mapped in (False, True):
+        with pytest.raises(UnreadableCheckpoint, match="c.pt cannot be read"):
+            load_checkpoint(damaged, mapped=mapped)
     with pytest.warns(UserWarning, match="c.pt cannot be read"):
         assert Checkpointer(damaged).load() is None  # what a trainer does: starts over, the file kept aside
     assert (tmp_path / "c.pt.unreadable").exists()

@@ -54,8 +54,9 @@ class UnreadableCheckpoint(RuntimeError):
     """A checkpoint that exists but cannot be read; the message names it."""
 
 
-def load_checkpoint(path: Path, move_aside: bool = False) -> dict[str, Any] | None:
-    """The checkpoint at ``path``, or None if there is none.
+def load_checkpoint(path: Path, move_aside: bool = False, mapped: bool = False) -> dict[str, Any] | None:
+    """The checkpoint at ``path``, or None if there is none; ``mapped``: its tensors mapped from the file, not read
+    (``torch.load(mmap=True)``), for a reader that wants only its small entries (``python -m nf runs status``).
 
     Only tensors and plain containers are unpickled (``weights_only=True``): a file planted in a shared results
     folder cannot run code in the jobs that read it.  A checkpoint that cannot be read (damaged, written by an
@@ -67,7 +68,7 @@ def load_checkpoint(path: Path, move_aside: bool = False) -> dict[str, Any] | No
     if not path.exists():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
     except Exception as error:
         reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
         if not move_aside:

@@ -204,7 +204,7 @@ def _state_from_files(
     checkpoint = checkpoint_path(experiment, config, results_dir)
     here = run_is_locked(experiment, config, results_dir)
     try:
-        state = load_checkpoint(checkpoint)
+        state = load_checkpoint(checkpoint, mapped=True)  # its step or progress line only
     except UnreadableCheckpoint:
         return "interrupted", "checkpoint cannot be read: it will be moved aside and the run started over"
     if state is None:
