@@ -58,8 +58,9 @@ def test_the_gaps_add_up_and_the_local_bound_stays_above_the_likelihood(flow, le
     assert all(1 <= summary[f"ess_{p}"] <= 2000 for p in PROPOSALS)
 
 
-def _interrupting_fit(fit, at: int):
-    """``fit`` (a local bound whose ``at_step`` comes last), sending this process SIGINT at its ``at``-th step."""
+def _interrupting(work, at: int):
+    """``work`` (a fit or an estimate whose ``at_step`` or ``at_batch`` comes last), sending this process SIGINT at its
+    ``at``-th step or batch."""
 
     def wrapped(*args):
         *arguments, at_step = args
@@ -70,7 +71,7 @@ def _interrupting_fit(fit, at: int):
                 os.kill(os.getpid(), signal.SIGINT)
             at_step(state)
 
-        return fit(*arguments, signalling)
+        return work(*arguments, signalling)
 
     return wrapped
 
@@ -93,24 +94,51 @@ def _analysed_once():
     return model, images, config, analyse(model, images, config)[0]
 
 
-@pytest.mark.parametrize("where", ["locally_optimised_bound", "local_planar_bound", "amortised_nll"])
-def test_an_analysis_interrupted_in_any_stage_resumes_to_the_numbers_of_one_never_stopped(where, tmp_path, monkeypatch):
+# where an analysis is interrupted (the function, at its step or batch; None: as it returns), and what is saved there:
+# the fits begun, the estimates made, the estimate begun, the progress line
+STOPS = {
+    "fit of F*": ("locally_optimised_bound", 30, ["local"], [], [], "fit of F* at step 30"),
+    "planar fit": ("local_planar_bound", 30, ["local", "planar"], [], [], "decoder's planar fit at step 30"),
+    "after an estimate": (
+        "amortised_nll",
+        None,
+        ["local", "planar"],
+        ["amortised"],
+        [],
+        "1 of 3 estimates of -ln p(x) made",
+    ),
+    "in the first estimate": (
+        "amortised_nll",
+        2,
+        ["local", "planar"],
+        [],
+        ["amortised"],
+        "0 of 3 estimates of -ln p(x) made, the next at image 4 of 6",
+    ),
+    "in a fitted estimate": (
+        "fitted_nll",
+        2,
+        ["local", "planar"],
+        ["amortised"],
+        ["local"],
+        "1 of 3 estimates of -ln p(x) made, the next at image 4 of 6",
+    ),
+}
+
+
+@pytest.mark.parametrize("stop", list(STOPS))
+def test_an_analysis_interrupted_in_any_stage_resumes_to_the_numbers_of_one_never_stopped(stop, tmp_path, monkeypatch):
+    monkeypatch.setattr(gaps, "_NLL_BATCH", 2)  # three batches of images in each estimate
     model, images, config, whole = _analysed_once()
     checkpoint = tmp_path / ".analysis.checkpoint.pt"
+    where, at, fits, estimates, partial, progress = STOPS[stop]
     original = getattr(gaps, where)
-    stop = _interrupting_estimate(original) if where == "amortised_nll" else _interrupting_fit(original, 30)
-    monkeypatch.setattr(gaps, where, stop)
+    monkeypatch.setattr(gaps, where, _interrupting_estimate(original) if at is None else _interrupting(original, at))
     with pytest.raises(KeyboardInterrupt):
         analyse(model, images, config, checkpoint)
     saved = load_checkpoint(checkpoint)
-    assert list(saved["fits"]) == (["local"] if where == "locally_optimised_bound" else ["local", "planar"])
-    assert list(saved["estimates"]) == (["amortised"] if where == "amortised_nll" else [])
-    progress = {
-        "locally_optimised_bound": "fit of F* at step 30",
-        "local_planar_bound": "decoder's planar fit at step 30",
-        "amortised_nll": "1 of 3 estimates of -ln p(x) made",
-    }
-    assert saved["progress"] == progress[where]  # what runs status shows
+    assert (list(saved["fits"]), list(saved["estimates"]), list(saved["partial"])) == (fits, estimates, partial)
+    assert saved["progress"] == progress  # what runs status shows
     monkeypatch.setattr(gaps, where, original)
     save_atomically({**saved, "seconds": 1e6}, checkpoint)  # as if the first process had run for days
     resumed, seconds = analyse(model, images, config, checkpoint)

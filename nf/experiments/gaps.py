@@ -137,26 +137,73 @@ def _delta_se(weights: torch.Tensor, dim: int) -> torch.Tensor:
     return weights.std(dim) / (weights.mean(dim) * math.sqrt(weights.shape[dim]))
 
 
+EstimateState = dict[str, Any]  # an estimate's state after a batch of images: its estimates so far, its draws'
+AtBatch = Callable[[Callable[[], EstimateState]], None]  # called after each batch with a function returning it
+RandomState = tuple[Callable[[], torch.Tensor], Callable[[torch.Tensor], None]]  # the draws' state: get, set
+
+
 @torch.no_grad()
-def amortised_nll(model: DLGM, images: torch.Tensor, samples: int) -> dict[str, torch.Tensor]:
-    """``nll_estimates`` with ``samples`` draws of the amortised ``q_K`` per image (the paper's estimator)."""
-    parts = []
-    for x in images.split(_NLL_BATCH):
-        log_w = torch.cat([model.log_importance_weights(x, 500) for _ in range(math.ceil(samples / 500))])
-        parts.append(nll_estimates(log_w[:samples]))
-    return _joined(parts)
+def amortised_nll(
+    model: DLGM,
+    images: torch.Tensor,
+    samples: int,
+    resume: EstimateState | None = None,
+    at_batch: AtBatch | None = None,
+) -> dict[str, torch.Tensor]:
+    """``nll_estimates`` with ``samples`` draws of the amortised ``q_K`` per image (the paper's estimator), made
+    ``_NLL_BATCH`` images at a time from torch's global random draws; ``resume`` and ``at_batch`` as for
+    ``_batched``."""
+    batches = images.split(_NLL_BATCH)
+
+    def batch(i: int) -> dict[str, torch.Tensor]:
+        log_w = torch.cat([model.log_importance_weights(batches[i], 500) for _ in range(math.ceil(samples / 500))])
+        return nll_estimates(log_w[:samples])
+
+    return _batched(len(batches), batch, (torch.get_rng_state, torch.set_rng_state), resume, at_batch)
 
 
 def fitted_nll(
-    model: DLGM, fitted: LocalBound, images: torch.Tensor, samples: int, seed: int
+    model: DLGM,
+    fitted: LocalBound,
+    images: torch.Tensor,
+    samples: int,
+    seed: int,
+    resume: EstimateState | None = None,
+    at_batch: AtBatch | None = None,
 ) -> dict[str, torch.Tensor]:
-    """``nll_estimates`` with ``samples`` fresh draws per image of the posterior fitted to it (``fitted``)."""
-    parts = []
+    """``nll_estimates`` with ``samples`` fresh draws per image of the posterior fitted to it (``fitted``), made
+    ``_NLL_BATCH`` images at a time from a generator seeded with ``seed``; ``resume`` and ``at_batch`` as for
+    ``_batched``."""
     generator = torch.Generator(device=fitted.parameters[0].device).manual_seed(seed)
-    for rows in torch.arange(len(images)).split(_NLL_BATCH):
-        parameters = tuple(None if t is None else t[rows] for t in fitted.parameters)
-        log_w = fitted_log_weights(model.log_joint, fitted.flow, parameters, images[rows], samples, generator)
-        parts.append(nll_estimates(log_w))
+    batches = torch.arange(len(images)).split(_NLL_BATCH)
+
+    def batch(i: int) -> dict[str, torch.Tensor]:
+        parameters = tuple(None if t is None else t[batches[i]] for t in fitted.parameters)
+        log_w = fitted_log_weights(model.log_joint, fitted.flow, parameters, images[batches[i]], samples, generator)
+        return nll_estimates(log_w)
+
+    return _batched(len(batches), batch, (generator.get_state, generator.set_state), resume, at_batch)
+
+
+def _batched(
+    batches: int,
+    batch: Callable[[int], dict[str, torch.Tensor]],
+    draws: RandomState,
+    resume: EstimateState | None,
+    at_batch: AtBatch | None,
+) -> dict[str, torch.Tensor]:
+    """The estimates of ``batch(0), ..., batch(batches - 1)`` joined along the images.  After each batch
+    ``at_batch`` is handed a function returning the estimate's state (the batches' estimates so far and the
+    ``draws``' state); given that state as ``resume``, the estimate continues from the next batch to the same
+    numbers as one that never stopped."""
+    parts = []
+    if resume is not None:
+        parts = list(resume["parts"])
+        draws[1](resume["draws"])
+    while len(parts) < batches:
+        parts.append(batch(len(parts)))
+        if at_batch is not None:
+            at_batch(lambda: {"parts": list(parts), "draws": draws[0]()})
     return _joined(parts)
 
 
@@ -205,8 +252,9 @@ def analyse(
     the seconds spent on them.
 
     With ``checkpoint``, the analysis is resumable: it saves its state there (with ``config``) every few minutes
-    during either fit (``nf.models.local_bound``, "Resuming") and before and after each proposal's estimate; an
-    interrupt (SIGINT) saves it at the next step of a fit, or when the estimate being made ends, and stops.  Run
+    during either fit (``nf.models.local_bound``, "Resuming") and either proposal's estimate (``_batched``), and
+    before and after each estimate; an interrupt (SIGINT) saves it at the next step of a fit or the next batch of
+    images of an estimate, and stops.  Run
     again with the same ``config``, it continues from there to the same numbers, its seconds counting every
     process's time up to its last save (a checkpoint of another config is ignored and overwritten).  A second
     SIGINT stops at once.
@@ -220,9 +268,9 @@ def analyse(
         length = config["local_planar"]
         planar = saved.fitted("planar", lambda *a: local_planar_bound(model, images, length, fit, *a), interrupt)
         estimate = {
-            "amortised": lambda: amortised_nll(model, images, samples),
-            "local": lambda: fitted_nll(model, local, images, samples, fit.seed + 3),
-            "planar": lambda: fitted_nll(model, planar, images, samples, fit.seed + 4),
+            "amortised": lambda *a: amortised_nll(model, images, samples, *a),
+            "local": lambda *a: fitted_nll(model, local, images, samples, fit.seed + 3, *a),
+            "planar": lambda *a: fitted_nll(model, planar, images, samples, fit.seed + 4, *a),
         }
         proposals = {name: saved.estimate(name, estimate[name], interrupt) for name in PROPOSALS}
     scores = {
@@ -243,7 +291,7 @@ def analyse(
 
 class _Resumable:
     """An analysis's state at ``path`` (none: nothing is saved) for ``config``: each fit's state, the proposals'
-    estimates made, the seconds spent so far."""
+    estimates made, the state of the one being made, the seconds spent so far."""
 
     def __init__(self, path: Path | None, config: dict[str, Any]):
         self.checkpointer = None if path is None else Checkpointer(path, every_seconds=CHECKPOINT_SECONDS)
@@ -253,6 +301,7 @@ class _Resumable:
             saved = {}
         self.fits: dict[str, FitState | Callable[[], FitState]] = dict(saved.get("fits", {}))
         self.estimates: dict[str, dict[str, torch.Tensor]] = dict(saved.get("estimates", {}))
+        self.partial: dict[str, EstimateState | Callable[[], EstimateState]] = dict(saved.get("partial", {}))
         self.earlier, self.start = saved.get("seconds", 0.0), time.perf_counter()
         self.estimating = False  # both fits are made, the estimates are being made
 
@@ -265,29 +314,27 @@ class _Resumable:
         checkpoint, nothing."""
         if self.checkpointer is None:
             return
-        fits = {name: state() if callable(state) else state for name, state in self.fits.items()}
+        fits, partial = (
+            {name: s() if callable(s) else s for name, s in kept.items()} for kept in (self.fits, self.partial)
+        )
         if self.estimating:
             progress = f"{len(self.estimates)} of {len(PROPOSALS)} estimates of -ln p(x) made"
+            for state in partial.values():
+                made = sum(part["nll"].shape[-1] for part in state["parts"])
+                progress += f", the next at image {made:,} of {self.config['images']:,}"
         else:
             name = list(fits)[-1]
             progress = f"{_FIT_NAMES[name]} at step {fits[name]['step']:,}"
-        state = {"config": self.config, "fits": fits, "estimates": self.estimates, "seconds": self.seconds()}
-        self.checkpointer.save({**state, "progress": progress})
+        state = {"config": self.config, "fits": fits, "estimates": self.estimates, "partial": partial}
+        self.checkpointer.save({**state, "seconds": self.seconds(), "progress": progress})
 
     def fitted(
         self, name: str, fit: Callable[[FitState | None, AtStep], LocalBound], interrupt: InterruptFlag
     ) -> LocalBound:
         """Fit ``name``, made by ``fit(resume, at_step)``: resumed from its saved state if there is one; its state
         noted after each step, saved when due, and the fit stopped at an interrupt."""
-
-        def at_step(state: Callable[[], FitState]) -> None:
-            self.fits[name] = state
-            if self.checkpointer is not None and self.checkpointer.due(0):
-                self.save()
-            interrupt.check(self.save)
-
         try:
-            return fit(self.fits.get(name), at_step)
+            return fit(self.fits.get(name), self._noting(self.fits, name, interrupt))
         except ResumeMismatch as error:
             raise ValueError(
                 f"the checkpoint {self.checkpointer.path} does not fit this analysis ({error}); "
@@ -295,17 +342,34 @@ class _Resumable:
             ) from None
 
     def estimate(
-        self, name: str, compute: Callable[[], dict[str, torch.Tensor]], interrupt: InterruptFlag
+        self,
+        name: str,
+        compute: Callable[[EstimateState | None, AtBatch], dict[str, torch.Tensor]],
+        interrupt: InterruptFlag,
     ) -> dict[str, torch.Tensor]:
-        """Proposal ``name``'s estimates: saved, or computed now (saved before and after); then stop if
-        interrupted."""
+        """Proposal ``name``'s estimates: saved, or made now by ``compute(resume, at_batch)`` (saved before and
+        after), resumed from its saved state if there is one, its state noted after each batch of images, saved
+        when due, and the estimate stopped at an interrupt; then stop if interrupted."""
         self.estimating = True
         if name not in self.estimates:
             self.save()
-            self.estimates[name] = compute()
+            self.estimates[name] = compute(self.partial.get(name), self._noting(self.partial, name, interrupt))
+            self.partial.pop(name, None)
             self.save()
         interrupt.check(self.save)
         return self.estimates[name]
+
+    def _noting(self, kept: dict[str, Any], name: str, interrupt: InterruptFlag) -> Callable[[Any], None]:
+        """The callback a fit or an estimate hands its state to (a function returning it): noted as ``kept[name]``,
+        saved when due, and the work stopped (saved) at an interrupt."""
+
+        def note(state: Any) -> None:
+            kept[name] = state
+            if self.checkpointer is not None and self.checkpointer.due(0):
+                self.save()
+            interrupt.check(self.save)
+
+        return note
 
 
 def mean_se(values: torch.Tensor) -> tuple[float, float]:

@@ -45,7 +45,7 @@ from nf.runs.cache import (
 from nf.runs.checkpoint import UnreadableCheckpoint, load_checkpoint
 from nf.validation import check_choice
 
-# a few checkpoint intervals: 2-3 minutes in training, 5 in a gap analysis's fits (none while it makes an estimate)
+# a few checkpoint intervals: 2-3 minutes in training, 5 in a gap analysis (its fits and its estimates alike)
 LIVE_SECONDS = 600.0
 STATES = ("cached", "running", "queued", "interrupted", "missing")
 SCHEDULERS = ("slurm", "local")
