@@ -137,7 +137,7 @@ def _delta_se(weights: torch.Tensor, dim: int) -> torch.Tensor:
     return weights.std(dim) / (weights.mean(dim) * math.sqrt(weights.shape[dim]))
 
 
-EstimateState = dict[str, Any]  # an estimate's state after a batch of images: its estimates so far, its draws'
+EstimateState = dict[str, Any]  # after a batch of images: the estimates so far and the draws' state
 AtBatch = Callable[[Callable[[], EstimateState]], None]  # called after each batch with a function returning it
 RandomState = tuple[Callable[[], torch.Tensor], Callable[[torch.Tensor], None]]  # the draws' state: get, set
 
@@ -252,12 +252,11 @@ def analyse(
     the seconds spent on them.
 
     With ``checkpoint``, the analysis is resumable: it saves its state there (with ``config``) every few minutes
-    during either fit (``nf.models.local_bound``, "Resuming") and either proposal's estimate (``_batched``), and
+    during either fit (``nf.models.local_bound``, "Resuming") and each proposal's estimate (``_batched``), and
     before and after each estimate; an interrupt (SIGINT) saves it at the next step of a fit or the next batch of
-    images of an estimate, and stops.  Run
-    again with the same ``config``, it continues from there to the same numbers, its seconds counting every
-    process's time up to its last save (a checkpoint of another config is ignored and overwritten).  A second
-    SIGINT stops at once.
+    images of an estimate, and stops.  Run again with the same ``config``, it continues from there to the same
+    numbers, its seconds counting every process's time up to its last save (a checkpoint of another config is
+    ignored and overwritten).  A second SIGINT stops at once.
     """
     fit = LocalFit(**config["fit"])
     torch.manual_seed(fit.seed)
