@@ -249,7 +249,9 @@ def test_the_chapter_in_a_paragraph(tmp_path):
     )
 
 
-@pytest.mark.parametrize("difference,within", [(0.0, "yes (0.09)"), (-0.08, "yes (0.09)"), (0.1, "no (0.09)")])
+@pytest.mark.parametrize(
+    "difference,within", [(0.0, "yes (s = 0.09)"), (-0.08, "yes (s = 0.09)"), (0.1, "no (s = 0.09)")]
+)
 def test_a_retrained_model_is_set_beside_the_cached_one(tmp_path, difference, within):
     analysis = _analysis(tmp_path, "none", 0, 3.0, 1.0)
     scored = fake_run(mnist_config(flow="none", length=0, protocol="test"), torch.full((IMAGES,), 88.7), tmp_path)
@@ -266,7 +268,7 @@ def test_a_retrained_model_is_set_beside_the_cached_one(tmp_path, difference, wi
         retrainings([("our recipe", ("none", 0), analysis), ("our recipe", ("planar", 20), None)], noise, tmp_path)
     )
     assert row["difference"] == ("0 (identical)" if difference == 0 else f"{difference:+.4f}")
-    assert row["within the seed spread"] == within and " → " in row["code (cached → retrained)"]
+    assert row["difference within one seed spread (s)"] == within and " → " in row["code (cached → retrained)"]
     flow = _analysis(tmp_path, "planar", 20, 2.0, 1.0)
     reading = gap_reading(
         [("our recipe", ("none", 0), analysis), ("our recipe", ("planar", 20), flow)],
@@ -275,6 +277,10 @@ def test_a_retrained_model_is_set_beside_the_cached_one(tmp_path, difference, wi
     )
     outside = f"spread: diagonal, {difference:+.2f} nats from the scored run against a seed spread of 0.09 ("
     assert (outside in reading) == within.startswith("no")
+    glance = gaps_at_a_glance(
+        [("our recipe", ("none", 0), analysis), ("our recipe", ("planar", 20), flow)], noise, tmp_path
+    )
+    assert (outside in glance) == within.startswith("no")  # the intro's summary carries the note too
 
 
 def test_a_noisy_check_is_judged_by_its_paired_standard_error(tmp_path):
@@ -423,7 +429,7 @@ def test_an_analysis_whose_check_says_no_is_refitted_with_the_checks_fit(
     assert refit.check_config["fit"] == {**refit.analysis_config["fit"], **fits[1]}
     assert describe_run("gaps", refit.analysis_config) != describe_run("gaps", first.analysis_config)  # told apart
     assert read_analyses(models)[0][2].key == standard.key  # the standard fit is read until the refit is made
-    assert f"({model_label(model)}, {recipe}: waiting for a refit with a longer fit, its check having said no)" in (
+    assert f"while a refit with a longer one waits (its check said no): {model_label(model)}, {recipe};" in (
         analyses_done(models)
     )
     caveat = convergence_caveats(models)[(recipe, model)]  # 0.3 on average, on 5 noisy images
@@ -485,7 +491,8 @@ def test_the_scorecards_note_on_the_estimator_needs_a_recipe_with_scored_runs(tm
     assert estimator_note(entries, _noise(0.1), tmp_path) == (
         "Measured there: with the paper's recipe, planar K=20 gains -0.60 ± 0.10 nats over the diagonal model by "
         "Table 2's estimator (200 draws, on the first 1,000 test images only), of which +0.60 ± 0.10 is the "
-        "estimator's (decidedly)."
+        "estimator's (decidedly); by the kept estimate the gain is +0.00 ± 0.10 nats, against -1.7, half the paper's "
+        "-3.4."
     )
 
 
@@ -504,7 +511,7 @@ def test_the_chapter_says_which_models_were_checked_with_its_longest_fit(tmp_pat
     assert longest_fit_note(models) == (
         "Checked with the chapter's longest fit (4 cuts, 400-step chunks, ≤ 5,000 steps): 1 of 2 analysed models. "
         "By that check F*(x) has converged for 1 of them (planar K=80, our recipe) and the planar bound for 1 of "
-        "them (planar K=80, our recipe). Not yet checked with it: diagonal, our recipe. By their longest check so "
+        "them (planar K=80, our recipe). Not yet checked with it: diagonal, our recipe. By its longest check so "
         "far, with 4 cuts, ≤ 5,000 steps, F*(x) has converged for 1 of them (diagonal, our recipe) and the planar "
         "bound for 1 of them (diagonal, our recipe)."
     )
@@ -524,7 +531,7 @@ def test_an_analysis_passing_its_check_early_is_checked_with_the_longest_fit_too
     assert convergence_table(gap_levels(parameters)[:1])[1]["converged"] == "not checked yet"
     assert longest_fit_note(gap_levels(parameters)[:1]) == (
         "Checked with the chapter's longest fit (3 cuts, 20-step chunks, ≤ 160 steps): none yet. Not yet checked "
-        "with it: diagonal, our recipe. By their longest check so far, with 3 cuts, 5-step chunks, ≤ 40 steps, F*(x) "
+        "with it: diagonal, our recipe. By its longest check so far, with 3 cuts, 5-step chunks, ≤ 40 steps, F*(x) "
         "has converged for 1 of them (diagonal, our recipe) and the planar bound for 1 of them (diagonal, our "
         "recipe)."
     )
@@ -662,4 +669,4 @@ def test_a_refits_check_made_before_the_refit_is_not_read(tmp_path, monkeypatch)
     assert refit.analysis is None and refit.check is None
     models = gap_levels(parameters)
     assert [r["converged"] for r in convergence_table(models[:1])][1] == "refit waiting"
-    assert "waiting for a refit" in analyses_done(models) and longest_fit_note(models[:1])
+    assert "a refit with a longer one waits" in analyses_done(models) and longest_fit_note(models[:1])

@@ -114,6 +114,8 @@ def test_a_ladder_still_training_shows_its_fall_at_the_furthest_budget_its_rungs
     evidence = rows["longer planar flows give a lower −ln p(x) (Table 2)"]["evidence"]
     assert evidence.startswith("so far at 100,000 updates K=0 to 80 (K=0, 10, 20, 40, 80): -3.00 ± 0.10")
     assert "; rises decidedly at step K=20 → 40 by +1.50 ± 0.10;" in evidence and "rising within" not in evidence
+    ours = rows["longer planar flows give a lower −ln p(x) (Table 2)"]["ours"]  # the summary cell names it too
+    assert ours.endswith("(the furthest budget its trained rungs share); rising decidedly at K=20 → 40")
     within = tmp_path / "within"  # a step that rises within the uncertainty is named too
     for config, gain in zip(configs, (0.0, -0.5, -1.0, -0.9, -3.0)):
         _store(config, 100_000, gain, within)
@@ -121,6 +123,7 @@ def test_a_ladder_still_training_shows_its_fall_at_the_furthest_budget_its_rungs
     evidence = rows["longer planar flows give a lower −ln p(x) (Table 2)"]["evidence"]
     assert "rises decidedly" not in evidence
     assert "; rising within 2 uncertainties: K=20 → 40 by +0.10 ± 0.10" in evidence
+    assert "rising" not in rows["longer planar flows give a lower −ln p(x) (Table 2)"]["ours"]  # within: not named
     flat = tmp_path / "flat"  # no decided fall overall: a decided rise is still named
     for config, gain in zip(configs, (0.0, -0.5, -1.0, 0.5, -0.1)):
         _store(config, 100_000, gain, flat)

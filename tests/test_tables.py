@@ -6,6 +6,7 @@ import pytest
 
 from nf.book.chapter_runs import mnist_configs, mnist_evidence, mnist_verdict
 from nf.book.profiles import PROFILE_NAMES, PROFILES, chapter_parameters
+from nf.experiments.mnist import run_configs
 from nf.report.scorecard import mnist_rows, mnist_training_note
 from nf.report.tables import analyses_table, markdown_table, profiles_table
 
@@ -234,3 +235,10 @@ def test_the_gap_analyses_table_groups_by_model_and_recipe_and_sums_the_core_hou
         ["| all: 2.0 core-hours", "", "4", "3", "120.0", ""],
     ]
     assert analyses_table(tmp_path / "empty") == "No cached gap analyses yet."
+
+
+def test_the_training_note_names_our_recipe_and_the_flows_start():
+    configs = run_configs([["none", 0], ["planar", 2]], protocol="test", updates=60, anneal_updates=20)
+    note = mnist_training_note(({}, {}, configs, [object(), object()]))  # both "trained": the note reads configs only
+    assert note.startswith("Ours are trained with ") and " for 60 updates, each flow started at random, " in note
+    assert "the paper's with rmsprop 1e-05, momentum 0.9 for 500,000" in note

@@ -71,6 +71,7 @@ from nf.report.verdicts import (
     GAIN_FRACTION,
     Verdict,
     falls_along,
+    margin,
     not_tested,
     table2_number,
     verdict_columns,
@@ -283,7 +284,13 @@ def regime_verdicts(
         span = f"K=0 to {lengths[-1]}" + (f" (K={', '.join(map(str, lengths))})" if len(there) > 2 else "")
         so_far = fall([m for m, _ in there], [run for _, run in there], span, quantity)
         shared = f"at {budget:,} updates (the furthest budget its trained rungs share)"
-        return f"at {budget:,} updates {so_far.reason}", f"so far {so_far.ours} {shared}"
+        rising = [  # the steps that would make the verdict "partly" were the rungs finished as they stand
+            f"K={a[1]} → {b[1]}"
+            for (a, run_a), (b, run_b) in zip(there, there[1:])
+            if (step := difference(run_a, run_b, quantity))[0] > 0 and margin(step[0], 0.0, step[1]) > SIGNIFICANT
+        ]
+        rises = f"; rising decidedly at {', '.join(rising)}" if rising else ""
+        return f"at {budget:,} updates {so_far.reason}", f"so far {so_far.ours} {shared}{rises}"
 
     for claim, rungs, quantity, paper in (
         (PAIR_CLAIM, [DIAGONAL, ("planar", 20)], "nll", f"{paper_fall([DIAGONAL, ('planar', 20)]):+.1f}"),
