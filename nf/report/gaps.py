@@ -160,12 +160,11 @@ def gap_rules() -> str:
             "9. **A longer check fit**, added after every analysis made (6 of 7 models) had been checked with the "
             "fit of 400-step chunks and none had converged by it (for 4 of them $\\mathcal F^*$ had not converged, and "
             "for all 6 the planar bound had not; their lowering seen), before any analysis was checked with the new "
-            "one: a third check "
-            "fit with chunks four times longer, to measure how much further the bounds fall. This changes rules 7 "
-            "and 8: an analysis whose check passed before the longest fit is checked with every longer fit, not "
-            "only the longest (so no check already made leaves the table), and rule 7's refits continue to the new "
-            "fit. A model's convergence is read from its check with the longest fit made so far. The other rules "
-            "are unchanged.",
+            "one: a third check fit with chunks four times longer, to measure how much further the bounds fall. "
+            "This changes rules 7 and 8: an analysis whose check passed before the longest fit is checked with every "
+            "longer fit, not only the longest (so no check already made leaves the table), and rule 7's refits "
+            "continue to the new fit. A model's convergence is read from its check with the longest fit made so "
+            "far. The other rules are unchanged.",
         ]
     )
 
